@@ -1,0 +1,78 @@
+"""Problems found in rule files, and the stable codes users can look up and silence.
+
+Every check reports a :class:`Problem`; nothing in the loader raises on the first
+mistake, so ``switchyard lint`` can show all of them in one run.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+ERROR = "error"
+WARNING = "warning"
+
+#: Stable codes, grouped by what they check. Documented in docs/cli.md.
+CODES = {
+    "SY001": "YAML syntax error",
+    "SY002": "rule file does not match the rules schema",
+    "SY003": "rule file cannot be read",
+    "SY101": "trigger syntax error",
+    "SY102": "unknown operator or keyword in a trigger",
+    "SY103": "invalid regular expression",
+    "SY104": "`and` and `or` mixed at one level without parentheses",
+    "SY105": "literal of the wrong kind for its operator",
+    "SY201": "JMESPath syntax error",
+    "SY202": "unknown JMESPath function or wrong number of arguments",
+    "SY301": "unknown action catalog",
+    "SY302": "unknown action",
+    "SY303": "unknown action field",
+    "SY304": "required action field has no mapping and no default",
+    "SY305": "literal value of the wrong type for its field",
+    "SY306": "unknown destination transport or bad destination setting",
+    "SY401": "duplicate mapping name",
+    "SY402": "duplicate destination name",
+    "SY403": "test case refers to an unknown mapping",
+    "SY501": "environment variable is not set and has no default",
+}
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One finding, located in a file (1-based line and column)."""
+
+    code: str
+    message: str
+    severity: str = ERROR
+    file: str = ""
+    line: int = 1
+    column: int = 1
+    source_line: str | None = field(default=None, compare=False)
+
+    def located(self, file: str, line: int, column: int, source_line: str | None = None) -> "Problem":
+        return Problem(self.code, self.message, self.severity, file, line, column, source_line)
+
+    def to_dict(self) -> dict:
+        return {
+            "file": self.file,
+            "line": self.line,
+            "column": self.column,
+            "severity": self.severity,
+            "code": self.code,
+            "message": self.message,
+        }
+
+
+def format_text(problem: Problem) -> str:
+    """``FILE:LINE:COL: severity CODE message``, then the source line and a caret."""
+    head = f"{problem.file}:{problem.line}:{problem.column}: {problem.severity} {problem.code} {problem.message}"
+    if problem.source_line is None:
+        return head
+    text = problem.source_line.rstrip("\n")
+    caret = " " * (problem.column - 1) + "^"
+    return f"{head}\n    {text}\n    {caret}"
+
+
+def format_github(problem: Problem) -> str:
+    """A GitHub Actions workflow command, shown as an annotation on the pull request."""
+    kind = "error" if problem.severity == ERROR else "warning"
+    message = f"{problem.code} {problem.message}".replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    return f"::{kind} file={problem.file},line={problem.line},col={problem.column},title={problem.code}::{message}"
