@@ -1,0 +1,193 @@
+"""The ``switchyard`` command: lint, test, explain and run rule files.
+
+Exit codes: 0 success, 1 problems found (rule errors, failed tests, failed run),
+2 usage errors (bad arguments, missing files).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from . import __version__
+from .diagnostics import ERROR, WARNING, format_github, format_text
+from .loader import compile_paths
+
+EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="switchyard", description="Route Segment-spec events with rules as code.")
+    parser.add_argument("--version", action="version", version=f"switchyard {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    lint = commands.add_parser("lint", help="check rule files and report every problem")
+    lint.add_argument("paths", nargs="+", metavar="PATH")
+    lint.add_argument("--format", choices=("text", "json", "github"), default="text")
+
+    test = commands.add_parser("test", help="run the tests: examples written in rule files")
+    test.add_argument("paths", nargs="+", metavar="PATH")
+
+    explain = commands.add_parser("explain", help="show why each filter and mapping does or does not fire")
+    explain.add_argument("paths", nargs="+", metavar="PATH")
+    explain.add_argument("--event", required=True, metavar="FILE", help="a JSON event, or - for stdin")
+    explain.add_argument("--format", choices=("text", "json"), default="text")
+
+    run = commands.add_parser("run", help="evaluate events and deliver the calls")
+    run.add_argument("rules", metavar="PATH", help="a rule file or a directory of them")
+    run.add_argument("events", nargs="*", metavar="EVENTS", help="NDJSON or JSON-array files (default: stdin)")
+    run.add_argument("--dry-run", action="store_true", help="print the calls as NDJSON instead of delivering")
+    run.add_argument("--dead-letter", metavar="FILE", default="deadletter.ndjson",
+                     help="where unreadable lines, invalid events and payloads and failed deliveries go "
+                          "(default: %(default)s)")
+    run.add_argument("--summary-json", metavar="FILE", help="also write the run summary as JSON")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    handler = {"lint": _lint, "test": _test, "explain": _explain, "run": _run}[args.command]
+    try:
+        return handler(args)
+    except BrokenPipeError:
+        return EXIT_OK
+    except KeyboardInterrupt:
+        return 130
+
+
+def _missing_paths(paths) -> int | None:
+    missing = [p for p in paths if not Path(p).exists()]
+    if missing:
+        print(f"switchyard: no such file or directory: {', '.join(missing)}", file=sys.stderr)
+        return EXIT_USAGE
+    return None
+
+
+def _print_problems(problems, stream=sys.stderr) -> None:
+    for problem in sorted(problems, key=lambda p: (p.file, p.line, p.column)):
+        print(format_text(problem), file=stream)
+
+
+def _lint(args) -> int:
+    if (code := _missing_paths(args.paths)) is not None:
+        return code
+    _, problems = compile_paths(args.paths)
+    problems = sorted(problems, key=lambda p: (p.file, p.line, p.column, p.code))
+    errors = sum(p.severity == ERROR for p in problems)
+    warnings = sum(p.severity == WARNING for p in problems)
+    if args.format == "json":
+        print(json.dumps({"problems": [p.to_dict() for p in problems], "errors": errors, "warnings": warnings},
+                         indent=2))
+    elif args.format == "github":
+        for problem in problems:
+            print(format_github(problem))
+    else:
+        for problem in problems:
+            print(format_text(problem))
+        print(f"{errors} error(s), {warnings} warning(s)")
+    return EXIT_PROBLEMS if errors else EXIT_OK
+
+
+def _load_or_report(paths):
+    rules, problems = compile_paths(paths)
+    errors = [p for p in problems if p.severity == ERROR]
+    if errors:
+        _print_problems(errors)
+        print(f"switchyard: {len(errors)} error(s) in rule files; run `switchyard lint` for details",
+              file=sys.stderr)
+        return None, problems
+    return rules, problems
+
+
+def _test(args) -> int:
+    if (code := _missing_paths(args.paths)) is not None:
+        return code
+    from .testing import run_tests
+
+    rules, _ = _load_or_report(args.paths)
+    if rules is None:
+        return EXIT_PROBLEMS
+    outcomes = run_tests(rules)
+    for outcome in outcomes:
+        if outcome.passed:
+            continue
+        print(f"FAIL {outcome.file}:{outcome.line}: {outcome.destination} / {outcome.name}")
+        for failure in outcome.failures:
+            print(f"    {failure}")
+        print("    actual:")
+        for call in outcome.actual or ["(no calls)"]:
+            print(f"      {json.dumps(call, ensure_ascii=False) if isinstance(call, dict) else call}")
+    passed = sum(o.passed for o in outcomes)
+    print(f"{passed} passed, {len(outcomes) - passed} failed")
+    return EXIT_OK if passed == len(outcomes) else EXIT_PROBLEMS
+
+
+def _read_events_arg(name: str):
+    text = sys.stdin.read() if name == "-" else Path(name).read_text(encoding="utf-8")
+    try:
+        value = json.loads(text)
+        return value if isinstance(value, list) else [value]
+    except json.JSONDecodeError:
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def _explain(args) -> int:
+    if (code := _missing_paths(args.paths + ([] if args.event == "-" else [args.event]))) is not None:
+        return code
+    from .explain import render
+
+    rules, _ = _load_or_report(args.paths)
+    if rules is None:
+        return EXIT_PROBLEMS
+    try:
+        events = _read_events_arg(args.event)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        print(f"switchyard: {args.event}: not valid JSON: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    reports = [rules.explain(event) for event in events]
+    if args.format == "json":
+        print(json.dumps(reports[0] if len(reports) == 1 else reports, indent=2, ensure_ascii=False, default=str))
+    else:
+        print("\n\n".join(render(report) for report in reports))
+    return EXIT_OK
+
+
+def _run(args) -> int:
+    if (code := _missing_paths([args.rules] + args.events)) is not None:
+        return code
+    from .adapters import SetupError
+    from .events import read
+    from .run import DeadLetter, Progress, run
+
+    rules, problems = _load_or_report([args.rules])
+    if rules is None:
+        return EXIT_PROBLEMS
+    if not args.dry_run:
+        unset = [p for p in problems if p.code == "SY501"]
+        if unset:
+            _print_problems(unset)
+            print("switchyard: cannot deliver with unset settings; set the variables or use --dry-run",
+                  file=sys.stderr)
+            return EXIT_PROBLEMS
+
+    def inputs():
+        if not args.events:
+            yield from read(sys.stdin, "<stdin>")
+        for name in args.events:
+            with open(name, encoding="utf-8", errors="replace") as stream:
+                yield from read(stream, name)
+
+    dead_letter = DeadLetter(args.dead_letter)
+    try:
+        summary = run(rules, inputs(), dry_run=args.dry_run, out=sys.stdout, dead_letter=dead_letter,
+                      progress=Progress())
+    except SetupError as error:
+        print(f"switchyard: {error}", file=sys.stderr)
+        return EXIT_PROBLEMS
+    finally:
+        dead_letter.close()
+    print(summary.render(args.dry_run, args.dead_letter), file=sys.stderr)
+    if args.summary_json:
+        Path(args.summary_json).write_text(json.dumps(summary.to_dict(), indent=2) + "\n", encoding="utf-8")
+    return EXIT_OK if not sum(summary.failed.values()) else EXIT_PROBLEMS

@@ -1,0 +1,368 @@
+"""Turn rule files into a :class:`RuleSet`, collecting every problem on the way.
+
+Lint and load share this one path: ``lint`` reports what ``compile_paths`` found, and
+``load`` raises :class:`RuleError` when any of it is an error. No check stops the others,
+so a user sees every mistake in one run.
+"""
+from __future__ import annotations
+
+import difflib
+import json
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from jsonschema import Draft202012Validator
+
+from . import catalog as catalogs
+from .diagnostics import ERROR, WARNING, Problem
+from .env import Settings, UnsetVariable, expand
+from .mapping import compile_fields, merge_defaults
+from .paths import parse_path
+from .resources import resource
+from .ruleset import Destination, Filter, Mapping, RuleSet
+from .source import Source, parse
+from .trigger import TriggerError, compile_trigger
+from .validation import PayloadValidator
+
+RULE_SUFFIXES = (".yaml", ".yml")
+
+
+class RuleError(Exception):
+    """Rule files have errors; ``problems`` lists every one, located."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        errors = [p for p in problems if p.severity == ERROR]
+        lines = [f"{p.file}:{p.line}:{p.column}: {p.severity} {p.code} {p.message}" for p in errors]
+        super().__init__(f"{len(errors)} error(s) in rule files:\n" + "\n".join(lines))
+
+
+@dataclass
+class TestCase:
+    name: str
+    event: dict
+    expect: list | None
+    errors: list | None
+    discarded: str | None
+    line: int
+
+
+def discover(paths) -> tuple[list[Path], list[Problem]]:
+    """Rule files named by ``paths``: files as given, directories' YAML files in name order."""
+    files, problems = [], []
+    for given in paths:
+        path = Path(given)
+        if path.is_dir():
+            files.extend(sorted(p for p in path.iterdir() if p.suffix in RULE_SUFFIXES and p.is_file()))
+        elif path.is_file():
+            files.append(path)
+        else:
+            problems.append(Problem("SY003", f"no such file or directory: {given}", file=str(given)))
+    return files, problems
+
+
+def compile_paths(paths, environ=None) -> tuple[RuleSet, list[Problem]]:
+    """Compile every rule file under ``paths`` into one rule set, with all problems found."""
+    files, problems = discover(paths)
+    destinations = []
+    seen: dict[str, str] = {}
+    for path in files:
+        destination, found, source = compile_file(path, environ)
+        problems.extend(found)
+        if destination is None:
+            continue
+        if destination.name in seen:
+            problems.append(source.problem(("destination", "name"), Problem(
+                "SY402", f"destination '{destination.name}' is already declared in {seen[destination.name]}")))
+            continue
+        seen[destination.name] = str(path)
+        destinations.append(destination)
+    return RuleSet(destinations), problems
+
+
+def load(path, environ=None) -> RuleSet:
+    """Load a rule file or a directory of them; raise :class:`RuleError` listing every error."""
+    paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
+    rules, problems = compile_paths(paths, environ)
+    if any(p.severity == ERROR for p in problems):
+        raise RuleError(problems)
+    rules.warnings = problems
+    return rules
+
+
+def compile_file(path: Path, environ=None) -> tuple[Destination | None, list[Problem], Source]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        source = Source(str(path), "")
+        return None, [Problem("SY003", f"cannot read rule file: {error}", file=str(path))], source
+    source = parse(str(path), text)
+    if source.problems and source.data is None:
+        return None, source.problems, source
+    return _FileCompiler(source, environ).run()
+
+
+@lru_cache(maxsize=1)
+def _rules_validator() -> Draft202012Validator:
+    schema = json.loads((resource("schemas") / "rules.schema.json").read_text(encoding="utf-8"))
+    return Draft202012Validator(schema)
+
+
+def _suggest(word: str, choices) -> str:
+    close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def _dotted(path) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "the file"
+
+
+class _FileCompiler:
+    """Compiles one parsed rule file; each ``_check`` method adds problems and carries on."""
+
+    def __init__(self, source: Source, environ):
+        self.source = source
+        self.environ = os.environ if environ is None else environ
+        self.problems: list[Problem] = list(source.problems)
+
+    def report(self, path, code: str, message: str, *, severity=ERROR, key=False):
+        self.problems.append(self.source.problem(path, Problem(code, message, severity), key=key))
+
+    def report_inside(self, path, problem: Problem):
+        self.problems.append(self.source.inside(path, problem.line, problem.column, problem))
+
+    def run(self):
+        data = self.source.data
+        self._check_schema(data)
+        if not isinstance(data, dict) or not isinstance(data.get("destination"), dict):
+            return None, self.problems, self.source
+        declared = data["destination"]
+        catalog, transport, settings = self._destination(declared)
+        filters = self._filters(data.get("filters"))
+        mappings = self._mappings(data.get("mappings"), catalog, settings)
+        declared_names = {m.get("name") for m in data.get("mappings") or [] if isinstance(m, dict)}
+        tests = self._tests(data.get("tests"), declared_names)
+        name = declared.get("name")
+        if not isinstance(name, str) or catalog is None:
+            return None, self.problems, self.source
+        destination = Destination(
+            name=name, catalog=catalog, transport=transport, settings=settings,
+            filters=filters, mappings=[m for m in mappings if m is not None], tests=tests, file=self.source.file,
+        )
+        return destination, self.problems, self.source
+
+    # -- structure -------------------------------------------------------------------------
+
+    def _check_schema(self, data):
+        for error in _rules_validator().iter_errors(data):
+            path = tuple(error.absolute_path)
+            if error.validator == "additionalProperties":
+                allowed = error.schema.get("properties", {})
+                for extra in sorted(set(error.instance) - set(allowed)):
+                    self.report(path + (extra,), "SY002",
+                                f"unknown key '{extra}' in {_dotted(path)}{_suggest(extra, allowed)}", key=True)
+            elif error.validator == "required":
+                self.report(path, "SY002", f"{_dotted(path)}: {error.message}")
+            elif error.validator in ("anyOf", "oneOf"):
+                best = min(error.context, key=lambda e: len(e.schema_path), default=error) if error.context else error
+                self.report(path, "SY002", f"{_dotted(path)}: {best.message}")
+            elif error.validator == "const" and path == ("version",):
+                self.report(path, "SY002", f"unsupported version {error.instance!r}: this Switchyard reads version 1")
+            else:
+                self.report(path, "SY002", f"{_dotted(path)}: {error.message}")
+
+    def _destination(self, declared: dict):
+        where = ("destination",)
+        catalog = None
+        name = declared.get("catalog")
+        if isinstance(name, str):
+            catalog = catalogs.load(name)
+            if catalog is None:
+                known = catalogs.available()
+                self.report(where + ("catalog",), "SY301",
+                            f"unknown catalog '{name}' (known: {', '.join(known)}){_suggest(name, known)}")
+        settings = self._settings(declared.get("settings"), catalog)
+        transport = declared.get("transport")
+        if catalog is not None:
+            if transport is None:
+                transport = catalog.default_transport
+            elif isinstance(transport, str) and transport not in catalog.transports:
+                self.report(where + ("transport",), "SY306",
+                            f"catalog '{catalog.name}' has no transport '{transport}' "
+                            f"(choose {', '.join(catalog.transports)}){_suggest(transport, catalog.transports)}")
+        return catalog, transport, settings
+
+    def _settings(self, declared, catalog) -> Settings:
+        where = ("destination", "settings")
+        values, secret = {}, set()
+        if not isinstance(declared, dict):
+            return Settings(values, secret)
+        for key, value in declared.items():
+            expanded, from_env = self._expand(where + (key,), value)
+            if expanded is not None:
+                values[key] = expanded
+            if from_env:
+                secret.add(key)
+        if catalog is not None and catalog.settings_schema:
+            properties = catalog.settings_schema.get("properties", {})
+            secret |= {k for k, spec in properties.items() if spec.get("x-secret")}
+            for key in values:
+                if key not in properties and catalog.settings_schema.get("additionalProperties") is False:
+                    self.report(where + (key,), "SY306",
+                                f"unknown setting '{key}' for catalog '{catalog.name}'{_suggest(key, properties)}",
+                                key=True)
+                elif key in properties:
+                    for message in PayloadValidator({"properties": {key: properties[key]}}).errors({key: values[key]}):
+                        if key in secret:
+                            message = f"setting '{key}' is not valid (its value is secret and not shown)"
+                        self.report(where + (key,), "SY306", message)
+        return Settings(values, secret)
+
+    def _expand(self, path, value):
+        """Expand ``${VAR}`` in a settings value (recursively); unset variables leave the value out."""
+        if isinstance(value, str):
+            try:
+                return expand(value, self.environ)
+            except UnsetVariable as unset:
+                self.problems.append(self.source.inside(path, 1, unset.offset + 1, Problem(
+                    "SY501", f"{unset} (set it, or write ${{{unset.name}:-default}})", WARNING)))
+                return None, False
+        if isinstance(value, dict):
+            out, any_env = {}, False
+            for key, item in value.items():
+                expanded, from_env = self._expand(path + (key,), item)
+                if expanded is not None:
+                    out[key] = expanded
+                any_env |= from_env
+            return out, any_env
+        if isinstance(value, list):
+            pairs = [self._expand(path + (i,), item) for i, item in enumerate(value)]
+            return [v for v, _ in pairs], any(e for _, e in pairs)
+        return value, False
+
+    # -- filters and mappings --------------------------------------------------------------
+
+    def _trigger(self, path, text):
+        if not isinstance(text, str):
+            return None
+        try:
+            trigger = compile_trigger(text)
+        except TriggerError as error:
+            for problem in error.problems:
+                self.report_inside(path, problem)
+            return None
+        for problem in trigger.warnings:
+            self.report_inside(path, problem)
+        return trigger
+
+    def _filters(self, declared) -> list:
+        filters = []
+        for index, item in enumerate(declared if isinstance(declared, list) else []):
+            if not isinstance(item, dict):
+                continue
+            where = ("filters", index)
+            trigger = self._trigger(where + ("if",), item.get("if"))
+            then = item.get("then")
+            fields = []
+            if isinstance(then, dict):
+                for position, text in enumerate(then.get("drop_fields") or []):
+                    if not isinstance(text, str):
+                        continue
+                    try:
+                        fields.append(parse_path(text))
+                    except ValueError as error:
+                        self.report(where + ("then", "drop_fields", position), "SY002", f"bad field path: {error}")
+            if trigger is not None and (then == "drop" or fields):
+                filters.append(Filter(str(item.get("name")), trigger, then == "drop", tuple(fields),
+                                      item.get("enabled", True) is not False))
+        return filters
+
+    def _mappings(self, declared, catalog, settings) -> list:
+        mappings, names = [], {}
+        for index, item in enumerate(declared if isinstance(declared, list) else []):
+            if not isinstance(item, dict):
+                mappings.append(None)
+                continue
+            where = ("mappings", index)
+            name = item.get("name")
+            if isinstance(name, str):
+                if name in names:
+                    self.report(where + ("name",), "SY401",
+                                f"mapping name '{name}' is already used by mappings[{names[name]}]")
+                else:
+                    names[name] = index
+            trigger = self._trigger(where + ("trigger",), item.get("trigger"))
+            action = self._action(where, item.get("action"), catalog)
+            mapper = self._fields(where, item, action, settings) if action is not None else None
+            if None in (trigger, action, mapper) or not isinstance(name, str):
+                mappings.append(None)
+                continue
+            options = {key: item[key] for key in ("enable_batching", "batch_size") if key in item}
+            mappings.append(Mapping(name, trigger, action, mapper, item.get("enabled", True) is not False, options))
+        return mappings
+
+    def _action(self, where, name, catalog):
+        if catalog is None or not isinstance(name, str):
+            return None
+        action = catalog.actions.get(name)
+        if action is None:
+            known = sorted(catalog.actions)
+            self.report(where + ("action",), "SY302",
+                        f"catalog '{catalog.name}' has no action '{name}' (actions: {', '.join(known)})"
+                        f"{_suggest(name, known)}")
+        return action
+
+    def _fields(self, where, item, action, settings):
+        declared = item.get("fields") or {}
+        if not isinstance(declared, dict):
+            return None
+        for key in declared:
+            if key not in action.properties and not action.open:
+                self.report(where + ("fields", key), "SY303",
+                            f"action '{action.name}' has no field '{key}' "
+                            f"(fields: {', '.join(action.properties)}){_suggest(key, action.properties)}", key=True)
+        spec = {key: value for key, value in declared.items() if key in action.properties or action.open}
+        if item.get("defaults", True) is not False:
+            spec = merge_defaults(spec, action.defaults())
+        for key, prop in action.properties.items():
+            setting = prop.get("x-setting")
+            if key not in spec and setting and setting in settings:
+                spec[key] = {"$literal": settings[setting]}
+        for key in action.required:
+            if spec.get(key) is None:
+                self.report(where + ("fields",) if "fields" in item else where + ("action",), "SY304",
+                            f"required field '{key}' of action '{action.name}' is not mapped and has no default")
+        mapper, problems = compile_fields(spec, where=where + ("fields",))
+        for path, problem in problems:
+            self.report_inside(path, problem)
+        for key, value in mapper.literal_values().items():
+            prop = action.properties.get(key)
+            if prop is None:
+                continue
+            for message in PayloadValidator({"properties": {key: prop}}).errors({key: value}):
+                self.report(where + ("fields", key), "SY305", message)
+        return mapper
+
+    # -- tests -----------------------------------------------------------------------------
+
+    def _tests(self, declared, mapping_names: set) -> list:
+        cases = []
+        for index, item in enumerate(declared if isinstance(declared, list) else []):
+            if not isinstance(item, dict) or not isinstance(item.get("event"), dict):
+                continue
+            where = ("tests", index)
+            for kind in ("expect", "errors"):
+                for position, expected in enumerate(item.get(kind) or []):
+                    name = expected.get("mapping") if isinstance(expected, dict) else None
+                    if isinstance(name, str) and name not in mapping_names:
+                        self.report(where + (kind, position, "mapping"), "SY403",
+                                    f"test refers to unknown mapping '{name}'{_suggest(name, mapping_names)}")
+            line, _ = self.source.position(where)
+            cases.append(TestCase(str(item.get("name")), item["event"], item.get("expect"), item.get("errors"),
+                                  item.get("discarded"), line))
+        return cases

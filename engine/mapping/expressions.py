@@ -1,0 +1,235 @@
+"""One JMESPath expression: parsed and checked once, then evaluated against many events.
+
+This module owns the JMESPath problems (SY201 syntax, SY202 unknown function or wrong number of
+arguments), the fast path for plain dotted paths, and :class:`MappingError`. It knows nothing
+about how fields nest; that is :mod:`engine.mapping.fields`.
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+from typing import Any, Callable
+
+import jmespath
+from jmespath.exceptions import (
+    EmptyExpressionError,
+    IncompleteExpressionError,
+    JMESPathError,
+    JMESPathTypeError,
+    LexerError,
+    ParseError,
+)
+from jmespath.lexer import Lexer
+
+from engine.diagnostics import Problem
+from engine.mapping.functions import FUNCTION_NAMES, OPTIONS, arity
+
+Path = tuple  # keys (str) and list indexes (int) from the top of the payload down to one value
+
+
+class MappingError(Exception):
+    """A field could not be evaluated for one event; the engine reports it as that event's error."""
+
+    def __init__(self, path: Path, message: str):
+        super().__init__(path, message)
+        self.path = tuple(path)
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{format_path(self.path)}: {self.message}" if self.path else self.message
+
+
+def format_path(path: Path) -> str:
+    """``("data", "items", 0, "sku")`` -> ``data.items[0].sku``."""
+    text = ""
+    for step in path:
+        text += f"[{step}]" if isinstance(step, int) else (f".{step}" if text else str(step))
+    return text
+
+
+class Expression:
+    """A compiled expression; ``evaluate(event)`` gives its value and raises only MappingError."""
+
+    __slots__ = ("text", "is_literal", "evaluate")
+
+    def __init__(self, text: str, parsed: jmespath.parser.ParsedResult, path: Path = ()):
+        self.text = text
+        node = parsed.parsed
+        #: True for a JMESPath literal (`` `5` ``, ``'text'``): its value never depends on the event.
+        self.is_literal = node["type"] == "literal"
+        if self.is_literal:
+            self.evaluate = constant(node["value"])
+        else:
+            self.evaluate = walker(node) or _interpreted(text, parsed, path)
+
+    def __repr__(self) -> str:
+        return f"Expression({self.text!r})"
+
+
+def parse_expression(text: str) -> tuple[jmespath.parser.ParsedResult | None, list[Problem]]:
+    """Parse and check ``text``; problems are located on line 1, column = offset in the text + 1."""
+    try:
+        parsed = jmespath.compile(text)
+    except EmptyExpressionError:
+        return None, [Problem("SY201", "empty JMESPath expression; write a path such as properties.total")]
+    except ParseError as error:
+        return None, [Problem("SY201", _syntax_message(text, error), column=error.lex_position + 1)]
+    except JMESPathError as error:
+        return None, [Problem("SY201", str(error))]
+    problems = _check_functions(text, parsed.parsed)
+    return (None if problems else parsed), problems
+
+
+def compile_expression(text: str, path: Path = ()) -> tuple[Callable[[Any], Any], list[Problem]]:
+    """Compile one expression to ``evaluate(event)``; with problems, it returns None (omits the field)."""
+    parsed, problems = parse_expression(text)
+    if parsed is None:
+        return constant(None), problems
+    return Expression(text, parsed, path).evaluate, problems
+
+
+def constant(value: Any) -> Callable[[Any], Any]:
+    """An evaluator that ignores the event.
+
+    Objects and arrays are copied for each event, so that a payload handed to an adapter never
+    shares state with the next event's payload.
+    """
+    if isinstance(value, (dict, list)):
+        return lambda event: copy.deepcopy(value)
+    return lambda event: value
+
+
+def walker(node: dict) -> Callable[[Any], Any] | None:
+    """A direct dict walk for a plain dotted path (``context.traits.email``), else None.
+
+    It gives exactly what the JMESPath interpreter gives: a key lookup on anything that is not
+    an object (a list, a string, null) is null, and the walk goes on from there.
+    """
+    if node["type"] == "field":
+        keys = (node["value"],)
+    elif node["type"] == "subexpression" and all(child["type"] == "field" for child in node["children"]):
+        keys = tuple(child["value"] for child in node["children"])
+    else:
+        return None
+
+    if len(keys) == 1:
+        (key,) = keys
+
+        def walk(event):
+            try:
+                return event.get(key)
+            except AttributeError:
+                return None
+
+        return walk
+
+    def walk(event):
+        value = event
+        for key in keys:
+            try:
+                value = value.get(key)
+            except AttributeError:
+                return None
+        return value
+
+    return walk
+
+
+def _interpreted(text: str, parsed: jmespath.parser.ParsedResult, path: Path) -> Callable[[Any], Any]:
+    search = parsed.search
+
+    def evaluate(event):
+        try:
+            return search(event, OPTIONS)
+        except Exception as error:  # events are arbitrary data; one bad event must not stop a run
+            raise MappingError(path, f"{_runtime_message(error)} (in {text})") from error
+
+    return evaluate
+
+
+def _runtime_message(error: Exception) -> str:
+    if isinstance(error, JMESPathTypeError):
+        expected = " or ".join(error.expected_types)
+        return f"{error.function_name}() expects {expected}, got {error.actual_type} {_preview(error.current_value)}"
+    if isinstance(error, JMESPathError):
+        return str(error)
+    return f"{type(error).__name__}: {error}"
+
+
+def _preview(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _syntax_message(text: str, error: ParseError) -> str:
+    if isinstance(error, LexerError):
+        detail = error.message
+        if error.lexer_value == "=":
+            detail += '; compare with "=="'
+    elif isinstance(error, IncompleteExpressionError) or error.token_type == "EOF":
+        detail = "the expression ends too early"
+    else:
+        detail = f'unexpected "{error.token_value}"'
+    if _looks_like_text(text):
+        detail += f"; for the text itself write '{text}' (single quotes) or {{$literal: ...}}"
+    return detail
+
+
+def _looks_like_text(text: str) -> bool:
+    """True for what is likely a literal string written bare, such as a URL or ``Order Completed``."""
+    return not any(mark in text for mark in "'\"`()[]{}") and any(mark in text for mark in " :/")
+
+
+def _check_functions(text: str, node: dict) -> list[Problem]:
+    """SY202 for each call of an unknown function, or with a number of arguments it does not take."""
+    positions = _call_positions(text)
+    problems = []
+    for call in _function_calls(node):
+        name = call["value"]
+        starts = positions.get(name)
+        column = starts.pop(0) + 1 if starts else 1
+        message = _call_problem(name, len(call["children"]))
+        if message:
+            problems.append(Problem("SY202", message, column=column))
+    return problems
+
+
+def _call_problem(name: str, count: int) -> str | None:
+    limits = arity(name)
+    if limits is None:
+        close = difflib.get_close_matches(name, FUNCTION_NAMES, n=1)
+        hint = f' (did you mean "{close[0]}"?)' if close else ""
+        return f'unknown function "{name}"{hint}'
+    fewest, most = limits
+    if fewest <= count and (most is None or count <= most):
+        return None
+    if most is None:
+        wanted = f"at least {fewest}"
+    elif most == fewest:
+        wanted = str(fewest)
+    else:
+        wanted = f"{fewest} to {most}"
+    plural = "" if wanted == "1" else "s"
+    return f"{name}() takes {wanted} argument{plural}, got {count}"
+
+
+def _function_calls(node: dict):
+    """Function-call nodes in the order their names appear in the text."""
+    children = [child for child in node.get("children", ()) if isinstance(child, dict)]
+    if node["type"] == "filter_projection":
+        # Stored as [left, right, condition]; the text reads left[?condition].right.
+        children = [children[0], children[2], children[1]]
+    if node["type"] == "function_expression":
+        yield node
+    for child in children:
+        yield from _function_calls(child)
+
+
+def _call_positions(text: str) -> dict[str, list[int]]:
+    """Offsets of each ``name(`` in the text, per name, in order (the AST keeps no positions)."""
+    tokens = list(Lexer().tokenize(text))
+    positions: dict[str, list[int]] = {}
+    for token, following in zip(tokens, tokens[1:]):
+        if token["type"] == "unquoted_identifier" and following["type"] == "lparen":
+            positions.setdefault(token["value"], []).append(token["start"])
+    return positions

@@ -1,0 +1,168 @@
+"""``switchyard run``: evaluate a stream of events and deliver the calls, losing nothing.
+
+Every event read ends in exactly one bucket of the summary (sent, invalid payload,
+filtered, no matching mapping, invalid event), and every unreadable line, invalid
+event, invalid payload and failed delivery is written to the dead-letter file with
+its reason.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from .adapters import DeliveryError, open_adapter
+from .events import Unreadable
+
+
+@dataclass
+class Summary:
+    events: int = 0
+    sent: int = 0                 # events that produced at least one call
+    payload_errors_only: int = 0  # events whose matching mappings all produced invalid payloads
+    filtered: int = 0
+    unmatched: int = 0
+    invalid_events: int = 0
+    unreadable: int = 0
+    calls: Counter = field(default_factory=Counter)           # (destination, mapping) -> calls
+    invalid_payloads: Counter = field(default_factory=Counter)
+    delivered: Counter = field(default_factory=Counter)
+    failed: Counter = field(default_factory=Counter)
+    dead_lettered: int = 0
+
+    @property
+    def accounted(self) -> bool:
+        return self.events == (self.sent + self.payload_errors_only + self.filtered + self.unmatched
+                               + self.invalid_events)
+
+    def to_dict(self) -> dict:
+        key = lambda pair: f"{pair[0]} / {pair[1]}"  # noqa: E731
+        return {
+            "events": self.events, "sent": self.sent, "invalid_payload_only": self.payload_errors_only,
+            "filtered": self.filtered, "no_matching_mapping": self.unmatched, "invalid_events": self.invalid_events,
+            "unreadable_lines": self.unreadable, "dead_lettered": self.dead_lettered,
+            "calls": {key(k): v for k, v in self.calls.items()},
+            "invalid_payloads": {key(k): v for k, v in self.invalid_payloads.items()},
+            "delivered": {key(k): v for k, v in self.delivered.items()},
+            "failed": {key(k): v for k, v in self.failed.items()},
+        }
+
+    def render(self, dry_run: bool, dead_letter_path: str | None) -> str:
+        lines = [
+            f"events read            {self.events}",
+            f"  sent                 {self.sent}",
+            f"  invalid payload only {self.payload_errors_only}",
+            f"  filtered             {self.filtered}",
+            f"  no matching mapping  {self.unmatched}",
+            f"  invalid events       {self.invalid_events}",
+            f"unreadable lines       {self.unreadable}",
+        ]
+        if self.calls or self.invalid_payloads:
+            lines.append("calls per mapping" + ("" if dry_run else "       calls  delivered  failed  invalid"))
+            for pair in sorted(set(self.calls) | set(self.invalid_payloads)):
+                label = f"{pair[0]} / {pair[1]}"
+                if dry_run:
+                    lines.append(f"  {label:<32} {self.calls[pair]:>6}  invalid {self.invalid_payloads[pair]}")
+                else:
+                    lines.append(f"  {label:<32} {self.calls[pair]:>6} {self.delivered[pair]:>10} "
+                                 f"{self.failed[pair]:>7} {self.invalid_payloads[pair]:>8}")
+        if self.dead_lettered:
+            lines.append(f"dead-lettered          {self.dead_lettered} -> {dead_letter_path}")
+        lines.append("every event accounted for" if self.accounted else "WARNING: event counts do not add up")
+        return "\n".join(lines)
+
+
+class DeadLetter:
+    """Appends one JSON record per lost-otherwise item; opens the file only when needed."""
+
+    def __init__(self, path: str | None):
+        self.path = path
+        self._stream = None
+        self.count = 0
+
+    def write(self, record: dict) -> None:
+        self.count += 1
+        if self.path is None:
+            return
+        if self._stream is None:
+            self._stream = open(self.path, "a", encoding="utf-8")
+        self._stream.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+
+    def close(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+
+
+class Progress:
+    """A one-line counter on stderr for long runs, only when stderr is a terminal."""
+
+    def __init__(self, stream=sys.stderr, every: float = 0.5):
+        self.enabled = stream.isatty()
+        self.stream, self.every = stream, every
+        self.started = self.last = time.monotonic()
+
+    def tick(self, count: int) -> None:
+        if not self.enabled or count % 256:
+            return
+        now = time.monotonic()
+        if now - self.last >= self.every:
+            self.last = now
+            rate = count / max(now - self.started, 1e-9)
+            self.stream.write(f"\r  {count:,} events  ({rate:,.0f}/s)")
+            self.stream.flush()
+
+    def done(self) -> None:
+        if self.enabled and self.last != self.started:
+            self.stream.write("\r" + " " * 60 + "\r")
+
+
+def run(rules, inputs, *, dry_run: bool, out, dead_letter: DeadLetter, progress: Progress) -> Summary:
+    """Evaluate every event from ``inputs`` (``(source, event)`` pairs) and deliver or print the calls."""
+    summary = Summary()
+    adapters = {} if dry_run else {d.name: open_adapter(d) for d in rules.destinations}
+    try:
+        for source, event in inputs:
+            if isinstance(event, Unreadable):
+                summary.unreadable += 1
+                dead_letter.write({"kind": "unreadable", "source": source, "reason": event.reason, "line": event.text})
+                continue
+            summary.events += 1
+            progress.tick(summary.events)
+            result = rules.evaluate(event)
+            for error in result.errors:
+                summary.invalid_payloads[(error.destination, error.mapping)] += 1
+                dead_letter.write({"kind": "invalid_payload", "source": source, **error.to_dict(),
+                                   "reason": error.message, "event": event})
+            if result.calls:
+                summary.sent += 1
+            elif result.errors:
+                summary.payload_errors_only += 1
+            elif result.discarded.startswith("filtered"):
+                summary.filtered += 1
+            elif result.discarded.startswith("invalid event"):
+                summary.invalid_events += 1
+                dead_letter.write({"kind": "invalid_event", "source": source, "reason": result.discarded,
+                                   "event": event})
+            else:
+                summary.unmatched += 1
+            for call in result.calls:
+                pair = (call.destination, call.mapping)
+                summary.calls[pair] += 1
+                if dry_run:
+                    out.write(json.dumps(call.to_dict(), ensure_ascii=False) + "\n")
+                    continue
+                try:
+                    adapters[call.destination].deliver(call)
+                    summary.delivered[pair] += 1
+                except DeliveryError as error:
+                    summary.failed[pair] += 1
+                    dead_letter.write({"kind": "delivery_failed", "source": source, "reason": str(error),
+                                       "status": error.status, "body": error.body, "call": call.to_dict()})
+    finally:
+        for adapter in adapters.values():
+            adapter.close()
+        progress.done()
+    summary.dead_lettered = dead_letter.count
+    return summary

@@ -1,0 +1,122 @@
+"""Validate an action payload against its schema and say what is wrong in Segment's words.
+
+Users moving from Segment know its messages (``The root value is missing the required
+field 'url'.``, ``Event Name must be a string but it was an object.``), so we phrase ours
+the same way: the field's title when it has one, else the JSON pointer of the value.
+"""
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from urllib.parse import urlsplit
+
+from jsonschema import Draft202012Validator, FormatChecker
+
+_FORMATS = FormatChecker(formats=())
+
+
+@_FORMATS.checks("uri")
+def _is_uri(value) -> bool:
+    if not isinstance(value, str):
+        return True
+    parts = urlsplit(value)
+    return bool(parts.scheme and (parts.netloc or parts.path)) and " " not in value
+
+
+@_FORMATS.checks("email")
+def _is_email(value) -> bool:
+    return not isinstance(value, str) or re.fullmatch(r"[^@\s]+@[^@\s]+", value) is not None
+
+
+@_FORMATS.checks("date-time")
+def _is_date_time(value) -> bool:
+    if not isinstance(value, str):
+        return True
+    try:
+        datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        return False
+    return True
+
+
+def _kind(value) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+_ARTICLE = {"object": "an object", "array": "an array", "integer": "an integer", "null": "null"}
+
+
+def _expected(types) -> str:
+    names = [types] if isinstance(types, str) else list(types)
+    words = [_ARTICLE.get(name, f"a {name}") for name in names]
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
+
+
+class PayloadValidator:
+    """Compiled once per action; ``errors(payload)`` runs per call."""
+
+    def __init__(self, schema: dict):
+        Draft202012Validator.check_schema(schema)
+        self._validator = Draft202012Validator(schema, format_checker=_FORMATS)
+        self._titles = {
+            name: spec.get("title") for name, spec in schema.get("properties", {}).items() if isinstance(spec, dict)
+        }
+
+    def errors(self, payload: dict) -> list[str]:
+        """Human messages for every problem, in a stable order; empty when valid."""
+        found = sorted(self._validator.iter_errors(payload), key=lambda e: (list(map(str, e.absolute_path)), e.validator))
+        return [self._message(error) for error in found]
+
+    def _label(self, path) -> str:
+        path = list(path)
+        if not path:
+            return "The root value"
+        if len(path) == 1 and self._titles.get(path[0]):
+            return self._titles[path[0]]
+        return "The value at /" + "/".join(str(part) for part in path)
+
+    def _message(self, error) -> str:
+        label = self._label(error.absolute_path)
+        value, kind = error.instance, error.validator
+        if kind == "required":
+            missing = re.match(r"'(.*)' is a required property", error.message)
+            name = missing.group(1) if missing else error.message
+            return f"{label} is missing the required field '{name}'."
+        if kind == "type":
+            return f"{label} must be {_expected(error.validator_value)} but it was {_kind(value)}."
+        if kind == "enum":
+            choices = ", ".join(f'"{choice}"' for choice in error.validator_value)
+            return f"{label} must be one of: {choices}."
+        if kind == "const":
+            return f"{label} must be {error.validator_value!r}."
+        if kind == "format":
+            return f"{label} must be a valid {error.validator_value} string but it was {value!r}."
+        if kind == "additionalProperties":
+            extra = sorted(set(value) - set(error.schema.get("properties", {})))
+            return f"{label} has an unexpected property, {', '.join(extra)}, which is not allowed."
+        if kind in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
+            sign = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}[kind]
+            return f"{label} must be {sign} {error.validator_value} but it was {value}."
+        if kind == "minLength":
+            return f"{label} must be at least {error.validator_value} characters long."
+        if kind == "maxLength":
+            return f"{label} must be at most {error.validator_value} characters long."
+        if kind == "minItems":
+            return f"{label} must have at least {error.validator_value} items."
+        if kind == "maxItems":
+            return f"{label} must have at most {error.validator_value} items."
+        if kind == "pattern":
+            return f"{label} must match the pattern {error.validator_value!r}."
+        return f"{label} {error.message}."
