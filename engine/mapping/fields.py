@@ -1,0 +1,182 @@
+"""Compile a mapping's ``fields:`` into a :class:`Mapper` that builds one payload per event.
+
+This module owns the field value forms of spec section 2 and the null-omission rule; single
+expressions are :mod:`engine.mapping.expressions`. Compiling collects every problem and never
+raises; a field with a problem is left out of the mapper. Nothing here reads files.
+
+Forms, by the Python type YAML gives:
+
+- ``str``: a JMESPath expression over the event;
+- ``int``, ``float``, ``bool``: that value; ``None``: the field is omitted;
+- ``{"$literal": X}`` (that one key only): X as-is, never looked into;
+- any other ``dict``: an object built field by field; a ``list``: an array built element by element.
+
+A null value is omitted at every level the mapping builds. A built object or array left with
+nothing in it is omitted too, so that a required object whose sources are all missing is
+reported as missing rather than sent as ``{}``. Values an expression returns are kept exactly
+as it returned them, nulls inside included.
+"""
+from __future__ import annotations
+
+from typing import Any, Union
+
+from engine.diagnostics import Problem
+from engine.mapping.expressions import Expression, Path, constant, parse_expression
+
+LITERAL_KEY = "$literal"
+
+
+class Literal:
+    """A value fixed in the rule file: a YAML number, boolean or null, or ``{$literal: X}``."""
+
+    __slots__ = ("value", "evaluate")
+    is_literal = True
+
+    def __init__(self, value: Any):
+        self.value = value
+        self.evaluate = constant(value)
+
+    def __repr__(self) -> str:
+        return f"Literal({self.value!r})"
+
+
+class Object:
+    """An object built field by field; null fields are left out, and an empty result is null."""
+
+    __slots__ = ("fields", "_steps")
+    is_literal = False
+
+    def __init__(self, fields: dict[str, "Node"]):
+        self.fields = fields
+        self._steps = [(name, node.evaluate) for name, node in fields.items()]
+
+    def evaluate(self, event: Any) -> dict | None:
+        built = {}
+        for name, evaluate in self._steps:
+            value = evaluate(event)
+            if value is not None:
+                built[name] = value
+        return built or None
+
+    def __repr__(self) -> str:
+        return f"Object({self.fields!r})"
+
+
+class Array:
+    """An array built element by element; null elements are left out, and an empty result is null."""
+
+    __slots__ = ("items", "_steps")
+    is_literal = False
+
+    def __init__(self, items: list["Node"]):
+        self.items = items
+        self._steps = [item.evaluate for item in items]
+
+    def evaluate(self, event: Any) -> list | None:
+        built = [value for value in (evaluate(event) for evaluate in self._steps) if value is not None]
+        return built or None
+
+    def __repr__(self) -> str:
+        return f"Array({self.items!r})"
+
+
+Node = Union[Expression, Literal, Object, Array]
+
+
+class Mapper:
+    """Builds the payload of one mapping for each event. Immutable, so safe to share across threads."""
+
+    def __init__(self, fields: dict[str, Node | None]):
+        #: Every top-level field name the mapping sets, to its compiled value; None where the
+        #: value had a problem (reported by compile_fields) and is skipped. An explicit null is
+        #: ``Literal(None)``.
+        self.fields = fields
+        self._root = Object({name: node for name, node in fields.items() if node is not None})
+
+    def apply(self, event: Any) -> dict:
+        """The payload for ``event``; raises MappingError (with the field's path) if a field fails."""
+        return self._root.evaluate(event) or {}
+
+    def literal_values(self) -> dict[str, Any]:
+        """Top-level fields whose value is fixed in the rule file (for type checks by lint).
+
+        Covers numbers, booleans, ``{$literal: X}`` and JMESPath literals such as ``'text'`` and
+        `` `5` ``; a null literal is left out, because it sets nothing.
+        """
+        values = {}
+        for name, node in self.fields.items():
+            if node is not None and node.is_literal:
+                value = node.evaluate(None)
+                if value is not None:
+                    values[name] = value
+        return values
+
+
+def compile_fields(spec: Any, where: Path = ()) -> tuple[Mapper, list[tuple[Path, Problem]]]:
+    """Compile ``spec`` (a mapping's ``fields:``) once; problems are ``(where + key path, Problem)``."""
+    problems: list[tuple[Path, Problem]] = []
+    if spec is None:
+        return Mapper({}), problems
+    if not isinstance(spec, dict):
+        problems.append((tuple(where), Problem("SY002", f"fields must be a mapping of field names, got {_kind(spec)}")))
+        return Mapper({}), problems
+    fields = _compile_object(spec, (), problems)
+    located = [(tuple(where) + path, problem) for path, problem in problems]
+    return Mapper(fields), located
+
+
+def merge_defaults(spec: Any, defaults: dict[str, Any]) -> Any:
+    """``spec`` plus each default whose top-level key the spec does not set.
+
+    A key the spec sets to null keeps its null: that means "omit this field", not "use the
+    default". A spec that is not a mapping is returned unchanged for compile_fields to report.
+    """
+    if spec is None:
+        spec = {}
+    if not isinstance(spec, dict):
+        return spec
+    merged = dict(spec)
+    for name, default in defaults.items():
+        merged.setdefault(name, default)
+    return merged
+
+
+def _compile(value: Any, path: Path, problems: list) -> Node | None:
+    if isinstance(value, str):
+        parsed, found = parse_expression(value)
+        problems.extend((path, problem) for problem in found)
+        return None if parsed is None else Expression(value, parsed, path)
+    if value is None or isinstance(value, (bool, int, float)):
+        return Literal(value)
+    if isinstance(value, dict):
+        if len(value) == 1 and LITERAL_KEY in value:
+            return Literal(value[LITERAL_KEY])
+        fields = _compile_object(value, path, problems)
+        return Object({name: node for name, node in fields.items() if node is not None})
+    if isinstance(value, list):
+        items = [_compile(item, path + (index,), problems) for index, item in enumerate(value)]
+        return Array([item for item in items if item is not None])
+    problems.append((path, Problem(
+        "SY002",
+        f"a field value must be an expression (text), a number, true, false, null, a mapping or a list, "
+        f"got {_kind(value)}; to send it as text, quote it and use {{$literal: ...}}",
+    )))
+    return None
+
+
+def _compile_object(spec: dict, path: Path, problems: list) -> dict[str, Node | None]:
+    fields: dict[str, Node | None] = {}
+    for name, value in spec.items():
+        if not isinstance(name, str):
+            # YAML reads unquoted on/off/yes/no and numbers as non-strings.
+            problems.append((path + (name,), Problem(
+                "SY002", f"field name {name!r} is {_kind(name)}, not text; quote it in YAML"
+            )))
+            continue
+        fields[name] = _compile(value, path + (name,), problems)
+    return fields
+
+
+def _kind(value: Any) -> str:
+    names = {bool: "a boolean", int: "a number", float: "a number", str: "text", list: "a list", dict: "a mapping"}
+    return names.get(type(value), f"a {type(value).__name__}")
