@@ -74,7 +74,7 @@ def _map_into_scalar(node, lines: list[str], line: int, column: int) -> tuple[in
             row += 1
         indent = len(lines[row]) - len(lines[row].lstrip()) if row < len(lines) else 0
         if node.style == "|":
-            return row + 1 + line - 1, indent + column
+            return start.line + 1 + line, indent + column
         col0 = indent
     else:
         row, col0 = start.line, start.column + (1 if node.style in ('"', "'") else 0)
@@ -115,8 +115,15 @@ def parse(file: str, text: str) -> Source:
     return source
 
 
+_PLAIN_TAGS = {yaml.MappingNode: "tag:yaml.org,2002:map", yaml.SequenceNode: "tag:yaml.org,2002:seq"}
+
+
 def _construct(loader: _Loader, node, path: Key, source: Source):
     source.nodes[path] = node
+    expected_tag = _PLAIN_TAGS.get(type(node))
+    if expected_tag and node.tag != expected_tag:
+        # Collections are built here, not by SafeLoader, so refuse tags ourselves: a tag could name Python code.
+        raise yaml.constructor.ConstructorError(None, None, f"tag {node.tag!r} is not allowed", node.start_mark)
     if isinstance(node, yaml.MappingNode):
         loader.flatten_mapping(node)  # resolves `<<` merge keys
         result = {}

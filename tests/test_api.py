@@ -1,0 +1,106 @@
+"""The embedding API: load, evaluate, explain, and the promises made about them."""
+from __future__ import annotations
+
+import copy
+import threading
+
+import pytest
+
+import engine
+from conftest import ROOT
+
+ORDER = {"type": "track", "event": "Order Completed", "messageId": "m-1",
+         "properties": {"order_id": "o1", "total": 30, "ssn": "123"}, "context": {"ip": "203.0.113.9"}}
+
+
+@pytest.fixture(scope="module")
+def rules():
+    return engine.load(ROOT / "rules")
+
+
+def test_evaluate_returns_typed_calls(rules):
+    result = rules.evaluate(ORDER)
+    assert result.discarded is None and result.errors == []
+    (call,) = result.calls
+    assert isinstance(call, engine.ActionCall)
+    assert (call.destination, call.mapping, call.action, call.message_id) == ("crm", "Orders to CRM", "send", "m-1")
+    assert call.payload["data"]["order_id"] == "o1"
+
+
+def test_evaluate_never_modifies_the_event(rules):
+    before = copy.deepcopy(ORDER)
+    rules.evaluate(ORDER)
+    assert ORDER == before  # the Strip PII filter removed ssn from a copy only
+
+
+def test_discarded_reasons(rules):
+    assert rules.evaluate({"type": "page"}).discarded == "no matching mapping"
+    internal = {**ORDER, "context": {"ip": "10.0.0.1"}}
+    assert rules.evaluate(internal).discarded == "filtered by Drop internal traffic"
+    assert rules.evaluate({"event": "x"}).discarded.startswith("invalid event: 'type' must be one of")
+    assert rules.evaluate([1, 2]).discarded == "invalid event: not a JSON object"
+
+
+def test_invalid_payload_is_an_error_not_a_call(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("""\
+version: 1
+destination: {name: d, catalog: webhook}
+mappings:
+  - name: M
+    trigger: "true"
+    action: send
+    fields: {url: properties.url, method: properties.method}
+""")
+    rules = engine.load(path)
+    result = rules.evaluate({"type": "page", "properties": {"method": "GET"}})
+    assert result.calls == []
+    (error,) = result.errors
+    assert error.mapping == "M"
+    assert "The root value is missing the required field 'url'." in error.message
+    assert 'Method must be one of: "POST", "PUT", "PATCH", "DELETE".' in error.message
+    assert result.discarded is None
+
+
+def test_load_raises_rule_error_listing_every_problem(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("version: 1\ndestination: {name: d, catalog: nope}\nmappings:\n"
+                    "  - {name: a, trigger: 'event ==', action: send}\n")
+    with pytest.raises(engine.RuleError) as caught:
+        engine.load(path)
+    codes = sorted(p.code for p in caught.value.problems)
+    assert codes == ["SY101", "SY301"]
+    assert f"{path}:2:" in str(caught.value)
+
+
+def test_evaluate_is_thread_safe(rules):
+    events = [{**ORDER, "properties": {"order_id": f"o{i}", "total": i}} for i in range(200)]
+    expected = [rules.evaluate(e).calls[0].payload["data"]["order_id"] for e in events]
+    results = [None] * 4
+
+    def worker(slot):
+        results[slot] = [rules.evaluate(e).calls[0].payload["data"]["order_id"] for e in events]
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == [expected] * 4
+
+
+def test_environment_comes_from_the_given_mapping(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("version: 1\ndestination: {name: d, catalog: webhook, settings: {url: '${U}'}}\n"
+                    "mappings: [{name: m, trigger: 'true', action: send}]\n")
+    rules = engine.load(path, environ={"U": "https://secret.example/hook"})
+    settings = rules.destination("d").settings
+    assert settings["url"] == "https://secret.example/hook"
+    assert "secret.example" not in repr(settings)
+    assert rules.evaluate({"type": "page"}).calls[0].payload["url"] == "https://secret.example/hook"
+
+
+def test_compile_trigger_on_its_own():
+    trigger = engine.compile_trigger('properties.total > 100 and context.device.type = "ios"')
+    assert trigger.matches({"properties": {"total": 101}, "context": {"device": {"type": "ios"}}})
+    assert not trigger.matches({"properties": {"total": "101"}, "context": {"device": {"type": "ios"}}})

@@ -1,0 +1,150 @@
+"""The CLI end to end, run as a subprocess the way users and CI run it."""
+from __future__ import annotations
+
+import json
+
+from conftest import ROOT, switchyard
+
+BROKEN = """\
+version: 1
+destination:
+  name: crm
+  catalog: webhook
+mappings:
+  - name: Orders
+    trigger: properties.plan contians "pro"
+    action: send
+    fields:
+      url: "'https://x.example'"
+      data: {total: sum(properties.total}
+  - name: Orders
+    trigger: type = "track"
+    action: sned
+"""
+
+
+def test_lint_reports_every_problem_with_position_code_and_caret(write_rules):
+    path = write_rules(BROKEN)
+    result = switchyard("lint", path)
+    assert result.returncode == 1
+    out = result.stdout
+    assert f"{path}:7:30: error SY102 unknown operator 'contians'; did you mean 'contains'?" in out
+    assert "    trigger: properties.plan contians \"pro\"\n" in out
+    assert "\n                                 ^\n" in out  # caret under column 30 (4 spaces of indent)
+    assert f"{path}:11:" in out and "SY201" in out
+    assert f"{path}:12:13: error SY401" in out
+    assert f"{path}:14:13: error SY302" in out and "did you mean 'send'?" in out
+    assert "Traceback" not in out + result.stderr
+    assert out.strip().endswith("4 error(s), 0 warning(s)")
+
+
+def test_lint_json_and_github_formats(write_rules):
+    path = write_rules(BROKEN)
+    data = json.loads(switchyard("lint", path, "--format", "json").stdout)
+    assert data["errors"] == 4
+    assert {p["code"] for p in data["problems"]} == {"SY102", "SY201", "SY401", "SY302"}
+    github = switchyard("lint", path, "--format", "github").stdout.splitlines()
+    assert github[0].startswith(f"::error file={path},line=7,col=30,title=SY102::")
+
+
+def test_lint_clean_rules_exit_zero():
+    result = switchyard("lint", "rules/")
+    assert result.returncode == 0, result.stdout
+    assert result.stdout.strip().endswith("0 error(s), 0 warning(s)")
+
+
+def test_usage_errors_exit_two():
+    assert switchyard("lint", "no/such/dir").returncode == 2
+    assert switchyard("frobnicate").returncode == 2
+
+
+def test_python_dash_m_and_console_script_agree():
+    assert switchyard("--version").stdout.startswith("switchyard ")
+
+
+def test_bundled_tests_pass():
+    result = switchyard("test", "rules/")
+    assert result.returncode == 0, result.stdout
+    assert result.stdout.strip().splitlines()[-1].endswith(" passed, 0 failed")
+
+
+def test_failing_test_shows_expected_and_actual(write_rules):
+    path = write_rules("""\
+version: 1
+destination: {name: crm, catalog: webhook, settings: {url: "https://x.example"}}
+mappings:
+  - name: Orders
+    trigger: event = "Order Completed"
+    action: send
+    fields: {data: {id: properties.order_id}}
+tests:
+  - name: wrong id
+    event: {type: track, event: Order Completed, properties: {order_id: o1}}
+    expect: [{mapping: Orders, payload: {data: {id: o2}}}]
+  - name: right id
+    event: {type: track, event: Order Completed, properties: {order_id: o1}}
+    expect: [{mapping: Orders, payload: {data: {id: o1}}}]
+""")
+    result = switchyard("test", path)
+    assert result.returncode == 1
+    assert f"FAIL {path}:9: crm / wrong id" in result.stdout
+    assert "payload.data.id: expected 'o2', got 'o1'" in result.stdout
+    assert '"payload": {"url": "https://x.example", "method": "POST", "data": {"id": "o1"}}' in result.stdout
+    assert result.stdout.strip().splitlines()[-1] == "1 passed, 1 failed"
+
+
+def test_explain_shows_conditions_values_and_nearest_miss():
+    event = {"type": "track", "event": "Signed Up", "properties": {"plan": "free"}}
+    result = switchyard("explain", "rules/", "--event", "-", stdin=json.dumps(event))
+    assert result.returncode == 0
+    out = result.stdout
+    assert "No mapping matched this event." in out
+    assert "Nearest miss: crm / 'Paid sign-ups'" in out
+    assert '(saw "free")' in out
+    data = json.loads(switchyard("explain", "rules/", "--event", "-", "--format", "json",
+                                 stdin=json.dumps(event)).stdout)
+    assert data["matched"] is False
+    assert data["nearest_miss"]["mapping"] == "Paid sign-ups"
+
+
+def test_explain_shows_payload_and_disabled_mapping():
+    event = {"type": "track", "event": "Order Refunded", "properties": {"total": 900}}
+    data = json.loads(switchyard("explain", "rules/", "--event", "-", "--format", "json",
+                                 stdin=json.dumps(event)).stdout)
+    refunds = next(m for m in data["destinations"][0]["mappings"] if m["name"] == "Large refunds")
+    assert refunds["matched"] is True and refunds["enabled"] is False
+    assert refunds["payload"]["url"] == "https://crm.example/refunds"
+
+
+def test_run_dry_run_prints_calls_and_accounts_for_every_event(tmp_path):
+    dead = tmp_path / "dead.ndjson"
+    result = switchyard("run", "rules/", "examples/events.jsonl", "--dry-run", "--dead-letter", dead,
+                        "--summary-json", tmp_path / "summary.json")
+    assert result.returncode == 0, result.stderr
+    calls = [json.loads(line) for line in result.stdout.splitlines()]
+    assert calls and all(set(c) == {"destination", "mapping", "action", "messageId", "payload"} for c in calls)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    lines = [line for line in (ROOT / "examples/events.jsonl").read_text().splitlines() if line.strip()]
+    assert summary["events"] + summary["unreadable_lines"] == len(lines)
+    assert summary["events"] == (summary["sent"] + summary["filtered"] + summary["no_matching_mapping"]
+                                 + summary["invalid_events"] + summary["invalid_payload_only"])
+    assert sum(summary["calls"].values()) == len(calls)
+    assert summary["filtered"] == 2 and summary["unreadable_lines"] == 1 and summary["invalid_events"] == 1
+    kept = [json.loads(line) for line in dead.read_text().splitlines()]
+    assert sorted(k["kind"] for k in kept) == ["invalid_event", "unreadable"]
+    assert all(k["source"].startswith("examples/events.jsonl:") for k in kept)
+    assert "every event accounted for" in result.stderr
+
+
+def test_run_reads_stdin_and_json_arrays(tmp_path):
+    events = [{"type": "track", "event": "Order Completed", "properties": {"order_id": "a"}},
+              {"type": "page"}]
+    result = switchyard("run", "rules/", "--dry-run", "--dead-letter", tmp_path / "d", stdin=json.dumps(events))
+    assert [json.loads(line)["payload"]["data"]["order_id"] for line in result.stdout.splitlines()] == ["a"]
+    assert "events read            2" in result.stderr
+
+
+def test_run_rejects_rules_with_errors(write_rules):
+    result = switchyard("run", write_rules(BROKEN), "--dry-run", stdin="")
+    assert result.returncode == 1
+    assert "SY102" in result.stderr and "Traceback" not in result.stderr
