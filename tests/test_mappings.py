@@ -1,0 +1,140 @@
+"""Mappings: the case table, the fast path's equivalence with JMESPath, and compile-once behaviour."""
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import jmespath
+import pytest
+import yaml
+
+from engine.mapping import MappingError, compile_expression, compile_fields, merge_defaults
+from engine.mapping.expressions import walker
+from engine.mapping.functions import OPTIONS
+
+ROOT = Path(__file__).resolve().parent.parent
+CASES = yaml.safe_load((ROOT / "tests/cases/mappings.yaml").read_text(encoding="utf-8"))
+WHERE = ("mappings", 0, "fields")
+
+
+def exact(value) -> str:
+    """JSON text, so that 1 and 1.0, or 0 and false, do not compare equal."""
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case["name"] for case in CASES])
+def test_case(case):
+    spec = case["fields"]
+    if "defaults" in case:
+        spec = merge_defaults(spec, case["defaults"])
+    mapper, problems = compile_fields(spec, where=WHERE)
+
+    assert [(path, p.code, p.column) for path, p in problems] == [
+        (WHERE + tuple(p["path"]), p["code"], p.get("column", 1)) for p in case.get("problems", [])
+    ]
+    if "literal_values" in case:
+        assert exact(mapper.literal_values()) == exact(case["literal_values"])
+    if "field_names" in case:
+        assert list(mapper.fields) == case["field_names"]
+    event = case.get("event", {})
+    if "error" in case:
+        with pytest.raises(MappingError) as caught:
+            mapper.apply(event)
+        assert caught.value.path == tuple(case["error"])
+    if "expect" in case:
+        assert exact(mapper.apply(event)) == exact(case["expect"])
+
+
+# --- the fast path --------------------------------------------------------------------------
+
+KEYS = ["a", "b", "c", "first name", "1"]
+
+
+def random_value(rng: random.Random, depth: int):
+    """A JSON value where the keys in KEYS are likely to appear, nested a few levels."""
+    roll = rng.random()
+    if depth > 0 and roll < 0.55:
+        return {key: random_value(rng, depth - 1) for key in rng.sample(KEYS, rng.randint(0, len(KEYS)))}
+    if depth > 0 and roll < 0.7:
+        return [random_value(rng, depth - 1) for _ in range(rng.randint(0, 3))]
+    return rng.choice([None, True, False, 0, 1.5, "", "text", "ü", [], {}])
+
+
+def dotted(keys) -> str:
+    return ".".join(key if key.isidentifier() else json.dumps(key) for key in keys)
+
+
+def test_fast_path_gives_what_jmespath_gives():
+    rng = random.Random(20240501)
+    events = [random_value(rng, 4) for _ in range(400)] + [None, [], "text", 5, {"a": {"a": {"a": {"a": 1}}}}]
+    paths = [dotted(rng.choices(KEYS, k=rng.randint(1, 4))) for _ in range(200)] + ["a", "a.a.a.a"]
+    found = 0
+    for path in paths:
+        parsed = jmespath.compile(path)
+        walk = walker(parsed.parsed)
+        assert walk is not None, path
+        for event in events:
+            expected = parsed.search(event, OPTIONS)
+            actual = walk(event)
+            assert actual is expected or actual == expected, (path, event)
+            found += expected is not None
+    assert found > 1000, "the generated events should reach values, not only nulls"
+
+
+@pytest.mark.parametrize("text", [
+    "a[0]", "a[*].b", "a.b[0]", "@", "a || b", "length(a)", "a.b | c", "{x: a}", "[a, b]", "`1`", "'x'",
+    "a[?b].c", "!a", "a == b", "*.a",
+])
+def test_fast_path_is_only_for_plain_paths(text):
+    assert walker(jmespath.compile(text).parsed) is None
+
+
+def test_apply_never_parses():
+    mapper, _ = compile_fields({"a": "properties.a", "b": "lower(properties.b)", "c": ["userId", "`1`"]})
+    real = jmespath.compile
+    jmespath.compile = lambda *args, **kwargs: pytest.fail("parsed an expression while mapping an event")
+    try:
+        assert mapper.apply({"properties": {"a": 1, "b": "X"}, "userId": "u"}) == {"a": 1, "b": "x", "c": ["u", 1]}
+    finally:
+        jmespath.compile = real
+
+
+def test_payloads_do_not_share_literal_objects():
+    mapper, _ = compile_fields({"headers": {"$literal": {"X-A": "1"}}, "meta": "`{\"n\": [1]}`"})
+    first = mapper.apply({})
+    first["headers"]["X-B"] = "added by an adapter"
+    first["meta"]["n"].append(2)
+    assert mapper.apply({}) == {"headers": {"X-A": "1"}, "meta": {"n": [1]}}
+
+
+def test_mapping_error_reads_as_path_then_reason():
+    mapper, _ = compile_fields({"data": {"items": [{"sku": "upper(properties.sku)"}]}})
+    with pytest.raises(MappingError) as caught:
+        mapper.apply({"properties": {"sku": 7}})
+    assert caught.value.path == ("data", "items", 0, "sku")
+    assert str(caught.value).startswith("data.items[0].sku: upper() expects string or null, got number 7")
+
+
+@pytest.mark.parametrize("spec", [
+    "text", 5, [1, 2], {"a": object()}, {"a": {"b": {1.5: "x"}}}, {"a": [None, {"$literal": object()}]},
+    {"a": "`1"}, {"a": "&a"}, {"a": "a[?"}, {"a": "\"unclosed"}, {"a": "a.b(c"}, {"a": "a[1:2:3:4]"},
+    {"a": "(" * 5000 + "a" + ")" * 5000},
+])
+def test_compile_never_raises(spec):
+    mapper, problems = compile_fields(spec, where=WHERE)
+    assert isinstance(mapper.apply({}), dict)
+    assert all(path[:3] == WHERE for path, _ in problems)
+
+
+def test_compile_expression_with_problems_omits():
+    evaluate, problems = compile_expression("properties..x")
+    assert [p.code for p in problems] == ["SY201"]
+    assert evaluate({"properties": {"x": 1}}) is None
+
+
+def test_merge_defaults_leaves_the_spec_alone():
+    spec = {"url": "'a'", "method": None}
+    merged = merge_defaults(spec, {"method": "'POST'", "headers": "context.headers"})
+    assert merged == {"url": "'a'", "method": None, "headers": "context.headers"}
+    assert spec == {"url": "'a'", "method": None}
