@@ -47,7 +47,8 @@ def read(stream: IO[str], name: str) -> Iterator[tuple[str, object]]:
 
 
 def _parse_line(line: str, source: str):
+    line = line.rstrip("\r\n")
     try:
         yield source, json.loads(line)
     except json.JSONDecodeError as error:
-        yield source, Unreadable(source, line.rstrip("\n"), f"not valid JSON: {error.msg} at column {error.colno}")
+        yield source, Unreadable(source, line, f"not valid JSON: {error.msg} at column {error.colno}")

@@ -129,6 +129,7 @@ class _FileCompiler:
         self.source = source
         self.environ = os.environ if environ is None else environ
         self.problems: list[Problem] = list(source.problems)
+        self.unset_settings: set[str] = set()  # settings whose ${VAR} is unset: known only at run time
 
     def report(self, path, code: str, message: str, *, severity=ERROR, key=False):
         self.problems.append(self.source.problem(path, Problem(code, message, severity), key=key))
@@ -206,6 +207,8 @@ class _FileCompiler:
             expanded, from_env = self._expand(where + (key,), value)
             if expanded is not None:
                 values[key] = expanded
+            else:
+                self.unset_settings.add(key)
             if from_env:
                 secret.add(key)
         if catalog is not None and catalog.settings_schema:
@@ -217,7 +220,8 @@ class _FileCompiler:
                                 f"unknown setting '{key}' for catalog '{catalog.name}'{_suggest(key, properties)}",
                                 key=True)
                 elif key in properties:
-                    for message in PayloadValidator({"properties": {key: properties[key]}}).errors({key: values[key]}):
+                    labelled = {"title": f"setting '{key}'", **properties[key]}
+                    for message in PayloadValidator({"properties": {key: labelled}}).errors({key: values[key]}):
                         if key in secret:
                             message = f"setting '{key}' is not valid (its value is secret and not shown)"
                         self.report(where + (key,), "SY306", message)
@@ -334,9 +338,12 @@ class _FileCompiler:
             if key not in spec and setting and setting in settings:
                 spec[key] = {"$literal": settings[setting]}
         for key in action.required:
-            if spec.get(key) is None:
+            if spec.get(key) is None and action.properties.get(key, {}).get("x-setting") not in self.unset_settings:
                 self.report(where + ("fields",) if "fields" in item else where + ("action",), "SY304",
                             f"required field '{key}' of action '{action.name}' is not mapped and has no default")
+        # Payload keys follow the action's field order, so calls read the same whatever the mapping's order.
+        order = {key: index for index, key in enumerate(action.properties)}
+        spec = dict(sorted(spec.items(), key=lambda pair: order.get(pair[0], len(order))))
         mapper, problems = compile_fields(spec, where=where + ("fields",))
         for path, problem in problems:
             self.report_inside(path, problem)

@@ -6,6 +6,7 @@ many threads.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 from .model import ActionCall, MappingError, Result
@@ -80,7 +81,8 @@ def invalid_event_reason(event) -> str | None:
         return "invalid event: not a JSON object"
     kind = event.get("type")
     if kind not in EVENT_TYPES:
-        return f"invalid event: 'type' must be one of {', '.join(EVENT_TYPES)} but it was {kind!r}"
+        seen = "missing" if kind is None else json.dumps(kind)
+        return f"invalid event: 'type' must be one of {', '.join(EVENT_TYPES)} but it was {seen}"
     return None
 
 

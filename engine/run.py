@@ -59,15 +59,15 @@ class Summary:
             f"  invalid events       {self.invalid_events}",
             f"unreadable lines       {self.unreadable}",
         ]
-        if self.calls or self.invalid_payloads:
-            lines.append("calls per mapping" + ("" if dry_run else "       calls  delivered  failed  invalid"))
-            for pair in sorted(set(self.calls) | set(self.invalid_payloads)):
-                label = f"{pair[0]} / {pair[1]}"
-                if dry_run:
-                    lines.append(f"  {label:<32} {self.calls[pair]:>6}  invalid {self.invalid_payloads[pair]}")
-                else:
-                    lines.append(f"  {label:<32} {self.calls[pair]:>6} {self.delivered[pair]:>10} "
-                                 f"{self.failed[pair]:>7} {self.invalid_payloads[pair]:>8}")
+        pairs = sorted(set(self.calls) | set(self.invalid_payloads))
+        if pairs:
+            width = max(len(f"{d} / {m}") for d, m in pairs) + 2
+            columns = ("calls", "invalid") if dry_run else ("calls", "delivered", "failed", "invalid")
+            lines.append(f"{'calls per mapping':<{width}}" + "".join(f"{c:>11}" for c in columns))
+            for pair in pairs:
+                values = [self.calls[pair], self.invalid_payloads[pair]] if dry_run else [
+                    self.calls[pair], self.delivered[pair], self.failed[pair], self.invalid_payloads[pair]]
+                lines.append(f"  {pair[0] + ' / ' + pair[1]:<{width - 2}}" + "".join(f"{v:>11}" for v in values))
         if self.dead_lettered:
             lines.append(f"dead-lettered          {self.dead_lettered} -> {dead_letter_path}")
         lines.append("every event accounted for" if self.accounted else "WARNING: event counts do not add up")

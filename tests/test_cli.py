@@ -32,7 +32,7 @@ def test_lint_reports_every_problem_with_position_code_and_caret(write_rules):
     assert "    trigger: properties.plan contians \"pro\"\n" in out
     assert "\n                                 ^\n" in out  # caret under column 30 (4 spaces of indent)
     assert f"{path}:11:" in out and "SY201" in out
-    assert f"{path}:12:13: error SY401" in out
+    assert f"{path}:12:11: error SY401" in out
     assert f"{path}:14:13: error SY302" in out and "did you mean 'send'?" in out
     assert "Traceback" not in out + result.stderr
     assert out.strip().endswith("4 error(s), 0 warning(s)")
