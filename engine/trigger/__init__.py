@@ -1,0 +1,57 @@
+"""The trigger language: compile a trigger once, then match it against many events.
+
+    >>> from engine.trigger import compile_trigger
+    >>> t = compile_trigger('type = "track" and event = "Order Completed"')
+    >>> t.matches({"type": "track", "event": "Order Completed"})
+    True
+
+Stages, each its own module: :mod:`.parser` (text -> syntax tree, SY101/SY102),
+:mod:`.lint` (SY104 warnings), :mod:`.compiler` (tree -> closures, SY103/SY105) and
+:mod:`.explain`. The language itself is documented in docs/triggers.md.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from engine.diagnostics import Problem
+from engine.trigger.compiler import Compiled, compile_tree
+from engine.trigger.errors import TriggerError
+from engine.trigger.explain import Explanation, explain
+from engine.trigger.lint import lint
+from engine.trigger.parser import parse
+
+__all__ = ["Explanation", "Trigger", "TriggerError", "compile_trigger"]
+
+
+class Trigger:
+    """A compiled trigger.
+
+    ``matches(event) -> bool`` is the compiled closure itself (no method call in between):
+    pure, thread-safe, and it never raises, whatever the shape of the event.
+    """
+
+    __slots__ = ("text", "warnings", "matches", "_compiled")
+
+    def __init__(self, text: str, compiled: Compiled, warnings: list[Problem]):
+        self.text = text
+        self.warnings = warnings
+        self.matches: Callable[[Any], bool] = compiled.match
+        self._compiled = compiled
+
+    def explain(self, event: Any) -> Explanation:
+        """Every condition's value and result on ``event``, as a tree mirroring the trigger."""
+        return explain(self._compiled, self.text, event)
+
+    def __repr__(self) -> str:
+        return f"Trigger({self.text!r})"
+
+
+def compile_trigger(text: str) -> Trigger:
+    """Compile ``text``; raise :class:`TriggerError` listing its problems (warnings included)."""
+    tree = parse(text)
+    warnings = lint(tree, text)
+    try:
+        compiled = compile_tree(tree, text)
+    except TriggerError as error:
+        raise TriggerError(error.problems + warnings) from None
+    return Trigger(text, compiled, warnings)

@@ -1,0 +1,114 @@
+"""Syntax tree -> closures. The only code that runs per event is what this module returns.
+
+Each condition becomes ``test(get(event))``: the path's getter was specialised when the
+path was parsed, and the test was built from the literal here (regexes compiled, numeric
+strings and timestamps parsed), so nothing parses text per event. ``and``/``or`` lists
+become straight-line closures for the common short cases.
+
+Every bad literal (SY105) and bad regex (SY103) is collected before raising, so lint shows
+all of them at once.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from engine.diagnostics import Problem
+from engine.paths import Path
+from engine.trigger import nodes
+from engine.trigger.errors import TriggerError, problem_at
+from engine.trigger.operators import Operator, OperandError, Test, resolve
+
+Match = Callable[[Any], bool]
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """A compiled node: ``match(event)``, plus what explain needs to show its working."""
+
+    node: nodes.Node
+    match: Match
+    children: tuple["Compiled", ...] = ()
+    path: Path | None = None
+    operator: Operator | None = None
+    operand: Any = None
+    test: Test | None = None
+
+
+def compile_tree(tree: nodes.Node, text: str) -> Compiled:
+    """Compile ``tree``; raise :class:`TriggerError` listing every SY103 and SY105."""
+    problems: list[Problem] = []
+    compiled = _compile(tree, text, problems)
+    if problems:
+        raise TriggerError(problems)
+    return compiled
+
+
+def _compile(node: nodes.Node, text: str, problems: list[Problem]) -> Compiled:
+    if isinstance(node, nodes.Condition):
+        return _condition(node, text, problems)
+    if isinstance(node, (nodes.AllOf, nodes.AnyOf)):
+        children = tuple(_compile(child, text, problems) for child in node.children)
+        combine = _all if isinstance(node, nodes.AllOf) else _any
+        return Compiled(node, combine([child.match for child in children]), children)
+    if isinstance(node, nodes.Negation):
+        child = _compile(node.child, text, problems)
+        inner = child.match
+        return Compiled(node, lambda event: not inner(event), (child,))
+    return Compiled(node, lambda event: True)  # nodes.Always
+
+
+def _condition(node: nodes.Condition, text: str, problems: list[Problem]) -> Compiled:
+    literal = node.literal
+    where = literal.span if literal is not None else node.span
+    try:
+        operator, operand = resolve(node.spelling, literal.value if literal is not None else None)
+        test = operator.value_test(operand, wildcard=node.path.has_wildcard)
+    except OperandError as error:
+        problems.append(problem_at("SY105", str(error), text, where.line, where.column))
+        return Compiled(node, lambda event: False)
+    except re.error as error:
+        problems.append(problem_at("SY103", f"invalid regular expression: {error}", text, where.line, where.column))
+        return Compiled(node, lambda event: False)
+    get = node.path.get
+
+    def match(event: Any) -> bool:
+        return test(get(event))
+    return Compiled(node, match, path=node.path, operator=operator, operand=operand, test=test)
+
+
+def _all(matches: list[Match]) -> Match:
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) == 2:
+        a, b = matches
+        return lambda event: a(event) and b(event)
+    if len(matches) == 3:
+        a, b, c = matches
+        return lambda event: a(event) and b(event) and c(event)
+
+    def match(event: Any) -> bool:
+        for one in matches:
+            if not one(event):
+                return False
+        return True
+    return match
+
+
+def _any(matches: list[Match]) -> Match:
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) == 2:
+        a, b = matches
+        return lambda event: a(event) or b(event)
+    if len(matches) == 3:
+        a, b, c = matches
+        return lambda event: a(event) or b(event) or c(event)
+
+    def match(event: Any) -> bool:
+        for one in matches:
+            if one(event):
+                return True
+        return False
+    return match

@@ -1,0 +1,55 @@
+"""Warnings about triggers that parse but may not mean what their author thinks.
+
+SY104: ``and`` and ``or`` mixed at one level without parentheses. Ours reads
+``a or b and c`` as ``a or (b and c)``; Segment joins every condition at one level with
+the last combinator written, so a trigger copied from Segment may change meaning.
+"""
+from __future__ import annotations
+
+from engine.diagnostics import WARNING, Problem
+from engine.trigger import nodes
+from engine.trigger.errors import problem_at
+
+
+def lint(tree: nodes.Node, text: str) -> list[Problem]:
+    """Every warning for the trigger ``tree`` parsed from ``text``."""
+    return [problem for node in _walk(tree) if (problem := _mixed_and_or(node, text))]
+
+
+def _walk(node: nodes.Node):
+    yield node
+    if isinstance(node, (nodes.AllOf, nodes.AnyOf)):
+        for child in node.children:
+            yield from _walk(child)
+    elif isinstance(node, nodes.Negation):
+        yield from _walk(node.child)
+
+
+def _mixed_and_or(node: nodes.Node, text: str) -> Problem | None:
+    # `and` binds tighter, so an unparenthesised mix is always an `or` over bare `and`s.
+    # ANY(...) has no `or` joints: its commas already delimit each member.
+    if not isinstance(node, nodes.AnyOf) or not node.joints:
+        return None
+    bare = [child for child in node.children if isinstance(child, nodes.AllOf) and not child.grouped]
+    if not bare:
+        return None
+    joints = sorted([*node.joints, *(joint for child in bare for joint in child.joints)], key=lambda s: s.start)
+    words = [text[joint.start:joint.end].lower() for joint in joints]
+    where = next(joint for joint, word in zip(joints, words) if word != words[0])
+    reading = " or ".join(_render(child, text, force_parens=child in bare) for child in node.children)
+    message = (
+        f"'and' and 'or' mixed without parentheses: this reads as {reading}; add parentheses to say so "
+        f"(Segment would join every condition here with '{words[-1]}')"
+    )
+    return problem_at("SY104", message, text, where.line, where.column, severity=WARNING)
+
+
+def _render(node: nodes.Node, text: str, force_parens: bool = False) -> str:
+    """The node on one line, parenthesised as it is read (comments between conditions dropped)."""
+    if isinstance(node, (nodes.AllOf, nodes.AnyOf)):
+        joiner = " and " if isinstance(node, nodes.AllOf) else " or "
+        inner = joiner.join(_render(child, text) for child in node.children)
+        return f"({inner})" if node.grouped or force_parens else inner
+    if isinstance(node, nodes.Negation):
+        return "not " + _render(node.child, text)
+    return " ".join(text[node.span.start:node.span.end].split())
