@@ -330,6 +330,13 @@ class _FileCompiler:
                 self.report(where + ("fields", key), "SY303",
                             f"action '{action.name}' has no field '{key}' "
                             f"(fields: {', '.join(action.properties)}){_suggest(key, action.properties)}", key=True)
+        for key, value in declared.items():
+            choices = action.properties.get(key, {}).get("enum", ())
+            if isinstance(value, str) and value in choices:
+                # A bare word is a JMESPath field lookup: `method: PUT` reads the event's PUT field (null).
+                self.report(where + ("fields", key), "SY305",
+                            f"'{value}' here is a JMESPath field lookup, not the text '{value}'; "
+                            f"write \"'{value}'\" for the literal", severity=WARNING)
         spec = {key: value for key, value in declared.items() if key in action.properties or action.open}
         if item.get("defaults", True) is not False:
             spec = merge_defaults(spec, action.defaults())
