@@ -42,12 +42,20 @@ def _parser() -> argparse.ArgumentParser:
                      help="where unreadable lines, invalid events and payloads and failed deliveries go "
                           "(default: %(default)s)")
     run.add_argument("--summary-json", metavar="FILE", help="also write the run summary as JSON")
+
+    replay = commands.add_parser("replay", help="send the failed deliveries of a dead-letter file again")
+    replay.add_argument("dead_letter_file", metavar="DEADLETTER", help="a dead-letter file written by `run`")
+    replay.add_argument("--rules", required=True, metavar="PATH", help="the rule file or directory of the calls")
+    replay.add_argument("--dead-letter", metavar="FILE",
+                        help="where calls that fail again go (default: DEADLETTER itself; the journal "
+                             "DEADLETTER.replayed keeps any call from being sent twice)")
+    replay.add_argument("--summary-json", metavar="FILE", help="also write the replay summary as JSON")
     return parser
 
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
-    handler = {"lint": _lint, "test": _test, "explain": _explain, "run": _run}[args.command]
+    handler = {"lint": _lint, "test": _test, "explain": _explain, "run": _run, "replay": _replay}[args.command]
     try:
         return handler(args)
     except BrokenPipeError:
@@ -191,3 +199,28 @@ def _run(args) -> int:
     if args.summary_json:
         Path(args.summary_json).write_text(json.dumps(summary.to_dict(), indent=2) + "\n", encoding="utf-8")
     return EXIT_OK if not sum(summary.failed.values()) else EXIT_PROBLEMS
+
+
+def _replay(args) -> int:
+    if (code := _missing_paths([args.rules, args.dead_letter_file])) is not None:
+        return code
+    from .adapters import SetupError
+    from .replay import ReplayError, replay
+
+    rules, problems = _load_or_report([args.rules])
+    if rules is None:
+        return EXIT_PROBLEMS
+    unset = [p for p in problems if p.code == "SY501"]
+    if unset:
+        _print_problems(unset)
+        print("switchyard: cannot deliver with unset settings; set the variables", file=sys.stderr)
+        return EXIT_PROBLEMS
+    try:
+        summary = replay(rules, args.dead_letter_file, out_dead_letter=args.dead_letter or args.dead_letter_file)
+    except (ReplayError, SetupError) as error:
+        print(f"switchyard: {error}", file=sys.stderr)
+        return EXIT_PROBLEMS
+    print(summary.render(), file=sys.stderr)
+    if args.summary_json:
+        Path(args.summary_json).write_text(json.dumps(summary.to_dict(), indent=2) + "\n", encoding="utf-8")
+    return EXIT_OK if summary.ok else EXIT_PROBLEMS

@@ -14,6 +14,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from .adapters import DeliveryError, open_adapter
+from .delivery.outcome import DELIVERED, FAILED, RETRIED, Outcome
 from .events import Unreadable
 
 
@@ -28,8 +29,9 @@ class Summary:
     unreadable: int = 0
     calls: Counter = field(default_factory=Counter)           # (destination, mapping) -> calls
     invalid_payloads: Counter = field(default_factory=Counter)
-    delivered: Counter = field(default_factory=Counter)
-    failed: Counter = field(default_factory=Counter)
+    delivered: Counter = field(default_factory=Counter)      # accepted, retried ones included
+    retried: Counter = field(default_factory=Counter)        # accepted after more than one attempt
+    failed: Counter = field(default_factory=Counter)         # dead-lettered as delivery_failed
     dead_lettered: int = 0
 
     @property
@@ -46,6 +48,7 @@ class Summary:
             "calls": {key(k): v for k, v in self.calls.items()},
             "invalid_payloads": {key(k): v for k, v in self.invalid_payloads.items()},
             "delivered": {key(k): v for k, v in self.delivered.items()},
+            "retried": {key(k): v for k, v in self.retried.items()},
             "failed": {key(k): v for k, v in self.failed.items()},
         }
 
@@ -62,11 +65,12 @@ class Summary:
         pairs = sorted(set(self.calls) | set(self.invalid_payloads))
         if pairs:
             width = max(len(f"{d} / {m}") for d, m in pairs) + 2
-            columns = ("calls", "invalid") if dry_run else ("calls", "delivered", "failed", "invalid")
+            columns = ("calls", "invalid") if dry_run else ("calls", "delivered", "retried", "failed", "invalid")
             lines.append(f"{'calls per mapping':<{width}}" + "".join(f"{c:>11}" for c in columns))
             for pair in pairs:
                 values = [self.calls[pair], self.invalid_payloads[pair]] if dry_run else [
-                    self.calls[pair], self.delivered[pair], self.failed[pair], self.invalid_payloads[pair]]
+                    self.calls[pair], self.delivered[pair], self.retried[pair], self.failed[pair],
+                    self.invalid_payloads[pair]]
                 lines.append(f"  {pair[0] + ' / ' + pair[1]:<{width - 2}}" + "".join(f"{v:>11}" for v in values))
         if self.dead_lettered:
             lines.append(f"dead-lettered          {self.dead_lettered} -> {dead_letter_path}")
@@ -98,7 +102,8 @@ class DeadLetter:
 class Progress:
     """A one-line counter on stderr for long runs, only when stderr is a terminal."""
 
-    def __init__(self, stream=sys.stderr, every: float = 0.5):
+    def __init__(self, stream=None, every: float = 0.5):
+        stream = sys.stderr if stream is None else stream  # read at call time: tests swap sys.stderr
         self.enabled = stream.isatty()
         self.stream, self.every = stream, every
         self.started = self.last = time.monotonic()
@@ -118,10 +123,49 @@ class Progress:
             self.stream.write("\r" + " " * 60 + "\r")
 
 
+class _Deliveries:
+    """Hands calls to adapters and books every outcome, including those a batching adapter settles later.
+
+    Adapter contract: ``deliver(call)`` returns the outcomes it settled (this call's, earlier calls'
+    from a released batch, or none while the call waits), or None for "delivered"; it may raise
+    DeliveryError for this call. ``close()`` returns the outcomes of whatever was still waiting.
+    """
+
+    def __init__(self, adapters: dict, summary: Summary, dead_letter: DeadLetter):
+        self.adapters, self.summary, self.dead_letter = adapters, summary, dead_letter
+        self.sources: dict[int, tuple] = {}  # id(call) -> (call, source) until its outcome arrives
+
+    def deliver(self, call, source) -> None:
+        self.sources[id(call)] = (call, source)
+        try:
+            settled = self.adapters[call.destination].deliver(call)
+        except DeliveryError as error:
+            settled = [getattr(error, "outcome", None) or Outcome(FAILED, 1, error.status, error.body, str(error))]
+            settled = [outcome if outcome.call is not None else outcome.for_call(call) for outcome in settled]
+        self.book(settled if settled is not None else [Outcome(DELIVERED, 1, call=call)])
+
+    def close(self) -> None:
+        for adapter in self.adapters.values():
+            self.book(adapter.close() or [])
+
+    def book(self, outcomes) -> None:
+        for outcome in outcomes:
+            call, source = self.sources.pop(id(outcome.call))
+            pair = (call.destination, call.mapping)
+            if outcome.ok:
+                self.summary.delivered[pair] += 1
+                if outcome.state == RETRIED:
+                    self.summary.retried[pair] += 1
+            else:
+                self.summary.failed[pair] += 1
+                self.dead_letter.write(outcome.dead_letter_record(source))
+
+
 def run(rules, inputs, *, dry_run: bool, out, dead_letter: DeadLetter, progress: Progress) -> Summary:
     """Evaluate every event from ``inputs`` (``(source, event)`` pairs) and deliver or print the calls."""
     summary = Summary()
-    adapters = {} if dry_run else {d.name: open_adapter(d) for d in rules.destinations}
+    deliveries = _Deliveries({} if dry_run else {d.name: open_adapter(d) for d in rules.destinations}, summary,
+                             dead_letter)
     try:
         for source, event in inputs:
             if isinstance(event, Unreadable):
@@ -153,16 +197,9 @@ def run(rules, inputs, *, dry_run: bool, out, dead_letter: DeadLetter, progress:
                 if dry_run:
                     out.write(json.dumps(call.to_dict(), ensure_ascii=False) + "\n")
                     continue
-                try:
-                    adapters[call.destination].deliver(call)
-                    summary.delivered[pair] += 1
-                except DeliveryError as error:
-                    summary.failed[pair] += 1
-                    dead_letter.write({"kind": "delivery_failed", "source": source, "reason": str(error),
-                                       "status": error.status, "body": error.body, "call": call.to_dict()})
+                deliveries.deliver(call, source)
     finally:
-        for adapter in adapters.values():
-            adapter.close()
+        deliveries.close()
         progress.done()
     summary.dead_lettered = dead_letter.count
     return summary

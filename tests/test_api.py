@@ -15,7 +15,7 @@ ORDER = {"type": "track", "event": "Order Completed", "messageId": "m-1",
 
 @pytest.fixture(scope="module")
 def rules():
-    return engine.load(ROOT / "rules")
+    return engine.load(ROOT / "rules" / "webhook.yaml")
 
 
 def test_evaluate_returns_typed_calls(rules):

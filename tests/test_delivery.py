@@ -15,6 +15,7 @@ destination:
   settings:
     url: ${HOOK_URL}
     headers: {Authorization: "Bearer ${HOOK_TOKEN:-none}"}
+    max_attempts: 1
 mappings:
   - name: Orders
     trigger: event = "Order Completed"

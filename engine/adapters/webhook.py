@@ -1,36 +1,65 @@
-"""The ``webhook`` catalog over HTTP: one request per ``send`` call, JSON body."""
+"""The ``webhook`` catalog over HTTP: one JSON request per ``send`` call, retried per the policy.
+
+Requests go through :mod:`engine.delivery` (kept-alive connections, the retry policy, OAuth2
+client credentials when the destination's settings have ``oauth``). :meth:`WebhookAdapter.deliver`
+returns the call's :class:`~engine.delivery.outcome.Outcome` when it was accepted and raises
+:class:`DeliveryError` (with the outcome as ``error.outcome``) when it was not.
+"""
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
+from dataclasses import replace
 
-from . import DeliveryError
-
-USER_AGENT = "switchyard/0.1"
+from ..delivery.http import Sender
+from ..delivery.oauth import ClientCredentials
+from ..delivery.outcome import DELIVERED, RETRIED
+from ..delivery.retry import Retrier, RetryPolicy
+from . import DeliveryError, SetupError
 
 
 class WebhookAdapter:
-    def __init__(self, settings):
-        self.timeout = float(settings.get("timeout", 10))
+    def __init__(self, settings, *, retrier: Retrier | None = None):
+        self.sender = Sender(float(settings.get("timeout", 10)))
         self.headers = dict(settings.get("headers") or {})
+        self.retrier = retrier or Retrier(RetryPolicy(max_attempts=int(settings.get("max_attempts", 5))))
+        oauth = settings.get("oauth")
+        self.oauth = None
+        if oauth:
+            try:
+                self.oauth = ClientCredentials(
+                    self.sender, oauth["token_url"], oauth["client_id"], oauth["client_secret"], oauth.get("scope"),
+                    client_auth=oauth.get("client_auth", "basic"), clock=self.retrier.clock)
+            except (KeyError, TypeError, ValueError) as error:
+                raise SetupError(f"webhook setting 'oauth' is incomplete or invalid ({type(error).__name__}: "
+                                 f"{error})") from None
 
-    def deliver(self, call) -> None:
+    def deliver(self, call) -> list:
+        """Send ``call``; return ``[outcome]`` when accepted, raise DeliveryError when not."""
         payload = call.payload
-        headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, **self.headers,
-                   **(payload.get("headers") or {})}
+        method, url = payload.get("method", "POST"), payload["url"]
+        headers = {"Content-Type": "application/json", **self.headers, **(payload.get("headers") or {})}
         body = None if "data" not in payload else json.dumps(payload["data"], ensure_ascii=False).encode()
-        request = urllib.request.Request(payload["url"], data=body, headers=headers,
-                                         method=payload.get("method", "POST"))
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                response.read()
-        except urllib.error.HTTPError as error:
-            text = error.read()[:2000].decode("utf-8", "replace")
-            raise DeliveryError(f"HTTP {error.code} from {payload['url']}", error.code, text) from None
-        except (urllib.error.URLError, OSError) as error:
-            reason = getattr(error, "reason", error)
-            raise DeliveryError(f"cannot reach {payload['url']}: {reason}") from None
+        refreshed = False
 
-    def close(self) -> None:
-        pass
+        def attempt():
+            nonlocal refreshed
+            if self.oauth is None:
+                return self.sender.send(method, url, body, headers)
+            # One token refresh per call, whatever the number of attempts: a second 401 is final.
+            response, did_refresh = self.oauth.send(method, url, body, headers, may_refresh=not refreshed)
+            refreshed |= did_refresh
+            return response
+
+        outcome = self.retrier.run(attempt, call)
+        if refreshed:  # the resend after a token refresh is one more request, and a retry to the user
+            outcome = replace(outcome, attempts=outcome.attempts + 1,
+                              state=RETRIED if outcome.state == DELIVERED else outcome.state)
+        if not outcome.ok:
+            error = DeliveryError(outcome.message, outcome.status, outcome.body)
+            error.outcome = outcome
+            raise error
+        return [outcome]
+
+    def close(self) -> list:
+        self.sender.close()
+        return []
