@@ -13,6 +13,7 @@ from pathlib import Path
 from . import __version__
 from .diagnostics import ERROR, WARNING, format_github, format_text
 from .loader import compile_paths
+from .workspace.cli import add_workspace_commands, run_workspace
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
 
@@ -42,6 +43,11 @@ def _parser() -> argparse.ArgumentParser:
                      help="where unreadable lines, invalid events and payloads and failed deliveries go "
                           "(default: %(default)s)")
     run.add_argument("--summary-json", metavar="FILE", help="also write the run summary as JSON")
+    run.add_argument("--workspace", metavar="PATH",
+                     help="the SQLite workspace for destinations with transport: workspace (default: their "
+                          "`workspace` setting, else switchyard.db)")
+
+    add_workspace_commands(commands)
 
     replay = commands.add_parser("replay", help="send the failed deliveries of a dead-letter file again")
     replay.add_argument("dead_letter_file", metavar="DEADLETTER", help="a dead-letter file written by `run`")
@@ -55,7 +61,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
-    handler = {"lint": _lint, "test": _test, "explain": _explain, "run": _run, "replay": _replay}[args.command]
+    handler = {"lint": _lint, "test": _test, "explain": _explain, "run": _run, "replay": _replay,
+               "workspace": run_workspace}[args.command]
     try:
         return handler(args)
     except BrokenPipeError:
@@ -189,7 +196,7 @@ def _run(args) -> int:
     dead_letter = DeadLetter(args.dead_letter)
     try:
         summary = run(rules, inputs(), dry_run=args.dry_run, out=sys.stdout, dead_letter=dead_letter,
-                      progress=Progress())
+                      progress=Progress(), workspace=args.workspace)
     except SetupError as error:
         print(f"switchyard: {error}", file=sys.stderr)
         return EXIT_PROBLEMS

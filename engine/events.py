@@ -51,4 +51,4 @@ def _parse_line(line: str, source: str):
     try:
         yield source, json.loads(line)
     except json.JSONDecodeError as error:
-        yield source, Unreadable(source, line, f"not valid JSON: {error.msg} at column {error.colno}")
+        yield source, Unreadable(source, line, f"not valid JSON: {error.msg} (column {error.colno})")

@@ -31,7 +31,8 @@ class Summary:
     invalid_payloads: Counter = field(default_factory=Counter)
     delivered: Counter = field(default_factory=Counter)      # accepted, retried ones included
     retried: Counter = field(default_factory=Counter)        # accepted after more than one attempt
-    failed: Counter = field(default_factory=Counter)         # dead-lettered as delivery_failed
+    failed: Counter = field(default_factory=Counter)         # not delivered: unreachable, auth, retries used up
+    refused: Counter = field(default_factory=Counter)        # the destination said no to the call's content
     dead_lettered: int = 0
 
     @property
@@ -50,6 +51,7 @@ class Summary:
             "delivered": {key(k): v for k, v in self.delivered.items()},
             "retried": {key(k): v for k, v in self.retried.items()},
             "failed": {key(k): v for k, v in self.failed.items()},
+            "refused": {key(k): v for k, v in self.refused.items()},
         }
 
     def render(self, dry_run: bool, dead_letter_path: str | None) -> str:
@@ -65,12 +67,13 @@ class Summary:
         pairs = sorted(set(self.calls) | set(self.invalid_payloads))
         if pairs:
             width = max(len(f"{d} / {m}") for d, m in pairs) + 2
-            columns = ("calls", "invalid") if dry_run else ("calls", "delivered", "retried", "failed", "invalid")
+            columns = ("calls", "invalid") if dry_run else (
+                "calls", "delivered", "retried", "refused", "failed", "invalid")
             lines.append(f"{'calls per mapping':<{width}}" + "".join(f"{c:>11}" for c in columns))
             for pair in pairs:
                 values = [self.calls[pair], self.invalid_payloads[pair]] if dry_run else [
-                    self.calls[pair], self.delivered[pair], self.retried[pair], self.failed[pair],
-                    self.invalid_payloads[pair]]
+                    self.calls[pair], self.delivered[pair], self.retried[pair], self.refused[pair],
+                    self.failed[pair], self.invalid_payloads[pair]]
                 lines.append(f"  {pair[0] + ' / ' + pair[1]:<{width - 2}}" + "".join(f"{v:>11}" for v in values))
         if self.dead_lettered:
             lines.append(f"dead-lettered          {self.dead_lettered} -> {dead_letter_path}")
@@ -157,15 +160,16 @@ class _Deliveries:
                 if outcome.state == RETRIED:
                     self.summary.retried[pair] += 1
             else:
-                self.summary.failed[pair] += 1
+                (self.summary.refused if outcome.refused else self.summary.failed)[pair] += 1
                 self.dead_letter.write(outcome.dead_letter_record(source))
 
 
-def run(rules, inputs, *, dry_run: bool, out, dead_letter: DeadLetter, progress: Progress) -> Summary:
+def run(rules, inputs, *, dry_run: bool, out, dead_letter: DeadLetter, progress: Progress,
+        workspace: str | None = None) -> Summary:
     """Evaluate every event from ``inputs`` (``(source, event)`` pairs) and deliver or print the calls."""
     summary = Summary()
-    deliveries = _Deliveries({} if dry_run else {d.name: open_adapter(d) for d in rules.destinations}, summary,
-                             dead_letter)
+    adapters = {} if dry_run else {d.name: open_adapter(d, workspace=workspace) for d in rules.destinations}
+    deliveries = _Deliveries(adapters, summary, dead_letter)
     try:
         for source, event in inputs:
             if isinstance(event, Unreadable):

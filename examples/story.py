@@ -3,7 +3,7 @@
     python examples/story.py > examples/events.jsonl
 
 Ada browses anonymously, becomes a lead by email, signs up, buys, installs the app and joins
-her company's account; Bob buys and later uninstalls; Carol's anonymous visits are aliased to
+her company's account; Bob buys and later uninstalls; Carol's guest profile is merged into
 her account; Dan is suppressed and unsuppressed; Eve asks to be deleted. Around them, other
 shoppers browse and buy, and a few lines are malformed, as real streams are.
 """
@@ -81,11 +81,14 @@ emit("track", userId="bob-1002", event="Application Installed", context=mobile("
 emit("group", userId="bob-1002", groupId="acme", traits={"relationshipAttributes": {"role": "member"}})
 emit("track", userId="bob-1002", event="Application Uninstalled", context=mobile("tok-bob-pixel", "android", "5.1.3"))
 
-# Carol: anonymous visits, later aliased to her account.
+# Carol: an old guest-checkout profile, merged into her new account by an alias.
+emit("identify", userId="guest-8812", traits={"email": "carol.old@example.com", "guest": True})
+order("guest-8812", "o-4999", [("HAT-1", 24.0)])
 for path in ("/", "/blog/trail-running", "/products/trail-shoe"):
     page(path, anonymousId="anon-carol")
-emit("identify", userId="carol-1003", traits={"email": "carol@example.com", "first_name": "Carol"})
-emit("alias", userId="carol-1003", previousId="anon-carol")
+emit("identify", userId="carol-1003", anonymousId="anon-carol",
+     traits={"email": "carol@example.com", "first_name": "Carol"})
+emit("alias", userId="carol-1003", previousId="guest-8812")
 order("carol-1003", "o-5003", [("SHOE-42", 89.0)])
 
 # Dan: suppressed, his events refused, then unsuppressed.

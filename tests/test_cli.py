@@ -95,13 +95,13 @@ tests:
 
 def test_explain_shows_conditions_values_and_nearest_miss():
     event = {"type": "track", "event": "Signed Up", "properties": {"plan": "free"}}
-    result = switchyard("explain", "rules/", "--event", "-", stdin=json.dumps(event))
+    result = switchyard("explain", "rules/webhook.yaml", "--event", "-", stdin=json.dumps(event))
     assert result.returncode == 0
     out = result.stdout
     assert "No mapping matched this event." in out
     assert "Nearest miss: crm / 'Paid sign-ups'" in out
     assert '(saw "free")' in out
-    data = json.loads(switchyard("explain", "rules/", "--event", "-", "--format", "json",
+    data = json.loads(switchyard("explain", "rules/webhook.yaml", "--event", "-", "--format", "json",
                                  stdin=json.dumps(event)).stdout)
     assert data["matched"] is False
     assert data["nearest_miss"]["mapping"] == "Paid sign-ups"
@@ -109,7 +109,7 @@ def test_explain_shows_conditions_values_and_nearest_miss():
 
 def test_explain_shows_payload_and_disabled_mapping():
     event = {"type": "track", "event": "Order Refunded", "properties": {"total": 900}}
-    data = json.loads(switchyard("explain", "rules/", "--event", "-", "--format", "json",
+    data = json.loads(switchyard("explain", "rules/webhook.yaml", "--event", "-", "--format", "json",
                                  stdin=json.dumps(event)).stdout)
     refunds = next(m for m in data["destinations"][0]["mappings"] if m["name"] == "Large refunds")
     assert refunds["matched"] is True and refunds["enabled"] is False
@@ -118,7 +118,7 @@ def test_explain_shows_payload_and_disabled_mapping():
 
 def test_run_dry_run_prints_calls_and_accounts_for_every_event(tmp_path):
     dead = tmp_path / "dead.ndjson"
-    result = switchyard("run", "rules/", "examples/events.jsonl", "--dry-run", "--dead-letter", dead,
+    result = switchyard("run", "rules/webhook.yaml", "examples/events.jsonl", "--dry-run", "--dead-letter", dead,
                         "--summary-json", tmp_path / "summary.json")
     assert result.returncode == 0, result.stderr
     calls = [json.loads(line) for line in result.stdout.splitlines()]
@@ -139,7 +139,8 @@ def test_run_dry_run_prints_calls_and_accounts_for_every_event(tmp_path):
 def test_run_reads_stdin_and_json_arrays(tmp_path):
     events = [{"type": "track", "event": "Order Completed", "properties": {"order_id": "a"}},
               {"type": "page"}]
-    result = switchyard("run", "rules/", "--dry-run", "--dead-letter", tmp_path / "d", stdin=json.dumps(events))
+    result = switchyard("run", "rules/webhook.yaml", "--dry-run", "--dead-letter", tmp_path / "d",
+                        stdin=json.dumps(events))
     assert [json.loads(line)["payload"]["data"]["order_id"] for line in result.stdout.splitlines()] == ["a"]
     assert "events read            2" in result.stderr
 
@@ -148,3 +149,15 @@ def test_run_rejects_rules_with_errors(write_rules):
     result = switchyard("run", write_rules(BROKEN), "--dry-run", stdin="")
     assert result.returncode == 1
     assert "SY102" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_bundled_rule_set_accounts_for_every_line(tmp_path):
+    result = switchyard("run", "rules/", "examples/events.jsonl", "--dry-run", "--dead-letter", tmp_path / "d",
+                        "--summary-json", tmp_path / "summary.json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    lines = [line for line in (ROOT / "examples/events.jsonl").read_text().splitlines() if line.strip()]
+    assert summary["events"] + summary["unreadable_lines"] == len(lines)
+    assert summary["events"] == (summary["sent"] + summary["filtered"] + summary["no_matching_mapping"]
+                                 + summary["invalid_events"] + summary["invalid_payload_only"])
+    assert {key.split(" / ")[0] for key in summary["calls"]} == {"crm", "customerio"}

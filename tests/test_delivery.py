@@ -58,13 +58,15 @@ def test_calls_arrive_with_method_headers_and_body(http_server, write_rules, tmp
     assert not (tmp_path / "dead").exists()
 
 
-def test_a_failed_delivery_is_dead_lettered_with_status_and_body(http_server, write_rules, tmp_path):
+def test_a_refused_delivery_is_dead_lettered_with_status_and_body(http_server, write_rules, tmp_path):
     url, server = http_server
     server.status, server.body = 422, b'{"error": "bad order"}'
     rules = write_rules(RULES.replace("$URL", url))
     dead = tmp_path / "dead.ndjson"
     result = switchyard("run", rules, "--dead-letter", dead, stdin=json.dumps(EVENTS[0]), env=_env(url))
-    assert result.returncode == 1
+    assert result.returncode == 0  # refused (a 4xx about the content), not failed: kept, not an outage
+    assert [line.split() for line in result.stderr.splitlines() if "hooks / Orders" in line] == [
+        ["hooks", "/", "Orders", "1", "0", "0", "1", "0", "0"]]
     record = json.loads(dead.read_text())
     assert record["kind"] == "delivery_failed" and record["status"] == 422
     assert record["body"] == '{"error": "bad order"}'

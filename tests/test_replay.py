@@ -51,7 +51,7 @@ def failed_run(scripted, tmp_path):
     summary = run(rules, [("events.ndjson", event) for event in EVENTS], dry_run=False, out=io.StringIO(),
                   dead_letter=dead_letter, progress=Progress(io.StringIO()))
     dead_letter.close()
-    assert sum(summary.failed.values()) == 3 and len(scripted.requests) == 3
+    assert sum(summary.failed.values()) + sum(summary.refused.values()) == 3 and len(scripted.requests) == 3
     scripted.requests.clear()
     scripted.default = Reply()
     return rules, dead, scripted

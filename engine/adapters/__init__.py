@@ -20,13 +20,25 @@ class SetupError(Exception):
     """A destination cannot deliver at all (a missing setting, an unknown transport)."""
 
 
-def open_adapter(destination):
-    """The adapter for ``destination``'s catalog and transport."""
+def open_adapter(destination, *, workspace: str | None = None):
+    """The adapter for ``destination``'s catalog and transport; ``workspace`` overrides its workspace path."""
     key = (destination.catalog.name, destination.transport)
     if key == ("webhook", "http"):
         from .webhook import WebhookAdapter
 
         return WebhookAdapter(destination.settings)
+    if key == ("customerio", "http"):
+        from .customerio_http import CustomerioHttpAdapter
+
+        return CustomerioHttpAdapter(destination.settings)
+    if key == ("customerio", "workspace"):
+        from ..workspace import WorkspaceError
+        from .workspace import WorkspaceAdapter
+
+        try:
+            return WorkspaceAdapter(destination.settings, workspace)
+        except WorkspaceError as error:
+            raise SetupError(f"destination '{destination.name}': cannot open the workspace: {error}") from None
     if destination.transport == "file":
         from .file import FileAdapter
 

@@ -1,0 +1,32 @@
+"""The ``customerio`` catalog's Track API: request bodies, hosts and Convert Timestamps.
+
+Transports import from here and only send what they are given; nothing in this package does
+I/O. The catalog's schemas are ``schemas/actions/customerio/``; see docs/customerio.md.
+"""
+from engine.customerio.requests import (
+    EU_HOST,
+    PATHS,
+    US_HOST,
+    TrackRequest,
+    batch_body,
+    build_entity,
+    host_for,
+    resolve_identifiers,
+    to_request,
+)
+from engine.customerio.timestamps import convert_attribute_timestamps, convert_valid_timestamp, js_date_parse
+
+__all__ = [
+    "EU_HOST",
+    "PATHS",
+    "US_HOST",
+    "TrackRequest",
+    "batch_body",
+    "build_entity",
+    "convert_attribute_timestamps",
+    "convert_valid_timestamp",
+    "host_for",
+    "js_date_parse",
+    "resolve_identifiers",
+    "to_request",
+]

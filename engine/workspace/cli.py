@@ -1,0 +1,210 @@
+"""``switchyard workspace ...``: look inside a workspace, change its settings, serve it over HTTP.
+
+engine/cli.py wires it in: :func:`add_workspace_commands` adds the ``workspace`` parser and
+:func:`run_workspace` handles it. Exit codes are the ``switchyard`` command's: 0 success,
+1 problems (no such person, a setting refused, the port taken), 2 usage (no workspace file).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from contextlib import closing
+from pathlib import Path
+
+EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
+DEFAULT_DB = "switchyard.db"  # the same default as a destination's settings.workspace
+
+
+def add_workspace_commands(subparsers) -> None:
+    """Add ``workspace`` and its subcommands to the ``switchyard`` subparsers."""
+    workspace = subparsers.add_parser("workspace", help="look inside or serve the embedded workspace")
+    commands = workspace.add_subparsers(dest="workspace_command", required=True, metavar="COMMAND")
+
+    def add(name: str, help: str, *, json_output: bool = True) -> argparse.ArgumentParser:
+        parser = commands.add_parser(name, help=help)
+        parser.add_argument("--db", default=DEFAULT_DB, metavar="PATH",
+                            help="the workspace file (default: %(default)s)")
+        if json_output:
+            parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+        return parser
+
+    def person_filters(parser: argparse.ArgumentParser, required: bool = False) -> None:
+        group = parser.add_mutually_exclusive_group(required=required) if required else parser
+        group.add_argument("--id", help="the person's id")
+        group.add_argument("--email", help="the person's email (any case)")
+        group.add_argument("--cio-id", dest="cio_id", metavar="CIO_ID", help="the person's cio_id")
+
+    person_filters(add("people", "list people with their counts"))
+    person = add("person", "everything about one person")
+    person_filters(person, required=True)
+    person.add_argument("--events", type=int, default=10, metavar="N", help="recent events to show (default: 10)")
+    objects = add("objects", "list objects (and group calls waiting for an identify)")
+    objects.add_argument("--type", help="object_type_id")
+    objects.add_argument("--id", help="object_id")
+    obj = add("object", "one object with its people and relationship attributes")
+    obj.add_argument("--type", default="1", help="object_type_id (default: 1)")
+    obj.add_argument("--id", required=True, help="object_id")
+    events = add("events", "events, newest first")
+    person_filters(events)
+    events.add_argument("--anonymous-id", dest="anonymous_id", help="events sent with this anonymous id")
+    events.add_argument("--type", help="event, page, screen, viewed_content or clicked_content")
+    events.add_argument("--limit", type=int, default=50, metavar="N")
+    rejected = add("rejected", "refused calls with their reasons, newest first")
+    rejected.add_argument("--code", help="only this rejection code")
+    rejected.add_argument("--limit", type=int, default=50, metavar="N")
+    metrics = add("metrics", "delivery metrics, newest first")
+    metrics.add_argument("--delivery-id", dest="delivery_id", help="one delivery")
+    metrics.add_argument("--limit", type=int, default=50, metavar="N")
+    settings = add("settings", "show the workspace's settings, or change them")
+    for flag in ("id-only", "anonymous-merge", "typed-attributes"):
+        settings.add_argument(f"--{flag}", choices=("on", "off"))
+    settings.add_argument("--attribute-type", action="append", default=[], metavar="NAME=TYPE",
+                          help="declare a typed attribute: string, number, boolean or timestamp (repeatable)")
+    serve = add("serve", "serve the workspace over HTTP as a Track API", json_output=False)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    serve.add_argument("--port", type=int, default=8600, help="(default: %(default)s)")
+    serve.add_argument("--site-id", dest="site_id", required=True, help="the basic-auth user clients must send")
+    serve.add_argument("--api-key", dest="api_key", required=True, help="the basic-auth password clients must send")
+
+
+def run_workspace(args) -> int:
+    """Run a ``switchyard workspace`` subcommand."""
+    from .store import WorkspaceError
+
+    if args.workspace_command not in ("settings", "serve") and not Path(args.db).is_file():
+        print(f"switchyard: no workspace at {args.db} (run `switchyard run` first, or pass --db)", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        return _HANDLERS[args.workspace_command](args)
+    except WorkspaceError as error:
+        print(f"switchyard: {error}", file=sys.stderr)
+        return EXIT_PROBLEMS
+
+
+def _show(args, data, render) -> int:
+    print(json.dumps(data, indent=2, ensure_ascii=False) if args.json else render(data))
+    return EXIT_OK
+
+
+def _open(args):
+    """A read connection that ``with`` closes (a bare sqlite3 connection's ``with`` only commits)."""
+    from .store import connect
+
+    return closing(connect(args.db, create=False))
+
+
+def _people(args) -> int:
+    from . import inspect
+
+    with _open(args) as db:
+        rows = inspect.people(db, id=args.id, email=args.email, cio_id=args.cio_id)
+        counts = inspect.totals(db)
+    return _show(args, rows, lambda data: inspect.render_people(data, counts))
+
+
+def _person(args) -> int:
+    from . import inspect
+
+    given = (("id", args.id), ("email", args.email), ("cio_id", args.cio_id))
+    kind, value = next((kind, value) for kind, value in given if value is not None)
+    with _open(args) as db:
+        person = inspect.find_person(db, **{kind: value}, recent=args.events)
+        suppression = None if person is not None else inspect.find_suppression(db, kind, value)
+    if person is not None:
+        return _show(args, person, inspect.render_person)
+    if suppression is not None:
+        return _show(args, {"suppressed": suppression},
+                     lambda data: inspect.render_suppression(kind, value, data["suppressed"]))
+    print(f"switchyard: no person with {kind} '{value}'", file=sys.stderr)
+    return EXIT_PROBLEMS
+
+
+def _objects(args) -> int:
+    from . import inspect
+
+    with _open(args) as db:
+        rows = inspect.objects(db, type=args.type, id=args.id)
+        waiting = inspect.waiting(db)
+    if args.json:
+        return _show(args, {"objects": rows, "waiting": waiting}, None)
+    return _show(args, rows, lambda data: inspect.render_objects(data, waiting))
+
+
+def _object(args) -> int:
+    from . import inspect
+
+    with _open(args) as db:
+        found = inspect.find_object(db, type=args.type, id=args.id)
+    if found is None:
+        print(f"switchyard: no object {args.type}/{args.id}", file=sys.stderr)
+        return EXIT_PROBLEMS
+    return _show(args, found, inspect.render_object)
+
+
+def _events(args) -> int:
+    from . import inspect
+
+    with _open(args) as db:
+        rows = inspect.events(db, id=args.id, email=args.email, cio_id=args.cio_id, anonymous_id=args.anonymous_id,
+                              type=args.type, limit=args.limit)
+    return _show(args, rows, inspect.render_events)
+
+
+def _rejected(args) -> int:
+    from . import inspect
+
+    with _open(args) as db:
+        rows = inspect.rejected(db, code=args.code, limit=args.limit)
+    return _show(args, rows, inspect.render_rejected)
+
+
+def _metrics(args) -> int:
+    from . import inspect
+
+    with _open(args) as db:
+        rows = inspect.metrics(db, delivery_id=args.delivery_id, limit=args.limit)
+    return _show(args, rows, inspect.render_metrics)
+
+
+def _settings(args) -> int:
+    from . import inspect
+    from .apply import Workspace
+
+    changes = {name: getattr(args, name) for name in ("id_only", "anonymous_merge", "typed_attributes")
+               if getattr(args, name) is not None}
+    types = {}
+    for declaration in args.attribute_type:
+        name, equals, kind = declaration.partition("=")
+        if not equals or not name:
+            print(f"switchyard: --attribute-type wants NAME=TYPE, not '{declaration}'", file=sys.stderr)
+            return EXIT_USAGE
+        types[name] = kind
+    if types:
+        changes["attribute_types"] = types
+    with Workspace.open(args.db) as workspace:
+        settings = workspace.configure(changes) if changes else workspace.settings()
+    return _show(args, settings.to_dict(), inspect.render_settings)
+
+
+def _serve(args) -> int:
+    from .server import serve
+
+    def log(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    def ready(url: str) -> None:
+        print(f"serving workspace {args.db} at {url} (Ctrl-C stops)", file=sys.stderr, flush=True)
+
+    try:
+        serve(args.db, args.host, args.port, args.site_id, args.api_key, log=log, on_ready=ready)
+    except OSError as error:
+        print(f"switchyard: cannot listen on {args.host}:{args.port}: {error.strerror or error}", file=sys.stderr)
+        return EXIT_PROBLEMS
+    except KeyboardInterrupt:
+        pass
+    return EXIT_OK
+
+
+_HANDLERS = {"people": _people, "person": _person, "objects": _objects, "object": _object, "events": _events,
+             "rejected": _rejected, "metrics": _metrics, "settings": _settings, "serve": _serve}

@@ -1,0 +1,197 @@
+"""``switchyard workspace ...``: the tables people read and the JSON tools read."""
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+
+import pytest
+
+from engine.workspace import Workspace
+from engine.workspace.cli import add_workspace_commands, run_workspace
+
+NOW = 1_714_557_600  # 2024-05-01 10:00:00 UTC
+
+
+def switchyard(*argv: str) -> int:
+    """``switchyard workspace ...`` as engine/cli.py wires it: the parser, then the handler."""
+    parser = argparse.ArgumentParser(prog="switchyard")
+    add_workspace_commands(parser.add_subparsers(dest="command", required=True))
+    return run_workspace(parser.parse_args(["workspace", *argv]))
+
+
+@pytest.fixture
+def db(tmp_path):
+    """A workspace with a story: a visitor browses, signs up, joins a company, installs the app."""
+    path = tmp_path / "w.db"
+    person = {"type": "person"}
+    calls = [
+        {**person, "action": "page", "identifiers": {"anonymous_id": "anon-1"}, "name": "https://shop.example/pricing",
+         "attributes": {"title": "Pricing"}, "timestamp": NOW - 3600},
+        {"type": "object", "action": "identify_anonymous", "identifiers": {"object_id": "acme", "object_type_id": "1"},
+         "attributes": {"name": "Acme Inc."}, "cio_relationships": [{"identifiers": {"anonymous_id": "anon-2"}}]},
+        {**person, "action": "identify", "identifiers": {"id": "u1"},
+         "attributes": {"email": "ada@example.com", "first_name": "Ada", "plan": "pro", "seats": 3,
+                        "anonymous_id": "anon-1"},
+         "cio_relationships": [{"identifiers": {"object_type_id": "1", "object_id": "initech"},
+                                "relationship_attributes": {"role": "admin"}}]},
+        {**person, "action": "event", "identifiers": {"id": "u1"}, "name": "Order Completed",
+         "attributes": {"total": 30}, "timestamp": NOW},
+        {**person, "action": "add_device", "identifiers": {"id": "u1"},
+         "device": {"token": "tok-1", "platform": "ios", "last_used": NOW, "attributes": {"app_version": "1.2.3"}}},
+        {**person, "action": "identify", "identifiers": {"id": "u2"}, "attributes": {"email": "ADA@example.com"}},
+        {**person, "action": "identify", "identifiers": {"id": "u3"}},
+        {**person, "action": "suppress", "identifiers": {"id": "u3"}},
+        {**person, "action": "event", "identifiers": {"id": "u3"}, "name": "Came Back"},
+    ]
+    with Workspace.open(path, clock=lambda: NOW) as workspace:
+        for call in calls:
+            workspace.apply(call)
+        workspace.apply_metrics({"delivery_id": "dlv_1", "metric": "opened", "timestamp": NOW})
+    return str(path)
+
+
+def test_people_lists_everyone_with_counts_and_a_footer(db, capsys):
+    assert switchyard("people", "--db", db) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "cio_id    id  email            unsubscribed  events  page views  devices  objects  last seen",
+        "00000001  u1  ada@example.com  no            2       1           1        1        2024-05-01 09:00:00",
+        "1 of 1 people",
+        "anonymous events not merged 0, group calls waiting for an identify 1, suppressions 1, refused calls 2",
+    ]
+
+
+def test_people_filters_by_email_without_regard_to_case(db, capsys):
+    assert switchyard("people", "--db", db, "--email", "ADA@EXAMPLE.COM", "--json") == 0
+    assert [p["id"] for p in json.loads(capsys.readouterr().out)] == ["u1"]
+    assert switchyard("people", "--db", db, "--id", "nobody", "--json") == 0
+    assert json.loads(capsys.readouterr().out) == []
+
+
+def test_person_shows_identifiers_attributes_devices_relationships_counts_and_events(db, capsys):
+    assert switchyard("person", "--db", db, "--id", "u1") == 0
+    assert capsys.readouterr().out == """\
+person 00000001
+  cio_id         00000001
+  id             u1
+  email          ada@example.com
+  anonymous ids  anon-1
+  unsubscribed   no
+  created        2024-05-01 10:00:00
+  last seen      2024-05-01 09:00:00
+  counts         events 2 (pages 1, screens 0), page views 1, devices 1, relationships 1
+
+attributes
+  name        value
+  first_name  "Ada"
+  plan        "pro"
+  seats       3
+
+devices
+  token  platform  last used            attributes
+  tok-1  ios       2024-05-01 10:00:00  {"app_version": "1.2.3"}
+
+relationships
+  type  object   attributes
+  1     initech  {"role": "admin"}
+
+recent events (2 of 2, newest first)
+  time                 type   name                          data
+  2024-05-01 10:00:00  event  Order Completed               {"total": 30}
+  2024-05-01 09:00:00  page   https://shop.example/pricing  {"title": "Pricing"}
+"""
+
+
+def test_person_json_is_the_same_data(db, capsys):
+    assert switchyard("person", "--db", db, "--cio-id", "00000001", "--events", "1", "--json") == 0
+    person = json.loads(capsys.readouterr().out)
+    assert person["attributes"] == {"first_name": "Ada", "plan": "pro", "seats": 3}
+    assert person["counts"] == {"events": 2, "pages": 1, "screens": 0, "page_views": 1, "devices": 1,
+                                "relationships": 1}
+    assert [e["name"] for e in person["recent_events"]] == ["Order Completed"]
+    assert person["devices"] == [{"token": "tok-1", "platform": "ios", "last_used": NOW,
+                                  "attributes": {"app_version": "1.2.3"}}]
+
+
+def test_a_suppressed_person_says_so(db, capsys):
+    assert switchyard("person", "--db", db, "--id", "u3") == 0
+    assert capsys.readouterr().out == ("id 'u3' is suppressed since 2024-05-01 10:00:00 (cio_id 00000002, id u3); "
+                                       "its profile was deleted; 1 later call(s) refused\n")
+
+
+def test_an_unknown_person_is_exit_1(db, capsys):
+    assert switchyard("person", "--db", db, "--email", "nobody@example.com") == 1
+    assert capsys.readouterr().err == "switchyard: no person with email 'nobody@example.com'\n"
+
+
+def test_objects_lists_objects_and_waiting_group_calls(db, capsys):
+    assert switchyard("objects", "--db", db) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "type  object   people  attributes",
+        "1     initech  1       {}",
+        "1 object(s)",
+        "waiting for an identify of anonymous id 'anon-2': {\"object_id\": \"acme\", \"object_type_id\": \"1\"}",
+    ]
+    assert switchyard("objects", "--db", db, "--json") == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [o["object_id"] for o in data["objects"]] == ["initech"]
+    assert [w["anonymous_id"] for w in data["waiting"]] == ["anon-2"]
+
+
+def test_object_shows_its_people(db, capsys):
+    assert switchyard("object", "--db", db, "--id", "initech", "--json") == 0
+    assert json.loads(capsys.readouterr().out)["people"] == [
+        {"cio_id": "00000001", "id": "u1", "email": "ada@example.com", "relationship_attributes": {"role": "admin"}}]
+    assert switchyard("object", "--db", db, "--type", "2", "--id", "initech") == 1
+
+
+def test_events_filter_by_type(db, capsys):
+    assert switchyard("events", "--db", db, "--type", "page") == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "time                 type  name                          person    anonymous id  data",
+        "2024-05-01 09:00:00  page  https://shop.example/pricing  00000001  anon-1        {\"title\": \"Pricing\"}",
+        "1 event(s)",
+    ]
+
+
+def test_rejected_lists_refused_calls_with_reasons(db, capsys):
+    assert switchyard("rejected", "--db", db) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["time", "source", "code", "field", "reason"]
+    assert "suppressed" in lines[1] and "identifier_conflict" in lines[2] and lines[-1] == "2 refused call(s)"
+    assert switchyard("rejected", "--db", db, "--code", "suppressed", "--json") == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["body"] == {"type": "person", "action": "event", "identifiers": {"id": "u3"}, "name": "Came Back"}
+
+
+def test_metrics_lists_delivery_metrics(db, capsys):
+    assert switchyard("metrics", "--db", db, "--delivery-id", "dlv_1", "--json") == 0
+    assert [(m["metric"], m["timestamp"]) for m in json.loads(capsys.readouterr().out)] == [("opened", NOW)]
+
+
+def test_settings_are_shown_and_changed(tmp_path, capsys):
+    db = str(tmp_path / "new.db")
+    assert switchyard("settings", "--db", db, "--id-only", "on", "--attribute-type", "age=number") == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "setting           value", "id_only           yes", "anonymous_merge   yes", "typed_attributes  no",
+        "attribute_types   age=number"]
+    assert switchyard("settings", "--db", db, "--json") == 0
+    assert json.loads(capsys.readouterr().out)["id_only"] is True
+    assert switchyard("settings", "--db", db, "--attribute-type", "age=integer") == 1
+    assert "not one of string, number, boolean, timestamp" in capsys.readouterr().err
+    assert switchyard("settings", "--db", db, "--attribute-type", "age") == 2
+
+
+def test_a_missing_workspace_is_a_usage_error(tmp_path, capsys):
+    assert switchyard("people", "--db", str(tmp_path / "missing.db")) == 2
+    assert "no workspace at" in capsys.readouterr().err
+    assert not (tmp_path / "missing.db").exists()
+
+
+def test_serve_reports_a_port_in_use(db, capsys):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        assert switchyard("serve", "--db", db, "--port", port, "--site-id", "s", "--api-key", "k") == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
