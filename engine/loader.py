@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -17,7 +17,7 @@ from jsonschema import Draft202012Validator
 
 from . import catalog as catalogs
 from .diagnostics import ERROR, WARNING, Problem
-from .env import Settings, UnsetVariable, expand
+from .env import MASK, Settings, UnsetVariable, expand
 from .mapping import compile_fields, merge_defaults
 from .paths import parse_path
 from .resources import resource
@@ -148,6 +148,7 @@ class _FileCompiler:
         mappings = self._mappings(data.get("mappings"), catalog, settings)
         declared_names = {m.get("name") for m in data.get("mappings") or [] if isinstance(m, dict)}
         tests = self._tests(data.get("tests"), declared_names)
+        self._mask_secrets(settings)
         name = declared.get("name")
         if not isinstance(name, str) or catalog is None:
             return None, self.problems, self.source
@@ -156,6 +157,21 @@ class _FileCompiler:
             filters=filters, mappings=[m for m in mappings if m is not None], tests=tests, file=self.source.file,
         )
         return destination, self.problems, self.source
+
+    def _mask_secrets(self, settings: Settings):
+        """Secrets written literally in the file must not reach lint output through a quoted source line."""
+        secrets = [str(settings[key]) for key in settings.secret_keys
+                   if isinstance(settings.get(key), (str, int, float)) and len(str(settings[key])) >= 4]
+        if not secrets:
+            return
+        masked = []
+        for problem in self.problems:
+            line, message = problem.source_line, problem.message
+            for secret in secrets:
+                line = line.replace(secret, MASK) if line else line
+                message = message.replace(secret, MASK)
+            masked.append(replace(problem, source_line=line, message=message))
+        self.problems = masked
 
     # -- structure -------------------------------------------------------------------------
 
@@ -306,8 +322,7 @@ class _FileCompiler:
             if None in (trigger, action, mapper) or not isinstance(name, str):
                 mappings.append(None)
                 continue
-            options = {key: item[key] for key in ("enable_batching", "batch_size") if key in item}
-            mappings.append(Mapping(name, trigger, action, mapper, item.get("enabled", True) is not False, options))
+            mappings.append(Mapping(name, trigger, action, mapper, item.get("enabled", True) is not False))
         return mappings
 
     def _action(self, where, name, catalog):

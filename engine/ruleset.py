@@ -7,7 +7,7 @@ many threads.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .model import ActionCall, MappingError, Result
 
@@ -35,7 +35,6 @@ class Mapping:
     action: object           # engine.catalog.Action
     mapper: object           # engine.mapping fields mapper
     enabled: bool = True
-    options: dict = field(default_factory=dict)   # enable_batching, batch_size: for adapters
 
     def build(self, destination: str, event: dict, message_id) -> ActionCall | MappingError:
         """The call for an event this mapping matched, or why there is none."""

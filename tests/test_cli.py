@@ -161,3 +161,18 @@ def test_the_bundled_rule_set_accounts_for_every_line(tmp_path):
     assert summary["events"] == (summary["sent"] + summary["filtered"] + summary["no_matching_mapping"]
                                  + summary["invalid_events"] + summary["invalid_payload_only"])
     assert {key.split(" / ")[0] for key in summary["calls"]} == {"crm", "customerio"}
+
+
+def test_lint_never_prints_a_secret_written_in_the_file(write_rules):
+    path = write_rules("""\
+version: 1
+destination:
+  name: cio
+  catalog: customerio
+  settings: {site_id: site-abc123, api_key: key-very-secret-42, region: mars}
+mappings: []
+""")
+    result = switchyard("lint", path)
+    assert result.returncode == 1 and "SY306" in result.stdout  # the bad region, on the same line
+    assert "key-very-secret-42" not in result.stdout and "site-abc123" not in result.stdout
+    assert "api_key: ********" in result.stdout

@@ -95,19 +95,18 @@ def test_report_delivery_event_goes_to_metrics_at_once(pack):
     assert outcome.state == DELIVERED
 
 
-def test_batched_calls_wait_and_go_out_per_mapping_at_close(pack):
+def test_batched_calls_wait_and_go_out_in_stream_order_at_close(pack):
     rules, server = pack
     calls = calls_for(rules, track(1), IDENTIFY, track(2))
     adapter = adapter_for(pack)
     assert [adapter.deliver(call) for call in calls] == [[], [], []]
     assert server.requests == []
     outcomes = adapter.close()
-    assert [(r["path"], len(r["body"]["batch"])) for r in server.requests] == [
-        ("/api/v2/batch", 2), ("/api/v2/batch", 1)]
-    track_batch = server.requests[0]["body"]["batch"]
-    assert track_batch == [to_request(calls[0]).body, to_request(calls[2]).body]
-    assert track_batch[0] == {"type": "person", "action": "event", "name": "Order Completed", "id": "m1",
-                              "timestamp": 1704067200, "attributes": {"n": 1}, "identifiers": {"id": "u1"}}
+    assert [(r["path"], len(r["body"]["batch"])) for r in server.requests] == [("/api/v2/batch", 3)]
+    batch = server.requests[0]["body"]["batch"]
+    assert batch == [to_request(call).body for call in calls]  # one batch, in the order of the events
+    assert batch[0] == {"type": "person", "action": "event", "name": "Order Completed", "id": "m1",
+                        "timestamp": 1704067200, "attributes": {"n": 1}, "identifiers": {"id": "u1"}}
     assert all(r["headers"]["Authorization"] == AUTH for r in server.requests)
     assert sorted(o.call.message_id for o in outcomes) == ["i1", "m1", "m2"]
     assert {o.state for o in outcomes} == {DELIVERED}

@@ -2,11 +2,11 @@
 
 Bodies, endpoints and hosts come from :mod:`engine.customerio.requests` (shared by every
 transport); this adapter only decides how they travel. A call whose mapping has
-``enable_batching`` waits in a batch for its mapping, released by the mapping's
-``batch_size`` (2 to 100, default 50), by the 500 KB request limit, or one second after the
-batch's first call (a timer thread checks, so a slow stream is not held back), and goes out as
-``POST /api/v2/batch``; other calls go out at once to ``/api/v2/entity`` (``reportDeliveryEvent``:
-``/api/v1/metrics``).
+``enable_batching`` waits in the destination's batch, released by its ``batch_size`` (2 to 100,
+default 50), by the 500 KB request limit, or one second after the batch's first call (a timer
+thread checks, so a slow stream is not held back), and goes out as ``POST /api/v2/batch``. Other
+calls go out at once to ``/api/v2/entity`` (``reportDeliveryEvent``: ``/api/v1/metrics``), after
+the batch waiting before them, so calls always reach Customer.io in the order of the events.
 
 Per-item errors: when the batch API answers with ``errors`` naming a ``batch_index``, only those
 calls fail. When it rejects a whole batch as invalid (400, 413, 422), each call is sent again on
@@ -29,7 +29,10 @@ from ..delivery.outcome import FAILED, Outcome
 from ..delivery.retry import Retrier
 from . import SetupError
 
-SPLIT_STATUSES = frozenset({400, 413, 422})  # the batch as a whole was refused: find the bad calls alone
+SPLIT_STATUSES = frozenset({400, 413, 422})
+# One batch for the whole destination, not one per mapping: Customer.io applies calls in the order
+# it receives them, and per-mapping batches would let a suppress overtake the events before it.
+STREAM = "stream"  # the batch as a whole was refused: find the bad calls alone
 
 
 class CustomerioHttpAdapter:
@@ -61,9 +64,11 @@ class CustomerioHttpAdapter:
             return self._drain([Outcome(FAILED, 0, message=str(error), call=call)])
         with self._lock:
             if not request.batchable:
-                return self._drain([self._post(PATHS[request.endpoint], request.body, call)])
+                # Whatever waits was earlier in the stream: it goes first, so order is kept.
+                earlier = self._send_batches(self.batcher.flush_all())
+                return self._drain(earlier + [self._post(PATHS[request.endpoint], request.body, call)])
             item = _encode(request.body)
-            released = self.batcher.add(call.mapping, (call, request.body), len(item),
+            released = self.batcher.add(STREAM, (call, request.body), len(item),
                                         batch_size=call.payload.get("batch_size", DEFAULT_BATCH_SIZE))
             return self._drain(self._send_batches(released))
 

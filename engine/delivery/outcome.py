@@ -32,13 +32,14 @@ class Outcome:
 
     @property
     def refused(self) -> bool:
-        """The destination answered and said no to this call's content (a 4xx other than auth and throttling).
+        """The destination said no to this call's content: a 4xx other than auth and throttling, or an
+        item refused inside a 207 Multi-Status batch answer.
 
         Sending it again will not help until the data or the destination changes, unlike a failure
         to reach the destination; ``run`` counts the two apart.
         """
-        return self.state == FAILED and self.status is not None and 400 <= self.status < 500 \
-            and self.status not in (401, 403, 408, 429)
+        return self.state == FAILED and self.status is not None and (
+            self.status == 207 or 400 <= self.status < 500 and self.status not in (401, 403, 408, 429))
 
     def for_call(self, call) -> "Outcome":
         """This outcome about ``call`` (a batch's one answer settles each of its calls)."""
