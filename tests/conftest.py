@@ -70,3 +70,15 @@ def write_rules(tmp_path):
         path.write_text(text, encoding="utf-8")
         return path
     return write
+
+
+@pytest.fixture
+def scripted():
+    """A ScriptedServer (tests/scripted_server.py) that answers from a queue of scripted replies."""
+    from scripted_server import ScriptedServer
+
+    server = ScriptedServer()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -7,7 +7,7 @@ import pytest
 
 from engine.delivery import Batcher, Sender
 from engine.delivery.batcher import CLOSE, COUNT, SIZE, TIME
-from test_http_delivery import scripted  # noqa: F401 - a fixture
+
 
 
 class Tick:

@@ -17,7 +17,7 @@ from engine.adapters.customerio_http import CustomerioHttpAdapter
 from engine.customerio.requests import to_request
 from engine.delivery import DELIVERED, FAILED, RETRIED
 from engine.loader import compile_paths
-from test_http_delivery import Reply, fast_retrier, scripted  # noqa: F401 - scripted is a fixture
+from scripted_server import Reply, fast_retrier
 
 AUTH = "Basic " + base64.b64encode(b"site-1:key-1").decode()
 

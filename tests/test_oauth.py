@@ -13,7 +13,7 @@ from engine.adapters import DeliveryError, SetupError
 from engine.adapters.webhook import WebhookAdapter
 from engine.cli import main
 from engine.delivery import DELIVERED, RETRIED, ClientCredentials, ManualClock, Sender, TokenError
-from test_http_delivery import Reply, fast_retrier, scripted, send_call  # noqa: F401 - scripted is a fixture
+from scripted_server import Reply, fast_retrier, send_call
 
 SECRET = "s3cr3t/with:odd&chars"
 
@@ -151,8 +151,7 @@ def test_a_token_without_expiry_is_kept_until_a_401(scripted):
 
 
 def test_an_unreachable_token_endpoint_is_a_retryable_token_error():
-    from test_http_delivery import refused_url
-
+    from scripted_server import refused_url
     with Sender(timeout=2) as sender, pytest.raises(TokenError) as error:
         ClientCredentials(sender, refused_url(), "id", "secret").token()
     assert error.value.retryable and str(error.value).startswith("OAuth2 token request failed: cannot reach")

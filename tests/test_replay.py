@@ -9,7 +9,7 @@ import pytest
 from engine.loader import compile_paths
 from engine.run import DeadLetter, Progress, run
 from engine.replay import ReplayError, journal_path, record_key, replay
-from test_http_delivery import Reply, scripted  # noqa: F401 - a fixture
+from scripted_server import Reply
 
 RULES = """\
 version: 1
@@ -190,8 +190,7 @@ def test_calls_settled_later_by_a_batching_adapter_are_journaled_too(scripted, t
     from conftest import ROOT
     from engine.adapters.customerio_http import CustomerioHttpAdapter
     from engine.delivery import FAILED, Outcome
-    from test_http_delivery import fast_retrier
-
+    from scripted_server import fast_retrier
     environ = {"CUSTOMERIO_SITE_ID": "s", "CUSTOMERIO_API_KEY": "k", "CUSTOMERIO_BASE_URL": scripted.url}
     rules, _ = compile_paths([str(ROOT / "rules" / "customerio.yaml")], environ)
     events = [{"type": "track", "event": "Order Completed", "userId": f"u{n}", "messageId": f"m{n}"} for n in range(3)]

@@ -12,7 +12,7 @@ import pytest
 
 from engine.delivery import DELIVERED, FAILED, RETRIED, ManualClock, Retrier, RetryPolicy, Sender
 from engine.delivery.retry import retry_after
-from test_http_delivery import Reply, refused_url, scripted  # noqa: F401 - scripted is a fixture
+from scripted_server import Reply, refused_url
 
 RETRIED_STATUSES = [408, 429, 500, 502, 503, 504, 599]
 FINAL_STATUSES = [400, 401, 403, 404, 409, 410, 413, 422, 501, 301]
