@@ -40,11 +40,6 @@ def expand(text: str, environ: Mapping[str, str] | None = None) -> tuple[str, bo
     return _REFERENCE.sub(substitute, text), from_environment
 
 
-def references(text: str) -> list[tuple[str, str | None, int]]:
-    """Every ``${VAR}`` in ``text`` as (name, default, offset)."""
-    return [(m.group(1), m.group(2), m.start()) for m in _REFERENCE.finditer(text)]
-
-
 class Settings(dict):
     """Destination settings after expansion; values read from the environment are never shown."""
 

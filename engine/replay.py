@@ -30,6 +30,7 @@ from pathlib import Path
 
 from .adapters import DeliveryError, open_adapter
 from .delivery.outcome import DELIVERED, FAILED, RETRIED, Outcome
+from .run import per_mapping
 from .model import ActionCall
 
 JOURNAL_SUFFIX = ".replayed"
@@ -59,14 +60,13 @@ class ReplaySummary:
         return not (sum(self.failed.values()) or self.unroutable or self.unreadable)
 
     def to_dict(self) -> dict:
-        key = lambda pair: f"{pair[0]} / {pair[1]}"  # noqa: E731
         return {
             "dead_letter": self.dead_letter, "out_dead_letter": self.out_dead_letter, "journal": self.journal,
             "records": self.records, "unreadable_lines": self.unreadable, "other_kinds": self.other_kinds,
             "already_replayed": self.already_replayed, "unroutable": self.unroutable,
-            "delivered": {key(k): v for k, v in self.delivered.items()},
-            "retried": {key(k): v for k, v in self.retried.items()},
-            "failed": {key(k): v for k, v in self.failed.items()},
+            "delivered": per_mapping(self.delivered),
+            "retried": per_mapping(self.retried),
+            "failed": per_mapping(self.failed),
         }
 
     def render(self) -> str:

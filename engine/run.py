@@ -18,6 +18,11 @@ from .delivery.outcome import DELIVERED, FAILED, RETRIED, Outcome
 from .events import Unreadable
 
 
+def per_mapping(counter: Counter) -> dict:
+    """A (destination, mapping) counter as JSON: ``{"destination / mapping": n}``."""
+    return {f"{destination} / {mapping}": count for (destination, mapping), count in counter.items()}
+
+
 @dataclass
 class Summary:
     events: int = 0
@@ -41,17 +46,16 @@ class Summary:
                                + self.invalid_events)
 
     def to_dict(self) -> dict:
-        key = lambda pair: f"{pair[0]} / {pair[1]}"  # noqa: E731
         return {
             "events": self.events, "sent": self.sent, "invalid_payload_only": self.payload_errors_only,
             "filtered": self.filtered, "no_matching_mapping": self.unmatched, "invalid_events": self.invalid_events,
             "unreadable_lines": self.unreadable, "dead_lettered": self.dead_lettered,
-            "calls": {key(k): v for k, v in self.calls.items()},
-            "invalid_payloads": {key(k): v for k, v in self.invalid_payloads.items()},
-            "delivered": {key(k): v for k, v in self.delivered.items()},
-            "retried": {key(k): v for k, v in self.retried.items()},
-            "failed": {key(k): v for k, v in self.failed.items()},
-            "refused": {key(k): v for k, v in self.refused.items()},
+            "calls": per_mapping(self.calls),
+            "invalid_payloads": per_mapping(self.invalid_payloads),
+            "delivered": per_mapping(self.delivered),
+            "retried": per_mapping(self.retried),
+            "failed": per_mapping(self.failed),
+            "refused": per_mapping(self.refused),
         }
 
     def render(self, dry_run: bool, dead_letter_path: str | None) -> str:

@@ -42,3 +42,10 @@ def test_files_load_in_name_order(tmp_path):
     (tmp_path / "notes.txt").write_text("not a rule file")
     rules, _ = compile_paths([tmp_path], environ={})
     assert [d.name for d in rules.destinations] == ["a", "b", "c"]
+
+
+def test_every_lint_code_is_documented():
+    from engine.diagnostics import CODES
+
+    cli_doc = (Path(__file__).parent.parent / "docs" / "cli.md").read_text(encoding="utf-8")
+    assert [code for code in CODES if f"| {code} |" not in cli_doc] == []
