@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from .index import TriggerIndex
 from .model import ActionCall, MappingError, Result
 
 EVENT_TYPES = ("track", "identify", "page", "screen", "group", "alias")
@@ -59,6 +60,10 @@ class Destination:
     tests: list
     file: str
 
+    def __post_init__(self):
+        # Mappings are fixed once loaded; the index skips those whose trigger cannot match.
+        self.index = TriggerIndex((m.trigger, m) for m in self.mappings if m.enabled)
+
     def evaluate(self, event: dict, result: Result) -> str | None:
         """Add this destination's calls and errors to ``result``; return the filter that dropped the event."""
         for rule in self.filters:
@@ -67,8 +72,8 @@ class Destination:
                     return rule.name
                 event = rule.apply(event)
         message_id = event.get("messageId")
-        for mapping in self.mappings:
-            if mapping.enabled and mapping.trigger.matches(event):
+        for matches, mapping in self.index.candidates(event):
+            if matches(event):
                 outcome = mapping.build(self.name, event, message_id)
                 (result.calls if isinstance(outcome, ActionCall) else result.errors).append(outcome)
         return None

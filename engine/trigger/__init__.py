@@ -6,8 +6,9 @@
     True
 
 Stages, each its own module: :mod:`.parser` (text -> syntax tree, SY101/SY102),
-:mod:`.lint` (SY104 warnings), :mod:`.compiler` (tree -> closures, SY103/SY105) and
-:mod:`.explain`. The language itself is documented in docs/triggers.md.
+:mod:`.lint` (SY104 warnings), :mod:`.compiler` (tree -> closures, SY103/SY105),
+:mod:`.keys` (what a trigger requires of ``type`` and ``event``) and :mod:`.explain`.
+The language itself is documented in docs/triggers.md.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from engine.diagnostics import Problem
 from engine.trigger.compiler import Compiled, compile_tree
 from engine.trigger.errors import TriggerError
 from engine.trigger.explain import Explanation, explain
+from engine.trigger.keys import Keys, required_keys
 from engine.trigger.lint import lint
 from engine.trigger.parser import parse
 
@@ -28,14 +30,18 @@ class Trigger:
 
     ``matches(event) -> bool`` is the compiled closure itself (no method call in between):
     pure, thread-safe, and it never raises, whatever the shape of the event.
+
+    ``keys`` is what a matching event must have in ``type`` and ``event`` (see
+    :mod:`.keys`), which lets :mod:`engine.index` skip triggers that cannot match.
     """
 
-    __slots__ = ("text", "warnings", "matches", "_compiled")
+    __slots__ = ("text", "warnings", "matches", "keys", "_compiled")
 
     def __init__(self, text: str, compiled: Compiled, warnings: list[Problem]):
         self.text = text
         self.warnings = warnings
         self.matches: Callable[[Any], bool] = compiled.match
+        self.keys: Keys = required_keys(compiled)
         self._compiled = compiled
 
     def explain(self, event: Any) -> Explanation:
