@@ -46,6 +46,17 @@ class Action:
     def defaults(self) -> dict[str, str]:
         return {name: spec["x-default"] for name, spec in self.properties.items() if "x-default" in spec}
 
+    def field_errors(self, name: str, value) -> list[str]:
+        """Why ``value`` is not valid for the field ``name`` (checks a literal at lint time)."""
+        return _field_validator(self.catalog, self.name, name).errors({name: value})
+
+
+@lru_cache(maxsize=None)
+def _field_validator(catalog: str, action: str, name: str) -> PayloadValidator:
+    # Compiled once per field: a rule set with a thousand mappings checks the same few fields.
+    spec = load(catalog).actions[action].properties[name]
+    return PayloadValidator({"properties": {name: spec}})
+
 
 @dataclass(frozen=True)
 class Catalog:

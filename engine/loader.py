@@ -373,7 +373,7 @@ class _FileCompiler:
             prop = action.properties.get(key)
             if prop is None:
                 continue
-            for message in PayloadValidator({"properties": {key: prop}}).errors({key: value}):
+            for message in action.field_errors(key, value):
                 self.report(where + ("fields", key), "SY305", message)
         return mapper
 
