@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from engine.mapping import MappingError, compile_expression, compile_fields, merge_defaults
-from engine.mapping.expressions import walker
+from engine.mapping.expressions import direct
 from engine.mapping.functions import OPTIONS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -65,29 +65,36 @@ def dotted(keys) -> str:
     return ".".join(key if key.isidentifier() else json.dumps(key) for key in keys)
 
 
+def _fast_path_texts(rng: random.Random) -> list[str]:
+    paths = [dotted(rng.choices(KEYS, k=rng.randint(1, 5))) for _ in range(200)] + ["a", "a.a.a.a", "@"]
+    literals = ["''", "'x'", "`0`", "`false`", "`null`", "`[]`", "`{}`"]
+    calls = ["coalesce(" + ", ".join(rng.choices(paths + literals, k=rng.randint(1, 4))) + ")" for _ in range(100)]
+    return paths + calls + ["coalesce(coalesce(a, b), '')"]
+
+
 def test_fast_path_gives_what_jmespath_gives():
     rng = random.Random(20240501)
     events = [random_value(rng, 4) for _ in range(400)] + [None, [], "text", 5, {"a": {"a": {"a": {"a": 1}}}}]
-    paths = [dotted(rng.choices(KEYS, k=rng.randint(1, 4))) for _ in range(200)] + ["a", "a.a.a.a"]
     found = 0
-    for path in paths:
-        parsed = jmespath.compile(path)
-        walk = walker(parsed.parsed)
-        assert walk is not None, path
+    for text in _fast_path_texts(rng):
+        parsed = jmespath.compile(text)
+        evaluate = direct(parsed.parsed)
+        assert evaluate is not None, text
         for event in events:
             expected = parsed.search(event, OPTIONS)
-            actual = walk(event)
-            assert actual is expected or actual == expected, (path, event)
+            actual = evaluate(event)
+            assert actual is expected or actual == expected, (text, event)
+            assert type(actual) is type(expected), (text, event)
             found += expected is not None
-    assert found > 1000, "the generated events should reach values, not only nulls"
+    assert found > 10000, "the generated events should reach values, not only nulls"
 
 
 @pytest.mark.parametrize("text", [
-    "a[0]", "a[*].b", "a.b[0]", "@", "a || b", "length(a)", "a.b | c", "{x: a}", "[a, b]", "`1`", "'x'",
-    "a[?b].c", "!a", "a == b", "*.a",
+    "a[0]", "a[*].b", "a.b[0]", "a || b", "length(a)", "a.b | c", "{x: a}", "[a, b]",
+    "a[?b].c", "!a", "a == b", "*.a", "coalesce(a[0], b)", "not_null(a, b)",
 ])
-def test_fast_path_is_only_for_plain_paths(text):
-    assert walker(jmespath.compile(text).parsed) is None
+def test_fast_path_is_only_for_plain_paths_and_coalesce(text):
+    assert direct(jmespath.compile(text).parsed) is None
 
 
 def test_apply_never_parses():

@@ -1,7 +1,7 @@
 """One JMESPath expression: parsed and checked once, then evaluated against many events.
 
 This module owns the JMESPath problems (SY201 syntax, SY202 unknown function or wrong number of
-arguments), the fast path for plain dotted paths, and :class:`MappingError`. It knows nothing
+arguments), the fast paths for plain dotted paths and ``coalesce`` (:func:`direct`), and :class:`MappingError`. It knows nothing
 about how fields nest; that is :mod:`engine.mapping.fields`.
 """
 from __future__ import annotations
@@ -68,7 +68,7 @@ class Expression:
         if self.is_literal:
             self.evaluate = constant(node["value"])
         else:
-            self.evaluate = walker(node) or _interpreted(text, parsed, path)
+            self.evaluate = direct(node) or _interpreted(text, parsed, path)
 
     def __repr__(self) -> str:
         return f"Expression({self.text!r})"
@@ -109,29 +109,78 @@ def constant(value: Any) -> Callable[[Any], Any]:
     return lambda event: value
 
 
-def walker(node: dict) -> Callable[[Any], Any] | None:
-    """A direct dict walk for a plain dotted path (``context.traits.email``), else None.
+def direct(node: dict) -> Callable[[Any], Any] | None:
+    """A closure that evaluates ``node`` without the interpreter, for the common shapes, else None.
 
-    It gives exactly what the JMESPath interpreter gives: a key looked up on anything that is
-    not an object (an array, a string, null) is null, and so is every step after it.
+    The shapes: a plain dotted path (``context.traits.email``), ``@``, a literal, and
+    ``coalesce(...)`` of those. Each gives exactly what the JMESPath interpreter gives: a
+    key looked up on anything that is not an object (an array, a string, null) is null,
+    and so is every step after it.
     """
-    if node["type"] == "field":
-        keys = (node["value"],)
-    elif node["type"] == "subexpression" and all(child["type"] == "field" for child in node["children"]):
-        keys = tuple(child["value"] for child in node["children"])
-    else:
-        return None
+    kind = node["type"]
+    if kind == "field":
+        return _walk((node["value"],))
+    if kind == "subexpression" and all(child["type"] == "field" for child in node["children"]):
+        return _walk(tuple(child["value"] for child in node["children"]))
+    if kind == "current":
+        return lambda event: event
+    if kind == "literal":
+        return constant(node["value"])
+    if kind == "function_expression" and node["value"] == "coalesce":
+        parts = [direct(child) for child in node["children"]]
+        if None not in parts:
+            return _coalesce(parts)
+    return None
 
-    def walk(event):
-        value = event
-        for key in keys:
+
+def _walk(keys: tuple[str, ...]) -> Callable[[Any], Any]:
+    # Straight-line versions for the usual one to three keys. Among JSON values only an object
+    # has `.get`, so AttributeError means "not an object here" (null, as in JMESPath).
+    if len(keys) == 1:
+        (a,) = keys
+
+        def walk(event):
             try:
-                value = value.get(key)
+                return event.get(a)
             except AttributeError:
                 return None
-        return value
+    elif len(keys) == 2:
+        a, b = keys
 
+        def walk(event):
+            try:
+                return event.get(a).get(b)
+            except AttributeError:
+                return None
+    elif len(keys) == 3:
+        a, b, c = keys
+
+        def walk(event):
+            try:
+                return event.get(a).get(b).get(c)
+            except AttributeError:
+                return None
+    else:
+        def walk(event):
+            value = event
+            try:
+                for key in keys:
+                    value = value.get(key)
+            except AttributeError:
+                return None
+            return value
     return walk
+
+
+def _coalesce(parts: list[Callable[[Any], Any]]) -> Callable[[Any], Any]:
+    """``coalesce`` (see :mod:`engine.mapping.functions`): the first value neither null nor ''."""
+    def evaluate(event):
+        for part in parts:
+            value = part(event)
+            if value is not None and value != "":
+                return value
+        return None
+    return evaluate
 
 
 def _interpreted(text: str, parsed: jmespath.parser.ParsedResult, path: Path) -> Callable[[Any], Any]:
