@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import copy
 import json
+import random
 from pathlib import Path
 
 import pytest
+import random_triggers
 import yaml
 
 from engine.diagnostics import ERROR, WARNING
@@ -268,3 +270,38 @@ def test_absurd_nesting_is_an_error_not_a_crash(text):
 def test_nesting_within_the_limit_compiles():
     depth = parser.MAX_DEPTH - 5
     assert compile_trigger("(" * depth + "a = 1" + ")" * depth).matches({"a": 1})
+
+
+# --- the generated function ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_generated_function_answers_as_the_closures_do(seed):
+    """Trigger.matches is generated Python (engine/trigger/codegen.py); the closures are the reference."""
+    rng = random.Random(seed)
+    compiled = random_triggers.triggers(rng, 40)
+    events = [random_triggers.event(rng) for _ in range(250)] + [None, [], "text", 7, {"type": None}]
+    for trigger in compiled:
+        for event in events:
+            assert trigger.matches(event) is trigger._compiled.match(event), (trigger.text, event)
+
+
+def test_generated_source_carries_no_rule_text():
+    """Keys and literals are bound constants, so a crafted literal cannot become code."""
+    hostile = '") or __import__("os").system("echo pwned") or ("'
+    trigger = compile_trigger(f"event = {json.dumps(hostile)} and properties.{json.dumps(hostile)} exists")
+    assert trigger.matches({"event": hostile, "properties": {hostile: 1}}) is True
+    assert trigger.matches({"event": "x"}) is False
+    assert trigger.matches.__code__.co_filename == "<trigger>"
+    assert not any(hostile in str(constant) for constant in trigger.matches.__code__.co_consts)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("not " * 97 + 'type = "track"', False),
+    ("ALL(ANY(" * 48 + 'type exists, properties.x exists' + "))" * 48, True),
+    ("ALL(not ANY(" * 32 + 'type = "page", properties.x exists' + "))" * 32, False),
+    ("(a = 1 or (" * 32 + 'type = "track"' + "))" * 32, True),
+])
+def test_the_deepest_triggers_answer_as_the_closures_do(text, expected):
+    trigger = compile_trigger(text)
+    assert trigger.matches({"type": "track"}) is trigger._compiled.match({"type": "track"}) is expected

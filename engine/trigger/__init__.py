@@ -7,6 +7,7 @@
 
 Stages, each its own module: :mod:`.parser` (text -> syntax tree, SY101/SY102),
 :mod:`.lint` (SY104 warnings), :mod:`.compiler` (tree -> closures, SY103/SY105),
+:mod:`.codegen` (closures -> one generated function for the event path),
 :mod:`.keys` (what a trigger requires of ``type`` and ``event``) and :mod:`.explain`.
 The language itself is documented in docs/triggers.md.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from engine.diagnostics import Problem
+from engine.trigger.codegen import generate
 from engine.trigger.compiler import Compiled, compile_tree
 from engine.trigger.errors import TriggerError
 from engine.trigger.explain import Explanation, explain
@@ -28,8 +30,8 @@ __all__ = ["Explanation", "Trigger", "TriggerError", "compile_trigger"]
 class Trigger:
     """A compiled trigger.
 
-    ``matches(event) -> bool`` is the compiled closure itself (no method call in between):
-    pure, thread-safe, and it never raises, whatever the shape of the event.
+    ``matches(event) -> bool`` is the generated function itself (no method call in between,
+    see :mod:`.codegen`): pure, thread-safe, and it never raises, whatever the shape of the event.
 
     ``keys`` is what a matching event must have in ``type`` and ``event`` (see
     :mod:`.keys`), which lets :mod:`engine.index` skip triggers that cannot match.
@@ -40,7 +42,7 @@ class Trigger:
     def __init__(self, text: str, compiled: Compiled, warnings: list[Problem]):
         self.text = text
         self.warnings = warnings
-        self.matches: Callable[[Any], bool] = compiled.match
+        self.matches: Callable[[Any], bool] = generate(compiled)
         self.keys: Keys = required_keys(compiled)
         self._compiled = compiled
 
