@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import random
 import re
 from pathlib import Path
 
@@ -91,3 +92,31 @@ def test_type_error_names_function_and_value():
         evaluate_({"properties": {"n": 5}})
     assert caught.value.path == ("data", "name")
     assert str(caught.value).startswith("data.name: lower() expects string or null, got number 5")
+
+
+def test_timestamps_parse_to_the_moment_dateutil_reads():
+    """to_unix reads the common shape with datetime.fromisoformat; dateutil's isoparse is the reference."""
+    from dateutil.parser import isoparse
+
+    from engine.mapping.functions import parse_timestamp
+
+    rng = random.Random(7)
+    checked = 0
+    for _ in range(5000):
+        text = (f"{rng.choice(['0000', '0001', '1969', '2024', '9999'])}-{rng.randint(0, 13):02d}-{rng.randint(0, 32):02d}"
+                f"T{rng.randint(0, 24):02d}:{rng.randint(0, 60):02d}:{rng.randint(0, 60):02d}"
+                f"{rng.choice(['', '.5', '.123', '.123456', '.1234567'])}"
+                f"{rng.choice(['', 'Z', '+02:00', '-05:30', '+23:59', '+24:00', '-00:00'])}")
+        try:
+            expected = isoparse(text)
+        except (ValueError, OverflowError):
+            expected = None
+        try:
+            actual = parse_timestamp(text)
+        except (ValueError, OverflowError):
+            actual = None
+        assert actual == expected, text
+        if expected is not None:
+            assert actual.utcoffset() == expected.utcoffset(), text
+        checked += expected is not None
+    assert checked > 500

@@ -10,6 +10,7 @@ Docstring examples read ``EXPRESSION => JSON RESULT`` over an empty event; the t
 """
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -21,6 +22,18 @@ from jmespath.functions import TYPES_MAP, Functions, signature
 _SCALARS = ["string", "number", "boolean", "null"]
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _SECOND = timedelta(seconds=1)
+# The shape Segment's libraries send (2024-01-01T10:00:00.123Z). datetime.fromisoformat reads it
+# to the same moment as dateutil's isoparse, about ten times faster; other shapes go to isoparse.
+_COMMON_TIMESTAMP = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,6})?(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])?"
+)
+
+
+def parse_timestamp(text: str) -> datetime:
+    """An ISO-8601 timestamp as a datetime (naive when it has no offset); ValueError if it is not one."""
+    if _COMMON_TIMESTAMP.fullmatch(text):
+        return datetime.fromisoformat(text[:-1] + "+00:00" if text[-1] == "Z" else text)
+    return isoparse(text)
 
 
 def at_most(count: int):
@@ -184,7 +197,7 @@ class SwitchyardFunctions(Functions):
         if not isinstance(timestamp, str):
             return timestamp
         try:
-            moment = isoparse(timestamp)
+            moment = parse_timestamp(timestamp)
         except (ValueError, OverflowError):
             return None
         if moment.tzinfo is None:
