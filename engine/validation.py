@@ -3,6 +3,10 @@
 Users moving from Segment know its messages (``The root value is missing the required
 field 'url'.``, ``Event Name must be a string but it was an object.``), so we phrase ours
 the same way: the field's title when it has one, else the JSON pointer of the value.
+
+A schema within ``schema_compiler``'s keywords (every catalog action's) is compiled to closures
+once; any other schema is checked by fastjsonschema and explained by jsonschema, as before. Both
+paths produce errors with the same fields, worded by the same ``_message``.
 """
 from __future__ import annotations
 
@@ -13,23 +17,23 @@ from urllib.parse import urlsplit
 import fastjsonschema
 from jsonschema import Draft202012Validator, FormatChecker
 
-_FORMATS = FormatChecker(formats=())
+from .schema_compiler import compile_schema
 
 
-@_FORMATS.checks("uri")
 def _is_uri(value) -> bool:
     if not isinstance(value, str):
         return True
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+    except ValueError:  # "http://[" and other malformed hosts: not a URI, and never a traceback
+        return False
     return bool(parts.scheme and (parts.netloc or parts.path)) and " " not in value
 
 
-@_FORMATS.checks("email")
 def _is_email(value) -> bool:
     return not isinstance(value, str) or re.fullmatch(r"[^@\s]+@[^@\s]+", value) is not None
 
 
-@_FORMATS.checks("date-time")
 def _is_date_time(value) -> bool:
     if not isinstance(value, str):
         return True
@@ -38,6 +42,14 @@ def _is_date_time(value) -> bool:
     except ValueError:
         return False
     return True
+
+
+# The formats we check, for every path: jsonschema's checker, fastjsonschema and the compiled closures.
+# Other formats are annotations.
+_FORMAT_CHECKS = {"uri": _is_uri, "email": _is_email, "date-time": _is_date_time}
+_FORMATS = FormatChecker(formats=())
+for _name, _check in _FORMAT_CHECKS.items():
+    _FORMATS.checks(_name)(_check)
 
 
 def _kind(value) -> str:
@@ -56,6 +68,13 @@ def _kind(value) -> str:
     return "an object"
 
 
+def _number(value) -> str:
+    try:
+        return str(value)
+    except ValueError:  # an int past Python's 4300-digit conversion limit; JSON text can hold one
+        return f"an integer of {value.bit_length()} bits"
+
+
 _ARTICLE = {"object": "an object", "array": "an array", "integer": "an integer", "null": "null"}
 
 
@@ -65,8 +84,8 @@ def _expected(types) -> str:
     return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
 
 
-# Keywords that mean the same in draft 7 (what fastjsonschema implements) and draft 2020-12.
-# A schema using anything else is validated by jsonschema alone, never by the fast path.
+# For a schema the compiler does not cover: keywords that mean the same in draft 7 (what fastjsonschema
+# implements) and draft 2020-12. A schema using anything else is validated by jsonschema alone.
 _SHARED_KEYWORDS = frozenset({
     "$schema", "$id", "$comment", "title", "description", "default", "examples", "type", "enum", "const",
     "properties", "required", "additionalProperties", "items", "minItems", "maxItems", "uniqueItems",
@@ -106,35 +125,54 @@ def _fast_validator(schema: dict):
     if not _uses_shared_keywords_only(schema):
         return None
     plain = {key: value for key, value in schema.items() if key != "$schema"}
-    formats = {"uri": _is_uri, "email": _is_email, "date-time": _is_date_time}
-    return fastjsonschema.compile(plain, formats=formats)
+    return fastjsonschema.compile(plain, formats=_FORMAT_CHECKS)
+
+
+def _order(error):
+    # A ``false`` schema's error has no keyword (None); "" keeps it comparable with a keyword at the same path.
+    return list(map(str, error.absolute_path)), error.validator or ""
 
 
 class PayloadValidator:
     """Compiled once per action; ``errors(payload)`` runs per call.
 
-    A payload passes through the compiled fast check; only a payload that fails it goes through
-    jsonschema, which explains what is wrong.
+    A schema within the compiler's keywords becomes two closures: a yes/no check, and, for a payload that
+    fails it, the list of errors jsonschema would report. Any other schema keeps the older pair: a
+    fastjsonschema check, then jsonschema to explain a payload that fails it.
     """
 
     def __init__(self, schema: dict):
         Draft202012Validator.check_schema(schema)
-        self._validator = Draft202012Validator(schema, format_checker=_FORMATS)
-        self._fast = _fast_validator(schema)
+        self._schema = schema
+        self._compiled = compile_schema(schema, _FORMAT_CHECKS)
+        self._jsonschema = None
+        self._fast = None if self._compiled is not None else _fast_validator(schema)
         self._titles = {
             name: spec.get("title") for name, spec in schema.get("properties", {}).items() if isinstance(spec, dict)
         }
 
     def errors(self, payload: dict) -> list[str]:
         """Human messages for every problem, in a stable order; empty when valid."""
+        if self._compiled is not None:
+            if self._compiled.is_valid(payload):
+                return []
+            found = self._compiled.iter_errors(payload)
+            if len(found) > 1:
+                found.sort(key=_order)
+            return [self._message(error) for error in found]
         if self._fast is not None:
             try:
                 self._fast(payload)
                 return []
             except fastjsonschema.JsonSchemaException:
                 pass
-        found = sorted(self._validator.iter_errors(payload), key=lambda e: (list(map(str, e.absolute_path)), e.validator))
-        return [self._message(error) for error in found]
+        return self._jsonschema_errors(payload)
+
+    def _jsonschema_errors(self, payload) -> list[str]:
+        """The messages jsonschema's errors give: what explains a schema the compiler does not cover."""
+        if self._jsonschema is None:
+            self._jsonschema = Draft202012Validator(self._schema, format_checker=_FORMATS)
+        return [self._message(error) for error in sorted(self._jsonschema.iter_errors(payload), key=_order)]
 
     def _label(self, path) -> str:
         path = list(path)
@@ -165,7 +203,7 @@ class PayloadValidator:
             return f"{label} has an unexpected property, {', '.join(extra)}, which is not allowed."
         if kind in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
             sign = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}[kind]
-            return f"{label} must be {sign} {error.validator_value} but it was {value}."
+            return f"{label} must be {sign} {error.validator_value} but it was {_number(value)}."
         if kind == "minLength":
             return f"{label} must be at least {error.validator_value} characters long."
         if kind == "maxLength":

@@ -1,0 +1,530 @@
+"""Compile an action schema into closures that validate a payload the way jsonschema does.
+
+This module owns the subset of JSON Schema 2020-12 our catalogs use (``KEYWORDS``, one row per keyword)
+and turns a schema into two closures, once per schema: ``is_valid(value)``, which answers yes or no and
+stops at the first failure, and ``iter_errors(value)``, which lists what is wrong as ``Error`` records carrying
+the same fields jsonschema's ``ValidationError`` does (path, keyword, keyword value, instance, schema,
+message). Semantics follow jsonschema's ``Draft202012Validator`` with a format checker, keyword by
+keyword (``jsonschema/_keywords.py``, ``_types.py`` and ``_utils.equal``).
+
+It must not: parse or look at schema text per call, raise on any JSON value, or word messages for users
+(``validation`` does that). A schema using anything outside ``KEYWORDS`` and the annotations is not
+compiled (``compile_schema`` returns None) and its caller keeps jsonschema for it.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from numbers import Number
+from typing import Callable, NamedTuple
+
+# A test answers "is this value valid here?"; None stands for a test that always passes.
+Test = Callable[[object], object]
+# An explanation appends an Error for every failure of a value at a path (a tuple of keys and indexes).
+Explain = Callable[[object, tuple, list], None]
+
+# Keywords that never assert anything. Draft 2020-12 validators ignore them (x-* are ours). ``$schema`` is
+# an annotation only at the root: below it, jsonschema switches dialect (``Validator.evolve``).
+ANNOTATIONS = frozenset({"title", "description", "$comment", "default", "examples", "deprecated", "readOnly",
+                         "writeOnly"})
+
+
+class Error(NamedTuple):
+    """One failed assertion, with the fields of ``jsonschema.ValidationError`` that wording reads."""
+
+    absolute_path: tuple
+    validator: str | None  # the keyword; None for a ``false`` schema, as in jsonschema
+    validator_value: object
+    instance: object
+    schema: object
+    detail: object = None  # the missing property, for ``required``
+
+    @property
+    def message(self) -> str:
+        """jsonschema's own sentence for this error."""
+        return _sentence(self)
+
+
+class CompiledSchema(NamedTuple):
+    is_valid: Callable[[object], bool]
+    iter_errors: Callable[[object], list]
+
+
+class _Node(NamedTuple):
+    test: Test | None
+    explain: Explain | None
+    # Python types whose every value passes (a schema that only says ``type``), so that a parent can skip the
+    # call for them: the common case of a payload field.
+    sure: frozenset = frozenset()
+
+
+class _Unsupported(Exception):
+    """The schema uses something outside ``KEYWORDS``."""
+
+
+def compile_schema(schema, formats: Mapping[str, Callable[[object], bool]]) -> CompiledSchema | None:
+    """Closures for ``schema`` (already checked against the metaschema), or None when it is outside the subset.
+
+    ``formats`` maps a format name to its checker, as registered with jsonschema's ``FormatChecker``; other
+    formats are annotations, as they are there.
+    """
+    try:
+        node = _Compiler(formats).compile(schema, root=True)
+    except _Unsupported:
+        return None
+    test, explain = node.test, node.explain
+    if test is None:
+        return CompiledSchema(lambda value: True, lambda value: [])
+
+    def is_valid(value) -> bool:
+        return bool(test(value))
+
+    def iter_errors(value) -> list:
+        found: list = []
+        explain(value, (), found)
+        return found
+
+    return CompiledSchema(is_valid, iter_errors)
+
+
+class _Compiler:
+    def __init__(self, formats):
+        self.formats = formats
+
+    def compile(self, schema, root: bool = False) -> _Node:
+        if schema is True:
+            return _ALWAYS
+        if schema is False:
+            return _Node(_never, _explain_false)
+        if not isinstance(schema, dict):
+            raise _Unsupported(schema)
+        parts = []
+        for key, value in schema.items():
+            if not isinstance(key, str):
+                raise _Unsupported(key)
+            if key in ANNOTATIONS or key.startswith("x-") or (root and key == "$schema"):
+                continue
+            row = KEYWORDS.get(key)
+            if row is None:
+                raise _Unsupported(key)
+            part = row(self, value, schema)
+            if part is not None:
+                parts.append((key, *part))
+        tests = [test for _, test, _ in parts if test is not None]
+        if not tests:
+            return _ALWAYS
+        explains = tuple(explain for _, _, explain in parts)
+
+        def explain(value, path, out):
+            # In the schema's key order, as jsonschema yields them.
+            for each in explains:
+                each(value, path, out)
+
+        sure = _sure_types(schema["type"]) if [key for key, _, _ in parts] == ["type"] else frozenset()
+        return _Node(_all(tests), explain, sure)
+
+
+_ALWAYS = _Node(None, None)
+
+
+def _never(value) -> bool:
+    return False
+
+
+def _explain_false(value, path, out):
+    # jsonschema reports a ``false`` schema at its parent's path: ``Validator.descend`` yields that error
+    # before it prepends the path step (jsonschema 4.26, validators.py). Same path, same message.
+    out.append(Error(path[:-1], None, None, value, False))
+
+
+def _all(tests: list) -> Test:
+    if len(tests) == 1:
+        return tests[0]
+    if len(tests) == 2:
+        first, second = tests
+        return lambda value: first(value) and second(value)
+    if len(tests) == 3:
+        first, second, third = tests
+        return lambda value: first(value) and second(value) and third(value)
+    tests = tuple(tests)
+
+    def test(value):
+        for each in tests:
+            if not each(value):
+                return False
+        return True
+
+    return test
+
+
+def _failing(keyword: str, test: Test, keyword_value, schema) -> Explain:
+    """An explanation that reports ``keyword`` once when ``test`` fails."""
+
+    def explain(value, path, out):
+        if not test(value):
+            out.append(Error(path, keyword, keyword_value, value, schema))
+
+    return explain
+
+
+# ---- types, as jsonschema's draft 2020-12 TypeChecker: bool is never a number; 1.0 is an integer ----
+
+def _is_number(value) -> bool:
+    kind = type(value)
+    if kind is int or kind is float:
+        return True
+    return not isinstance(value, bool) and isinstance(value, Number)
+
+
+_PLAIN_NUMBERS = frozenset({int, float})
+
+
+def _is_integer(value) -> bool:
+    kind = type(value)
+    if kind is int:
+        return True
+    if isinstance(value, float):
+        return value.is_integer()
+    return not isinstance(value, bool) and isinstance(value, int)
+
+
+_CLASSES = {"string": str, "object": dict, "array": list, "boolean": bool}
+
+
+def _type_test(names: list[str]) -> Test:
+    classes = tuple(_CLASSES[name] for name in names if name in _CLASSES)
+    null = "null" in names
+    number = _is_number if "number" in names else _is_integer if "integer" in names else None
+    if not null and not classes:
+        return number
+    if not null and number is None:
+        return lambda value: isinstance(value, classes)
+    if not null:
+        return lambda value: isinstance(value, classes) or number(value)
+    return lambda value: value is None or isinstance(value, classes) or (number is not None and number(value))
+
+
+def _sure_types(types) -> frozenset:
+    """The Python types whose every value has one of these JSON types (a float may not be an integer)."""
+    exact = {"string": {str}, "object": {dict}, "array": {list}, "boolean": {bool}, "null": {type(None)},
+             "number": {int, float}, "integer": {int}}
+    return frozenset().union(*(exact[name] for name in ([types] if isinstance(types, str) else types)))
+
+
+def _type(compiler, types, schema) -> tuple:
+    test = _type_test([types] if isinstance(types, str) else list(types))
+    return test, _failing("type", test, types, schema)
+
+
+# ---- values ----
+
+def _unbool(value, true=object(), false=object()):
+    if value is True:
+        return true
+    if value is False:
+        return false
+    return value
+
+
+def _equal(one, two) -> bool:
+    """JSON equality, as jsonschema's ``_utils.equal``: 1 == 1.0, but True != 1, also inside arrays and objects."""
+    if one is two:
+        return True
+    if isinstance(one, str) or isinstance(two, str):
+        return one == two
+    if isinstance(one, Sequence) and isinstance(two, Sequence):
+        return len(one) == len(two) and all(_equal(a, b) for a, b in zip(one, two))
+    if isinstance(one, Mapping) and isinstance(two, Mapping):
+        return len(one) == len(two) and all(key in two and _equal(value, two[key]) for key, value in one.items())
+    return _unbool(one) == _unbool(two)
+
+
+def _enum(compiler, choices, schema) -> tuple:
+    if all(isinstance(choice, str) for choice in choices):
+        strings = frozenset(choices)  # a string equals only a string, so a set lookup says the same
+
+        def test(value):
+            return isinstance(value, str) and value in strings
+    else:
+        def test(value):
+            return any(_equal(choice, value) for choice in choices)
+    return test, _failing("enum", test, choices, schema)
+
+
+def _const(compiler, const, schema) -> tuple:
+    if isinstance(const, str):
+        def test(value):
+            return isinstance(value, str) and value == const
+    else:
+        def test(value):
+            return _equal(value, const)
+    return test, _failing("const", test, const, schema)
+
+
+def _format(compiler, name, schema) -> tuple | None:
+    check = compiler.formats.get(name)
+    if check is None:
+        return None  # jsonschema's FormatChecker passes formats it has no checker for
+    return check, _failing("format", check, name, schema)
+
+
+# ---- numbers and lengths; ``not value < limit`` rather than ``value >= limit`` so NaN passes, as there ----
+
+def _minimum(compiler, limit, schema) -> tuple:
+    def test(value):
+        if type(value) in _PLAIN_NUMBERS:
+            return not value < limit
+        return not _is_number(value) or not value < limit
+    return test, _failing("minimum", test, limit, schema)
+
+
+def _maximum(compiler, limit, schema) -> tuple:
+    def test(value):
+        if type(value) in _PLAIN_NUMBERS:
+            return not value > limit
+        return not _is_number(value) or not value > limit
+    return test, _failing("maximum", test, limit, schema)
+
+
+def _exclusive_minimum(compiler, limit, schema) -> tuple:
+    def test(value):
+        if type(value) in _PLAIN_NUMBERS:
+            return not value <= limit
+        return not _is_number(value) or not value <= limit
+    return test, _failing("exclusiveMinimum", test, limit, schema)
+
+
+def _exclusive_maximum(compiler, limit, schema) -> tuple:
+    def test(value):
+        if type(value) in _PLAIN_NUMBERS:
+            return not value >= limit
+        return not _is_number(value) or not value >= limit
+    return test, _failing("exclusiveMaximum", test, limit, schema)
+
+
+def _min_length(compiler, limit, schema) -> tuple:
+    def test(value):
+        return not isinstance(value, str) or not len(value) < limit
+    return test, _failing("minLength", test, limit, schema)
+
+
+def _max_length(compiler, limit, schema) -> tuple:
+    def test(value):
+        return not isinstance(value, str) or not len(value) > limit
+    return test, _failing("maxLength", test, limit, schema)
+
+
+def _pattern(compiler, pattern, schema) -> tuple:
+    try:
+        search = re.compile(pattern).search  # jsonschema calls re.search(pattern, value)
+    except (re.error, TypeError):
+        raise _Unsupported(pattern) from None
+
+    def test(value):
+        return not isinstance(value, str) or search(value) is not None
+    return test, _failing("pattern", test, pattern, schema)
+
+
+def _min_items(compiler, limit, schema) -> tuple:
+    def test(value):
+        return not isinstance(value, list) or not len(value) < limit
+    return test, _failing("minItems", test, limit, schema)
+
+
+def _max_items(compiler, limit, schema) -> tuple:
+    def test(value):
+        return not isinstance(value, list) or not len(value) > limit
+    return test, _failing("maxItems", test, limit, schema)
+
+
+# ---- objects and arrays ----
+
+def _properties(compiler, properties, schema) -> tuple | None:
+    """``properties``, and ``additionalProperties: false`` beside it: both in one walk over the payload."""
+    closed = schema.get("additionalProperties") is False
+    children = tuple((name, compiler.compile(subschema)) for name, subschema in properties.items())
+    checked = tuple((name, node) for name, node in children if node.test is not None)
+    if not checked and not closed:
+        return None
+    # name -> (types that surely pass, test), or None for a property that accepts anything
+    table = {name: None if node.test is None else (node.sure, node.test) for name, node in children}
+    find = table.get
+    count = len(table)
+    extra = object()
+
+    def test(value):
+        if not isinstance(value, dict):
+            return True
+        if len(value) <= count:
+            for name, item in value.items():
+                entry = find(name, extra)
+                if entry is extra:
+                    if closed:
+                        return False
+                elif entry is not None and type(item) not in entry[0] and not entry[1](item):
+                    return False
+            return True
+        if closed:
+            return False  # more keys than properties: one of them is extra
+        for name, node in checked:  # a long open payload: walk the schema's properties instead
+            if name in value:
+                item = value[name]
+                if type(item) not in node.sure and not node.test(item):
+                    return False
+        return True
+
+    def explain(value, path, out):
+        # In the schema's order, as jsonschema: errors of two ``false`` properties share a path, and only
+        # this order tells them apart.
+        if isinstance(value, dict):
+            for name, node in checked:
+                if name in value:
+                    item = value[name]
+                    if type(item) not in node.sure and not node.test(item):
+                        node.explain(item, path + (name,), out)
+
+    return test, explain
+
+
+def _additional_properties(compiler, additional, schema) -> tuple | None:
+    known = frozenset(schema.get("properties", {}))
+    if additional is False:
+        def test(value):
+            return not isinstance(value, dict) or value.keys() <= known
+        # Beside ``properties``, whose test already rejects extra keys, only the explanation is needed.
+        return None if "properties" in schema else test, _failing("additionalProperties", test, additional, schema)
+    node = compiler.compile(additional)
+    if node.test is None:
+        return None
+    check = node.test
+
+    def test(value):
+        if not isinstance(value, dict):
+            return True
+        for name, item in value.items():
+            if name not in known and not check(item):
+                return False
+        return True
+
+    def explain(value, path, out):
+        if isinstance(value, dict):
+            for name, item in value.items():
+                if name not in known and not check(item):
+                    node.explain(item, path + (name,), out)
+
+    return test, explain
+
+
+def _required(compiler, names, schema) -> tuple | None:
+    if not names:
+        return None
+    wanted = frozenset(names)
+
+    def test(value):
+        return not isinstance(value, dict) or value.keys() >= wanted
+
+    def explain(value, path, out):
+        if isinstance(value, dict):
+            for name in names:  # one error per missing name, in the keyword's order
+                if name not in value:
+                    out.append(Error(path, "required", names, value, schema, name))
+
+    return test, explain
+
+
+def _items(compiler, items, schema) -> tuple | None:
+    if items is False:
+        def test(value):
+            return not isinstance(value, list) or not value
+        return test, _failing("items", test, items, schema)
+    node = compiler.compile(items)
+    if node.test is None:
+        return None
+    check = node.test
+
+    def test(value):
+        if not isinstance(value, list):
+            return True
+        for item in value:
+            if not check(item):
+                return False
+        return True
+
+    def explain(value, path, out):
+        if isinstance(value, list):
+            for index, item in enumerate(value):
+                if not check(item):
+                    node.explain(item, path + (index,), out)
+
+    return test, explain
+
+
+# One row per supported keyword: compile(compiler, keyword value, the schema holding it) -> (test, explain),
+# or None when the keyword can never fail.
+KEYWORDS: dict[str, Callable] = {
+    "type": _type,
+    "enum": _enum,
+    "const": _const,
+    "format": _format,
+    "minimum": _minimum,
+    "maximum": _maximum,
+    "exclusiveMinimum": _exclusive_minimum,
+    "exclusiveMaximum": _exclusive_maximum,
+    "minLength": _min_length,
+    "maxLength": _max_length,
+    "pattern": _pattern,
+    "properties": _properties,
+    "additionalProperties": _additional_properties,
+    "required": _required,
+    "items": _items,
+    "minItems": _min_items,
+    "maxItems": _max_items,
+}
+
+
+# ---- jsonschema's sentences (``_keywords.py``), built only when asked for ----
+
+def _shown(value) -> str:
+    try:
+        return repr(value)
+    except (ValueError, RecursionError):  # an int over 4300 digits; a value nested deeper than the stack
+        return f"<{type(value).__name__}>"
+
+
+def _sentence(error: Error) -> str:
+    keyword, limit = error.validator, error.validator_value
+    if keyword == "required":
+        return f"{error.detail!r} is a required property"
+    if keyword == "const":
+        return f"{limit!r} was expected"
+    if keyword == "additionalProperties":
+        extras = sorted(set(error.instance) - set(error.schema.get("properties", {})), key=str)
+        verb = "was" if len(extras) == 1 else "were"
+        return f"Additional properties are not allowed ({', '.join(repr(each) for each in extras)} {verb} unexpected)"
+    if keyword == "items":
+        extra = len(error.instance)
+        rest = _shown(error.instance if extra != 1 else error.instance[0])
+        return f"Expected at most 0 items but found {extra} extra: {rest}"
+    value = _shown(error.instance)
+    if keyword is None:
+        return f"False schema does not allow {value}"
+    if keyword == "type":
+        types = [limit] if isinstance(limit, str) else limit
+        return f"{value} is not of type {', '.join(repr(each) for each in types)}"
+    if keyword == "enum":
+        return f"{value} is not one of {limit!r}"
+    if keyword == "format":
+        return f"{value} is not a {limit!r}"
+    if keyword == "pattern":
+        return f"{value} does not match {limit!r}"
+    too = {
+        "minimum": f"is less than the minimum of {limit!r}",
+        "maximum": f"is greater than the maximum of {limit!r}",
+        "exclusiveMinimum": f"is less than or equal to the minimum of {limit!r}",
+        "exclusiveMaximum": f"is greater than or equal to the maximum of {limit!r}",
+        "minLength": "should be non-empty" if limit == 1 else "is too short",
+        "maxLength": "is expected to be empty" if limit == 0 else "is too long",
+        "minItems": "should be non-empty" if limit == 1 else "is too short",
+        "maxItems": "is expected to be empty" if limit == 0 else "is too long",
+    }
+    return f"{value} {too[keyword]}"
