@@ -58,13 +58,15 @@ def format_path(path: Path) -> str:
 class Expression:
     """A compiled expression; ``evaluate(event)`` gives its value and raises only MappingError."""
 
-    __slots__ = ("text", "is_literal", "evaluate")
+    __slots__ = ("text", "is_literal", "keys", "evaluate")
 
     def __init__(self, text: str, parsed: jmespath.parser.ParsedResult, path: Path = ()):
         self.text = text
         node = parsed.parsed
         #: True for a JMESPath literal (`` `5` ``, ``'text'``): its value never depends on the event.
         self.is_literal = node["type"] == "literal"
+        #: The keys of a plain dotted path (``("context", "traits", "email")``), else None.
+        self.keys = plain_keys(node)
         if self.is_literal:
             self.evaluate = constant(node["value"])
         else:
@@ -117,11 +119,10 @@ def direct(node: dict) -> Callable[[Any], Any] | None:
     key looked up on anything that is not an object (an array, a string, null) is null,
     and so is every step after it.
     """
+    keys = plain_keys(node)
+    if keys is not None:
+        return _walk(keys)
     kind = node["type"]
-    if kind == "field":
-        return _walk((node["value"],))
-    if kind == "subexpression" and all(child["type"] == "field" for child in node["children"]):
-        return _walk(tuple(child["value"] for child in node["children"]))
     if kind == "current":
         return lambda event: event
     if kind == "literal":
@@ -130,6 +131,15 @@ def direct(node: dict) -> Callable[[Any], Any] | None:
         parts = [direct(child) for child in node["children"]]
         if None not in parts:
             return _coalesce(parts)
+    return None
+
+
+def plain_keys(node: dict) -> tuple[str, ...] | None:
+    """The keys of a plain dotted path such as ``context.traits.email``, else None."""
+    if node["type"] == "field":
+        return (node["value"],)
+    if node["type"] == "subexpression" and all(child["type"] == "field" for child in node["children"]):
+        return tuple(child["value"] for child in node["children"])
     return None
 
 

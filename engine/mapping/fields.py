@@ -18,7 +18,8 @@ as it returned them, nulls inside included.
 """
 from __future__ import annotations
 
-from typing import Any, Union
+from types import MappingProxyType
+from typing import Any, Callable, Union
 
 from engine.diagnostics import Problem
 from engine.mapping.expressions import Expression, Path, constant, parse_expression
@@ -43,14 +44,15 @@ class Literal:
 class Object:
     """An object built field by field; null fields are left out, and an empty result is null."""
 
-    __slots__ = ("fields", "_steps")
+    __slots__ = ("fields", "_steps", "evaluate")
     is_literal = False
 
     def __init__(self, fields: dict[str, "Node"]):
         self.fields = fields
         self._steps = [(name, node.evaluate) for name, node in fields.items()]
+        self.evaluate = _generate_builder(fields, self._build)
 
-    def evaluate(self, event: Any) -> dict | None:
+    def _build(self, event: Any) -> dict | None:
         built = {}
         for name, evaluate in self._steps:
             value = evaluate(event)
@@ -60,6 +62,41 @@ class Object:
 
     def __repr__(self) -> str:
         return f"Object({self.fields!r})"
+
+
+_EMPTY = MappingProxyType({})  # what a missing intermediate key reads as: .get answers None
+
+
+def _generate_builder(fields: dict[str, "Node"], build: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``build`` as one generated function: fields unrolled, paths of plain keys read inline.
+
+    Same answers as ``build``, which it calls when an intermediate value on an inline path is
+    not an object (``.get`` raises AttributeError there). Only our identifiers are written into
+    the source; field names, keys and values are bound constants.
+    """
+    namespace: dict[str, Any] = {"_EMPTY": _EMPTY, "_build": build}
+    lines = ["def evaluate(e):", "    try:", "        b = {}"]
+    for index, (name, node) in enumerate(fields.items()):
+        namespace[f"_n{index}"] = name
+        value = getattr(node, "value", None)
+        if isinstance(node, Literal) and value is not None and not isinstance(value, (dict, list)):
+            namespace[f"_c{index}"] = value
+            lines.append(f"        b[_n{index}] = _c{index}")
+            continue
+        keys = getattr(node, "keys", None)
+        if keys:
+            for step, key in enumerate(keys):
+                namespace[f"_k{index}_{step}"] = key
+            reads = [f".get(_k{index}_{step}, _EMPTY)" for step in range(len(keys) - 1)]
+            lines.append(f"        v = e{''.join(reads)}.get(_k{index}_{len(keys) - 1})")
+        else:
+            namespace[f"_f{index}"] = node.evaluate
+            lines.append(f"        v = _f{index}(e)")
+        lines.append("        if v is not None:")
+        lines.append(f"            b[_n{index}] = v")
+    lines += ["        return b or None", "    except AttributeError:", "        return _build(e)"]
+    exec(compile("\n".join(lines) + "\n", "<fields>", "exec"), namespace)  # noqa: S102 - see docstring
+    return namespace["evaluate"]
 
 
 class Array:
