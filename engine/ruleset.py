@@ -73,7 +73,7 @@ class Destination:
                 event = rule.apply(event)
         message_id = event.get("messageId")
         for matches, mapping in self.index.candidates(event):
-            if matches(event):
+            if matches is None or matches(event):
                 outcome = mapping.build(self.name, event, message_id)
                 (result.calls if isinstance(outcome, ActionCall) else result.errors).append(outcome)
         return None

@@ -305,3 +305,27 @@ def test_generated_source_carries_no_rule_text():
 def test_the_deepest_triggers_answer_as_the_closures_do(text, expected):
     trigger = compile_trigger(text)
     assert trigger.matches({"type": "track"}) is trigger._compiled.match({"type": "track"}) is expected
+
+
+def test_instants_read_the_common_shape_as_the_general_rule_does():
+    """instant() reads 2024-01-01T10:00:00.123Z directly; the general ISO-8601 rule is the reference."""
+    from datetime import datetime, timezone
+
+    def general(text):
+        if not operators._ISO_8601.fullmatch(text):
+            return None
+        try:
+            moment = datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+
+    rng = random.Random(3)
+    read = 0
+    for _ in range(3000):
+        text = (f"{rng.choice(['0001', '2024', '2026', '9999'])}-{rng.randint(0, 13):02d}-{rng.randint(0, 32):02d}"
+                f"T{rng.randint(0, 25):02d}:{rng.randint(0, 61):02d}:{rng.randint(0, 61):02d}"
+                f"{rng.choice(['', '.1', '.123', '.123456', '.1234567'])}{rng.choice(['Z', 'z', '', '+01:00'])}")
+        assert operators.instant(text) == general(text), text
+        read += general(text) is not None
+    assert read > 300

@@ -16,11 +16,11 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from engine.diagnostics import Problem
-from engine.trigger.codegen import generate
+from engine.trigger.codegen import Known, generate
 from engine.trigger.compiler import Compiled, compile_tree
 from engine.trigger.errors import TriggerError
 from engine.trigger.explain import Explanation, explain
-from engine.trigger.keys import Keys, required_keys
+from engine.trigger.keys import Keys, compared_values, required_keys
 from engine.trigger.lint import lint
 from engine.trigger.parser import parse
 
@@ -33,18 +33,24 @@ class Trigger:
     ``matches(event) -> bool`` is the generated function itself (no method call in between,
     see :mod:`.codegen`): pure, thread-safe, and it never raises, whatever the shape of the event.
 
-    ``keys`` is what a matching event must have in ``type`` and ``event`` (see
-    :mod:`.keys`), which lets :mod:`engine.index` skip triggers that cannot match.
+    ``keys`` is what a matching event must have in ``type`` and ``event``, and ``compared``
+    every string those fields are compared with (see :mod:`.keys`); :mod:`engine.index`
+    uses them to skip triggers that cannot match and to fold the conditions it can decide.
     """
 
-    __slots__ = ("text", "warnings", "matches", "keys", "_compiled")
+    __slots__ = ("text", "warnings", "matches", "keys", "compared", "_compiled")
 
     def __init__(self, text: str, compiled: Compiled, warnings: list[Problem]):
         self.text = text
         self.warnings = warnings
         self.matches: Callable[[Any], bool] = generate(compiled)
         self.keys: Keys = required_keys(compiled)
+        self.compared: Keys = compared_values(compiled)
         self._compiled = compiled
+
+    def specialise(self, known: Known) -> Callable[[Any], bool] | bool:
+        """``matches`` for events that agree with ``known``, or its answer when ``known`` decides it."""
+        return generate(self._compiled, known)
 
     def explain(self, event: Any) -> Explanation:
         """Every condition's value and result on ``event``, as a tree mirroring the trigger."""

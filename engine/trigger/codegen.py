@@ -16,8 +16,9 @@ is the closures' answer; ``tests/test_triggers.py`` checks that on random trigge
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from engine.paths import MISSING, Path
 from engine.trigger import nodes
@@ -27,11 +28,35 @@ _EMPTY = MappingProxyType({})  # what a missing intermediate key reads as: .get 
 _NUMBER_TYPES = frozenset({int, float})
 
 
-def generate(compiled: Compiled) -> Callable[[Any], bool]:
-    """One function equivalent to ``compiled.match``; the closure itself when one cannot be made."""
-    writer = _Writer()
+@dataclass(frozen=True)
+class Exactly:
+    """What the index knows of a field for a group of events: it holds this value."""
+
+    value: Any
+
+
+@dataclass(frozen=True)
+class NoneOf:
+    """What the index knows of a field: it equals none of these strings (and may not be a string)."""
+
+    values: frozenset
+
+
+Known = Mapping[str, "Exactly | NoneOf"]  # single-key path ("type", "event") -> what is known of it
+
+
+def generate(compiled: Compiled, known: Known | None = None) -> Callable[[Any], bool] | bool:
+    """One function equivalent to ``compiled.match`` on events that agree with ``known``.
+
+    Conditions that ``known`` decides are folded away at generation time; when that decides the
+    whole trigger the answer is returned as a bool instead of a function. Without ``known`` the
+    result is always a function (the closure itself when Python cannot compile the expression).
+    """
+    writer = _Writer(known or {})
     try:
         expression = writer.expression(compiled)
+        if isinstance(expression, bool):
+            return expression if known else (lambda e: expression)
         source = f"def match(e):\n    try:\n        return {expression}\n    except AttributeError:\n" \
                  f"        return _closure(e)\n"
         namespace = {"_MISSING": MISSING, "_EMPTY": _EMPTY, "_NUM": _NUMBER_TYPES, "_closure": compiled.match,
@@ -43,7 +68,8 @@ def generate(compiled: Compiled) -> Callable[[Any], bool]:
 
 
 class _Writer:
-    def __init__(self):
+    def __init__(self, known: Known):
+        self.known = known
         self.constants: dict[str, Any] = {}
         self.locals = 0
 
@@ -56,16 +82,43 @@ class _Writer:
         self.locals += 1
         return f"v{self.locals}"
 
-    def expression(self, compiled: Compiled) -> str:
+    def expression(self, compiled: Compiled) -> str | bool:
+        """Python source for ``compiled``, or True/False when what is known decides it."""
         node = compiled.node
         if isinstance(node, nodes.Condition):
-            return self.condition(compiled)
+            decided = self.decide(compiled)
+            return decided if decided is not None else self.condition(compiled)
         if isinstance(node, (nodes.AllOf, nodes.AnyOf)):
-            joint = " and " if isinstance(node, nodes.AllOf) else " or "
-            return "(" + joint.join(self.expression(child) for child in compiled.children) + ")"
+            every = isinstance(node, nodes.AllOf)
+            parts = []
+            for child in compiled.children:
+                part = self.expression(child)
+                if part is (not every):
+                    return part  # a false child decides ALL, a true one ANY
+                if part is not every:
+                    parts.append(part)
+            if not parts:
+                return every
+            return parts[0] if len(parts) == 1 else "(" + (" and " if every else " or ").join(parts) + ")"
         if isinstance(node, nodes.Negation):
-            return f"(not {self.expression(compiled.children[0])})"
-        return "True"  # nodes.Always
+            inner = self.expression(compiled.children[0])
+            return (not inner) if isinstance(inner, bool) else f"(not {inner})"
+        return True  # nodes.Always
+
+    def decide(self, compiled: Compiled) -> bool | None:
+        """The condition's answer when ``known`` settles it, else None."""
+        path = compiled.path
+        if len(path.segments) != 1 or path.segments[0] not in self.known:
+            return None
+        fact = self.known[path.segments[0]]
+        if isinstance(fact, Exactly):
+            return bool(compiled.test(fact.value))  # a test is a pure function of the value it reads
+        name, operand = compiled.operator.name, compiled.operand
+        if name in ("is", "is not") and isinstance(operand, str) and operand in fact.values:
+            return name == "is not"
+        if name in ("in", "not in") and all(isinstance(item, str) and item in fact.values for item in operand):
+            return name == "not in"
+        return None
 
     def condition(self, compiled: Compiled) -> str:
         path, name, operand = compiled.path, compiled.operator.name, compiled.operand

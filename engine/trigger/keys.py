@@ -45,3 +45,27 @@ def _condition(compiled: Compiled) -> Keys:
     if operator.name == "in" and all(isinstance(item, str) for item in operand):
         return {path.segments[0]: frozenset(operand)}
     return {}
+
+
+def compared_values(compiled: Compiled) -> Keys:
+    """Every string a key field is compared with by ``is``, ``is not``, ``in`` or ``not in``.
+
+    An event whose field holds none of these can have those conditions decided without
+    reading it (see :class:`engine.trigger.codegen.NoneOf`). Every key field the trigger
+    reads at all is present, with an empty set when no such comparison names a value.
+    """
+    found: dict[str, set[str]] = {}
+    stack = [compiled]
+    while stack:
+        node = stack.pop()
+        stack.extend(node.children)
+        path, operator = node.path, node.operator
+        if path is None or operator is None or len(path.segments) != 1 or path.segments[0] not in KEY_FIELDS:
+            continue
+        values = found.setdefault(path.segments[0], set())
+        operand = node.operand
+        if operator.name in ("is", "is not") and isinstance(operand, str):
+            values.add(operand)
+        elif operator.name in ("in", "not in"):
+            values.update(item for item in operand if isinstance(item, str))
+    return {field: frozenset(values) for field, values in found.items()}

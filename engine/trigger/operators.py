@@ -138,8 +138,17 @@ def numeric(text: str) -> int | float | None:
     return float(text) if any(c in text for c in ".eE") else int(text)
 
 
+# What Segment's libraries send; datetime.fromisoformat reads it as is, in half the time.
+_COMMON_INSTANT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?Z")
+
+
 def instant(text: str) -> datetime | None:
     """The moment an ISO-8601 date or timestamp names (UTC when it has no offset), else None."""
+    if _COMMON_INSTANT.fullmatch(text):
+        try:
+            return datetime.fromisoformat(text)
+        except ValueError:  # e.g. 2024-02-30
+            return None
     if not _ISO_8601.fullmatch(text):
         return None
     try:
