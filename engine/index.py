@@ -9,7 +9,8 @@ size of the rule set.
 Within a group the index also knows those two values, so it specialises each trigger for the
 group: ``type = "track" and event != "Application Opened" and properties.total > 10`` is just
 ``properties.total > 10`` for the group ("track", "Order Completed"), and a trigger the group
-decides entirely costs no call at all. Triggers whose requirements cannot be read (see
+decides entirely costs nothing. Each group runs as one generated function that tests its
+triggers inline, in order, and returns the items that match. Triggers whose requirements cannot be read (see
 :mod:`engine.trigger.keys`) are still handed over, so the index never changes a result.
 
 A group is prepared the first time an event of it arrives. Groups are keyed only by values
@@ -18,13 +19,11 @@ however many distinct names the events carry.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Generic, Iterable, TypeVar
+from typing import Any, Generic, Iterable, TypeVar
 
-from engine.trigger.codegen import Exactly, NoneOf
+from engine.trigger.codegen import Exactly, NoneOf, generate, generate_matching
 
 Item = TypeVar("Item")
-#: (the trigger specialised for the group, or None when it surely matches there; the item)
-Entry = tuple[Callable[[Any], bool] | None, Any]
 
 _OTHER = object()  # every value that no trigger compares with
 
@@ -46,56 +45,44 @@ class TriggerIndex(Generic[Item]):
                 self._any_name.append(position)
             for name in names or ():
                 self._by_name.setdefault(name, []).append(position)
-        self._groups: dict[tuple, tuple[Entry, ...]] = {}
-        self._specialised: dict[tuple, Callable[[Any], bool] | bool] = {}
+        self._groups: dict[tuple, tuple] = {}  # group key -> (candidates, matching function)
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def candidates(self, event: dict) -> tuple[Entry, ...]:
-        """``(matches, item)`` for every entry whose trigger can match ``event`` (a dict), in order.
+    def candidates(self, event: dict) -> tuple[Item, ...]:
+        """The items whose trigger can match ``event`` (a dict), in order: those its group does not rule out."""
+        return self._group_of(event)[0]
 
-        ``matches`` is None when the trigger surely matches events of this group.
-        """
+    def matching(self, event: dict) -> list[Item]:
+        """The items whose trigger matches ``event`` (a dict), in order."""
+        return self._group_of(event)[1](event)
+
+    def _group_of(self, event: dict) -> tuple:
         kind = event.get("type")
         name = event.get("event")
         key = (kind if isinstance(kind, str) and kind in self._types else _OTHER,
                name if isinstance(name, str) and name in self._names else _OTHER)
-        found = self._groups.get(key)
-        if found is None:
-            found = self._groups[key] = self._group(*key)
-        return found
+        group = self._groups.get(key)
+        if group is None:
+            group = self._groups[key] = self._group(*key)
+        return group
 
-    def matching(self, event: dict) -> list[Item]:
-        """The items whose trigger matches ``event``, in order."""
-        return [item for matches, item in self.candidates(event) if matches is None or matches(event)]
-
-    def _group(self, kind: Any, name: Any) -> tuple[Entry, ...]:
+    def _group(self, kind: Any, name: Any) -> tuple:
         known = {"type": NoneOf(self._types) if kind is _OTHER else Exactly(kind),
                  "event": NoneOf(self._names) if name is _OTHER else Exactly(name)}
         positions = self._any_name if name is _OTHER else sorted(self._any_name + self._by_name.get(name, []))
-        group = []
+        entries = []
         for position in positions:
             trigger, item = self._entries[position]
             types = trigger.keys.get("type")
-            if types is not None and kind not in types:
-                continue
-            matches = self._specialise(position, trigger, known)
-            if matches is not False:
-                group.append((None if matches is True else matches, item))
-        return tuple(group)
+            if types is None or kind in types:
+                entries.append((trigger, item))
+        candidates = tuple(item for trigger, item in entries if generate(trigger.compiled, known) is not False)
+        matching = generate_matching([(trigger.compiled, item) for trigger, item in entries], known)
+        if matching is None:  # too deep for Python's compiler: run the triggers one by one
+            pairs = tuple((trigger.matches, item) for trigger, item in entries)
 
-    def _specialise(self, position: int, trigger, known: dict) -> Callable[[Any], bool] | bool:
-        # Only what the trigger compares with changes its code, so groups share specialisations.
-        facts = tuple(self._fact(trigger, field, fact) for field, fact in known.items())
-        cache_key = (position, facts)
-        found = self._specialised.get(cache_key)
-        if found is None:
-            found = self._specialised[cache_key] = trigger.specialise(known)
-        return found
-
-    @staticmethod
-    def _fact(trigger, field: str, fact) -> Any:
-        if field not in trigger.compared:
-            return None  # the trigger never reads this field: what is known of it changes nothing
-        return fact.value if isinstance(fact, Exactly) else _OTHER
+            def matching(event: dict) -> list:
+                return [item for matches, item in pairs if matches(event)]
+        return candidates, matching

@@ -72,10 +72,9 @@ class Destination:
                     return rule.name
                 event = rule.apply(event)
         message_id = event.get("messageId")
-        for matches, mapping in self.index.candidates(event):
-            if matches is None or matches(event):
-                outcome = mapping.build(self.name, event, message_id)
-                (result.calls if isinstance(outcome, ActionCall) else result.errors).append(outcome)
+        for mapping in self.index.matching(event):
+            outcome = mapping.build(self.name, event, message_id)
+            (result.calls if isinstance(outcome, ActionCall) else result.errors).append(outcome)
         return None
 
 

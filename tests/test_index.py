@@ -25,9 +25,9 @@ def test_the_index_really_skips_triggers_that_cannot_match():
     triggers.append(compile_trigger('type = "identify"'))
     triggers.append(compile_trigger("properties.total > 10"))
     index = TriggerIndex((trigger, n) for n, trigger in enumerate(triggers))
-    assert [item for _, item in index.candidates({"type": "track", "event": "Event 7"})] == [7, 1001]
-    assert [item for _, item in index.candidates({"type": "identify"})] == [1000, 1001]
-    assert [item for _, item in index.candidates({"type": "track", "event": "Unknown"})] == [1001]
+    assert list(index.candidates({"type": "track", "event": "Event 7"})) == [7, 1001]
+    assert list(index.candidates({"type": "identify"})) == [1000, 1001]
+    assert list(index.candidates({"type": "track", "event": "Unknown"})) == [1001]
 
 
 @pytest.mark.parametrize("text, keys", [

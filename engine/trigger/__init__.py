@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from engine.diagnostics import Problem
-from engine.trigger.codegen import Known, generate
+from engine.trigger.codegen import generate
 from engine.trigger.compiler import Compiled, compile_tree
 from engine.trigger.errors import TriggerError
 from engine.trigger.explain import Explanation, explain
@@ -48,9 +48,10 @@ class Trigger:
         self.compared: Keys = compared_values(compiled)
         self._compiled = compiled
 
-    def specialise(self, known: Known) -> Callable[[Any], bool] | bool:
-        """``matches`` for events that agree with ``known``, or its answer when ``known`` decides it."""
-        return generate(self._compiled, known)
+    @property
+    def compiled(self) -> Compiled:
+        """The compiled tree (for explain and for :mod:`engine.index`, which specialises it)."""
+        return self._compiled
 
     def explain(self, event: Any) -> Explanation:
         """Every condition's value and result on ``event``, as a tree mirroring the trigger."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from engine.paths import MISSING, Path
 from engine.trigger import nodes
@@ -45,6 +45,9 @@ class NoneOf:
 Known = Mapping[str, "Exactly | NoneOf"]  # single-key path ("type", "event") -> what is known of it
 
 
+_GLOBALS = {"_MISSING": MISSING, "_EMPTY": _EMPTY, "_NUM": _NUMBER_TYPES}
+
+
 def generate(compiled: Compiled, known: Known | None = None) -> Callable[[Any], bool] | bool:
     """One function equivalent to ``compiled.match`` on events that agree with ``known``.
 
@@ -59,12 +62,41 @@ def generate(compiled: Compiled, known: Known | None = None) -> Callable[[Any], 
             return expression if known else (lambda e: expression)
         source = f"def match(e):\n    try:\n        return {expression}\n    except AttributeError:\n" \
                  f"        return _closure(e)\n"
-        namespace = {"_MISSING": MISSING, "_EMPTY": _EMPTY, "_NUM": _NUMBER_TYPES, "_closure": compiled.match,
-                     **writer.constants}
-        exec(compile(source, "<trigger>", "exec"), namespace)  # noqa: S102 - our identifiers only, see above
+        return _define(source, "match", {"_closure": compiled.match, **writer.constants})
     except (SyntaxError, RecursionError, MemoryError):
         return compiled.match
-    return namespace["match"]
+
+
+def generate_matching(entries: Sequence[tuple[Compiled, Any]], known: Known) -> Callable[[Any], list] | None:
+    """One function giving, in order, the items whose trigger matches an event that agrees with ``known``.
+
+    ``entries`` are ``(compiled trigger, item)``. Each trigger is written inline, specialised as by
+    :func:`generate`; None when Python cannot compile the whole (the caller then loops).
+    """
+    writer = _Writer(known)
+    lines = ["def matching(e):", "    found = []", "    add = found.append"]
+    try:
+        for compiled, item in entries:
+            expression = writer.expression(compiled)
+            if expression is False:
+                continue
+            chosen = writer.bind(item, "i")
+            if expression is True:
+                lines.append(f"    add({chosen})")
+                continue
+            closure = writer.bind(compiled.match, "m")
+            lines += ["    try:", f"        if {expression}:", f"            add({chosen})",
+                      "    except AttributeError:", f"        if {closure}(e):", f"            add({chosen})"]
+        lines.append("    return found")
+        return _define("\n".join(lines) + "\n", "matching", writer.constants)
+    except (SyntaxError, RecursionError, MemoryError):
+        return None
+
+
+def _define(source: str, name: str, constants: dict) -> Callable:
+    namespace = {**_GLOBALS, **constants}
+    exec(compile(source, "<trigger>", "exec"), namespace)  # noqa: S102 - our identifiers only, see above
+    return namespace[name]
 
 
 class _Writer:
