@@ -1,67 +1,528 @@
-"""Benchmarks of the event path; prints a table of medians over repeated runs.
+"""Every benchmark of the event path in one command: a table of medians, each figure beside its comparison.
 
-    python benchmarks/run.py            # figures go in docs/performance.md
+    python benchmarks/run.py                 # full size, a few minutes; the figures in docs/performance.md
+    python benchmarks/run.py --quick         # smaller inputs and fewer repeats, for development
+    python benchmarks/run.py --only scaling  # one section (repeatable)
+    python benchmarks/run.py --markdown      # the table as Markdown, for docs/performance.md
 
-1. ``RuleSet.evaluate`` over the bundled rules (both destinations), events already in memory;
-2. the floor it is compared with: ``json.loads`` + ``json.dumps`` of each event;
-3. end to end: ``switchyard run --dry-run`` of the bundled rules over an NDJSON file to /dev/null.
+Sections (docs/performance.md says what each measures and why):
+
+- ``triggers``: the 50 triggers of benchmarks/triggers.py over events in memory: ours (compiled,
+  with and without the mapping index) vs the tree-walking baseline (benchmarks/baseline.py) vs
+  the ``rule-engine`` package;
+- ``end-to-end``: ``switchyard run --dry-run`` of rules/customerio.yaml over an NDJSON file vs the
+  floor of reading it, ``orjson.loads`` and ``orjson.dumps`` of each event (benchmarks/floor.py);
+- ``scaling``: ``RuleSet.evaluate`` with 10, 100 and 1,000 mappings (benchmarks/rulesets.py);
+- ``workers``: ``switchyard run rules/ --dry-run --workers 2`` (and ``--ordered``) vs one worker;
+- ``load``: ``switchyard lint`` and ``compile_paths`` of a 1,000-mapping rule set, time and peak memory;
+- ``memory``: peak memory of ``switchyard run rules/ --dry-run`` streaming 100k vs 1M events from stdin.
+
+Contenders are timed in turn within each repeat, so a slow moment of the machine hits them alike;
+every figure is the median over the repeats. Times are CPU time (user + system) of the process
+measured, so other work on a shared machine disturbs them little; only the workers section, whose
+point is to finish sooner on more cores, measures wall time (and needs an otherwise idle machine).
+Subprocesses run ``python -m engine`` with this checkout on PYTHONPATH; peak memory is the
+resident-set peak (``ru_maxrss``) of the measured process alone, read by a small wrapper process
+(see ``run_child``). The inputs are generated at the start of each section, not timed.
 """
 from __future__ import annotations
 
+import argparse
+import contextlib
+import datetime
+import gc
+import hashlib
 import json
 import os
+import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import traceback
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
-import engine  # noqa: E402
-from generate import events as generate  # noqa: E402
+from benchmarks.generate import events as generate_events  # noqa: E402
 
-REPEATS = 5
+SECTIONS = ("triggers", "end-to-end", "scaling", "workers", "load", "memory")
 
 
-def median_rate(count: int, work) -> float:
-    rates = []
-    for _ in range(REPEATS):
-        started = time.perf_counter()
+@dataclass(frozen=True)
+class Sizes:
+    repeats: int            # in-memory benchmarks
+    process_repeats: int    # benchmarks that start processes
+    trigger_events: int
+    rule_engine_events: int
+    end_to_end_events: int
+    scaling_events: int
+    worker_events: int
+    stream_events: tuple[int, int]
+
+
+FULL = Sizes(repeats=5, process_repeats=3, trigger_events=20_000, rule_engine_events=1_000,
+             end_to_end_events=200_000, scaling_events=20_000, worker_events=200_000,
+             stream_events=(100_000, 1_000_000))
+QUICK = Sizes(repeats=3, process_repeats=2, trigger_events=5_000, rule_engine_events=200,
+              end_to_end_events=20_000, scaling_events=5_000, worker_events=20_000,
+              stream_events=(10_000, 100_000))
+
+
+@dataclass
+class Row:
+    """One line of the table. ``ratio`` is figure / comparison, or cost / cost where that is the target."""
+
+    benchmark: str
+    figure: str
+    comparison: str = ""
+    ratio: float | None = None
+    target: str = ""
+    passed: bool | None = None  # None: no target, shown for context
+
+
+# --- measuring -------------------------------------------------------------------------------
+
+
+def race(repeats: int, contenders: dict[str, Callable[[], float]]) -> dict[str, float]:
+    """The median of the seconds each contender measures; every repeat runs each contender once, in turn."""
+    seconds: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(repeats):
+        for name, measure in contenders.items():
+            seconds[name].append(measure())
+    return {name: statistics.median(values) for name, values in seconds.items()}
+
+
+@contextlib.contextmanager
+def frozen():
+    """Keep the garbage collector off the inputs already in memory while they are measured.
+
+    Tens of thousands of events in memory are millions of objects that a real, streaming run never
+    holds; without this, the collector's passes over them would be charged to whatever is measured.
+    """
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
+def cpu_timed(work: Callable[[], object]) -> Callable[[], float]:
+    """``work``, measured in this process's CPU time (user + system)."""
+    def measure() -> float:
+        started = time.process_time()
         work()
-        rates.append(count / (time.perf_counter() - started))
-    return statistics.median(rates)
+        return time.process_time() - started
+    return measure
 
 
-def main() -> None:
-    count = 20000
-    sample = generate(count)
-    lines = [json.dumps(e) for e in sample]
-    rules = engine.load(ROOT / "rules")
-    rows = []
-    mappings = sum(len(d.mappings) for d in rules.destinations)
-    filters = sum(len(d.filters) for d in rules.destinations)
-    label = f"evaluate, bundled rules ({mappings} mappings, {filters} filters)"
-    rows.append((label, median_rate(count, lambda: [rules.evaluate(e) for e in sample])))
-    rows.append(("floor: json.loads + json.dumps per event", median_rate(count, lambda: [json.dumps(json.loads(s)) for s in lines])))
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "events.jsonl"
-        path.write_text("\n".join(lines) + "\n")
+@dataclass
+class Child:
+    wall: float          # seconds
+    cpu: float           # seconds, user + system, of the process and the children it waited for
+    max_rss: int | None  # bytes; None unless asked for
+    stderr: str
 
-        def end_to_end():
-            subprocess.run([sys.executable, "-m", "engine", "run", str(ROOT / "rules"), str(path), "--dry-run",
-                            "--dead-letter", str(Path(folder) / "dead")], stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL, check=True, cwd=folder,
-                           env={**os.environ, "PYTHONPATH": str(ROOT)})
-        rows.append(("end to end: switchyard run --dry-run (incl. start-up)", median_rate(count, end_to_end)))
-    width = max(len(name) for name, _ in rows)
-    print(f"{'benchmark':<{width}}  events/s (median of {REPEATS})")
-    for name, rate in rows:
-        print(f"{name:<{width}}  {rate:>12,.0f}")
+
+def child_env() -> dict:
+    path = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": str(ROOT) + (os.pathsep + path if path else "")}
+
+
+# Linux keeps, as a process's peak memory, the peak of the memory it had before exec: a child forked
+# from this process (which holds the generated events) starts with this process's peak. So the
+# command runs under a small wrapper process, and the wrapper reports its own child's peak.
+_PEAK = """
+import resource, subprocess, sys
+code = subprocess.call(sys.argv[2:])
+with open(sys.argv[1], "w") as out:
+    out.write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024))  # Linux: KiB
+sys.exit(code)
+"""
+
+
+def run_child(argv: list[str], cwd: Path, *, stdout=subprocess.DEVNULL, feed: Callable[[object], None] | None = None,
+              peak_memory: bool = False) -> Child:
+    """Run ``argv`` to completion: its wall and CPU time and, if asked (through a wrapper), its peak memory."""
+    peak_file = cwd / "peak-memory.txt"
+    if peak_memory:
+        argv = [sys.executable, "-c", _PEAK, str(peak_file), *argv]
+    with tempfile.TemporaryFile() as errors:
+        started = time.perf_counter()
+        process = subprocess.Popen(argv, cwd=cwd, env=child_env(), stdout=stdout, stderr=errors,
+                                   stdin=subprocess.PIPE if feed else subprocess.DEVNULL)
+        if feed:
+            try:
+                feed(process.stdin)
+                process.stdin.close()
+            except BrokenPipeError:
+                pass  # the child died early; its exit status and stderr say why
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - started
+        process.returncode = returncode = os.waitstatus_to_exitcode(status)
+        errors.seek(0)
+        stderr = errors.read().decode("utf-8", "replace")
+    if returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} exited with {returncode}:\n{stderr[-2000:]}")
+    return Child(wall, usage.ru_utime + usage.ru_stime, int(peak_file.read_text()) if peak_memory else None, stderr)
+
+
+def switchyard(*args: str) -> list[str]:
+    return [sys.executable, "-m", "engine", *args]
+
+
+def events_file(work: Path, count: int) -> Path:
+    """An NDJSON file of the first ``count`` generated events (written once per run)."""
+    path = work / f"events-{count}.jsonl"
+    if not path.exists():
+        with open(path, "w", encoding="utf-8") as out:
+            for event in generate_events(count):
+                out.write(json.dumps(event) + "\n")
+    return path
+
+
+# --- formatting ------------------------------------------------------------------------------
+
+
+def rate(events: int, seconds: float) -> str:
+    return f"{events / seconds:,.0f} ev/s"
+
+
+def megabytes(size: int) -> str:
+    return f"{size / 2**20:,.0f} MB"
+
+
+def times(ratio: float) -> str:
+    return f"{ratio:.2f}x" if ratio < 10 else f"{ratio:,.0f}x"
+
+
+# --- sections --------------------------------------------------------------------------------
+
+
+def bench_triggers(sizes: Sizes, work: Path) -> list[Row]:
+    try:
+        import rule_engine
+    except ImportError:
+        sys.exit("the trigger benchmark needs the rule-engine package: pip install -e '.[bench]'")
+    from benchmarks.baseline import Interpreted
+    from benchmarks.triggers import TRIGGERS
+    from engine import compile_trigger
+    from engine.index import TriggerIndex
+
+    events = generate_events(sizes.trigger_events)
+    few = events[:sizes.rule_engine_events]
+    ours = [compile_trigger(text) for text, _ in TRIGGERS]
+    index = TriggerIndex((trigger, position) for position, trigger in enumerate(ours))
+    plain = [(trigger.matches, position) for position, trigger in enumerate(ours)]
+    walked = [(Interpreted(text).matches, position) for position, (text, _) in enumerate(TRIGGERS)]
+    context = rule_engine.Context(default_value=None)
+    rules = [(rule_engine.Rule(twin, context=context).matches, position)
+             for position, (_, twin) in enumerate(TRIGGERS)]
+
+    def each(table, sample):
+        def work() -> None:
+            for event in sample:
+                [position for matches, position in table if matches(event)]
+        return work
+
+    matching = index.matching
+
+    def indexed() -> None:
+        for event in events:
+            matching(event)
+
+    contenders = {
+        "index": cpu_timed(indexed),
+        "plain": cpu_timed(each(plain, events)),
+        "baseline": cpu_timed(each(walked, events)),
+        "rule-engine": cpu_timed(each(rules, few)),
+    }
+    for work_once in (indexed, each(plain, few), each(walked, few), each(rules, few[:50])):
+        work_once()  # warm up (the index fills its cache)
+    with frozen():
+        seconds = race(sizes.repeats, contenders)
+    per_second = {name: len(events) / value for name, value in seconds.items()}
+    per_second["rule-engine"] = len(few) / seconds["rule-engine"]
+    ours_rate = per_second["index"]
+    return [
+        Row("triggers: ours vs tree-walking baseline", f"{ours_rate:,.0f} ev/s",
+            f"{per_second['baseline']:,.0f} ev/s", ours_rate / per_second["baseline"], ">= 3x",
+            ours_rate / per_second["baseline"] >= 3),
+        Row("triggers: ours vs rule-engine", f"{ours_rate:,.0f} ev/s",
+            f"{per_second['rule-engine']:,.0f} ev/s", ours_rate / per_second["rule-engine"], ">= 100x",
+            ours_rate / per_second["rule-engine"] >= 100),
+        Row("triggers: ours, one core", f"{ours_rate:,.0f} ev/s", "", None, ">= 200,000 ev/s",
+            ours_rate >= 200_000),
+        Row("triggers: ours without the index vs baseline", f"{per_second['plain']:,.0f} ev/s",
+            f"{per_second['baseline']:,.0f} ev/s", per_second["plain"] / per_second["baseline"]),
+    ]
+
+
+def bench_end_to_end(sizes: Sizes, work: Path) -> list[Row]:
+    count = sizes.end_to_end_events
+    events = events_file(work, count)
+    empty = work / "empty.jsonl"
+    empty.write_text("")
+    rules = str(ROOT / "rules" / "customerio.yaml")
+
+    def switchyard_run(path: Path) -> Callable[[], float]:
+        return lambda: run_child(switchyard("run", rules, str(path), "--dry-run",
+                                            "--dead-letter", str(work / "deadletter.ndjson")), work).cpu
+
+    floor = [sys.executable, str(ROOT / "benchmarks" / "floor.py"), str(events)]
+    seconds = race(sizes.process_repeats, {
+        "switchyard": switchyard_run(events),
+        "floor": lambda: run_child(floor, work).cpu,
+        "start-up": switchyard_run(empty),
+    })
+    ratio = seconds["floor"] / seconds["switchyard"]
+    return [
+        Row("end to end: run --dry-run, Customer.io pack vs floor", rate(count, seconds["switchyard"]),
+            rate(count, seconds["floor"]), ratio, ">= 0.33x", ratio >= 1 / 3),
+        Row("end to end: start-up (the run on an empty file)", f"{seconds['start-up']:.2f} s"),
+    ]
+
+
+def bench_scaling(sizes: Sizes, work: Path) -> list[Row]:
+    import engine
+    from benchmarks.rulesets import mapping_count_rules
+
+    events = generate_events(sizes.scaling_events)
+    loaded = {}
+    for count in (10, 100, 1000):
+        path = work / f"scaling-{count}.yaml"
+        path.write_text(mapping_count_rules(count), encoding="utf-8")
+        loaded[count] = engine.load(path)
+    calls = {count: sum(len(rules.evaluate(event).calls) for event in events) / len(events)
+             for count, rules in loaded.items()}  # also the warm-up pass
+
+    def evaluate_all(rules) -> Callable[[], None]:
+        def work() -> None:
+            for event in events:
+                rules.evaluate(event)
+        return work
+
+    with frozen():
+        seconds = race(sizes.repeats, {count: cpu_timed(evaluate_all(rules)) for count, rules in loaded.items()})
+    cost = {count: value / len(events) * 1e6 for count, value in seconds.items()}
+    rows = [Row(f"scaling: 10 mappings, {calls[10]:.2f} calls/event", f"{cost[10]:.2f} µs/event")]
+    for count in (100, 1000):
+        ratio = cost[count] / cost[10]
+        target = count == 1000
+        rows.append(Row(f"scaling: {count:,} mappings vs 10, {calls[count]:.2f} calls/event",
+                        f"{cost[count]:.2f} µs/event", f"{cost[10]:.2f} µs/event", ratio,
+                        "<= 2x" if target else "", ratio <= 2 if target else None))
+    return rows
+
+
+def read_lines(path: Path) -> list[bytes]:
+    with open(path, "rb") as stream:
+        return stream.readlines()
+
+
+def workers_supported() -> bool:
+    usage = subprocess.run(switchyard("run", "--help"), capture_output=True, text=True, env=child_env(), cwd=ROOT)
+    return "--workers" in usage.stdout and "--ordered" in usage.stdout
+
+
+def bench_workers(sizes: Sizes, work: Path) -> list[Row]:
+    count = sizes.worker_events
+    if not workers_supported():
+        missing = "n/a: switchyard run has no --workers/--ordered yet"
+        return [Row("workers: --workers 2 vs 1", missing, target=">= 1.7x"),
+                Row("workers: --ordered output identical to 1 worker's", missing, target="identical")]
+    events = events_file(work, count)
+
+    def run_workers(name: str, *flags: str) -> Callable[[], float]:
+        def go() -> float:  # wall time: what more workers are for
+            with open(work / f"{name}.out", "wb") as out:
+                return run_child(switchyard("run", str(ROOT / "rules"), str(events), "--dry-run",
+                                            "--dead-letter", str(work / f"{name}.deadletter"), *flags), work,
+                                 stdout=out).wall
+        return go
+
+    seconds = race(sizes.process_repeats, {
+        "one": run_workers("one", "--workers", "1"),
+        "two": run_workers("two", "--workers", "2"),
+        "ordered": run_workers("ordered", "--workers", "2", "--ordered"),
+    })
+    # The outputs of the last repeat: calls as NDJSON, one line each.
+    digest = {name: hashlib.sha256((work / f"{name}.out").read_bytes()).hexdigest() for name in ("one", "ordered")}
+    identical = digest["one"] == digest["ordered"]
+    same_calls = sorted(read_lines(work / "one.out")) == sorted(read_lines(work / "two.out"))
+    two, ordered = seconds["one"] / seconds["two"], seconds["one"] / seconds["ordered"]
+    return [
+        Row("workers: 2 vs 1", rate(count, seconds["two"]),
+            rate(count, seconds["one"]), two, ">= 1.7x", two >= 1.7),
+        Row("workers: 2 --ordered vs 1", rate(count, seconds["ordered"]), rate(count, seconds["one"]),
+            ordered, ">= 1.7x", ordered >= 1.7),
+        Row("workers: 2 --ordered output vs 1 worker's", "identical" if identical else "differs",
+            "", None, "byte-identical", identical),
+        Row("workers: 2 (any order) calls vs 1 worker's", "same" if same_calls else "differ",
+            "", None, "same lines", same_calls),
+    ]
+
+
+_COMPILE = """
+import json, resource, sys, time
+from engine.loader import compile_paths
+started = time.process_time()
+rules, problems = compile_paths([sys.argv[1]])
+seconds = time.process_time() - started
+errors = [p for p in problems if p.severity == "error"]
+print(json.dumps({"seconds": seconds, "errors": len(errors)}))
+"""
+
+
+def bench_load(sizes: Sizes, work: Path) -> list[Row]:
+    from benchmarks.rulesets import mapping_count_rules
+
+    paths = {}
+    for count in (10, 1000):
+        paths[count] = work / f"load-{count}.yaml"
+        paths[count].write_text(mapping_count_rules(count), encoding="utf-8")
+    lint: dict[int, list[float]] = {10: [], 1000: []}
+    compiled: dict[int, list[float]] = {10: [], 1000: []}
+    for _ in range(sizes.process_repeats):
+        for count, path in paths.items():
+            lint[count].append(run_child(switchyard("lint", str(path)), work).cpu)
+            with open(work / "compile.json", "wb") as out:
+                run_child([sys.executable, "-c", _COMPILE, str(path)], work, stdout=out)
+            report = json.loads((work / "compile.json").read_text())
+            if report["errors"]:
+                raise RuntimeError(f"{path} has {report['errors']} error(s)")
+            compiled[count].append(report["seconds"])
+    lint_seconds = {count: statistics.median(values) for count, values in lint.items()}
+    load_seconds = {count: statistics.median(values) for count, values in compiled.items()}
+    lint_memory = {count: run_child(switchyard("lint", str(path)), work, peak_memory=True).max_rss
+                   for count, path in paths.items()}
+    return [
+        Row("load: switchyard lint, 1,000 mappings vs 10", f"{lint_seconds[1000]:.2f} s",
+            f"{lint_seconds[10]:.2f} s", lint_seconds[1000] / lint_seconds[10], "< 2 s", lint_seconds[1000] < 2),
+        Row("load: compile_paths, 1,000 mappings vs 10", f"{load_seconds[1000]:.2f} s",
+            f"{load_seconds[10]:.2f} s", load_seconds[1000] / load_seconds[10]),
+        Row("load: lint peak memory, 1,000 mappings vs 10", megabytes(lint_memory[1000]),
+            megabytes(lint_memory[10]), lint_memory[1000] / lint_memory[10]),
+    ]
+
+
+def bench_memory(sizes: Sizes, work: Path) -> list[Row]:
+    # A few thousand distinct lines, cycled: enough variety for the run, and no 1 GB file.
+    lines = [(json.dumps(event) + "\n").encode() for event in generate_events(5000, seed=7)]
+    blocks = [b"".join(lines[start:start + 1000]) for start in range(0, len(lines), 1000)]
+
+    def feed(count: int) -> Callable[[object], None]:
+        def write(stream) -> None:
+            full, rest = divmod(count, 1000)
+            for number in range(full):
+                stream.write(blocks[number % len(blocks)])
+            stream.write(b"".join(lines[:rest]))
+        return write
+
+    small, large = sizes.stream_events
+    summary = work / "summary.json"
+    peaks = {}
+    for count in (small, large):
+        child = run_child(switchyard("run", str(ROOT / "rules"), "--dry-run", "--dead-letter", os.devnull,
+                                     "--summary-json", str(summary)), work, feed=feed(count), peak_memory=True)
+        read = json.loads(summary.read_text())["events"]
+        if read != count:
+            raise RuntimeError(f"the streaming run read {read} events, not {count}:\n{child.stderr[-2000:]}")
+        peaks[count] = child.max_rss
+    ratio = peaks[large] / peaks[small]
+    return [Row(f"memory: streaming run peak, {large:,} vs {small:,} events", megabytes(peaks[large]),
+                megabytes(peaks[small]), ratio, "<= 1.1x", ratio <= 1.1)]
+
+
+BENCHMARKS = {
+    "triggers": bench_triggers,
+    "end-to-end": bench_end_to_end,
+    "scaling": bench_scaling,
+    "workers": bench_workers,
+    "load": bench_load,
+    "memory": bench_memory,
+}
+
+
+# --- the table -------------------------------------------------------------------------------
+
+HEADINGS = ("benchmark", "figure", "comparison", "ratio", "target", "result")
+
+
+def cells(row: Row) -> tuple[str, ...]:
+    result = "" if row.passed is None else ("pass" if row.passed else "FAIL")
+    return (row.benchmark, row.figure, row.comparison, "" if row.ratio is None else times(row.ratio),
+            row.target, result)
+
+
+def render_text(rows: list[Row]) -> str:
+    table = [HEADINGS] + [cells(row) for row in rows]
+    widths = [max(len(line[column]) for line in table) for column in range(len(HEADINGS))]
+    right = {1, 2, 3}
+    out = []
+    for line in table:
+        out.append("  ".join(cell.rjust(width) if column in right else cell.ljust(width)
+                             for column, (cell, width) in enumerate(zip(line, widths))).rstrip())
+    return "\n".join(out)
+
+
+def render_markdown(rows: list[Row]) -> str:
+    out = ["| " + " | ".join(HEADINGS) + " |", "|---|---:|---:|---:|---|---|"]
+    out.extend("| " + " | ".join(cell.replace("|", "\\|") for cell in cells(row)) + " |" for row in rows)
+    return "\n".join(out)
+
+
+def machine() -> str:
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()}-core {model}, Python {platform.python_version()}, {platform.system()}"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description="Run the benchmarks and print one table of medians.")
+    parser.add_argument("--quick", action="store_true", help="smaller inputs and fewer repeats, for development")
+    parser.add_argument("--only", action="append", choices=SECTIONS, metavar="SECTION",
+                        help=f"run only this section (repeatable): {', '.join(SECTIONS)}")
+    parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    args = parser.parse_args(argv)
+    sizes = QUICK if args.quick else FULL
+    sections = [section for section in SECTIONS if not args.only or section in args.only]
+    command = "python benchmarks/run.py" + (" " + " ".join(argv if argv is not None else sys.argv[1:])).rstrip()
+    print(f"{command}\n{machine()}, {datetime.date.today().isoformat()}; medians of {sizes.repeats} "
+          f"(in memory) or {sizes.process_repeats} (processes) runs; CPU time, workers wall time\n"
+          f"events: triggers {sizes.trigger_events:,} (rule-engine {sizes.rule_engine_events:,}), end to end "
+          f"{sizes.end_to_end_events:,}, scaling {sizes.scaling_events:,}, workers {sizes.worker_events:,}, "
+          f"memory {sizes.stream_events[0]:,} and {sizes.stream_events[1]:,}", file=sys.stderr)
+    rows: list[Row] = []
+    broken = []
+    with tempfile.TemporaryDirectory(prefix="switchyard-bench-") as folder:
+        for section in sections:
+            started = time.perf_counter()
+            print(f"  {section} ...", end="", flush=True, file=sys.stderr)
+            try:
+                rows.extend(BENCHMARKS[section](sizes, Path(folder)))
+            except Exception as error:  # noqa: BLE001 - one broken section should not lose the others' figures
+                print(f" failed:\n{traceback.format_exc()}", file=sys.stderr)
+                reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+                rows.append(Row(f"{section}: did not run", reason[:100], target="runs", passed=False))
+                broken.append(section)
+                continue
+            print(f" {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    print(render_markdown(rows) if args.markdown else render_text(rows))
+    return 1 if broken else 0  # a missed target is a finding, not an error
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
