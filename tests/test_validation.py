@@ -4,6 +4,7 @@ The compiled path is checked against jsonschema in test_schema_compiler.py.
 """
 from __future__ import annotations
 
+import json
 import random
 
 import pytest
@@ -135,3 +136,15 @@ def test_schemas_outside_the_shared_keywords_use_jsonschema_only():
     assert validator._compiled is None and validator._fast is None
     assert validator.errors({"a": 1}) != []  # dependentRequired, which draft 7 would ignore
     assert validator.errors({"a": 1, "b": 2}) == []
+
+
+def test_every_shipped_schema_is_a_valid_2020_12_schema():
+    """PayloadValidator trusts the catalogs' schemas, so this is where they are checked."""
+    from jsonschema import Draft202012Validator
+
+    from engine.resources import resource
+
+    files = sorted(resource("schemas").rglob("*.json"))
+    assert len(files) > 15
+    for path in files:
+        Draft202012Validator.check_schema(json.loads(path.read_text(encoding="utf-8")))
