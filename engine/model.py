@@ -24,6 +24,27 @@ class ActionCall:
         }
 
 
+def call_factory():
+    """A constructor of ActionCall for the per-event path, about twice as fast as ``ActionCall(...)``.
+
+    A frozen dataclass sets each field through ``object.__setattr__``; this sets the slots
+    directly, which is what that amounts to. Same object, same immutability afterwards.
+    """
+    new = object.__new__
+    set_destination, set_mapping, set_action, set_payload, set_message_id = (
+        ActionCall.__dict__[name].__set__ for name in ("destination", "mapping", "action", "payload", "message_id"))
+
+    def make(destination: str, mapping: str, action: str, payload: dict, message_id) -> ActionCall:
+        call = new(ActionCall)
+        set_destination(call, destination)
+        set_mapping(call, mapping)
+        set_action(call, action)
+        set_payload(call, payload)
+        set_message_id(call, message_id)
+        return call
+    return make
+
+
 @dataclass(frozen=True, slots=True)
 class MappingError:
     """A mapping matched but its payload could not be built or is invalid; nothing is delivered."""

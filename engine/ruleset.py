@@ -10,9 +10,12 @@ import json
 from dataclasses import dataclass
 
 from .index import TriggerIndex
-from .model import ActionCall, MappingError, Result
+from .model import ActionCall, MappingError, Result, call_factory
+
+_new_call = call_factory()
 
 EVENT_TYPES = ("track", "identify", "page", "screen", "group", "alias")
+_EVENT_TYPES = frozenset(EVENT_TYPES)
 
 
 @dataclass
@@ -46,7 +49,7 @@ class Mapping:
         problems = self.action.validator.errors(payload)
         if problems:
             return MappingError(destination, self.name, self.action.name, " ".join(problems))
-        return ActionCall(destination, self.name, self.action.name, payload, message_id)
+        return _new_call(destination, self.name, self.action.name, payload, message_id)
 
 
 @dataclass
@@ -71,10 +74,12 @@ class Destination:
                 if rule.drop:
                     return rule.name
                 event = rule.apply(event)
-        message_id = event.get("messageId")
-        for mapping in self.index.matching(event):
-            outcome = mapping.build(self.name, event, message_id)
-            (result.calls if isinstance(outcome, ActionCall) else result.errors).append(outcome)
+        mappings = self.index.matching(event)
+        if mappings:
+            message_id = event.get("messageId")
+            for mapping in mappings:
+                outcome = mapping.build(self.name, event, message_id)
+                (result.calls if outcome.__class__ is ActionCall else result.errors).append(outcome)
         return None
 
 
@@ -108,10 +113,11 @@ class RuleSet:
     def evaluate(self, event) -> Result:
         """Run every destination's filters and mappings over one event."""
         result = Result()
-        invalid = invalid_event_reason(event)
-        if invalid:
-            result.discarded = invalid
-            return result
+        kind = event.get("type") if event.__class__ is dict else None
+        if kind.__class__ is not str or kind not in _EVENT_TYPES:  # the full check, with the reason
+            result.discarded = invalid_event_reason(event)
+            if result.discarded:
+                return result
         filtered_by = None
         for destination in self.destinations:
             dropped = destination.evaluate(event, result)

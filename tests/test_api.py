@@ -130,3 +130,15 @@ def test_nothing_on_the_event_path_parses_text_or_reads_schemas(rules, monkeypat
                   {"type": "track", "event": "Signed Up", "properties": {"plan": "pro"}}):
         assert rules.evaluate(event).calls
         assert rules.explain(event)["matched"]
+
+
+def test_calls_built_on_the_event_path_are_ordinary_frozen_action_calls():
+    import dataclasses
+
+    from engine.model import ActionCall, call_factory
+
+    made = call_factory()("crm", "Orders", "send", {"total": 5}, "m-1")
+    assert made == ActionCall("crm", "Orders", "send", {"total": 5}, "m-1")
+    assert type(made) is ActionCall and made.to_dict()["messageId"] == "m-1"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        made.payload = {}
