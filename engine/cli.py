@@ -43,6 +43,10 @@ def _parser() -> argparse.ArgumentParser:
                      help="where unreadable lines, invalid events and payloads and failed deliveries go "
                           "(default: %(default)s)")
     run.add_argument("--summary-json", metavar="FILE", help="also write the run summary as JSON")
+    run.add_argument("--workers", metavar="N", type=_worker_count, default=1,
+                     help="evaluate events in N processes (default: %(default)s)")
+    run.add_argument("--ordered", action="store_true",
+                     help="with --workers, keep output and deliveries in input order")
     run.add_argument("--workspace", metavar="PATH",
                      help="the SQLite workspace for destinations with transport: workspace (default: their "
                           "`workspace` setting, else switchyard.db)")
@@ -57,6 +61,16 @@ def _parser() -> argparse.ArgumentParser:
                              "DEADLETTER.replayed keeps any call from being sent twice)")
     replay.add_argument("--summary-json", metavar="FILE", help="also write the replay summary as JSON")
     return parser
+
+
+def _worker_count(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of processes, got {text!r}") from None
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"needs at least 1 process, got {count}")
+    return count
 
 
 def main(argv=None) -> int:
@@ -172,7 +186,8 @@ def _run(args) -> int:
     if (code := _missing_paths([args.rules] + args.events)) is not None:
         return code
     from .adapters import SetupError
-    from .events import read
+    from .events import read_parts
+    from .parallel import WorkerError
     from .run import DeadLetter, Progress, run
 
     rules, problems = _load_or_report([args.rules])
@@ -188,18 +203,24 @@ def _run(args) -> int:
 
     def inputs():
         if not args.events:
-            yield from read(sys.stdin, "<stdin>")
+            yield from read_parts(sys.stdin.buffer, "<stdin>")
         for name in args.events:
-            with open(name, encoding="utf-8", errors="replace") as stream:
-                yield from read(stream, name)
+            with open(name, "rb") as stream:
+                yield from read_parts(stream, name)
 
     dead_letter = DeadLetter(args.dead_letter)
     try:
         summary = run(rules, inputs(), dry_run=args.dry_run, out=sys.stdout, dead_letter=dead_letter,
-                      progress=Progress(), workspace=args.workspace)
+                      progress=Progress(), workspace=args.workspace, workers=args.workers, ordered=args.ordered)
     except SetupError as error:
         print(f"switchyard: {error}", file=sys.stderr)
         return EXIT_PROBLEMS
+    except WorkerError as error:
+        print(f"switchyard: {error}; the run stopped before the end, with no summary", file=sys.stderr)
+        return EXIT_PROBLEMS
+    except KeyboardInterrupt:
+        print("\nswitchyard: interrupted; the run stopped before the end, with no summary", file=sys.stderr)
+        return 130
     finally:
         dead_letter.close()
     print(summary.render(args.dry_run, args.dead_letter), file=sys.stderr)

@@ -1,13 +1,17 @@
-"""Read Segment-spec events from NDJSON or JSON-array input, keeping every line accounted for.
+"""Read Segment-spec events from NDJSON or JSON-array input, keeping every line accounted for, and write NDJSON.
 
 A line that is not JSON is yielded as :class:`Unreadable` rather than skipped, so the run
-can count it and dead-letter it.
+can count it and dead-letter it. orjson does the parsing and writing; whatever it refuses
+goes to the standard json module, so results are those of json: invalid UTF-8 is replaced,
+integers beyond 64 bits and NaN are read, and an unreadable line carries json's message.
 """
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
 from typing import IO, Iterator
+
+import orjson
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,38 +21,148 @@ class Unreadable:
     reason: str
 
 
-def read(stream: IO[str], name: str) -> Iterator[tuple[str, object]]:
-    """Yield ``(source, event)`` for every event, or ``(source, Unreadable)``; blank lines are skipped."""
-    first, skipped_lines = stream.read(1), 0
-    while first and first.isspace():
-        skipped_lines += first == "\n"
-        first = stream.read(1)
-    if first == "[":
-        text = first + stream.read()
-        try:
-            items = json.loads(text)
-        except json.JSONDecodeError as error:
-            yield f"{name}:{error.lineno}", Unreadable(f"{name}:{error.lineno}", text[:2000], f"not valid JSON: {error.msg}")
-            return
-        for index, item in enumerate(items):
-            yield f"{name}[{index}]", item
+@dataclass(frozen=True, slots=True)
+class Lines:
+    """Whole NDJSON lines of one input, not yet parsed: a part of the input that can be read on its own."""
+
+    name: str
+    number: int      # the line number of the first line
+    data: bytes      # the lines, each ending in \n (the input's last one may not); line breaks already \n
+
+    def events(self) -> Iterator[tuple[str, object]]:
+        """``(source, event)``, or ``(source, Unreadable)``, for every line that is not blank."""
+        number = self.number
+        for line in self.data.split(b"\n"):
+            if not _blank(line):
+                yield f"{self.name}:{number}", parse(line, f"{self.name}:{number}")
+            number += 1
+
+
+def read(stream: IO, name: str) -> Iterator[tuple[str, object]]:
+    """Yield ``(source, event)`` for every event, or ``(source, Unreadable)``; blank lines are skipped.
+
+    ``stream`` is best opened in binary; a text stream works too.
+    """
+    for part in read_parts(stream, name):
+        yield from part.events() if isinstance(part, Lines) else (part,)
+
+
+def read_parts(stream: IO, name: str, size: int = 1 << 20) -> Iterator[Lines | tuple[str, object]]:
+    """The input in parts: :class:`Lines` of NDJSON of up to about ``size`` bytes, parsed later (maybe in
+    another process), or the ``(source, item)`` pairs of a JSON array, which is read whole.
+
+    A part holds what is there to read: on a pipe, the lines that have arrived.
+    """
+    blocks = _blocks(stream, size)
+    number = 1  # of the first line of the next block
+    for block in blocks:
+        if (start := _first_value(block)) is not None:
+            break
+        number += _line_count(block)
+    else:
         return
-    number = skipped_lines
-    pending = first
-    for line in stream:
-        number += 1
-        line = pending + line
-        pending = ""
-        if line.strip():
-            yield from _parse_line(line, f"{name}:{number}")
-    if pending.strip():
-        number += 1
-        yield from _parse_line(pending, f"{name}:{number}")
+    offset, skipped = start
+    end = block.find(b"\n", offset) + 1 or len(block)
+    # Whitespace before the first value is dropped, whatever line it is on, as it always was.
+    first = block[offset:end].decode("utf-8", "replace").lstrip().encode("utf-8")
+    if first.startswith(b"["):
+        yield from _array(first + block[end:] + b"".join(blocks), name)
+        return
+    part = Lines(name, number + skipped, first + block[end:])
+    yield part
+    number = part.number + _line_count(part.data)
+    for block in blocks:
+        yield Lines(name, number, block)
+        number += _line_count(block)
 
 
-def _parse_line(line: str, source: str):
-    line = line.rstrip("\r\n")
+def parse(line: bytes, source: str):
+    """The event on one NDJSON line, or :class:`Unreadable` with json's reason and column."""
+    line = line.rstrip(b"\r\n")
     try:
-        yield source, json.loads(line)
+        return _loads(line)
     except json.JSONDecodeError as error:
-        yield source, Unreadable(source, line, f"not valid JSON: {error.msg} (column {error.colno})")
+        text = line.decode("utf-8", "replace")
+        return Unreadable(source, text, f"not valid JSON: {error.msg} (column {error.colno})")
+
+
+def to_line(value) -> bytes:
+    """``value`` as one NDJSON line (compact JSON and a newline) in UTF-8."""
+    try:
+        return orjson.dumps(value, option=_DUMPS_OPTIONS)
+    except TypeError:  # orjson.JSONEncodeError: a non-str key, an integer beyond 64 bits, a type it does not know
+        # a lone surrogate can only be inside a JSON string, where backslashreplace writes its escape
+        return (json.dumps(value, ensure_ascii=False, default=str) + "\n").encode("utf-8", "backslashreplace")
+
+
+# What orjson would write differently from json (datetimes, dataclasses, subclasses of str, int, dict
+# and list) is refused instead, so that it reaches the json fallback.
+_DUMPS_OPTIONS = (orjson.OPT_APPEND_NEWLINE | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+                  | orjson.OPT_PASSTHROUGH_SUBCLASS)
+
+# Some orjson versions read an integer beyond 64 bits as a float rather than refusing it; a line with a
+# run of 19 digits anywhere goes to json, which reads such numbers exactly.
+_DIGITS_AS_ZEROS = bytes(ord("0") if chr(byte) in "0123456789" else ord("x") for byte in range(256))
+_LONG_NUMBER = b"0" * 19
+
+
+def _loads(data: bytes):
+    """Parse JSON as ``json.loads`` on the text decoded with errors="replace" would; raises its errors."""
+    if _LONG_NUMBER not in data.translate(_DIGITS_AS_ZEROS):
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(data.decode("utf-8", "replace"))
+
+
+def _array(data: bytes, name: str):
+    try:
+        items = _loads(data)
+    except json.JSONDecodeError as error:
+        # json numbers the lines from the "[" on, the one place a JSON-array error can point to
+        text = data.decode("utf-8", "replace")
+        source = f"{name}:{error.lineno}"
+        yield source, Unreadable(source, text[:2000], f"not valid JSON: {error.msg}")
+        return
+    for index, item in enumerate(items):
+        yield f"{name}[{index}]", item
+
+
+def _blocks(stream: IO, size: int) -> Iterator[bytes]:
+    """``stream`` in blocks of whole lines, as bytes, with every \\r\\n and lone \\r made \\n as text mode does."""
+    text = isinstance(stream.read(0), str)
+    read = stream.read if text else getattr(stream, "read1", stream.read)  # read1: what is there, up to size
+    rest = b""  # an unfinished line, or a \r that may be the start of a \r\n
+    while data := read(size):
+        data = rest + (data.encode("utf-8", "surrogatepass") if text else data)
+        cut = max(data.rfind(b"\n"), data.rfind(b"\r", 0, len(data) - 1)) + 1
+        rest = data[cut:]
+        if cut:
+            yield _newlines(data[:cut])
+    if rest:
+        yield _newlines(rest)
+
+
+def _newlines(block: bytes) -> bytes:
+    return block.replace(b"\r\n", b"\n").replace(b"\r", b"\n") if b"\r" in block else block
+
+
+def _first_value(block: bytes) -> tuple[int, int] | None:
+    """Where the first line that is not blank starts in ``block``, and how many lines come before it."""
+    position = skipped = 0
+    while position < len(block):
+        end = block.find(b"\n", position) + 1 or len(block)
+        if not _blank(block[position:end]):
+            return position, skipped
+        position, skipped = end, skipped + 1
+    return None
+
+
+def _line_count(data: bytes) -> int:
+    return data.count(b"\n") + (not data.endswith(b"\n"))
+
+
+def _blank(line: bytes) -> bool:
+    # Any Unicode whitespace counts, as in text mode; most lines start with "{" and are not decoded here.
+    return line[:1] != b"{" and not line.decode("utf-8", "replace").strip()

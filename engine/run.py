@@ -3,19 +3,25 @@
 Every event read ends in exactly one bucket of the summary (sent, invalid payload,
 filtered, no matching mapping, invalid event), and every unreadable line, invalid
 event, invalid payload and failed delivery is written to the dead-letter file with
-its reason.
+its reason. With several workers, events are evaluated in other processes
+(:mod:`engine.parallel`) but counted, written and delivered here, in this one.
 """
 from __future__ import annotations
 
-import json
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from contextlib import closing
+from dataclasses import dataclass, field, fields
+from functools import partial
 
 from .adapters import DeliveryError, open_adapter
 from .delivery.outcome import DELIVERED, FAILED, RETRIED, Outcome
-from .events import Unreadable
+from .events import Lines, Unreadable, to_line
+from .parallel import imap
+
+CHUNK_BYTES = 1 << 20  # the lines a worker is given at a time: about a thousand events
+EVENT_BYTES = 1000     # what one event already read counts for in a chunk: about its line's worth
 
 
 def per_mapping(counter: Counter) -> dict:
@@ -44,6 +50,11 @@ class Summary:
     def accounted(self) -> bool:
         return self.events == (self.sent + self.payload_errors_only + self.filtered + self.unmatched
                                + self.invalid_events)
+
+    def add(self, other: "Summary") -> None:
+        """Add the counts of ``other``, the summary of another part of the same run."""
+        for name in (f.name for f in fields(self)):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
 
     def to_dict(self) -> dict:
         return {
@@ -94,12 +105,16 @@ class DeadLetter:
         self.count = 0
 
     def write(self, record: dict) -> None:
-        self.count += 1
-        if self.path is None:
+        self.write_lines(to_line(record) if self.path is not None else b"", 1)
+
+    def write_lines(self, lines: bytes, count: int) -> None:
+        """Append ``count`` records already written as NDJSON lines."""
+        self.count += count
+        if self.path is None or not lines:
             return
         if self._stream is None:
-            self._stream = open(self.path, "a", encoding="utf-8")
-        self._stream.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+            self._stream = open(self.path, "ab")
+        self._stream.write(lines)
 
     def close(self) -> None:
         if self._stream is not None:
@@ -114,10 +129,13 @@ class Progress:
         self.enabled = stream.isatty()
         self.stream, self.every = stream, every
         self.started = self.last = time.monotonic()
+        self._next = 256
 
     def tick(self, count: int) -> None:
-        if not self.enabled or count % 256:
+        """Note that ``count`` events have been read so far; looks at the clock every 256 events."""
+        if not self.enabled or count < self._next:
             return
+        self._next = count + 256
         now = time.monotonic()
         if now - self.last >= self.every:
             self.last = now
@@ -169,45 +187,125 @@ class _Deliveries:
 
 
 def run(rules, inputs, *, dry_run: bool, out, dead_letter: DeadLetter, progress: Progress,
-        workspace: str | None = None) -> Summary:
-    """Evaluate every event from ``inputs`` (``(source, event)`` pairs) and deliver or print the calls."""
+        workspace: str | None = None, workers: int = 1, ordered: bool = False) -> Summary:
+    """Evaluate every event from ``inputs`` (``(source, event)`` pairs) and deliver or print the calls.
+
+    ``inputs`` may also hold :class:`~engine.events.Lines` (from :func:`engine.events.read_parts`),
+    parsed where they are evaluated. With ``workers`` above 1, that many processes evaluate the
+    events (see :mod:`engine.parallel`); calls are then printed and delivered a chunk of events at a
+    time, in the order the chunks are done unless ``ordered`` keeps them in input order.
+    """
     summary = Summary()
+    write = _binary_writer(out)
     adapters = {} if dry_run else {d.name: open_adapter(d, workspace=workspace) for d in rules.destinations}
     deliveries = _Deliveries(adapters, summary, dead_letter)
     try:
-        for source, event in inputs:
-            if isinstance(event, Unreadable):
-                summary.unreadable += 1
-                dead_letter.write({"kind": "unreadable", "source": source, "reason": event.reason, "line": event.text})
-                continue
-            summary.events += 1
-            progress.tick(summary.events)
-            result = rules.evaluate(event)
-            for error in result.errors:
-                summary.invalid_payloads[(error.destination, error.mapping)] += 1
-                dead_letter.write({"kind": "invalid_payload", "source": source, **error.to_dict(),
-                                   "reason": error.message, "event": event})
-            if result.calls:
-                summary.sent += 1
-            elif result.errors:
-                summary.payload_errors_only += 1
-            elif result.discarded.startswith("filtered"):
-                summary.filtered += 1
-            elif result.discarded.startswith("invalid event"):
-                summary.invalid_events += 1
-                dead_letter.write({"kind": "invalid_event", "source": source, "reason": result.discarded,
-                                   "event": event})
-            else:
-                summary.unmatched += 1
-            for call in result.calls:
-                pair = (call.destination, call.mapping)
-                summary.calls[pair] += 1
-                if dry_run:
-                    out.write(json.dumps(call.to_dict(), ensure_ascii=False) + "\n")
-                    continue
-                deliveries.deliver(call, source)
+        if workers == 1:
+            emit = (lambda call, source: write(to_line(call.to_dict()))) if dry_run else deliveries.deliver
+            for item in inputs:
+                for source, event in _events(item):
+                    _account(rules, source, event, summary, dead_letter.write, emit)
+                    progress.tick(summary.events)
+        else:
+            evaluate = partial(_evaluate_chunk, rules, dry_run)
+            with closing(imap(evaluate, _chunks(inputs), workers, ordered=ordered)) as parts:
+                for part in parts:
+                    summary.add(part.summary)
+                    write(part.output)
+                    dead_letter.write_lines(part.dead_letters, part.dead_letter_count)
+                    for call, source in part.calls:
+                        deliveries.deliver(call, source)
+                    progress.tick(summary.events)
     finally:
         deliveries.close()
         progress.done()
     summary.dead_lettered = dead_letter.count
     return summary
+
+
+def _events(item):
+    """The ``(source, event)`` pairs of one of the inputs: the pair itself, or those of some Lines."""
+    return item.events() if isinstance(item, Lines) else (item,)
+
+
+def _account(rules, source: str, event, summary: Summary, dead_letter, emit) -> None:
+    """Evaluate one event and count it in ``summary``.
+
+    ``dead_letter(record)`` keeps what cannot be sent; ``emit(call, source)`` takes each call.
+    """
+    if isinstance(event, Unreadable):
+        summary.unreadable += 1
+        dead_letter({"kind": "unreadable", "source": source, "reason": event.reason, "line": event.text})
+        return
+    summary.events += 1
+    result = rules.evaluate(event)
+    for error in result.errors:
+        summary.invalid_payloads[(error.destination, error.mapping)] += 1
+        dead_letter({"kind": "invalid_payload", "source": source, **error.to_dict(), "reason": error.message,
+                     "event": event})
+    if result.calls:
+        summary.sent += 1
+    elif result.errors:
+        summary.payload_errors_only += 1
+    elif result.discarded.startswith("filtered"):
+        summary.filtered += 1
+    elif result.discarded.startswith("invalid event"):
+        summary.invalid_events += 1
+        dead_letter({"kind": "invalid_event", "source": source, "reason": result.discarded, "event": event})
+    else:
+        summary.unmatched += 1
+    for call in result.calls:
+        summary.calls[(call.destination, call.mapping)] += 1
+        emit(call, source)
+
+
+@dataclass
+class _Part:
+    """What a worker hands back for one chunk of inputs; the calls are delivered by the parent."""
+
+    summary: Summary
+    output: bytes                 # the --dry-run lines
+    dead_letters: bytes           # NDJSON records
+    dead_letter_count: int
+    calls: list                   # (ActionCall, source) pairs to deliver, unless --dry-run
+
+
+def _evaluate_chunk(rules, dry_run: bool, chunk: list) -> _Part:
+    """Parse and evaluate a chunk of inputs, in a worker process."""
+    summary, output, dead_letters, calls = Summary(), [], [], []
+
+    def keep(record):
+        dead_letters.append(to_line(record))
+
+    def emit(call, source):
+        if dry_run:
+            output.append(to_line(call.to_dict()))
+        else:
+            calls.append((call, source))
+
+    for item in chunk:
+        for source, event in _events(item):
+            _account(rules, source, event, summary, keep, emit)
+    return _Part(summary, b"".join(output), b"".join(dead_letters), len(dead_letters), calls)
+
+
+def _chunks(inputs):
+    """Group ``inputs`` into lists of about CHUNK_BYTES, for the workers."""
+    chunk, size = [], 0
+    for item in inputs:
+        chunk.append(item)
+        size += len(item.data) if isinstance(item, Lines) else EVENT_BYTES
+        if size >= CHUNK_BYTES:
+            yield chunk
+            chunk, size = [], 0
+    if chunk:
+        yield chunk
+
+
+def _binary_writer(out):
+    """A function writing bytes to ``out``, straight to its binary buffer when it has one."""
+    buffer = getattr(out, "buffer", None)
+    if buffer is None:
+        return lambda data: out.write(data.decode("utf-8"))
+    out.flush()  # whatever was written as text goes first
+    return buffer.write

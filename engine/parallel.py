@@ -1,0 +1,76 @@
+"""Apply a function to chunks of work in forked worker processes, a bounded number of chunks at a time.
+
+This module owns the processes only: what a chunk holds and what becomes of the results is the
+caller's (:mod:`engine.run`). The function reaches the workers by fork, so it is never pickled
+(a compiled rule set stays in memory as the parent built it); only chunks and results cross.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import signal
+import sys
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+
+
+class WorkerError(Exception):
+    """A worker process died (killed, out of memory), so its chunk of work is lost."""
+
+
+def imap(function, chunks, workers: int, *, ordered: bool):
+    """Yield ``function(chunk)`` for every chunk, computed in ``workers`` processes.
+
+    The results come in the order of ``chunks`` when ``ordered``, else as they are done. At most
+    2 x ``workers`` chunks are taken ahead of the results, so memory does not grow with the input
+    (``Pool.imap`` would read all of it at once). Close the generator to stop early: the workers
+    are then ended at once.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None:
+            stream.flush()  # a forked worker would write out a copy of whatever is still buffered
+    executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
+                                   initializer=_start_worker, initargs=(function,))
+    pending = deque()
+    finished = False
+    try:
+        for chunk in chunks:
+            pending.append(executor.submit(_call, chunk))
+            yield from _done(pending, ordered, block=len(pending) >= 2 * workers)
+        while pending:
+            yield from _done(pending, ordered, block=True)
+        finished = True
+    except BrokenProcessPool:
+        raise WorkerError("a worker process died unexpectedly") from None
+    finally:
+        if not finished:
+            # Interrupted, or a worker died: workers still busy with a chunk are not waited for.
+            for process in list((getattr(executor, "_processes", None) or {}).values()):
+                process.terminate()
+        executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _done(pending: deque, ordered: bool, block: bool):
+    """Take from ``pending`` the results that can be yielded now, after waiting for one if ``block``."""
+    if block:
+        wait([pending[0]] if ordered else pending, return_when=FIRST_COMPLETED)
+    if ordered:
+        while pending and pending[0].done():
+            yield pending.popleft().result()
+    else:
+        for future in [future for future in pending if future.done()]:
+            pending.remove(future)
+            yield future.result()
+
+
+_function = None  # in a worker: the function it applies
+
+
+def _start_worker(function) -> None:
+    global _function
+    _function = function
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches every process; the parent stops the workers
+
+
+def _call(chunk):
+    return _function(chunk)

@@ -1,0 +1,123 @@
+"""Reading NDJSON events (orjson, with json's answers wherever orjson refuses a line) and writing NDJSON."""
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import threading
+import time
+from datetime import datetime
+
+import pytest
+
+from conftest import switchyard
+from engine.events import Lines, Unreadable, read, read_parts, to_line
+
+EXPECTING_NAME = "Expecting property name enclosed in double quotes"
+
+READ_CASES = [
+    ("one event a line", b'{"a": 1}\n{"b": 2}\n', [("f:1", {"a": 1}), ("f:2", {"b": 2})]),
+    ("blank lines are counted, not read", b'{"a":1}\n\n  \t\n{"b":2}\n', [("f:1", {"a": 1}), ("f:4", {"b": 2})]),
+    ("a line of Unicode whitespace is blank", '{"a":1}\n\u00a0\u2003\n{"b":2}\n'.encode(),
+     [("f:1", {"a": 1}), ("f:3", {"b": 2})]),
+    ("whitespace before the first event is dropped", b'\n\n   {"a":1}\n', [("f:3", {"a": 1})]),
+    ("\\r\\n and a lone \\r end lines too", b'{"a":1}\r\n{"b":2}\r{"c":3}\r\n\r\n{"d":4}',
+     [("f:1", {"a": 1}), ("f:2", {"b": 2}), ("f:3", {"c": 3}), ("f:5", {"d": 4})]),
+    ("invalid UTF-8 is replaced and the line still read", b'{"name": "caf\xe9"}\n', [("f:1", {"name": "caf\ufffd"})]),
+    ("integers beyond 64 bits are exact", b'{"n": 123456789012345678901234567890, "m": -9223372036854775809}\n',
+     [("f:1", {"n": 123456789012345678901234567890, "m": -9223372036854775809})]),
+    ("a long run of digits in a string is just a string", b'{"token": "12345678901234567890123"}\n',
+     [("f:1", {"token": "12345678901234567890123"})]),
+    ("a line that is not JSON keeps json's message and column", b'{"a": 1}\n{"a": 1,}\n',
+     [("f:1", {"a": 1}), ("f:2", Unreadable("f:2", '{"a": 1,}', f"not valid JSON: {EXPECTING_NAME} (column 9)"))]),
+    ("an unreadable line keeps its replaced bytes", b'{"a": "\xff\n',
+     [("f:1", Unreadable("f:1", '{"a": "\ufffd', "not valid JSON: Unterminated string starting at (column 7)"))]),
+    ("a JSON array's items are numbered by index", b' \n[{"a": 1},\n 2]\n', [("f[0]", {"a": 1}), ("f[1]", 2)]),
+    ("a broken JSON array is one unreadable item at json's line", b'[{"a":1},\n {bad}\n]',
+     [("f:2", Unreadable("f:2", '[{"a":1},\n {bad}\n]', f"not valid JSON: {EXPECTING_NAME}"))]),
+    ("nothing at all", b"", []),
+    ("only blank lines", b"\n \n\r\n", []),
+]
+
+
+@pytest.mark.parametrize("data, expected", [case[1:] for case in READ_CASES], ids=[case[0] for case in READ_CASES])
+def test_read(data, expected):
+    assert list(read(io.BytesIO(data), "f")) == expected
+
+
+@pytest.mark.parametrize("data, expected", [case[1:] for case in READ_CASES], ids=[case[0] for case in READ_CASES])
+def test_read_in_small_parts_and_from_text(data, expected):
+    """Lines split across reads, as on a pipe, and text streams read the same."""
+    for size in (1, 2, 5):
+        parts = read_parts(io.BytesIO(data), "f", size)
+        assert [pair for part in parts for pair in (part.events() if isinstance(part, Lines) else [part])] == expected
+    text = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8", errors="replace")
+    assert list(read(text, "f")) == expected
+
+
+def test_nan_and_infinity_are_read_as_json_reads_them():
+    [(_, event)] = read(io.BytesIO(b'{"x": NaN, "y": -Infinity, "z": 1e400}\n'), "f")
+    assert math.isnan(event["x"]) and event["y"] == -math.inf and event["z"] == math.inf
+
+
+def test_lines_on_a_pipe_are_read_as_they_arrive():
+    """A live stream (``tail -f events | switchyard run``) is not held until it ends."""
+    reading, writing = os.pipe()
+    got = []
+
+    def consume():
+        with open(reading, "rb") as stream:
+            for part in read_parts(stream, "pipe"):
+                got.extend(part.events())
+
+    reader = threading.Thread(target=consume, daemon=True)
+    reader.start()
+    os.write(writing, b'{"a": 1}\n{"b": 2}\n{"c": ')
+    deadline = time.monotonic() + 10
+    while len(got) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    before_the_end = list(got)
+    os.write(writing, b'3}\n')
+    os.close(writing)
+    reader.join(timeout=10)
+    assert before_the_end == [("pipe:1", {"a": 1}), ("pipe:2", {"b": 2})]
+    assert got == before_the_end + [("pipe:3", {"c": 3})]
+
+
+TO_LINE_CASES = [
+    ("compact, with text as it is", {"a": "café", "b": [1, None, True]}, '{"a":"café","b":[1,null,true]}\n'),
+    ("keys that are not strings, as json writes them", {1: "x"}, '{"1": "x"}\n'),
+    ("integers beyond 64 bits", {"n": 2**70}, f'{{"n": {2**70}}}\n'),
+    ("a lone surrogate, escaped", {"s": "\ud800"}, '{"s": "\\ud800"}\n'),
+    ("other values as their text", {"at": datetime(2026, 11, 23, 9, 0)}, '{"at": "2026-11-23 09:00:00"}\n'),
+]
+
+
+@pytest.mark.parametrize("value, expected", [case[1:] for case in TO_LINE_CASES],
+                         ids=[case[0] for case in TO_LINE_CASES])
+def test_to_line(value, expected):
+    line = to_line(value)
+    assert line == expected.encode("utf-8")
+    assert json.loads(line) == json.loads(expected)
+
+
+def test_run_reads_what_json_reads_and_dead_letters_the_rest(tmp_path):
+    events = tmp_path / "events.ndjson"
+    events.write_bytes(b'{"type": "track", "event": "Order Completed", "properties": {"order_id": "caf\xe9", '
+                       b'"total": 123456789012345678901234567890}}\r\n'
+                       b'\r\n'
+                       b'{"type": "track", "event": "Order Completed", '
+                       b'"properties": {"order_id": "o2", "total": NaN}}\r\n'
+                       b'{"type": "track", oops}\r\n')
+    dead = tmp_path / "dead.ndjson"
+    result = switchyard("run", "rules/webhook.yaml", events, "--dry-run", "--dead-letter", dead)
+    assert result.returncode == 0, result.stderr
+    calls = [json.loads(line) for line in result.stdout.splitlines()]
+    orders = [call["payload"]["data"] for call in calls if call["mapping"] == "Orders to CRM"]
+    assert (orders[0]["order_id"], orders[0]["total"]) == ("caf\ufffd", 123456789012345678901234567890)
+    assert orders[1]["order_id"] == "o2"
+    [kept] = [json.loads(line) for line in dead.read_text(encoding="utf-8").splitlines()]
+    assert kept == {"kind": "unreadable", "source": f"{events}:4", "line": '{"type": "track", oops}',
+                    "reason": f"not valid JSON: {EXPECTING_NAME} (column 19)"}
+    assert "events read            2" in result.stderr and "unreadable lines       1" in result.stderr
