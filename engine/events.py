@@ -95,10 +95,38 @@ def to_line(value) -> bytes:
         return (json.dumps(value, ensure_ascii=False, default=str) + "\n").encode("utf-8", "backslashreplace")
 
 
+def call_line(call) -> bytes:
+    """An ActionCall as one NDJSON line: the same bytes as ``to_line(call.to_dict())``, in less time.
+
+    Everything before the message id is the same for every call of a mapping, so it is
+    serialised once per mapping; only the message id and the payload are serialised per call.
+    """
+    try:
+        head = _CALL_HEADS[call.destination, call.mapping, call.action]
+    except KeyError:
+        head = _call_head(call)
+    try:
+        return b"".join((head, orjson.dumps(call.message_id, option=_PLAIN_OPTIONS), b',"payload":',
+                         orjson.dumps(call.payload, option=_PLAIN_OPTIONS), b"}\n"))
+    except TypeError:
+        return to_line(call.to_dict())
+
+
+_CALL_HEADS: dict[tuple, bytes] = {}  # one entry per mapping that has made a call
+
+
+def _call_head(call) -> bytes:
+    # to_dict() ends with messageId then payload; tests/test_events_reading.py pins the equality.
+    skeleton = to_line({**call.to_dict(), "messageId": None, "payload": None})
+    head = skeleton[:-len(b'null,"payload":null}\n')]
+    _CALL_HEADS[call.destination, call.mapping, call.action] = head
+    return head
+
+
 # What orjson would write differently from json (datetimes, dataclasses, subclasses of str, int, dict
 # and list) is refused instead, so that it reaches the json fallback.
-_DUMPS_OPTIONS = (orjson.OPT_APPEND_NEWLINE | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
-                  | orjson.OPT_PASSTHROUGH_SUBCLASS)
+_PLAIN_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
+_DUMPS_OPTIONS = orjson.OPT_APPEND_NEWLINE | _PLAIN_OPTIONS
 
 # Some orjson versions read an integer beyond 64 bits as a float rather than refusing it; a line with a
 # run of 19 digits anywhere goes to json, which reads such numbers exactly.

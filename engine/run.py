@@ -17,7 +17,7 @@ from functools import partial
 
 from .adapters import DeliveryError, open_adapter
 from .delivery.outcome import DELIVERED, FAILED, RETRIED, Outcome
-from .events import Lines, Unreadable, to_line
+from .events import Lines, Unreadable, call_line, to_line
 from .parallel import imap
 
 CHUNK_BYTES = 1 << 20  # the lines a worker is given at a time: about a thousand events
@@ -201,7 +201,7 @@ def run(rules, inputs, *, dry_run: bool, out, dead_letter: DeadLetter, progress:
     deliveries = _Deliveries(adapters, summary, dead_letter)
     try:
         if workers == 1:
-            emit = (lambda call, source: write(to_line(call.to_dict()))) if dry_run else deliveries.deliver
+            emit = (lambda call, source: write(call_line(call))) if dry_run else deliveries.deliver
             for item in inputs:
                 for source, event in _events(item):
                     _account(rules, source, event, summary, dead_letter.write, emit)
@@ -279,7 +279,7 @@ def _evaluate_chunk(rules, dry_run: bool, chunk: list) -> _Part:
 
     def emit(call, source):
         if dry_run:
-            output.append(to_line(call.to_dict()))
+            output.append(call_line(call))
         else:
             calls.append((call, source))
 

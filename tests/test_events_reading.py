@@ -121,3 +121,15 @@ def test_run_reads_what_json_reads_and_dead_letters_the_rest(tmp_path):
     assert kept == {"kind": "unreadable", "source": f"{events}:4", "line": '{"type": "track", oops}',
                     "reason": f"not valid JSON: {EXPECTING_NAME} (column 19)"}
     assert "events read            2" in result.stderr and "unreadable lines       1" in result.stderr
+
+
+@pytest.mark.parametrize("message_id", ["m-1", None, "ü \u2028 \"quoted\"", 7])
+@pytest.mark.parametrize("payload", [{"a": 1, "b": [1.5, None, True], "c": {"d": "é"}}, {}, {"big": 2**70},
+                                     {"nan": float("nan")}, {"when": "2024-01-01T00:00:00Z"}])
+def test_a_call_is_written_as_its_dict_would_be(message_id, payload):
+    from engine.events import call_line
+    from engine.model import ActionCall
+
+    call = ActionCall("crm", f"Orders {message_id}", "send", payload, message_id)
+    assert call_line(call) == to_line(call.to_dict())
+    assert call_line(call) == to_line(call.to_dict())  # again, from the cached head
