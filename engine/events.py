@@ -31,10 +31,11 @@ class Lines:
 
     def events(self) -> Iterator[tuple[str, object]]:
         """``(source, event)``, or ``(source, Unreadable)``, for every line that is not blank."""
-        number = self.number
+        name, number = self.name, self.number
         for line in self.data.split(b"\n"):
-            if not _blank(line):
-                yield f"{self.name}:{number}", parse(line, f"{self.name}:{number}")
+            if line[:1] == b"{" or not _blank(line):
+                source = f"{name}:{number}"
+                yield source, parse(line, source)
             number += 1
 
 
