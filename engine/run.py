@@ -233,19 +233,24 @@ def _account(rules, source: str, event, summary: Summary, dead_letter, emit) -> 
 
     ``dead_letter(record)`` keeps what cannot be sent; ``emit(call, source)`` takes each call.
     """
-    if isinstance(event, Unreadable):
+    if event.__class__ is Unreadable:
         summary.unreadable += 1
         dead_letter({"kind": "unreadable", "source": source, "reason": event.reason, "line": event.text})
         return
     summary.events += 1
     result = rules.evaluate(event)
-    for error in result.errors:
+    calls, errors = result.calls, result.errors
+    for error in errors:
         summary.invalid_payloads[(error.destination, error.mapping)] += 1
         dead_letter({"kind": "invalid_payload", "source": source, **error.to_dict(), "reason": error.message,
                      "event": event})
-    if result.calls:
+    if calls:
         summary.sent += 1
-    elif result.errors:
+        counts = summary.calls
+        for call in calls:
+            counts[call.destination, call.mapping] += 1
+            emit(call, source)
+    elif errors:
         summary.payload_errors_only += 1
     elif result.discarded.startswith("filtered"):
         summary.filtered += 1
@@ -254,9 +259,6 @@ def _account(rules, source: str, event, summary: Summary, dead_letter, emit) -> 
         dead_letter({"kind": "invalid_event", "source": source, "reason": result.discarded, "event": event})
     else:
         summary.unmatched += 1
-    for call in result.calls:
-        summary.calls[(call.destination, call.mapping)] += 1
-        emit(call, source)
 
 
 @dataclass
