@@ -7,6 +7,14 @@ the same fields jsonschema's ``ValidationError`` does (path, keyword, keyword va
 message). Semantics follow jsonschema's ``Draft202012Validator`` with a format checker, keyword by
 keyword (``jsonschema/_keywords.py``, ``_types.py`` and ``_utils.equal``).
 
+For the per-call path, ``is_valid`` of an object schema is then generated as one Python function
+(``_Writer``): straight-line checks of the payload's keys and of each declared property, with the common
+leaf shapes written inline and a call to the property's closure for the rest. Only our own identifiers
+are written into its source; every property name, limit, enum and checker is bound as a constant in the
+function's namespace (``_k0``, ``_c1``), so schema text is never spliced into code. The closure stays the
+reference: each inline check is only a shortcut to "valid" and the closure decides every other value, and
+a schema the writer does not cover, or whose source Python refuses, keeps the closure as ``is_valid``.
+
 It must not: parse or look at schema text per call, raise on any JSON value, or word messages for users
 (``validation`` does that). A schema using anything outside ``KEYWORDS`` and the annotations is not
 compiled (``compile_schema`` returns None) and its caller keeps jsonschema for it.
@@ -15,6 +23,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from numbers import Number
 from typing import Callable, NamedTuple
 
@@ -48,6 +57,7 @@ class Error(NamedTuple):
 class CompiledSchema(NamedTuple):
     is_valid: Callable[[object], bool]
     iter_errors: Callable[[object], list]
+    source: str | None = None  # the generated source of ``is_valid``; None when it is the closure
 
 
 class _Node(NamedTuple):
@@ -56,20 +66,26 @@ class _Node(NamedTuple):
     # Python types whose every value passes (a schema that only says ``type``), so that a parent can skip the
     # call for them: the common case of a payload field.
     sure: frozenset = frozenset()
+    schema: object = None
+    # (keyword, test) for each keyword that can fail, in the schema's order: what ``_Writer`` reads.
+    tests: tuple = ()
 
 
 class _Unsupported(Exception):
     """The schema uses something outside ``KEYWORDS``."""
 
 
-def compile_schema(schema, formats: Mapping[str, Callable[[object], bool]]) -> CompiledSchema | None:
+def compile_schema(schema, formats: Mapping[str, Callable[[object], bool]],
+                   generate: bool = True) -> CompiledSchema | None:
     """Closures for ``schema`` (already checked against the metaschema), or None when it is outside the subset.
 
     ``formats`` maps a format name to its checker, as registered with jsonschema's ``FormatChecker``; other
-    formats are annotations, as they are there.
+    formats are annotations, as they are there. With ``generate``, ``is_valid`` is a generated function where
+    the schema allows one, else the closure.
     """
+    compiler = _Compiler(formats)
     try:
-        node = _Compiler(formats).compile(schema, root=True)
+        node = compiler.compile(schema, root=True)
     except _Unsupported:
         return None
     test, explain = node.test, node.explain
@@ -84,12 +100,18 @@ def compile_schema(schema, formats: Mapping[str, Callable[[object], bool]]) -> C
         explain(value, (), found)
         return found
 
-    return CompiledSchema(is_valid, iter_errors)
+    generated = _generate(compiler, node, is_valid) if generate else None
+    if generated is None:
+        return CompiledSchema(is_valid, iter_errors)
+    return CompiledSchema(generated[0], iter_errors, generated[1])
 
 
 class _Compiler:
     def __init__(self, formats):
         self.formats = formats
+        # id of a subschema -> (the subschema, its node): ``_Writer`` reads the nodes of the properties that
+        # ``_properties`` compiled, rather than compiling them again. The subschema is kept so its id stays its.
+        self.nodes: dict[int, tuple] = {}
 
     def compile(self, schema, root: bool = False) -> _Node:
         if schema is True:
@@ -98,6 +120,13 @@ class _Compiler:
             return _Node(_never, _explain_false)
         if not isinstance(schema, dict):
             raise _Unsupported(schema)
+        if root:
+            return self._compile(schema, root)
+        if id(schema) not in self.nodes:
+            self.nodes[id(schema)] = (schema, self._compile(schema, root))
+        return self.nodes[id(schema)][1]
+
+    def _compile(self, schema: dict, root: bool) -> _Node:
         parts = []
         for key, value in schema.items():
             if not isinstance(key, str):
@@ -121,7 +150,8 @@ class _Compiler:
                 each(value, path, out)
 
         sure = _sure_types(schema["type"]) if [key for key, _, _ in parts] == ["type"] else frozenset()
-        return _Node(_all(tests), explain, sure)
+        keyword_tests = tuple((key, test) for key, test, _ in parts if test is not None)
+        return _Node(_all(tests), explain, sure, schema, keyword_tests)
 
 
 _ALWAYS = _Node(None, None)
@@ -480,6 +510,167 @@ KEYWORDS: dict[str, Callable] = {
     "minItems": _min_items,
     "maxItems": _max_items,
 }
+
+
+# ---- ``is_valid`` as one generated function, for the per-call path ----
+
+_NUMBERS = frozenset({int, float})
+# ``not x < limit`` rather than ``x >= limit``, as in the closures, so that NaN passes.
+_FAILS_IF = {"minimum": "<", "maximum": ">", "exclusiveMinimum": "<=", "exclusiveMaximum": ">=",
+             "minLength": "<", "maxLength": ">"}
+_BUILTIN = {str: "str", int: "int", float: "float", bool: "bool", dict: "dict", list: "list"}
+
+
+def _inline(keyword: str, value, sure: frozenset | None) -> bool:
+    """Whether ``_Writer.shortcut`` writes ``keyword`` out, for values of the classes in ``sure`` (None: any).
+
+    A limit is compared only with plain numbers, a length or pattern read only from a plain str: what the
+    closures do for those classes, and nothing else reaches the expression.
+    """
+    if keyword == "type" or keyword == "format":
+        return True
+    if keyword in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        return sure is not None and sure <= _NUMBERS and type(value) in _NUMBERS
+    if keyword in ("minLength", "maxLength", "pattern"):
+        return sure == {str}
+    if keyword == "enum":
+        return all(isinstance(choice, str) for choice in value)
+    return False
+
+
+def _generate(compiler: _Compiler, node: _Node, closure: Callable) -> tuple[Callable, str] | None:
+    """``(is_valid, its source)`` for an object schema, equivalent to ``closure``; None to keep the closure."""
+    writer = _Writer(compiler)
+    try:
+        lines = writer.function(node)
+        if lines is None:
+            return None
+        source = "\n".join(lines) + "\n"
+        namespace = {"_closure": closure, **writer.constants}
+        exec(_code(source), namespace)  # noqa: S102 - our identifiers only, see the module docstring
+    except (SyntaxError, RecursionError, MemoryError):  # a source too big or too deep for Python's compiler
+        return None
+    return namespace["is_valid"], source
+
+
+@lru_cache(maxsize=256)
+def _code(source: str):
+    """Python's compiled code for ``source``: most of what generating costs, and the same for schemas of one shape.
+
+    The source holds no schema text, so the one-field schemas that check a rule's literals, and actions with
+    the same kinds of fields, share it.
+    """
+    return compile(source, "<schema>", "exec")
+
+
+class _Writer:
+    """Writes the source of ``is_valid`` for a compiled object schema, binding every schema value it uses."""
+
+    def __init__(self, compiler: _Compiler):
+        self.compiler = compiler
+        self.constants: dict[str, object] = {}
+
+    def bind(self, value, prefix: str) -> str:
+        name = f"_{prefix}{len(self.constants)}"
+        self.constants[name] = value
+        return name
+
+    def function(self, node: _Node) -> list[str] | None:
+        """The lines of ``def is_valid(v)``, or None for a schema that does not accept objects."""
+        schema = node.schema
+        types = schema.get("type", "object")
+        if "object" not in ([types] if isinstance(types, str) else types):
+            return None  # only an object has keys and properties to write out
+        lines = ["def is_valid(v):",
+                 "    if type(v) is not dict:",
+                 "        return _closure(v)"]  # arrays, scalars and subclasses of dict: the closure's answer
+        required = dict.fromkeys(schema.get("required", ()))  # a set in the keyword's order
+        properties = schema.get("properties", {})
+        closed = schema.get("additionalProperties") is False
+        unlisted = [name for name in required if name not in properties]
+        if closed and unlisted:
+            return lines + ["    return False"]  # a required key that is not a property: missing, or extra
+        for name in unlisted:
+            lines += [f"    if {self.bind(name, 'k')} not in v:", "        return False"]
+        # For a dict, ``type`` (which includes "object") passes; ``required``, ``properties`` and a false
+        # ``additionalProperties`` are written out here. Any other keyword keeps its closure.
+        for keyword, test in node.tests:
+            if keyword not in ("type", "required", "properties") and not (keyword == "additionalProperties" and closed):
+                lines += [f"    if not {self.bind(test, 't')}(v):", "        return False"]
+        if closed:
+            # Every key must be a property: ``n`` counts the keys plus the properties absent, and is the number
+            # of properties when no key is left over. Cheaper than comparing key sets (``v.keys() <= known``),
+            # since each property is looked up anyway and payloads carry most of them.
+            lines.append("    n = len(v)")
+        for name, subschema in properties.items():
+            lines += self.property(name, self.compiler.compile(subschema), name in required, closed)
+        lines.append(f"    return n == {self.bind(len(properties), 'c')}" if closed else "    return True")
+        return lines
+
+    def property(self, name, node: _Node, required: bool, counted: bool) -> list[str]:
+        """Lines that return False when the property ``name`` is missing and required, or present and rejected.
+
+        When ``counted``, an absent property adds one to ``n``.
+        """
+        checked = node.test is not None
+        if not (checked or required or counted):
+            return []
+        key = self.bind(name, "k")
+        check = self.check(node, key) if checked else []
+        if required:
+            return [f"    if {key} not in v:", "        return False"] + [f"    {line}" for line in check]
+        if not checked:
+            return [f"    if {key} not in v:", "        n += 1"]
+        lines = [f"    if {key} in v:"] + [f"        {line}" for line in check]
+        if counted:
+            lines += ["    else:", "        n += 1"]
+        return lines
+
+    def check(self, node: _Node, key: str) -> list[str]:
+        """Lines, not indented, that return False when ``node`` rejects ``v[key]``."""
+        test = self.bind(node.test, "t")
+        if node.sure:  # only ``type``: read the value where it is used, once in the common case
+            value = f"v[{key}]"
+            return [f"if not ({self.one_of(node.sure, value)}) and not {test}({value}):", "    return False"]
+        shortcut = self.shortcut(node)
+        fails = f"not {test}(x)" if shortcut is None else f"not ({shortcut}) and not {test}(x)"
+        return [f"x = v[{key}]", f"if {fails}:", "    return False"]
+
+    def shortcut(self, node: _Node) -> str | None:
+        """An expression over ``x`` true only for values ``node`` accepts, for the common leaves; or None.
+
+        It need not be true for every value the node accepts: the property's closure decides the others
+        (a float where an integer goes, a subclass of str).
+        """
+        schema = node.schema
+        if not node.tests:  # a ``false`` schema
+            return None
+        sure = _sure_types(schema["type"]) if "type" in schema else None
+        if not all(_inline(keyword, schema[keyword], sure) for keyword, _ in node.tests):
+            return None
+        parts = [] if sure is None else [self.one_of(sure, "x")]
+        for keyword, test in node.tests:
+            value = schema[keyword]
+            if keyword in _FAILS_IF:
+                measured = "len(x)" if keyword in ("minLength", "maxLength") else "x"
+                parts.append(f"not {measured} {_FAILS_IF[keyword]} {self.bind(value, 'c')}")
+            elif keyword == "pattern":
+                parts.append(f"{self.bind(re.compile(value).search, 'c')}(x) is not None")
+            elif keyword == "enum":
+                # ``in`` a set needs a hashable value; a str is one, and only a str equals a str.
+                guard = "" if sure == {str} else "type(x) is str and "
+                parts.append(f"{guard}x in {self.bind(frozenset(value), 'c')}")
+            elif keyword == "format":
+                parts.append(f"{self.bind(test, 'f')}(x)")  # the checker itself, as the closure calls it
+        return " and ".join(parts)
+
+    def one_of(self, classes: frozenset, value: str) -> str:
+        """``type(x) is str``, or ``type(x) in _c3``: true only for values of these exact classes."""
+        if classes == {type(None)}:
+            return f"{value} is None"
+        if len(classes) == 1 and next(iter(classes)) in _BUILTIN:
+            return f"type({value}) is {_BUILTIN[next(iter(classes))]}"
+        return f"type({value}) in {self.bind(classes, 'c')}"
 
 
 # ---- jsonschema's sentences (``_keywords.py``), built only when asked for ----

@@ -3,20 +3,25 @@
 The reference is the path every schema took before compilation: jsonschema's ``iter_errors`` worded by
 ``PayloadValidator._message``. Payloads are built from each schema (so valid ones are common) and then
 damaged: values swapped for random JSON, fields dropped or added, numbers at the schema's bounds, bools
-where integers go, 1.0 where 1 goes.
+where integers go, 1.0 where 1 goes. The generated ``is_valid`` is checked against the closure it
+replaces on the same payloads, and on copies holding subclasses of str, int, float, dict and list.
 """
 from __future__ import annotations
 
+import io
 import json
 import math
 import random
+import re
 import sys
+import tokenize
 
 import pytest
 from jsonschema import Draft202012Validator
 
-from engine import catalog
-from engine.validation import _FORMATS, PayloadValidator, _order
+from engine import catalog, schema_compiler
+from engine.schema_compiler import compile_schema
+from engine.validation import _FORMAT_CHECKS, _FORMATS, PayloadValidator, _order
 
 from test_validation import SCHEMA as WEBHOOK_LIKE
 
@@ -74,6 +79,15 @@ HAND_WRITTEN = {
         "n": {"type": "number", "exclusiveMinimum": -1.5, "exclusiveMaximum": 1.5},
         "u": {"type": ["number", "boolean"], "minimum": 0},
         "e": {"enum": [1, 2.5, False]}}},
+    # Names, values and patterns that would change the generated code if they were ever spliced into it.
+    "code-like": {
+        "type": "object", "required": ["v", "'\"\n    return True\n#"], "additionalProperties": False,
+        "properties": {
+            "v": {"type": "integer", "maximum": 3},
+            "'\"\n    return True\n#": {"enum": ["') or True or ('", "\\", "\n"]},
+            "_c0": {"type": "string", "pattern": "^\"'$|^x", "maxLength": 3},
+            "__import__('os')": {"type": "boolean"},
+            "n": {"type": ["number", "string"]}}},
 }
 
 CATALOG_SCHEMAS = {
@@ -265,3 +279,98 @@ def test_an_int_too_long_to_print_is_still_explained():
     huge = 10 ** (sys.get_int_max_str_digits() + 10)
     assert PayloadValidator(WEBHOOK_LIKE).errors({"url": "https://x", "count": huge}) == [
         f"Count must be <= 10 but it was an integer of {huge.bit_length()} bits."]
+
+
+# ---- the generated ``is_valid`` against the closure it stands in for ----
+
+class _Str(str):
+    pass
+
+
+class _Int(int):
+    pass
+
+
+class _Float(float):
+    pass
+
+
+class _Dict(dict):
+    pass
+
+
+class _List(list):
+    pass
+
+
+_SUBCLASS = {str: _Str, int: _Int, float: _Float}
+
+
+def exotic(rng: random.Random, value):
+    """``value`` with, here and there, a subclass of str, int, float, dict or list in place of the class itself.
+
+    Not JSON, but the closures accept such values (by ``isinstance``), so the generated function must hand
+    them to the closures rather than judge them by their exact class.
+    """
+    if isinstance(value, dict):
+        out = {key: exotic(rng, item) for key, item in value.items()}
+        return _Dict(out) if rng.random() < 0.2 else out
+    if isinstance(value, list):
+        out = [exotic(rng, item) for item in value]
+        return _List(out) if rng.random() < 0.2 else out
+    if type(value) in _SUBCLASS and rng.random() < 0.3:
+        return _SUBCLASS[type(value)](value)
+    return value
+
+
+# Schemas whose root cannot be an object keep the closure: there are no keys to write out.
+NOT_GENERATED = {"root-array", "root-scalar", "empty"}
+GENERATED = sorted(set(CATALOG_SCHEMAS) | (set(HAND_WRITTEN) - NOT_GENERATED))
+
+
+@pytest.mark.parametrize("name", GENERATED)
+def test_generated_is_valid_answers_as_the_closure(name):
+    schema = CATALOG_SCHEMAS.get(name) or HAND_WRITTEN[name]
+    generated = compile_schema(schema, _FORMAT_CHECKS)
+    closure = compile_schema(schema, _FORMAT_CHECKS, generate=False)
+    assert generated.source is not None and closure.source is None, f"{name}: is_valid was not generated"
+    rng = random.Random(name)
+    verdicts = {True: 0, False: 0}
+    for payload in payloads(schema, 1500 if name in CATALOG_SCHEMAS else 4000, name):
+        for each in (payload, exotic(rng, payload)):
+            expected = closure.is_valid(each)
+            assert generated.is_valid(each) is expected, each
+            verdicts[expected] += 1
+    assert verdicts[True] >= 30 and verdicts[False] >= 30, verdicts
+
+
+@pytest.mark.parametrize("name", NOT_GENERATED)
+def test_a_schema_that_takes_no_object_keeps_the_closure(name):
+    assert compile_schema(HAND_WRITTEN[name], _FORMAT_CHECKS).source is None
+
+
+# What the generated source may name: Python's keywords, a few builtins, its own locals, and the bound
+# constants (``_k0``, ``_c1``, ``_t2``, ``_f3``). Its one literal is the 1 of ``n += 1``.
+_OURS = {"def", "if", "else", "not", "in", "is", "and", "return", "True", "False", "None", "type", "len", "str",
+         "int", "float", "bool", "dict", "list", "is_valid", "v", "x", "n", "_closure"}
+
+
+@pytest.mark.parametrize("name", GENERATED)
+def test_no_schema_text_reaches_the_generated_source(name):
+    source = compile_schema(CATALOG_SCHEMAS.get(name) or HAND_WRITTEN[name], _FORMAT_CHECKS).source
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        assert token.type != tokenize.STRING and (token.type != tokenize.NUMBER or token.string == "1"), token
+        if token.type == tokenize.NAME:
+            assert token.string in _OURS or re.fullmatch(r"_[kctf]\d+", token.string), token
+
+
+def test_a_source_python_refuses_leaves_the_closure(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise SyntaxError("too many statically nested blocks")
+
+    monkeypatch.setattr(schema_compiler, "compile", refuse, raising=False)  # shadows the builtin there
+    schema_compiler._code.cache_clear()  # an earlier test may have compiled the same source
+    compiled = compile_schema(WEBHOOK_LIKE, _FORMAT_CHECKS)
+    assert compiled.source is None
+    assert compiled.is_valid({"url": "https://x", "count": 3}) is True
+    assert compiled.is_valid({"url": "https://x", "count": 11}) is False
