@@ -27,6 +27,8 @@ from functools import lru_cache
 from numbers import Number
 from typing import Callable, NamedTuple
 
+from engine.predicates import all_of
+
 # A test answers "is this value valid here?"; None stands for a test that always passes.
 Test = Callable[[object], object]
 # An explanation appends an Error for every failure of a value at a path (a tuple of keys and indexes).
@@ -151,7 +153,7 @@ class _Compiler:
 
         sure = _sure_types(schema["type"]) if [key for key, _, _ in parts] == ["type"] else frozenset()
         keyword_tests = tuple((key, test) for key, test, _ in parts if test is not None)
-        return _Node(_all(tests), explain, sure, schema, keyword_tests)
+        return _Node(all_of(tests), explain, sure, schema, keyword_tests)
 
 
 _ALWAYS = _Node(None, None)
@@ -165,26 +167,6 @@ def _explain_false(value, path, out):
     # jsonschema reports a ``false`` schema at its parent's path: ``Validator.descend`` yields that error
     # before it prepends the path step (jsonschema 4.26, validators.py). Same path, same message.
     out.append(Error(path[:-1], None, None, value, False))
-
-
-def _all(tests: list) -> Test:
-    if len(tests) == 1:
-        return tests[0]
-    if len(tests) == 2:
-        first, second = tests
-        return lambda value: first(value) and second(value)
-    if len(tests) == 3:
-        first, second, third = tests
-        return lambda value: first(value) and second(value) and third(value)
-    tests = tuple(tests)
-
-    def test(value):
-        for each in tests:
-            if not each(value):
-                return False
-        return True
-
-    return test
 
 
 def _failing(keyword: str, test: Test, keyword_value, schema) -> Explain:

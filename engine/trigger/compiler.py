@@ -3,7 +3,7 @@
 Each condition becomes ``test(get(event))``: the path's getter was specialised when the
 path was parsed, and the test was built from the literal here (regexes compiled, numeric
 strings and timestamps parsed), so nothing parses text per event. ``and``/``or`` lists
-become straight-line closures for the common short cases.
+are joined by :mod:`engine.predicates`.
 
 Every bad literal (SY105) and bad regex (SY103) is collected before raising, so lint shows
 all of them at once.
@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 from engine.diagnostics import Problem
 from engine.paths import Path
+from engine.predicates import all_of, any_of
 from engine.trigger import nodes
 from engine.trigger.errors import TriggerError, problem_at
 from engine.trigger.operators import Operator, OperandError, Test, resolve
@@ -50,7 +51,7 @@ def _compile(node: nodes.Node, text: str, problems: list[Problem]) -> Compiled:
         return _condition(node, text, problems)
     if isinstance(node, (nodes.AllOf, nodes.AnyOf)):
         children = tuple(_compile(child, text, problems) for child in node.children)
-        combine = _all if isinstance(node, nodes.AllOf) else _any
+        combine = all_of if isinstance(node, nodes.AllOf) else any_of
         return Compiled(node, combine([child.match for child in children]), children)
     if isinstance(node, nodes.Negation):
         child = _compile(node.child, text, problems)
@@ -76,39 +77,3 @@ def _condition(node: nodes.Condition, text: str, problems: list[Problem]) -> Com
     def match(event: Any) -> bool:
         return test(get(event))
     return Compiled(node, match, path=node.path, operator=operator, operand=operand, test=test)
-
-
-def _all(matches: list[Match]) -> Match:
-    if len(matches) == 1:
-        return matches[0]
-    if len(matches) == 2:
-        a, b = matches
-        return lambda event: a(event) and b(event)
-    if len(matches) == 3:
-        a, b, c = matches
-        return lambda event: a(event) and b(event) and c(event)
-
-    def match(event: Any) -> bool:
-        for one in matches:
-            if not one(event):
-                return False
-        return True
-    return match
-
-
-def _any(matches: list[Match]) -> Match:
-    if len(matches) == 1:
-        return matches[0]
-    if len(matches) == 2:
-        a, b = matches
-        return lambda event: a(event) or b(event)
-    if len(matches) == 3:
-        a, b, c = matches
-        return lambda event: a(event) or b(event) or c(event)
-
-    def match(event: Any) -> bool:
-        for one in matches:
-            if one(event):
-                return True
-        return False
-    return match
