@@ -14,8 +14,8 @@ triggers inline, in order, and returns the items that match. Triggers whose requ
 :mod:`engine.trigger.keys`) are still handed over, so the index never changes a result.
 
 A group is prepared the first time an event of it arrives. Groups are keyed only by values
-that appear in the triggers (any other value shares one group), so the index stays bounded
-however many distinct names the events carry.
+that appear in the triggers, and by a missing name (any other value shares one group), so the
+index stays bounded however many distinct names the events carry.
 """
 from __future__ import annotations
 
@@ -61,11 +61,17 @@ class TriggerIndex(Generic[Item]):
     def _group_of(self, event: dict) -> tuple:
         kind = event.get("type")
         name = event.get("event")
+        try:  # the usual case: both values are named by some trigger and their group is ready
+            return self._groups[kind, name]
+        except (KeyError, TypeError):  # TypeError: an unhashable value such as a list
+            pass
         key = (kind if isinstance(kind, str) and kind in self._types else _OTHER,
                name if isinstance(name, str) and name in self._names else _OTHER)
         group = self._groups.get(key)
         if group is None:
             group = self._groups[key] = self._group(*key)
+        if key[0] is kind and (key[1] is name or name is None):
+            self._groups[kind, name] = group  # so the lookup above finds it: events without a name, too
         return group
 
     def _group(self, kind: Any, name: Any) -> tuple:
