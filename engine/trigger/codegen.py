@@ -16,6 +16,7 @@ is the closures' answer; ``tests/test_triggers.py`` checks that on random trigge
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Callable, Mapping, Sequence
@@ -26,6 +27,13 @@ from engine.trigger.compiler import Compiled
 
 _EMPTY = MappingProxyType({})  # what a missing intermediate key reads as: .get answers the default
 _NUMBER_TYPES = frozenset({int, float})
+_ORDER = {"is less than": "<", "is less than or equal to": "<=", "is greater than": ">",
+          "is greater than or equal to": ">="}
+_STRING_TESTS = {  # operator -> (what is asked of the string, negated)
+    "starts with": ("startswith", False), "does not start with": ("startswith", True),
+    "ends with": ("endswith", False), "does not end with": ("endswith", True),
+    "matches": ("search", False), "does not match": ("search", True),
+}
 
 
 @dataclass(frozen=True)
@@ -172,6 +180,16 @@ class _Writer:
         if name in ("in", "not in") and all(isinstance(item, str) for item in operand):
             found = f"(isinstance({value} := {get}, str) and {value} in {self.bind(frozenset(operand), 'c')})"
             return found if name == "in" else f"(not {found})"
+        if name in _ORDER and type(operand) in _NUMBER_TYPES:  # a string operand may name an instant: the test
+            return f"(type({value} := {get}) in _NUM and {value} {_ORDER[name]} {self.bind(operand, 'c')})"
+        if name in _STRING_TESTS:
+            # Segment's negations hold only for strings, like their positives (see operators.py).
+            method, negated = _STRING_TESTS[name]
+            if method == "search":
+                check = f"{self.bind(re.compile(operand).search, 'f')}({value}) is not None"
+            else:
+                check = f"{value}.{method}({self.bind(operand, 'c')})"
+            return f"(isinstance({value} := {get}, str) and {'not ' if negated else ''}{check})"
         return f"{self.bind(compiled.test, 't')}({get})"
 
     def getter(self, path: Path) -> str | None:
