@@ -56,7 +56,11 @@ class TriggerIndex(Generic[Item]):
 
     def matching(self, event: dict) -> list[Item]:
         """The items whose trigger matches ``event`` (a dict), in order."""
-        return self._group_of(event)[1](event)
+        try:  # the usual case, as in _group_of, without a call
+            group = self._groups[event.get("type"), event.get("event")]
+        except (KeyError, TypeError):
+            group = self._group_of(event)
+        return group[1](event)
 
     def _group_of(self, event: dict) -> tuple:
         kind = event.get("type")
