@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from functools import lru_cache
 from numbers import Number
 from typing import Callable, NamedTuple
 
+from engine.generated import define
 from engine.predicates import all_of
 
 # A test answers "is this value valid here?"; None stands for a test that always passes.
@@ -528,21 +528,10 @@ def _generate(compiler: _Compiler, node: _Node, closure: Callable) -> tuple[Call
         if lines is None:
             return None
         source = "\n".join(lines) + "\n"
-        namespace = {"_closure": closure, **writer.constants}
-        exec(_code(source), namespace)  # noqa: S102 - our identifiers only, see the module docstring
+        is_valid = define(source, "is_valid", {"_closure": closure, **writer.constants}, "<schema>")
     except (SyntaxError, RecursionError, MemoryError):  # a source too big or too deep for Python's compiler
         return None
-    return namespace["is_valid"], source
-
-
-@lru_cache(maxsize=256)
-def _code(source: str):
-    """Python's compiled code for ``source``: most of what generating costs, and the same for schemas of one shape.
-
-    The source holds no schema text, so the one-field schemas that check a rule's literals, and actions with
-    the same kinds of fields, share it.
-    """
-    return compile(source, "<schema>", "exec")
+    return is_valid, source
 
 
 class _Writer:

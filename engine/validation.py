@@ -10,12 +10,12 @@ paths produce errors with the same fields, worded by the same ``_message``.
 """
 from __future__ import annotations
 
+import functools
 import re
 from datetime import datetime
 from urllib.parse import urlsplit
 
 import fastjsonschema
-from jsonschema import Draft202012Validator, FormatChecker
 
 from .schema_compiler import compile_schema
 
@@ -47,9 +47,18 @@ def _is_date_time(value) -> bool:
 # The formats we check, for every path: jsonschema's checker, fastjsonschema and the compiled closures.
 # Other formats are annotations.
 _FORMAT_CHECKS = {"uri": _is_uri, "email": _is_email, "date-time": _is_date_time}
-_FORMATS = FormatChecker(formats=())
-for _name, _check in _FORMAT_CHECKS.items():
-    _FORMATS.checks(_name)(_check)
+
+
+@functools.cache
+def _jsonschema_formats():
+    """jsonschema's checker for our formats. jsonschema is imported only when something needs it:
+    the catalogs' schemas are compiled (engine/schema_compiler.py), and importing it costs 70 ms."""
+    from jsonschema import FormatChecker
+
+    checker = FormatChecker(formats=())
+    for name, check in _FORMAT_CHECKS.items():
+        checker.checks(name)(check)
+    return checker
 
 
 def _kind(value) -> str:
@@ -173,7 +182,9 @@ class PayloadValidator:
     def _jsonschema_errors(self, payload) -> list[str]:
         """The messages jsonschema's errors give: what explains a schema the compiler does not cover."""
         if self._jsonschema is None:
-            self._jsonschema = Draft202012Validator(self._schema, format_checker=_FORMATS)
+            from jsonschema import Draft202012Validator
+
+            self._jsonschema = Draft202012Validator(self._schema, format_checker=_jsonschema_formats())
         return [self._message(error) for error in sorted(self._jsonschema.iter_errors(payload), key=_order)]
 
     def _label(self, path) -> str:

@@ -49,3 +49,50 @@ def test_every_lint_code_is_documented():
 
     cli_doc = (Path(__file__).parent.parent / "docs" / "cli.md").read_text(encoding="utf-8")
     assert [code for code in CODES if f"| {code} |" not in cli_doc] == []
+
+
+def _mutations(rng, document):
+    """Copies of ``document`` with one random change: a key dropped, added or given a value of another kind."""
+    import copy
+
+    values = [None, True, 0, 1.5, "", "x", [], {}, ["x"], {"x": 1}, "PUT", 1]
+    for _ in range(500):
+        mutated = copy.deepcopy(document)
+        containers, stack = [], [mutated]
+        while stack:
+            node = stack.pop()
+            containers.append(node)
+            stack.extend(child for child in (node.values() if isinstance(node, dict) else node)
+                         if isinstance(child, (dict, list)))
+        target = rng.choice(containers)
+        if isinstance(target, dict) and target:
+            key = rng.choice(sorted(target, key=str))
+            roll = rng.random()
+            if roll < 0.3:
+                del target[key]
+            elif roll < 0.5:
+                target[rng.choice(["extra", "then", "if", "name", "filter"])] = rng.choice(values)
+            else:
+                target[key] = rng.choice(values)
+        elif isinstance(target, list) and target:
+            target[rng.randrange(len(target))] = rng.choice(values)
+        yield mutated
+
+
+def test_the_fast_structure_check_agrees_with_jsonschema():
+    """Rule files are checked by a compiled yes/no check first; jsonschema only explains a failure."""
+    import random
+
+    import yaml
+
+    from engine.loader import _rules_check, _rules_validator
+
+    rng = random.Random(11)
+    verdicts = {True: 0, False: 0}
+    for path in sorted((Path(__file__).resolve().parent.parent / "rules").glob("*.yaml")):
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        for mutated in [document, *_mutations(rng, document)]:
+            expected = not any(True for _ in _rules_validator().iter_errors(mutated))
+            assert _rules_check()(mutated) is expected, mutated
+            verdicts[expected] += 1
+    assert min(verdicts.values()) > 100, verdicts

@@ -21,7 +21,7 @@ from jsonschema import Draft202012Validator
 
 from engine import catalog, schema_compiler
 from engine.schema_compiler import compile_schema
-from engine.validation import _FORMAT_CHECKS, _FORMATS, PayloadValidator, _order
+from engine.validation import _FORMAT_CHECKS, PayloadValidator, _jsonschema_formats, _order
 
 from test_validation import SCHEMA as WEBHOOK_LIKE
 
@@ -223,7 +223,7 @@ def test_compiled_schema_says_what_jsonschema_says(name):
     schema = CATALOG_SCHEMAS.get(name) or HAND_WRITTEN[name]
     validator = PayloadValidator(schema)
     assert validator._compiled is not None, f"{name} is not compiled"
-    reference = Draft202012Validator(schema, format_checker=_FORMATS)
+    reference = Draft202012Validator(schema, format_checker=_jsonschema_formats())
     verdicts = {"valid": 0, "invalid": 0, "several errors": 0}
     for payload in payloads(schema, 1500 if name in CATALOG_SCHEMAS else 4000, name):
         expected = sorted(reference.iter_errors(payload), key=_order)
@@ -368,9 +368,12 @@ def test_a_source_python_refuses_leaves_the_closure(monkeypatch):
     def refuse(*args, **kwargs):
         raise SyntaxError("too many statically nested blocks")
 
-    monkeypatch.setattr(schema_compiler, "compile", refuse, raising=False)  # shadows the builtin there
-    schema_compiler._code.cache_clear()  # an earlier test may have compiled the same source
+    from engine import generated
+
+    monkeypatch.setattr(generated, "compile", refuse, raising=False)  # shadows the builtin there
+    generated._code.cache_clear()  # an earlier test may have compiled the same source
     compiled = compile_schema(WEBHOOK_LIKE, _FORMAT_CHECKS)
     assert compiled.source is None
     assert compiled.is_valid({"url": "https://x", "count": 3}) is True
     assert compiled.is_valid({"url": "https://x", "count": 11}) is False
+    generated._code.cache_clear()  # nothing refused may stay cached for later tests

@@ -22,6 +22,7 @@ from types import MappingProxyType
 from typing import Any, Callable, Union
 
 from engine.diagnostics import Problem
+from engine.generated import define
 from engine.mapping.expressions import Expression, Path, constant, parse_expression
 
 LITERAL_KEY = "$literal"
@@ -95,8 +96,7 @@ def _generate_builder(fields: dict[str, "Node"], build: Callable[[Any], Any]) ->
         lines.append("        if v is not None:")
         lines.append(f"            b[_n{index}] = v")
     lines += ["        return b or None", "    except AttributeError:", "        return _build(e)"]
-    exec(compile("\n".join(lines) + "\n", "<fields>", "exec"), namespace)  # noqa: S102 - see docstring
-    return namespace["evaluate"]
+    return define("\n".join(lines) + "\n", "evaluate", namespace, "<fields>")
 
 
 class Array:

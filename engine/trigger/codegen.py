@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Callable, Mapping, Sequence
 
+from engine.generated import define
 from engine.paths import MISSING, Path
 from engine.trigger import nodes
 from engine.trigger.compiler import Compiled
@@ -102,9 +103,7 @@ def generate_matching(entries: Sequence[tuple[Compiled, Any]], known: Known) -> 
 
 
 def _define(source: str, name: str, constants: dict) -> Callable:
-    namespace = {**_GLOBALS, **constants}
-    exec(compile(source, "<trigger>", "exec"), namespace)  # noqa: S102 - our identifiers only, see above
-    return namespace[name]
+    return define(source, name, {**_GLOBALS, **constants}, "<trigger>")
 
 
 class _Writer:
