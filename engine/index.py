@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any, Generic, Iterable, TypeVar
 
-from engine.trigger.codegen import Exactly, NoneOf, generate, generate_matching
+from engine.trigger.codegen import Exactly, NoneOf, decide, generate_matching
 
 Item = TypeVar("Item")
 
@@ -56,26 +56,24 @@ class TriggerIndex(Generic[Item]):
 
     def matching(self, event: dict) -> list[Item]:
         """The items whose trigger matches ``event`` (a dict), in order."""
-        try:  # the usual case, as in _group_of, without a call
-            group = self._groups[event.get("type"), event.get("event")]
-        except (KeyError, TypeError):
+        try:  # the usual case: both values are named by some trigger (or the name is missing)
+            group = self._groups.get((event.get("type"), event.get("event")))
+        except TypeError:  # an unhashable value such as a list
+            group = None
+        if group is None:
             group = self._group_of(event)
         return group[1](event)
 
     def _group_of(self, event: dict) -> tuple:
         kind = event.get("type")
         name = event.get("event")
-        try:  # the usual case: both values are named by some trigger and their group is ready
-            return self._groups[kind, name]
-        except (KeyError, TypeError):  # TypeError: an unhashable value such as a list
-            pass
         key = (kind if isinstance(kind, str) and kind in self._types else _OTHER,
                name if isinstance(name, str) and name in self._names else _OTHER)
         group = self._groups.get(key)
         if group is None:
             group = self._groups[key] = self._group(*key)
         if key[0] is kind and (key[1] is name or name is None):
-            self._groups[kind, name] = group  # so the lookup above finds it: events without a name, too
+            self._groups[kind, name] = group  # so matching finds it by the raw values: events without a name, too
         return group
 
     def _group(self, kind: Any, name: Any) -> tuple:
@@ -88,7 +86,7 @@ class TriggerIndex(Generic[Item]):
             types = trigger.keys.get("type")
             if types is None or kind in types:
                 entries.append((trigger, item))
-        candidates = tuple(item for trigger, item in entries if generate(trigger.compiled, known) is not False)
+        candidates = tuple(item for trigger, item in entries if decide(trigger.compiled, known) is not False)
         matching = generate_matching([(trigger.compiled, item) for trigger, item in entries], known)
         if matching is None:  # too deep for Python's compiler: run the triggers one by one
             pairs = tuple((trigger.matches, item) for trigger, item in entries)

@@ -76,6 +76,15 @@ def generate(compiled: Compiled, known: Known | None = None) -> Callable[[Any], 
         return compiled.match
 
 
+def decide(compiled: Compiled, known: Known) -> bool | None:
+    """The trigger's answer for every event that agrees with ``known``, or None when it depends on the event."""
+    try:
+        expression = _Writer(known).expression(compiled)
+    except RecursionError:
+        return None
+    return expression if isinstance(expression, bool) else None
+
+
 def generate_matching(entries: Sequence[tuple[Compiled, Any]], known: Known) -> Callable[[Any], list] | None:
     """One function giving, in order, the items whose trigger matches an event that agrees with ``known``.
 
