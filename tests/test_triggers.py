@@ -329,3 +329,30 @@ def test_instants_read_the_common_shape_as_the_general_rule_does():
         assert operators.instant(text) == general(text), text
         read += general(text) is not None
     assert read > 300
+
+
+def test_timestamp_comparisons_with_a_utc_operand_answer_as_the_general_rule_does():
+    """Ordering against "...T..:..:..Z" compares heads first; the instants and code points are the reference."""
+    import operator as op
+    rng = random.Random(5)
+    operands = ["2026-11-04T00:00:00Z", "2024-02-29T12:30:45.5Z", "0001-01-01T00:00:00Z"]
+
+    def near(operand):
+        text = list(operand[:19])
+        for _ in range(rng.randint(0, 3)):  # nudge a digit, or break the shape
+            text[rng.randrange(19)] = rng.choice("0123456789" * 3 + "Tx -:")
+        return "".join(text) + rng.choice(["Z", ".1Z", ".999999Z", ",5Z", "z", "", "+05:00", ".5+01:00", "Z "])
+
+    def reference(compare, operand, value):
+        as_instant, seen = operators.instant(operand), operators.instant(value)
+        return compare(seen, as_instant) if seen is not None else compare(value, operand)
+
+    decided_by_heads = 0
+    for operand in operands:
+        for spelling, compare in [("<", op.lt), ("<=", op.le), (">", op.gt), (">=", op.ge)]:
+            test = operators.BY_SPELLING[spelling].value_test(operand, wildcard=False)
+            for _ in range(1500):
+                value = near(operand) if rng.random() < 0.9 else rng.choice(["", "2026", "2026-11-04", "Z" * 25])
+                assert test(value) is reference(compare, operand, value), (operand, spelling, value)
+                decided_by_heads += value[:19] != operand[:19] and value.endswith("Z") and len(value) >= 20
+    assert decided_by_heads > 5000
