@@ -15,7 +15,8 @@ triggers inline, in order, and returns the items that match. Triggers whose requ
 
 A group is prepared the first time an event of it arrives. Groups are keyed only by values
 that appear in the triggers, and by a missing name (any other value shares one group), so the
-index stays bounded however many distinct names the events carry.
+index stays bounded however many distinct names the events carry; the lookup by raw values
+in front of it holds at most ``_RAW_KEYS`` pairs.
 """
 from __future__ import annotations
 
@@ -26,6 +27,10 @@ from engine.trigger.codegen import Exactly, NoneOf, decide, generate_matching
 Item = TypeVar("Item")
 
 _OTHER = object()  # every value that no trigger compares with
+# Events are also found by their raw (type, event) pair, names no trigger uses included, until
+# this many pairs are known: a stream names a few hundred events, not millions, and beyond the
+# limit an event is still grouped correctly, only less directly.
+_RAW_KEYS = 10_000
 
 
 class TriggerIndex(Generic[Item]):
@@ -46,6 +51,8 @@ class TriggerIndex(Generic[Item]):
             for name in names or ():
                 self._by_name.setdefault(name, []).append(position)
         self._groups: dict[tuple, tuple] = {}  # group key -> (candidates, matching function)
+        self._matching: dict[tuple, Any] = {}  # raw (type, event) -> the group's matching function
+        self.matching = self._lookup()
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -54,15 +61,24 @@ class TriggerIndex(Generic[Item]):
         """The items whose trigger can match ``event`` (a dict), in order: those its group does not rule out."""
         return self._group_of(event)[0]
 
-    def matching(self, event: dict) -> list[Item]:
-        """The items whose trigger matches ``event`` (a dict), in order."""
-        try:  # the usual case: both values are named by some trigger (or the name is missing)
-            group = self._groups.get((event.get("type"), event.get("event")))
-        except TypeError:  # an unhashable value such as a list
-            group = None
-        if group is None:
-            group = self._group_of(event)
-        return group[1](event)
+    def _lookup(self):
+        """``matching(event)``: the items whose trigger matches ``event`` (a dict), in order.
+
+        A closure rather than a method, since it runs for every event: the usual case is one
+        dict lookup by the event's raw ``type`` and ``event`` values and one call.
+        """
+        lookup = self._matching.get
+
+        def first_of_its_group(event: dict) -> list:
+            return self._group_of(event)[1](event)
+
+        def matching(event: dict) -> list[Item]:
+            try:
+                group = lookup((event.get("type"), event.get("event")), first_of_its_group)
+            except TypeError:  # an unhashable value such as a list: its group, by the long way
+                group = first_of_its_group
+            return group(event)
+        return matching
 
     def _group_of(self, event: dict) -> tuple:
         kind = event.get("type")
@@ -72,8 +88,8 @@ class TriggerIndex(Generic[Item]):
         group = self._groups.get(key)
         if group is None:
             group = self._groups[key] = self._group(*key)
-        if key[0] is kind and (key[1] is name or name is None):
-            self._groups[kind, name] = group  # so matching finds it by the raw values: events without a name, too
+        if isinstance(kind, str) and (isinstance(name, str) or name is None) and len(self._matching) < _RAW_KEYS:
+            self._matching[kind, name] = group[1]  # so matching finds it by the raw values next time
         return group
 
     def _group(self, kind: Any, name: Any) -> tuple:

@@ -17,6 +17,7 @@ is the closures' answer; ``tests/test_triggers.py`` checks that on random trigge
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Callable, Mapping, Sequence
@@ -64,14 +65,14 @@ def generate(compiled: Compiled, known: Known | None = None) -> Callable[[Any], 
     whole trigger the answer is returned as a bool instead of a function. Without ``known`` the
     result is always a function (the closure itself when Python cannot compile the expression).
     """
-    writer = _Writer(known or {})
     try:
+        writer = _Writer(known or {}, _shared_reads([compiled], known or {}))
         expression = writer.expression(compiled)
         if isinstance(expression, bool):
             return expression if known else (lambda e: expression)
-        source = f"def match(e):\n    try:\n        return {expression}\n    except AttributeError:\n" \
-                 f"        return _closure(e)\n"
-        return _define(source, "match", {"_closure": compiled.match, **writer.constants})
+        lines = ["def match(e):", *writer.prologue("return _closure(e)"), "    try:", f"        return {expression}",
+                 "    except AttributeError:", "        return _closure(e)"]
+        return _define(lines, "match", {"_closure": compiled.match, **writer.constants})
     except (SyntaxError, RecursionError, MemoryError):
         return compiled.match
 
@@ -91,35 +92,59 @@ def generate_matching(entries: Sequence[tuple[Compiled, Any]], known: Known) -> 
     ``entries`` are ``(compiled trigger, item)``. Each trigger is written inline, specialised as by
     :func:`generate`; None when Python cannot compile the whole (the caller then loops).
     """
-    writer = _Writer(known)
-    lines = ["def matching(e):", "    found = []", "    add = found.append"]
     try:
+        writer = _Writer(known, _shared_reads([compiled for compiled, _ in entries], known))
+        first, body = [], []  # the items that always match before any that may not: the list's start
         for compiled, item in entries:
             expression = writer.expression(compiled)
             if expression is False:
                 continue
             chosen = writer.bind(item, "i")
             if expression is True:
-                lines.append(f"    add({chosen})")
+                if body:
+                    body.append(f"    add({chosen})")
+                else:
+                    first.append(chosen)
                 continue
             closure = writer.bind(compiled.match, "m")
-            lines += ["    try:", f"        if {expression}:", f"            add({chosen})",
-                      "    except AttributeError:", f"        if {closure}(e):", f"            add({chosen})"]
-        lines.append("    return found")
-        return _define("\n".join(lines) + "\n", "matching", writer.constants)
+            body += ["    try:", f"        if {expression}:", f"            add({chosen})",
+                     "    except AttributeError:", f"        if {closure}(e):", f"            add({chosen})"]
+        slow = writer.bind(tuple((compiled.match, item) for compiled, item in entries), "s")
+        lines = ["def matching(e):", *writer.prologue(f"return [item for match, item in {slow} if match(e)]"),
+                 f"    found = [{', '.join(first)}]", "    add = found.append", *body, "    return found"]
+        return _define(lines, "matching", writer.constants)
     except (SyntaxError, RecursionError, MemoryError):
         return None
 
 
-def _define(source: str, name: str, constants: dict) -> Callable:
-    return define(source, name, {**_GLOBALS, **constants}, "<trigger>")
+def _shared_reads(trees: Sequence[Compiled], known: Known) -> set[tuple]:
+    """The reads (see :meth:`_Writer.getter`) that two or more conditions of ``trees`` make."""
+    counter = _Writer(known)
+    for tree in trees:
+        counter.expression(tree)
+    return {read for read, count in Counter(counter.reads).items() if count > 1}
+
+
+def _define(lines: list[str], name: str, constants: dict) -> Callable:
+    return define("\n".join(lines) + "\n", name, {**_GLOBALS, **constants}, "<trigger>")
 
 
 class _Writer:
-    def __init__(self, known: Known):
+    """Writes the source of conditions, binding every key and literal as a constant.
+
+    A read that several conditions make (``shared``) is made once, in a prologue, into a local
+    (``h0``): an intermediate object such as ``context`` (``("in", "context")``) or a whole
+    path's value (``("at", "properties", "total")``). Reading an intermediate that is not an
+    object raises AttributeError there; the prologue then answers with the closures.
+    """
+
+    def __init__(self, known: Known, shared: set[tuple] = frozenset()):
         self.known = known
         self.constants: dict[str, Any] = {}
         self.locals = 0
+        self.shared = shared
+        self.hoisted: dict[tuple, tuple[str, str]] = {}  # read -> (local, the expression it holds)
+        self.reads: list[tuple] = []  # every read the written source makes, one per condition
 
     def bind(self, value: Any, prefix: str) -> str:
         name = f"_{prefix}{len(self.constants)}"
@@ -139,9 +164,11 @@ class _Writer:
         if isinstance(node, (nodes.AllOf, nodes.AnyOf)):
             every = isinstance(node, nodes.AllOf)
             parts = []
+            written = len(self.reads)
             for child in compiled.children:
                 part = self.expression(child)
                 if part is (not every):
+                    del self.reads[written:]  # the parts written so far are dropped
                     return part  # a false child decides ALL, a true one ANY
                 if part is not every:
                     parts.append(part)
@@ -179,17 +206,25 @@ class _Writer:
             return f"({get} != {self.bind(operand, 'c')})"
         if name in ("is true", "is false"):
             return f"({get} is {name == 'is true'})"
-        value = self.local()
-        if name == "is" and type(operand) in _NUMBER_TYPES:
-            return f"(type({value} := {get}) in _NUM and {value} == {self.bind(operand, 'c')})"
+        if name in ("is", "is not") and isinstance(operand, bool):
+            return f"({get} {name} {operand})"
+        # A value read more than once in a condition: a shared read is a local already, else one is assigned.
+        if get.isidentifier():
+            value = read = get
+        else:
+            value = self.local()
+            read = f"({value} := {get})"
+        if name in ("is", "is not") and type(operand) in _NUMBER_TYPES:
+            found = f"(type({read}) in _NUM and {value} == {self.bind(operand, 'c')})"
+            return found if name == "is" else f"(not {found})"
         if name in ("exists", "does not exist"):
-            found = f"(({value} := {get}) is not None and {value} is not _MISSING)"
+            found = f"({read} is not None and {value} is not _MISSING)"
             return found if name == "exists" else f"(not {found})"
         if name in ("in", "not in") and all(isinstance(item, str) for item in operand):
-            found = f"(isinstance({value} := {get}, str) and {value} in {self.bind(frozenset(operand), 'c')})"
+            found = f"(isinstance({read}, str) and {value} in {self.bind(frozenset(operand), 'c')})"
             return found if name == "in" else f"(not {found})"
         if name in _ORDER and type(operand) in _NUMBER_TYPES:  # a string operand may name an instant: the test
-            return f"(type({value} := {get}) in _NUM and {value} {_ORDER[name]} {self.bind(operand, 'c')})"
+            return f"(type({read}) in _NUM and {value} {_ORDER[name]} {self.bind(operand, 'c')})"
         if name in _STRING_TESTS:
             # Segment's negations hold only for strings, like their positives (see operators.py).
             method, negated = _STRING_TESTS[name]
@@ -197,12 +232,36 @@ class _Writer:
                 check = f"{self.bind(re.compile(operand).search, 'f')}({value}) is not None"
             else:
                 check = f"{value}.{method}({self.bind(operand, 'c')})"
-            return f"(isinstance({value} := {get}, str) and {'not ' if negated else ''}{check})"
+            return f"(isinstance({read}, str) and {'not ' if negated else ''}{check})"
         return f"{self.bind(compiled.test, 't')}({get})"
 
     def getter(self, path: Path) -> str | None:
         """``e.get(_k0, _EMPTY).get(_k1, _MISSING)`` for a path of plain keys, else None."""
         if path.has_wildcard or any(type(segment) is not str for segment in path.segments):
             return None
-        keys = [self.bind(segment, "k") for segment in path.segments]
-        return "e" + "".join(f".get({key}, _EMPTY)" for key in keys[:-1]) + f".get({keys[-1]}, _MISSING)"
+        segments = path.segments
+        for depth in range(1, len(segments)):
+            self.reads.append(("in", *segments[:depth]))
+        self.reads.append(("at", *segments))
+        return self._read(("at", *segments))
+
+    def prologue(self, fallback: str) -> list[str]:
+        """The lines that make the shared reads, in the order they depend on each other."""
+        if not self.hoisted:
+            return []
+        reads = sorted(self.hoisted.values(), key=lambda local_and_source: int(local_and_source[0][1:]))
+        return ["    try:", *(f"        {local} = {source}" for local, source in reads),
+                "    except AttributeError:", f"        {fallback}"]
+
+    def _read(self, read: tuple) -> str:
+        """Source for ``read``: its hoisted local when it is shared, else the read written out."""
+        if read in self.hoisted:
+            return self.hoisted[read][0]
+        kind, *segments = read
+        parent = self._read(("in", *segments[:-1])) if len(segments) > 1 else "e"
+        source = f"{parent}.get({self.bind(segments[-1], 'k')}, {'_EMPTY' if kind == 'in' else '_MISSING'})"
+        if read not in self.shared:
+            return source
+        local = f"h{len(self.hoisted)}"
+        self.hoisted[read] = (local, source)
+        return local
