@@ -16,24 +16,17 @@ __version__ = "0.1.0"
 __all__ = ["load", "RuleError", "RuleSet", "ActionCall", "MappingError", "Result", "compile_trigger",
            "TriggerError", "__version__"]
 
+from engine.lazy import attributes
+
 _EXPORTS = {
-    "load": ("engine.loader", "load"),
-    "RuleError": ("engine.loader", "RuleError"),
-    "RuleSet": ("engine.ruleset", "RuleSet"),
-    "ActionCall": ("engine.model", "ActionCall"),
-    "MappingError": ("engine.model", "MappingError"),
-    "Result": ("engine.model", "Result"),
-    "compile_trigger": ("engine.trigger", "compile_trigger"),
-    "TriggerError": ("engine.trigger", "TriggerError"),
+    "load": "engine.loader",
+    "RuleError": "engine.loader",
+    "RuleSet": "engine.ruleset",
+    "ActionCall": "engine.model",
+    "MappingError": "engine.model",
+    "Result": "engine.model",
+    "compile_trigger": "engine.trigger",
+    "TriggerError": "engine.trigger",
 }
 
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        import importlib
-
-        module, attribute = _EXPORTS[name]
-        value = getattr(importlib.import_module(module), attribute)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'engine' has no attribute {name!r}")
+__getattr__ = attributes(globals(), _EXPORTS)

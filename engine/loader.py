@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import difflib
 import json
+import marshal
 import os
+import re
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
+from types import CodeType
 
+from . import cache
 from . import catalog as catalogs
 from .diagnostics import ERROR, WARNING, Problem
 from .env import MASK, Settings, UnsetVariable, expand
@@ -125,7 +129,19 @@ def _rules_check():
     import fastjsonschema
 
     plain = {key: value for key, value in _rules_schema().items() if key != "$schema"}
-    validate = fastjsonschema.compile(plain)
+    entry = cache.key(json.dumps(plain, sort_keys=True), fastjsonschema.VERSION)
+    try:  # the cache holds the code (see engine.cache): generating and compiling it takes 40 ms
+        name, code = marshal.loads(cache.read("rules-check", entry) or b"")
+    except (EOFError, ValueError, TypeError):
+        name = code = None
+    if not isinstance(code, CodeType):
+        source = fastjsonschema.compile_to_code(plain)
+        name = re.search(r"^def (\w+)", source, re.MULTILINE).group(1)  # the schema's own comes first
+        code = compile(source, "<rules-check>", "exec")
+        cache.write("rules-check", entry, marshal.dumps((name, code)))
+    namespace: dict = {}
+    exec(code, namespace)  # noqa: S102 - fastjsonschema's code for our own shipped schema
+    validate = namespace[name]
 
     def valid(data) -> bool:
         try:

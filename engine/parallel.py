@@ -6,12 +6,12 @@ caller's (:mod:`engine.run`). The function reaches the workers by fork, so it is
 """
 from __future__ import annotations
 
-import multiprocessing
 import signal
 import sys
 from collections import deque
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
+
+# multiprocessing and concurrent.futures are imported where they are used: a run with one worker
+# imports this module for WorkerError alone and should not pay 30 ms for them at start-up.
 
 
 class WorkerError(Exception):
@@ -26,6 +26,10 @@ def imap(function, chunks, workers: int, *, ordered: bool):
     (``Pool.imap`` would read all of it at once). Close the generator to stop early: the workers
     are then ended at once.
     """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
     for stream in (sys.stdout, sys.stderr):
         if stream is not None:
             stream.flush()  # a forked worker would write out a copy of whatever is still buffered
@@ -52,6 +56,8 @@ def imap(function, chunks, workers: int, *, ordered: bool):
 
 def _done(pending: deque, ordered: bool, block: bool):
     """Take from ``pending`` the results that can be yielded now, after waiting for one if ``block``."""
+    from concurrent.futures import FIRST_COMPLETED, wait
+
     if block:
         wait([pending[0]] if ordered else pending, return_when=FIRST_COMPLETED)
     if ordered:

@@ -18,7 +18,6 @@ from functools import partial
 from .adapters import DeliveryError, open_adapter
 from .delivery.outcome import DELIVERED, FAILED, RETRIED, Outcome
 from .events import Lines, Unreadable, call_line, to_line
-from .parallel import imap
 
 CHUNK_BYTES = 1 << 20  # the lines a worker is given at a time: about a thousand events
 EVENT_BYTES = 1000     # what one event already read counts for in a chunk: about its line's worth
@@ -207,6 +206,8 @@ def run(rules, inputs, *, dry_run: bool, out, dead_letter: DeadLetter, progress:
                     _account(rules, source, event, summary, dead_letter.write, emit)
                     progress.tick(summary.events)
         else:
+            from .parallel import imap  # only here: multiprocessing and concurrent.futures take a while to import
+
             evaluate = partial(_evaluate_chunk, rules, dry_run)
             with closing(imap(evaluate, _chunks(inputs), workers, ordered=ordered)) as parts:
                 for part in parts:

@@ -11,11 +11,17 @@ nothing here imports them, the model or the run loop.
 """
 from __future__ import annotations
 
-from .batcher import Batch, Batcher
-from .http import Response, Sender, SendError
-from .oauth import ClientCredentials, TokenError
-from .outcome import DELIVERED, FAILED, RETRIED, Outcome
-from .retry import Clock, ManualClock, Retrier, RetryPolicy
+from engine.lazy import attributes
 
-__all__ = ["Batch", "Batcher", "ClientCredentials", "Clock", "DELIVERED", "FAILED", "ManualClock", "Outcome",
-           "RETRIED", "Response", "Retrier", "RetryPolicy", "SendError", "Sender", "TokenError"]
+# Imported when first used: a dry run needs Outcome, not an HTTP client.
+_EXPORTS = {
+    **{name: "engine.delivery.batcher" for name in ("Batch", "Batcher")},
+    **{name: "engine.delivery.http" for name in ("Response", "Sender", "SendError")},
+    **{name: "engine.delivery.oauth" for name in ("ClientCredentials", "TokenError")},
+    **{name: "engine.delivery.outcome" for name in ("DELIVERED", "FAILED", "RETRIED", "Outcome")},
+    **{name: "engine.delivery.retry" for name in ("Clock", "ManualClock", "Retrier", "RetryPolicy")},
+}
+
+__all__ = sorted(_EXPORTS)
+
+__getattr__ = attributes(globals(), _EXPORTS)

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import difflib
 import functools
+import io
 import re
 from dataclasses import replace
 
+import lark
 from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedToken
 
+from engine import cache
 from engine.diagnostics import Problem
 from engine.paths import parse_path, unquote
 from engine.resources import resource
@@ -27,10 +30,25 @@ from engine.trigger.operators import WORD_SPELLINGS, numeric
 MAX_DEPTH = 100
 
 
+_OPTIONS = {"parser": "lalr", "start": "trigger", "propagate_positions": True, "maybe_placeholders": False}
+
+
 @functools.cache
 def _lark() -> Lark:
+    """The parser, from the cache when it holds one built from this grammar by this Lark (see engine.cache)."""
     grammar = (resource("grammar") / "trigger.lark").read_text(encoding="utf-8")
-    return Lark(grammar, parser="lalr", start="trigger", propagate_positions=True, maybe_placeholders=False)
+    entry = cache.key(grammar, repr(sorted(_OPTIONS.items())), lark.__version__)
+    saved = cache.read("trigger-parser", entry)
+    if saved is not None:
+        try:
+            return Lark.load(io.BytesIO(saved))
+        except Exception:  # noqa: BLE001 - a damaged entry: build the parser anew
+            pass
+    parser = Lark(grammar, **_OPTIONS)
+    data = io.BytesIO()
+    parser.save(data)
+    cache.write("trigger-parser", entry, data.getvalue())
+    return parser
 
 
 def parse(text: str) -> nodes.Node:

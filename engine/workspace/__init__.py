@@ -14,8 +14,16 @@ the HTTP face and ``cli`` the ``switchyard workspace`` commands. See docs/worksp
 """
 from __future__ import annotations
 
-from .apply import ENTITY_ACTIONS, METRICS, REJECTION_CODES, Applied, Rejected, Workspace
-from .store import SCHEMA_VERSION, SETTING_NAMES, Settings, SettingsError, WorkspaceError
+from engine.lazy import attributes
 
-__all__ = ["Workspace", "Applied", "Rejected", "Settings", "WorkspaceError", "SettingsError", "ENTITY_ACTIONS",
-           "METRICS", "REJECTION_CODES", "SCHEMA_VERSION", "SETTING_NAMES"]
+# Imported when first used, so that `switchyard run --dry-run` and lint do not load the workspace.
+_EXPORTS = {
+    **{name: "engine.workspace.apply"
+       for name in ("Workspace", "Applied", "Rejected", "ENTITY_ACTIONS", "METRICS", "REJECTION_CODES")},
+    **{name: "engine.workspace.store"
+       for name in ("Settings", "WorkspaceError", "SettingsError", "SCHEMA_VERSION", "SETTING_NAMES")},
+}
+
+__all__ = list(_EXPORTS)
+
+__getattr__ = attributes(globals(), _EXPORTS)
