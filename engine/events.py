@@ -32,11 +32,21 @@ class Lines:
     def events(self) -> Iterator[tuple[str, object]]:
         """``(source, event)``, or ``(source, Unreadable)``, for every line that is not blank."""
         name, number = self.name, self.number
+        loads, decode_error = orjson.loads, orjson.JSONDecodeError
         for line in self.data.split(b"\n"):
-            if line[:1] == b"{" or not _blank(line):
-                source = f"{name}:{number}"
-                yield source, parse(line, source)
             number += 1
+            if not line or (line[0] != _BRACE and _blank(line)):
+                continue
+            source = f"{name}:{number - 1}"
+            # parse(), written out for the usual line: one that orjson reads, and reads exactly.
+            if _LONG_NUMBER in line.translate(_DIGITS_AS_ZEROS):
+                event = parse(line, source)
+            else:
+                try:
+                    event = loads(line)
+                except decode_error:
+                    event = parse(line, source)
+            yield source, event
 
 
 def read(stream: IO, name: str) -> Iterator[tuple[str, object]]:
@@ -133,6 +143,7 @@ _DUMPS_OPTIONS = orjson.OPT_APPEND_NEWLINE | _PLAIN_OPTIONS
 # run of 19 digits anywhere goes to json, which reads such numbers exactly.
 _DIGITS_AS_ZEROS = bytes(ord("0") if chr(byte) in "0123456789" else ord("x") for byte in range(256))
 _LONG_NUMBER = b"0" * 19
+_BRACE = ord("{")
 
 
 def _loads(data: bytes):

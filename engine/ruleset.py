@@ -42,14 +42,22 @@ class Mapping:
 
     def build(self, destination: str, event: dict, message_id) -> ActionCall | MappingError:
         """The call for an event this mapping matched, or why there is none."""
-        try:
-            payload = self.mapper.apply(event)
-        except Exception as error:  # noqa: BLE001 - any evaluation failure belongs to this event only
-            return MappingError(destination, self.name, self.action.name, str(error))
-        problems = self.action.validator.errors(payload)
-        if problems:
-            return MappingError(destination, self.name, self.action.name, " ".join(problems))
-        return _new_call(destination, self.name, self.action.name, payload, message_id)
+        return self.builder(destination)(event, message_id)
+
+    def builder(self, destination: str):
+        """:meth:`build` for one destination, as the closure the per-event path calls."""
+        apply, validator, name, action = self.mapper.apply, self.action.validator, self.name, self.action.name
+        is_valid, errors = validator.is_valid, validator.errors
+
+        def build(event: dict, message_id) -> ActionCall | MappingError:
+            try:
+                payload = apply(event)
+            except Exception as error:  # noqa: BLE001 - any evaluation failure belongs to this event only
+                return MappingError(destination, name, action, str(error))
+            if not is_valid(payload) and (problems := errors(payload)):
+                return MappingError(destination, name, action, " ".join(problems))
+            return _new_call(destination, name, action, payload, message_id)
+        return build
 
 
 @dataclass
@@ -64,8 +72,9 @@ class Destination:
     file: str
 
     def __post_init__(self):
-        # Mappings are fixed once loaded; the index skips those whose trigger cannot match.
-        self.index = TriggerIndex((m.trigger, m) for m in self.mappings if m.enabled)
+        # Mappings are fixed once loaded; the index skips those whose trigger cannot match, and
+        # hands over each matching mapping's builder.
+        self.index = TriggerIndex((m.trigger, m.builder(self.name)) for m in self.mappings if m.enabled)
 
     def evaluate(self, event: dict, result: Result) -> str | None:
         """Add this destination's calls and errors to ``result``; return the filter that dropped the event."""
@@ -74,11 +83,11 @@ class Destination:
                 if rule.drop:
                     return rule.name
                 event = rule.apply(event)
-        mappings = self.index.matching(event)
-        if mappings:
+        builders = self.index.matching(event)
+        if builders:
             message_id = event.get("messageId")
-            for mapping in mappings:
-                outcome = mapping.build(self.name, event, message_id)
+            for build in builders:
+                outcome = build(event, message_id)
                 (result.calls if outcome.__class__ is ActionCall else result.errors).append(outcome)
         return None
 

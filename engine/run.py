@@ -204,7 +204,7 @@ def run(rules, inputs, *, dry_run: bool, out, dead_letter: DeadLetter, progress:
             for item in inputs:
                 for source, event in _events(item):
                     _account(rules, source, event, summary, dead_letter.write, emit)
-                    progress.tick(summary.events)
+                progress.tick(summary.events)  # a part is at most about 1 MB of input
         else:
             from .parallel import imap  # only here: multiprocessing and concurrent.futures take a while to import
 
