@@ -118,8 +118,13 @@ def _random_spec(rng: random.Random, depth: int) -> dict:
             spec[name] = rng.choice([None, True, False, 0, 2.5, {"$literal": "x"}, {"$literal": {"a": 1}}])
         elif roll < 0.4:
             spec[name] = [dotted(rng.choices(KEYS, k=rng.randint(1, 3))), "`1`"]
-        elif roll < 0.5:
+        elif roll < 0.45:
             spec[name] = f"coalesce({dotted(rng.choices(KEYS, k=2))}, 'none')"
+        elif roll < 0.55:  # of plain paths only: written out inline
+            spec[name] = "coalesce(" + ", ".join(dotted(rng.choices(KEYS, k=rng.randint(1, 3)))
+                                                 for _ in range(rng.randint(1, 3))) + ")"
+        elif roll < 0.6:
+            spec[name] = rng.choice(["`true`", "'text'", "`null`", "`50`", "`[1]`", "`{\"a\": 1}`"])
         else:
             spec[name] = dotted(rng.choices(KEYS, k=rng.randint(1, 4)))
     return spec

@@ -58,7 +58,7 @@ def format_path(path: Path) -> str:
 class Expression:
     """A compiled expression; ``evaluate(event)`` gives its value and raises only MappingError."""
 
-    __slots__ = ("text", "is_literal", "keys", "evaluate")
+    __slots__ = ("text", "is_literal", "keys", "alternatives", "evaluate")
 
     def __init__(self, text: str, parsed: jmespath.parser.ParsedResult, path: Path = ()):
         self.text = text
@@ -67,6 +67,8 @@ class Expression:
         self.is_literal = node["type"] == "literal"
         #: The keys of a plain dotted path (``("context", "traits", "email")``), else None.
         self.keys = plain_keys(node)
+        #: For ``coalesce`` of plain dotted paths, the keys of each path, else None.
+        self.alternatives = coalesced_keys(node)
         if self.is_literal:
             self.evaluate = constant(node["value"])
         else:
@@ -141,6 +143,14 @@ def plain_keys(node: dict) -> tuple[str, ...] | None:
     if node["type"] == "subexpression" and all(child["type"] == "field" for child in node["children"]):
         return tuple(child["value"] for child in node["children"])
     return None
+
+
+def coalesced_keys(node: dict) -> tuple[tuple[str, ...], ...] | None:
+    """The keys of each path of ``coalesce(a.b, c, ...)`` when every argument is a plain dotted path, else None."""
+    if node["type"] != "function_expression" or node["value"] != "coalesce" or not node["children"]:
+        return None
+    alternatives = tuple(plain_keys(child) for child in node["children"])
+    return None if None in alternatives else alternatives
 
 
 def _walk(keys: tuple[str, ...]) -> Callable[[Any], Any]:

@@ -79,17 +79,25 @@ def _generate_builder(fields: dict[str, "Node"], build: Callable[[Any], Any]) ->
     lines = ["def evaluate(e):", "    try:", "        b = {}"]
     for index, (name, node) in enumerate(fields.items()):
         namespace[f"_n{index}"] = name
-        value = getattr(node, "value", None)
-        if isinstance(node, Literal) and value is not None and not isinstance(value, (dict, list)):
-            namespace[f"_c{index}"] = value
-            lines.append(f"        b[_n{index}] = _c{index}")
-            continue
+        if node.is_literal:
+            value = node.evaluate(None)
+            if value is None:
+                continue  # a null is omitted
+            if not isinstance(value, (dict, list)):  # an object or array is copied per event: evaluate does
+                namespace[f"_c{index}"] = value
+                lines.append(f"        b[_n{index}] = _c{index}")
+                continue
         keys = getattr(node, "keys", None)
+        alternatives = getattr(node, "alternatives", None)
         if keys:
-            for step, key in enumerate(keys):
-                namespace[f"_k{index}_{step}"] = key
-            reads = [f".get(_k{index}_{step}, _EMPTY)" for step in range(len(keys) - 1)]
-            lines.append(f"        v = e{''.join(reads)}.get(_k{index}_{len(keys) - 1})")
+            lines.append(f"        v = {_read(namespace, f'_k{index}', keys)}")
+        elif alternatives:  # coalesce: the first value that is neither null nor ''
+            indent = "        "
+            for number, keys in enumerate(alternatives):
+                lines.append(f"{indent}v = {_read(namespace, f'_k{index}_{number}', keys)}")
+                lines.append(f'{indent}if v is None or v == "":')
+                indent += "    "
+            lines.append(f"{indent}v = None")
         else:
             namespace[f"_f{index}"] = node.evaluate
             lines.append(f"        v = _f{index}(e)")
@@ -97,6 +105,14 @@ def _generate_builder(fields: dict[str, "Node"], build: Callable[[Any], Any]) ->
         lines.append(f"            b[_n{index}] = v")
     lines += ["        return b or None", "    except AttributeError:", "        return _build(e)"]
     return define("\n".join(lines) + "\n", "evaluate", namespace, "<fields>")
+
+
+def _read(namespace: dict[str, Any], prefix: str, keys: tuple[str, ...]) -> str:
+    """``e.get(k0, _EMPTY).get(k1)``: the value at ``keys``, its keys bound in ``namespace`` as ``prefix_0``..."""
+    for step, key in enumerate(keys):
+        namespace[f"{prefix}_{step}"] = key
+    return "e" + "".join(f".get({prefix}_{step}, _EMPTY)" for step in range(len(keys) - 1)) \
+        + f".get({prefix}_{len(keys) - 1})"
 
 
 class Array:
