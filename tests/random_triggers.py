@@ -10,11 +10,14 @@ from engine.trigger import TriggerError
 TYPES = ["track", "identify", "page", "group"]
 NAMES = ["Order Completed", "Signed Up", "Product Viewed", "order completed", ""]
 PLANS = ["pro", "free"]
+# Timestamps of the common UTC shape and others, to compare with each other.
+MOMENTS = ["2026-01-02T10:00:00Z", "2026-01-02T10:00:00.5Z", "2026-01-02T09:59:59Z", "2026-01-02",
+           "2026-01-02T15:00:00+05:00", "2026-01-02 10:00:00", "2026-02-30T10:00:00Z"]
 # Values an event may carry where a trigger looks, including ones of the wrong kind.
 ODD_VALUES = [None, 0, 1, 1.0, 2.5, True, False, ["track"], ["pro", 1], {"a": 1}, "Track", "10", "2026-01-02"]
 FIELDS = [("type", TYPES), ("event", NAMES), ("properties.plan", PLANS), ("properties.total", [1, 10, "10"]),
           ("context.traits.vip", [True, False]), ("properties.items[*].sku", PLANS), ("properties.items[0]", PLANS),
-          ("a.b.c.d", PLANS)]
+          ("a.b.c.d", PLANS), ("timestamp", MOMENTS)]
 
 
 def _literal(rng: random.Random, pool: list) -> str:
@@ -34,7 +37,8 @@ def condition(rng: random.Random) -> str:
     if form == 3:
         return f"{field} {rng.choice(['exists', 'does not exist'])}"
     if form == 4:
-        return f"{field} {rng.choice(['<', '<=', '>', '>='])} {json.dumps(rng.choice([5, 10, '10', 'm']))}"
+        literal = rng.choice([5, 10, "10", "m", *MOMENTS[:3], MOMENTS[3], MOMENTS[4]])
+        return f"{field} {rng.choice(['<', '<=', '>', '>='])} {json.dumps(literal)}"
     if form == 5:
         return f'{field} {rng.choice(["starts with", "ends with", "does not start with"])} "{str(rng.choice(pool))[:2]}"'
     if form == 6:
@@ -93,6 +97,8 @@ def event(rng: random.Random) -> dict:
     if rng.random() < 0.5:
         found["context"] = rng.choice([{"traits": {"vip": _value(rng, [True, False])}}, {"traits": None},
                                        {"traits": "x"}, None, []])
+    if rng.random() < 0.5:
+        found["timestamp"] = _value(rng, MOMENTS)
     if rng.random() < 0.3:
         found["a"] = rng.choice([{"b": {"c": {"d": _value(rng, PLANS)}}}, {"b": None}, {"b": {"c": [1]}}, 7])
     return found

@@ -26,6 +26,7 @@ from engine.generated import define
 from engine.paths import MISSING, Path
 from engine.trigger import nodes
 from engine.trigger.compiler import Compiled
+from engine.trigger.operators import instant, numeric, utc_seconds
 
 _EMPTY = MappingProxyType({})  # what a missing intermediate key reads as: .get answers the default
 _NUMBER_TYPES = frozenset({int, float})
@@ -225,6 +226,8 @@ class _Writer:
             return found if name == "in" else f"(not {found})"
         if name in _ORDER and type(operand) in _NUMBER_TYPES:  # a string operand may name an instant: the test
             return f"(type({read}) in _NUM and {value} {_ORDER[name]} {self.bind(operand, 'c')})"
+        if name in _ORDER:
+            return self.ordering(compiled, value, read)
         if name in _STRING_TESTS:
             # Segment's negations hold only for strings, like their positives (see operators.py).
             method, negated = _STRING_TESTS[name]
@@ -234,6 +237,23 @@ class _Writer:
                 check = f"{value}.{method}({self.bind(operand, 'c')})"
             return f"(isinstance({read}, str) and {'not ' if negated else ''}{check})"
         return f"{self.bind(compiled.test, 't')}({get})"
+
+    def ordering(self, compiled: Compiled, value: str, read: str) -> str:
+        """``<`` ``<=`` ``>`` ``>=`` with a string literal, as operators._ordering decides it."""
+        operand, sign = compiled.operand, _ORDER[compiled.operator.name]
+        if instant(operand) is None:  # code points for a string, numbers for a number
+            number = numeric(operand)
+            as_number = f"type({value}) in _NUM and {value} {sign} {self.bind(number, 'c')}" if number is not None \
+                else "False"
+            return f"(({value} {sign} {self.bind(operand, 'c')}) if isinstance({read}, str) else ({as_number}))"
+        head = utc_seconds(operand)
+        test = self.bind(compiled.test, "t")
+        if head is None:
+            return f"{test}({read})"
+        # Two UTC timestamps whose seconds differ are ordered by those (see operators.utc_seconds).
+        seen, head = self.local(), self.bind(head, "c")
+        return f"(({seen} {sign} {head}) if (isinstance({read}, str) and len({value}) >= 20 and {value}[10] == 'T'" \
+               f" and {value}[-1] == 'Z' and ({seen} := {value}[:19]) != {head}) else {test}({value}))"
 
     def getter(self, path: Path) -> str | None:
         """``e.get(_k0, _EMPTY).get(_k1, _MISSING)`` for a path of plain keys, else None."""
