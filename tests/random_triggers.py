@@ -17,7 +17,8 @@ MOMENTS = ["2026-01-02T10:00:00Z", "2026-01-02T10:00:00.5Z", "2026-01-02T09:59:5
 ODD_VALUES = [None, 0, 1, 1.0, 2.5, True, False, ["track"], ["pro", 1], {"a": 1}, "Track", "10", "2026-01-02"]
 FIELDS = [("type", TYPES), ("event", NAMES), ("properties.plan", PLANS), ("properties.total", [1, 10, "10"]),
           ("context.traits.vip", [True, False]), ("properties.items[*].sku", PLANS), ("properties.items[0]", PLANS),
-          ("a.b.c.d", PLANS), ("timestamp", MOMENTS)]
+          ("a.b.c.d", PLANS), ("timestamp", MOMENTS), ("properties.items[*].price", [5, 10, "10"]),
+          ("properties.tags[*]", PLANS)]
 
 
 def _literal(rng: random.Random, pool: list) -> str:
@@ -90,8 +91,11 @@ def event(rng: random.Random) -> dict:
         found["event"] = _value(rng, NAMES)
     roll = rng.random()
     if roll < 0.6:
+        items = [{"sku": _value(rng, PLANS), "price": _value(rng, [5, 10, 12.5, "10"])}
+                 for _ in range(rng.randint(0, 3))]
         found["properties"] = {"plan": _value(rng, PLANS), "total": _value(rng, [1, 10, 10.0, "10", 11]),
-                               "items": rng.choice([[{"sku": _value(rng, PLANS)}, "pro"], [], None, "x"])}
+                               "items": rng.choice([items, items + ["pro"], [{"sku": _value(rng, PLANS)}], [], None, "x"]),
+                               "tags": rng.choice([[_value(rng, PLANS) for _ in range(rng.randint(0, 3))], "pro", None])}
     elif roll < 0.7:
         found["properties"] = rng.choice(ODD_VALUES)
     if rng.random() < 0.5:

@@ -23,7 +23,7 @@ from types import MappingProxyType
 from typing import Any, Callable, Mapping, Sequence
 
 from engine.generated import define
-from engine.paths import MISSING, Path
+from engine.paths import MISSING, WILDCARD, Path
 from engine.trigger import nodes
 from engine.trigger.compiler import Compiled
 from engine.trigger.operators import instant, numeric, utc_seconds
@@ -197,10 +197,51 @@ class _Writer:
         return None
 
     def condition(self, compiled: Compiled) -> str:
-        path, name, operand = compiled.path, compiled.operator.name, compiled.operand
+        path = compiled.path
+        if path.has_wildcard:
+            return self.any_element(compiled) or f"{self.bind(compiled.test, 't')}({self.bind(path.get, 'g')}(e))"
         get = self.getter(path)
         if get is None:
             return f"{self.bind(compiled.test, 't')}({self.bind(path.get, 'g')}(e))"
+        return self.test(compiled, get, compiled.test) or f"{self.bind(compiled.test, 't')}({get})"
+
+    def any_element(self, compiled: Compiled) -> str | None:
+        """A positive operator on ``a.b[*].c``: it holds when it holds for some element's ``c``.
+
+        As paths.py collects them: elements that are not objects, or lack ``c``, are skipped; a
+        container that is not an array has no elements. None for other shapes (the closures decide).
+        """
+        segments = compiled.path.segments
+        star = segments.index(WILDCARD)
+        prefix, suffix = segments[:star], segments[star + 1:]
+        if compiled.operator.negated or not prefix or WILDCARD in suffix \
+                or any(type(segment) is not str for segment in prefix + suffix):
+            return None
+        value = self.local()
+        check = self.test(compiled, value, compiled.operator.build(compiled.operand))  # the test of one value
+        if check is None or ":=" in check:  # a name bound inside a generator would become a closure cell
+            return None
+        items = self.path(prefix)
+        if items.isidentifier():
+            listed = f"isinstance({items}, list)"
+        else:
+            local = self.local()
+            listed, items = f"isinstance(({local} := {items}), list)", local
+        if not suffix:
+            return f"({listed} and any({check} for {value} in {items}))"
+        element = self.local()
+        read = element + "".join(f".get({self.bind(key, 'k')}, _EMPTY)" for key in suffix[:-1]) \
+            + f".get({self.bind(suffix[-1], 'k')}, _MISSING)"
+        # A missing c reads as _MISSING, on which every positive test is false: no need to skip it.
+        return f"({listed} and any({check} for {element} in {items} if isinstance({element}, dict)" \
+               f" for {value} in ({read},)))"
+
+    def test(self, compiled: Compiled, get: str, closure: Callable[[Any], bool]) -> str | None:
+        """The condition's test written out, on the value ``get`` reads; None when only its closure can tell.
+
+        ``closure`` is the test of one value, which the written test may call for what it leaves out.
+        """
+        name, operand = compiled.operator.name, compiled.operand
         if name == "is" and isinstance(operand, str):
             return f"({get} == {self.bind(operand, 'c')})"
         if name == "is not" and isinstance(operand, str):
@@ -227,7 +268,7 @@ class _Writer:
         if name in _ORDER and type(operand) in _NUMBER_TYPES:  # a string operand may name an instant: the test
             return f"(type({read}) in _NUM and {value} {_ORDER[name]} {self.bind(operand, 'c')})"
         if name in _ORDER:
-            return self.ordering(compiled, value, read)
+            return self.ordering(compiled, value, read, closure)
         if name in _STRING_TESTS:
             # Segment's negations hold only for strings, like their positives (see operators.py).
             method, negated = _STRING_TESTS[name]
@@ -236,9 +277,9 @@ class _Writer:
             else:
                 check = f"{value}.{method}({self.bind(operand, 'c')})"
             return f"(isinstance({read}, str) and {'not ' if negated else ''}{check})"
-        return f"{self.bind(compiled.test, 't')}({get})"
+        return None
 
-    def ordering(self, compiled: Compiled, value: str, read: str) -> str:
+    def ordering(self, compiled: Compiled, value: str, read: str, closure: Callable[[Any], bool]) -> str:
         """``<`` ``<=`` ``>`` ``>=`` with a string literal, as operators._ordering decides it."""
         operand, sign = compiled.operand, _ORDER[compiled.operator.name]
         if instant(operand) is None:  # code points for a string, numbers for a number
@@ -247,7 +288,7 @@ class _Writer:
                 else "False"
             return f"(({value} {sign} {self.bind(operand, 'c')}) if isinstance({read}, str) else ({as_number}))"
         head = utc_seconds(operand)
-        test = self.bind(compiled.test, "t")
+        test = self.bind(closure, "t")
         if head is None:
             return f"{test}({read})"
         # Two UTC timestamps whose seconds differ are ordered by those (see operators.utc_seconds).
@@ -259,7 +300,10 @@ class _Writer:
         """``e.get(_k0, _EMPTY).get(_k1, _MISSING)`` for a path of plain keys, else None."""
         if path.has_wildcard or any(type(segment) is not str for segment in path.segments):
             return None
-        segments = path.segments
+        return self.path(path.segments)
+
+    def path(self, segments: tuple) -> str:
+        """Source reading the value at ``segments`` (plain keys) from the event, shared reads hoisted."""
         for depth in range(1, len(segments)):
             self.reads.append(("in", *segments[:depth]))
         self.reads.append(("at", *segments))
