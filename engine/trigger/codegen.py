@@ -71,9 +71,8 @@ def generate(compiled: Compiled, known: Known | None = None) -> Callable[[Any], 
         expression = writer.expression(compiled)
         if isinstance(expression, bool):
             return expression if known else (lambda e: expression)
-        lines = ["def match(e):", *writer.prologue("return _closure(e)"), "    try:", f"        return {expression}",
-                 "    except AttributeError:", "        return _closure(e)"]
-        return _define(lines, "match", {"_closure": compiled.match, **writer.constants})
+        return _define(_guarded("match", [*writer.prologue(), f"return {expression}"], "return _closure(e)"),
+                       "match", {"_closure": compiled.match, **writer.constants})
     except (SyntaxError, RecursionError, MemoryError):
         return compiled.match
 
@@ -101,21 +100,28 @@ def generate_matching(entries: Sequence[tuple[Compiled, Any]], known: Known) -> 
             if expression is False:
                 continue
             chosen = writer.bind(item, "i")
-            if expression is True:
-                if body:
-                    body.append(f"    add({chosen})")
-                else:
-                    first.append(chosen)
-                continue
-            closure = writer.bind(compiled.match, "m")
-            body += ["    try:", f"        if {expression}:", f"            add({chosen})",
-                     "    except AttributeError:", f"        if {closure}(e):", f"            add({chosen})"]
+            if expression is True and not body:
+                first.append(chosen)
+            elif expression is True:
+                body.append(f"add({chosen})")
+            else:
+                body += [f"if {expression}:", f"    add({chosen})"]
         slow = writer.bind(tuple((compiled.match, item) for compiled, item in entries), "s")
-        lines = ["def matching(e):", *writer.prologue(f"return [item for match, item in {slow} if match(e)]"),
-                 f"    found = [{', '.join(first)}]", "    add = found.append", *body, "    return found"]
-        return _define(lines, "matching", writer.constants)
+        lines = [*writer.prologue(), f"found = [{', '.join(first)}]", "add = found.append", *body, "return found"]
+        return _define(_guarded("matching", lines, f"return [item for match, item in {slow} if match(e)]"),
+                       "matching", writer.constants)
     except (SyntaxError, RecursionError, MemoryError):
         return None
+
+
+def _guarded(name: str, body: list[str], fallback: str) -> list[str]:
+    """``def name(e)`` running ``body``; where an intermediate value is not an object, ``fallback`` answers.
+
+    ``.get`` on a value that is not an object (null, a string, an array) raises AttributeError;
+    the closures, which ``fallback`` calls, handle every shape.
+    """
+    return [f"def {name}(e):", "    try:", *(f"        {line}" for line in body),
+            "    except AttributeError:", f"        {fallback}"]
 
 
 def _shared_reads(trees: Sequence[Compiled], known: Known) -> set[tuple]:
@@ -269,6 +275,10 @@ class _Writer:
             return f"(type({read}) in _NUM and {value} {_ORDER[name]} {self.bind(operand, 'c')})"
         if name in _ORDER:
             return self.ordering(compiled, value, read, closure)
+        if name in ("contains", "does not contain") and isinstance(operand, str):
+            # A substring of a string, or an element of an array: only a string equals a string.
+            found = "in" if name == "contains" else "not in"
+            return f"(isinstance({read}, (str, list)) and {self.bind(operand, 'c')} {found} {value})"
         if name in _STRING_TESTS:
             # Segment's negations hold only for strings, like their positives (see operators.py).
             method, negated = _STRING_TESTS[name]
@@ -309,13 +319,10 @@ class _Writer:
         self.reads.append(("at", *segments))
         return self._read(("at", *segments))
 
-    def prologue(self, fallback: str) -> list[str]:
+    def prologue(self) -> list[str]:
         """The lines that make the shared reads, in the order they depend on each other."""
-        if not self.hoisted:
-            return []
         reads = sorted(self.hoisted.values(), key=lambda local_and_source: int(local_and_source[0][1:]))
-        return ["    try:", *(f"        {local} = {source}" for local, source in reads),
-                "    except AttributeError:", f"        {fallback}"]
+        return [f"{local} = {source}" for local, source in reads]
 
     def _read(self, read: tuple) -> str:
         """Source for ``read``: its hoisted local when it is shared, else the read written out."""
