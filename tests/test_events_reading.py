@@ -27,6 +27,8 @@ READ_CASES = [
     ("invalid UTF-8 is replaced and the line still read", b'{"name": "caf\xe9"}\n', [("f:1", {"name": "caf\ufffd"})]),
     ("integers beyond 64 bits are exact", b'{"n": 123456789012345678901234567890, "m": -9223372036854775809}\n',
      [("f:1", {"n": 123456789012345678901234567890, "m": -9223372036854775809})]),
+    ("only the line with a long integer is read by json", b'{"n": 1.5}\n{"n": 12345678901234567890123}\n{"n": 2}\n',
+     [("f:1", {"n": 1.5}), ("f:2", {"n": 12345678901234567890123}), ("f:3", {"n": 2})]),
     ("a long run of digits in a string is just a string", b'{"token": "12345678901234567890123"}\n',
      [("f:1", {"token": "12345678901234567890123"})]),
     ("a line that is not JSON keeps json's message and column", b'{"a": 1}\n{"a": 1,}\n',
