@@ -66,7 +66,7 @@ class Sizes:
     stream_events: tuple[int, int]
 
 
-FULL = Sizes(repeats=5, process_repeats=3, trigger_events=20_000, rule_engine_events=1_000,
+FULL = Sizes(repeats=5, process_repeats=5, trigger_events=20_000, rule_engine_events=1_000,
              end_to_end_events=200_000, scaling_events=20_000, worker_events=200_000,
              stream_events=(100_000, 1_000_000))
 QUICK = Sizes(repeats=3, process_repeats=2, trigger_events=5_000, rule_engine_events=200,
