@@ -178,11 +178,22 @@ def _blocks(stream: IO, size: int) -> Iterator[bytes]:
     read = stream.read if text else getattr(stream, "read1", stream.read)  # read1: what is there, up to size
     rest = b""  # an unfinished line, or a \r that may be the start of a \r\n
     while data := read(size):
-        data = rest + (data.encode("utf-8", "surrogatepass") if text else data)
-        cut = max(data.rfind(b"\n"), data.rfind(b"\r", 0, len(data) - 1)) + 1
-        rest = data[cut:]
+        if text:
+            data = data.encode("utf-8", "surrogatepass")
+        if b"\r" in data or b"\r" in rest:
+            data = rest + data
+            cut = max(data.rfind(b"\n"), data.rfind(b"\r", 0, len(data) - 1)) + 1
+            rest = data[cut:]
+            if cut:
+                yield _newlines(data[:cut])
+            continue
+        # The usual input, \n only: the lines end at the last \n read, and the block is made in one copy.
+        cut = data.rfind(b"\n") + 1
         if cut:
-            yield _newlines(data[:cut])
+            yield b"".join((rest, memoryview(data)[:cut]))
+            rest = data[cut:]
+        else:
+            rest += data
     if rest:
         yield _newlines(rest)
 
