@@ -14,6 +14,12 @@ from collections import deque
 # imports this module for WorkerError alone and should not pay 30 ms for them at start-up.
 
 
+# Chunks taken ahead of the results, per worker. With --ordered a chunk that takes long (its worker
+# was preempted, say) holds back the results after it; with two per worker the other workers soon ran
+# out of work and waited, with four they keep busy. A chunk is about 1 MB of input.
+AHEAD = 4
+
+
 class WorkerError(Exception):
     """A worker process died (killed, out of memory), so its chunk of work is lost."""
 
@@ -22,7 +28,7 @@ def imap(function, chunks, workers: int, *, ordered: bool):
     """Yield ``function(chunk)`` for every chunk, computed in ``workers`` processes.
 
     The results come in the order of ``chunks`` when ``ordered``, else as they are done. At most
-    2 x ``workers`` chunks are taken ahead of the results, so memory does not grow with the input
+    ``AHEAD`` x ``workers`` chunks are taken ahead of the results, so memory does not grow with the input
     (``Pool.imap`` would read all of it at once). Close the generator to stop early: the workers
     are then ended at once.
     """
@@ -40,7 +46,7 @@ def imap(function, chunks, workers: int, *, ordered: bool):
     try:
         for chunk in chunks:
             pending.append(executor.submit(_call, chunk))
-            yield from _done(pending, ordered, block=len(pending) >= 2 * workers)
+            yield from _done(pending, ordered, block=len(pending) >= AHEAD * workers)
         while pending:
             yield from _done(pending, ordered, block=True)
         finished = True

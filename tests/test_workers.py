@@ -15,7 +15,7 @@ from contextlib import closing
 import pytest
 
 from conftest import ROOT, switchyard
-from engine.parallel import imap
+from engine.parallel import AHEAD, imap
 
 EXAMPLES = ROOT / "examples" / "events.jsonl"
 
@@ -232,7 +232,7 @@ def test_ctrl_c_stops_the_workers_and_says_so(tmp_path):
 
 
 def test_work_is_taken_from_the_input_only_as_results_come_back():
-    """An endless input can be worked through: no more than 2 x workers chunks are ever taken ahead."""
+    """An endless input can be worked through: no more than AHEAD x workers chunks are ever taken ahead."""
     taken = []
 
     def endless():
@@ -243,7 +243,7 @@ def test_work_is_taken_from_the_input_only_as_results_come_back():
     with closing(imap(lambda number: number * number, endless(), 2, ordered=True)) as results:
         for number, result in zip(range(50), results):
             assert result == number * number
-            assert len(taken) <= number + 1 + 2 * 2
+            assert len(taken) <= number + 1 + AHEAD * 2
 
 
 def test_results_come_as_they_are_done_unless_ordered():
