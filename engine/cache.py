@@ -18,14 +18,19 @@ import os
 import stat
 import sys
 import tempfile
+from importlib.util import MAGIC_NUMBER
 from pathlib import Path
 
 ENVIRONMENT = "SWITCHYARD_CACHE_DIR"
 
 
 def key(*parts: str | bytes) -> str:
-    """A name for what ``parts`` (the inputs of a build, versions included) build, under this Python."""
-    digest = hashlib.sha256(repr(sys.version_info[:3]).encode())
+    """A name for what ``parts`` (the inputs of a build, versions included) build, under this Python.
+
+    The Python is named by its version, implementation and bytecode magic number: code objects and
+    pickles of one are not for another, and pre-releases share a version number with the release.
+    """
+    digest = hashlib.sha256(repr((sys.version_info, sys.implementation.cache_tag)).encode() + MAGIC_NUMBER)
     for part in parts:
         data = part.encode("utf-8") if isinstance(part, str) else part
         digest.update(len(data).to_bytes(8, "big") + data)
@@ -33,14 +38,25 @@ def key(*parts: str | bytes) -> str:
 
 
 def read(name: str, entry_key: str) -> bytes | None:
-    """The bytes stored for ``name`` under ``entry_key``, or None."""
+    """The bytes stored for ``name`` under ``entry_key``, or None.
+
+    The entry itself must be a regular file of this user's that nobody else can write, checked on
+    the open file: the directory's check alone could be outrun by swapping a directory above it.
+    """
     directory = _directory(create=False)
     if directory is None:
         return None
     try:
-        return (directory / f"{name}-{entry_key}").read_bytes()
+        descriptor = os.open(directory / f"{name}-{entry_key}", os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
     except OSError:
         return None
+    with os.fdopen(descriptor, "rb") as stream:
+        try:
+            if not _private(os.fstat(descriptor), stat.S_ISREG):
+                return None
+            return stream.read()
+        except OSError:
+            return None
 
 
 def write(name: str, entry_key: str, data: bytes) -> None:
@@ -76,6 +92,10 @@ def _directory(create: bool) -> Path | None:
         status = directory.stat()
     except OSError:
         return None
-    private = stat.S_ISDIR(status.st_mode) and not status.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    return directory if _private(status, stat.S_ISDIR) else None
+
+
+def _private(status: os.stat_result, kind) -> bool:
+    """Of this kind, this user's, and writable by nobody else."""
     owned = not hasattr(os, "getuid") or status.st_uid == os.getuid()
-    return directory if private and owned else None
+    return kind(status.st_mode) and owned and not status.st_mode & (stat.S_IWGRP | stat.S_IWOTH)

@@ -14,7 +14,6 @@ import re
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
-from types import CodeType
 
 from . import cache
 from . import catalog as catalogs
@@ -132,16 +131,13 @@ def _rules_check():
     entry = cache.key(json.dumps(plain, sort_keys=True), fastjsonschema.VERSION)
     try:  # the cache holds the code (see engine.cache): generating and compiling it takes 40 ms
         name, code = marshal.loads(cache.read("rules-check", entry) or b"")
-    except (EOFError, ValueError, TypeError):
-        name = code = None
-    if not isinstance(code, CodeType):
+        validate = _function(code, name)
+    except Exception:  # noqa: BLE001 - no entry, or a damaged one: build it again
         source = fastjsonschema.compile_to_code(plain)
         name = re.search(r"^def (\w+)", source, re.MULTILINE).group(1)  # the schema's own comes first
         code = compile(source, "<rules-check>", "exec")
         cache.write("rules-check", entry, marshal.dumps((name, code)))
-    namespace: dict = {}
-    exec(code, namespace)  # noqa: S102 - fastjsonschema's code for our own shipped schema
-    validate = namespace[name]
+        validate = _function(code, name)
 
     def valid(data) -> bool:
         try:
@@ -150,6 +146,13 @@ def _rules_check():
             return False
         return True
     return valid
+
+
+def _function(code, name: str):
+    """The function ``name`` that ``code`` (fastjsonschema's, for our own shipped schema) defines."""
+    namespace: dict = {}
+    exec(code, namespace)  # noqa: S102 - see above
+    return namespace[name]
 
 
 def _suggest(word: str, choices) -> str:

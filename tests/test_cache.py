@@ -1,6 +1,7 @@
 """The start-up cache (engine/cache.py): used only when private, never stale, and never a reason to fail."""
 from __future__ import annotations
 
+import marshal
 import os
 
 from conftest import switchyard
@@ -46,6 +47,20 @@ def test_a_directory_others_can_write_to_is_never_read(tmp_path, monkeypatch):
     assert sorted(path.name for path in shared.iterdir()) == [f"parser-{entry}"]
 
 
+def test_an_entry_that_is_a_link_or_that_others_can_write_is_never_read(tmp_path, monkeypatch):
+    """The entry is checked once open, so swapping a directory above the cache cannot plant one."""
+    monkeypatch.setenv(cache.ENVIRONMENT, str(tmp_path / "cache"))
+    linked, writable = cache.key("linked"), cache.key("writable")
+    cache.write("parser", cache.key("real"), b"data")
+    (tmp_path / "elsewhere").write_bytes(b"planted")
+    (tmp_path / "cache" / f"parser-{linked}").symlink_to(tmp_path / "elsewhere")
+    cache.write("parser", writable, b"planted")
+    (tmp_path / "cache" / f"parser-{writable}").chmod(0o666)
+    assert cache.read("parser", cache.key("real")) == b"data"
+    assert cache.read("parser", linked) is None
+    assert cache.read("parser", writable) is None
+
+
 def test_an_empty_setting_turns_the_cache_off(tmp_path, monkeypatch):
     monkeypatch.setenv(cache.ENVIRONMENT, "")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
@@ -75,9 +90,13 @@ def test_lint_reports_the_same_from_a_cold_a_warm_and_a_damaged_cache(tmp_path):
     for path in entries:
         path.write_bytes(b"\x00damaged")
     damaged = switchyard("lint", rules, env=env)
+    check = next(path for path in entries if path.name.startswith("rules-check"))
+    name, code = marshal.loads(check.read_bytes())
+    check.write_bytes(marshal.dumps(("W" + name[1:], code)))  # still loads, names nothing: built again too
+    renamed = switchyard("lint", rules, env=env)
     uncached = switchyard("lint", rules, env={**os.environ, cache.ENVIRONMENT: ""})
 
     assert cold.returncode == 1 and "SY101" in cold.stdout and "colour" in cold.stdout, cold.stdout + cold.stderr
     assert (warm.stdout, warm.stderr) == (damaged.stdout, damaged.stderr) == (cold.stdout, cold.stderr) \
-        == (uncached.stdout, uncached.stderr)
+        == (renamed.stdout, renamed.stderr) == (uncached.stdout, uncached.stderr)
     assert all(path.read_bytes() != b"\x00damaged" for path in entries)  # built again and stored

@@ -356,3 +356,12 @@ def test_timestamp_comparisons_with_a_utc_operand_answer_as_the_general_rule_doe
                 assert test(value) is reference(compare, operand, value), (operand, spelling, value)
                 decided_by_heads += value[:19] != operand[:19] and value.endswith("Z") and len(value) >= 20
     assert decided_by_heads > 5000
+
+
+@pytest.mark.parametrize("text", ["2024-01-01T24:00:00Z", "2024-01-01T24:00:00.000Z", "2024-01-01 24:00",
+                                  "2024-01-01T24:00+01:00"])
+def test_hour_24_is_not_an_instant_on_any_python(text):
+    """Python 3.14 reads 24:00 as the next midnight; triggers answer the same on every version."""
+    assert operators.instant(text) is None
+    by_code_point = text >= "2024-01-02T00:00:00Z"
+    assert compile_trigger('x >= "2024-01-02T00:00:00Z"').matches({"x": text}) is by_code_point

@@ -143,7 +143,13 @@ _COMMON_INSTANT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9
 
 
 def instant(text: str) -> datetime | None:
-    """The moment an ISO-8601 date or timestamp names (UTC when it has no offset), else None."""
+    """The moment an ISO-8601 date or timestamp names (UTC when it has no offset), else None.
+
+    Hour 24 is not read, on every Python (3.14's fromisoformat reads 24:00 as the next midnight):
+    results do not depend on the version, and utc_seconds relies on it.
+    """
+    if text[11:13] == "24":
+        return None
     if _COMMON_INSTANT.fullmatch(text):
         try:
             return datetime.fromisoformat(text)
