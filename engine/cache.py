@@ -6,7 +6,8 @@ versions. Each entry is named by a hash of everything it was built from, so a ch
 grammar, schema or library never reads a stale entry, and a damaged one is built again.
 
 Entries are pickles or code objects, which run code when read, so a directory is used only
-when it belongs to this user and nobody else can write to it. The place is
+when it belongs to this user and nobody else can write to it, and an entry only when it is a
+regular file (not a link) of this user's that nobody else can write. The place is
 ``$SWITCHYARD_CACHE_DIR``, else ``$XDG_CACHE_HOME/switchyard``, else ``~/.cache/switchyard``;
 ``SWITCHYARD_CACHE_DIR=`` (empty) turns the cache off. Failing to read or write is never an
 error: the caller builds what it needs, as it would without a cache.
