@@ -162,7 +162,8 @@ class PayloadValidator:
             name: spec.get("title") for name, spec in schema.get("properties", {}).items() if isinstance(spec, dict)
         }
         #: ``is_valid(payload)``: True when :meth:`errors` would find nothing, answered as fast as possible.
-        self.is_valid = self._compiled.is_valid if self._compiled is not None else (lambda payload: not self.errors(payload))
+        self.is_valid = self._compiled.is_valid if self._compiled is not None \
+            else (lambda payload: not self.errors(payload))
 
     def errors(self, payload: dict) -> list[str]:
         """Human messages for every problem, in a stable order; empty when valid."""

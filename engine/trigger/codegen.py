@@ -205,11 +205,12 @@ class _Writer:
     def condition(self, compiled: Compiled) -> str:
         path = compiled.path
         if path.has_wildcard:
-            return self.any_element(compiled) or f"{self.bind(compiled.test, 't')}({self.bind(path.get, 'g')}(e))"
-        get = self.getter(path)
-        if get is None:
-            return f"{self.bind(compiled.test, 't')}({self.bind(path.get, 'g')}(e))"
-        return self.test(compiled, get, compiled.test) or f"{self.bind(compiled.test, 't')}({get})"
+            written = self.any_element(compiled)
+        elif (get := self.getter(path)) is not None:
+            written = self.test(compiled, get, compiled.test) or f"{self.bind(compiled.test, 't')}({get})"
+        else:
+            written = None
+        return written or f"{self.bind(compiled.test, 't')}({self.bind(path.get, 'g')}(e))"
 
     def any_element(self, compiled: Compiled) -> str | None:
         """A positive operator on ``a.b[*].c``: it holds when it holds for some element's ``c``.
@@ -320,9 +321,8 @@ class _Writer:
         return self._read(("at", *segments))
 
     def prologue(self) -> list[str]:
-        """The lines that make the shared reads, in the order they depend on each other."""
-        reads = sorted(self.hoisted.values(), key=lambda local_and_source: int(local_and_source[0][1:]))
-        return [f"{local} = {source}" for local, source in reads]
+        """The lines that make the shared reads; a parent is hoisted before its children, so in this order."""
+        return [f"{local} = {source}" for local, source in self.hoisted.values()]
 
     def _read(self, read: tuple) -> str:
         """Source for ``read``: its hoisted local when it is shared, else the read written out."""
