@@ -1,16 +1,40 @@
-"""What happened to one call: delivered, delivered after retries, or failed, and the evidence.
+"""What happened to one call: delivered, delivered after retries, refused or failed, and the evidence.
 
-An :class:`Outcome` is what adapters hand back and what the run summary and the dead-letter
-file are built from; :meth:`Outcome.dead_letter_record` is the one place the
-``delivery_failed`` record format is written (``engine.replay`` reads it back).
+An :class:`Outcome` is what adapters hand back (exactly one per call, see
+:mod:`engine.adapters.contract`) and what the run summary and the dead-letter file are built
+from; :meth:`Outcome.dead_letter_record` is the one place the ``delivery_failed`` record format
+is written (``engine.replay`` reads it back).
+
+The four states, and what each means to the user:
+
+- ``delivered``: accepted on the first attempt.
+- ``retried``: accepted after one or more retries (or a token refresh).
+- ``refused``: the destination said no to this call's content (a 4xx other than auth and
+  throttling, an item refused inside a batch answer, the embedded store's refusal). Sending it
+  again will not help until the data or the destination changes: never retried, dead-lettered,
+  and ``replay`` skips it unless asked with ``--include-refused``.
+- ``failed``: not delivered for a reason that may pass (unreachable, auth, retries used up):
+  dead-lettered and replayable.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
-DELIVERED = "delivered"   # accepted on the first attempt
-RETRIED = "retried"       # accepted after one or more retries (or a token refresh)
-FAILED = "failed"         # not accepted: dead-letter it
+if TYPE_CHECKING:
+    from ..model import ActionCall
+
+DELIVERED = "delivered"
+RETRIED = "retried"
+REFUSED = "refused"
+FAILED = "failed"
+STATES = (DELIVERED, RETRIED, REFUSED, FAILED)
+
+
+def refusal_status(status: int | None) -> bool:
+    """Whether an HTTP status says no to the call's content: a 4xx other than auth and throttling,
+    or a 207 Multi-Status batch answer that names the item."""
+    return status is not None and (status == 207 or 400 <= status < 500 and status not in (401, 403, 408, 429))
 
 
 @dataclass(frozen=True)
@@ -23,35 +47,47 @@ class Outcome:
     body: str | None = None
     message: str = ""
     waited: float = 0.0      # seconds spent waiting between attempts
-    call: object = None      # the engine.model.ActionCall this is about, once known
-    response: object = field(default=None, repr=False, compare=False)  # the whole last Response, if any
+    call: ActionCall | None = None   # the call this is about, once known
+    response: Any = field(default=None, repr=False, compare=False)  # the whole last Response, if any
 
     @property
     def ok(self) -> bool:
-        return self.state != FAILED
+        return self.state == DELIVERED or self.state == RETRIED
 
     @property
     def refused(self) -> bool:
-        """The destination said no to this call's content: a 4xx other than auth and throttling, or an
-        item refused inside a 207 Multi-Status batch answer.
+        return self.state == REFUSED
 
-        Sending it again will not help until the data or the destination changes, unlike a failure
-        to reach the destination; ``run`` counts the two apart.
-        """
-        return self.state == FAILED and self.status is not None and (
-            self.status == 207 or 400 <= self.status < 500 and self.status not in (401, 403, 408, 429))
+    @property
+    def reason(self) -> str:
+        """Why the call was not delivered (empty when it was)."""
+        return "" if self.ok else self.message
 
-    def for_call(self, call) -> "Outcome":
+    def for_call(self, call: ActionCall) -> Outcome:
         """This outcome about ``call`` (a batch's one answer settles each of its calls)."""
         return replace(self, call=call)
 
-    def failed_as(self, message: str, status: int | None = None, body: str | None = None) -> "Outcome":
-        """This outcome turned into a failure (a batch item the server rejected on its own)."""
-        return replace(self, state=FAILED, message=message, status=self.status if status is None else status,
-                       body=self.body if body is None else body)
+    def failed_as(self, message: str, status: int | None = None, body: str | None = None, *,
+                  refused: bool = False) -> Outcome:
+        """This outcome turned into a failure or a refusal (a batch item the server rejected on its own)."""
+        return replace(self, state=REFUSED if refused else FAILED, message=message,
+                       status=self.status if status is None else status, body=self.body if body is None else body)
 
     def dead_letter_record(self, source: str | None = None) -> dict:
-        """The ``delivery_failed`` dead-letter record for this failed call."""
-        return {"kind": "delivery_failed", "source": source, "reason": self.message, "status": self.status,
-                "body": self.body, "attempts": self.attempts,
+        """The ``delivery_failed`` dead-letter record for this call (``outcome`` says refused or failed)."""
+        return {"kind": "delivery_failed", "outcome": self.state, "source": source, "reason": self.message,
+                "status": self.status, "body": self.body, "attempts": self.attempts,
                 "call": self.call.to_dict() if self.call is not None else None}
+
+
+def not_delivered(state: str, message: str, call: ActionCall, *, attempts: int = 1, status: int | None = None,
+                  body: str | None = None) -> Outcome:
+    """A refused or failed outcome for ``call`` with no HTTP answer behind it (or only a status)."""
+    return Outcome(state, attempts, status, body, message, call=call)
+
+
+def from_http(outcome: Outcome) -> Outcome:
+    """A transport's finished attempt as the contract's state: a final 4xx refusal becomes ``refused``."""
+    if outcome.state == FAILED and refusal_status(outcome.status):
+        return replace(outcome, state=REFUSED)
+    return outcome

@@ -1,0 +1,60 @@
+"""The adapter contract: calls in, exactly one :class:`~engine.delivery.outcome.Outcome` per call out.
+
+Every transport of every catalog (bundled or from a plugin) implements :class:`Adapter`, and
+the pipeline (:mod:`engine.pipeline`) is its only caller:
+
+- ``deliver(calls)`` takes calls in event order and returns the outcomes ready now: all of them
+  for a transport that answers at once, some or none for one that batches.
+- ``poll()`` returns the outcomes that became ready since (a batch whose time was up, a
+  retry that finished); the pipeline calls it when the adapter's lane is idle.
+- ``close()`` settles everything still waiting and returns those outcomes; the adapter is done.
+
+Across the three, each call given to ``deliver`` comes back exactly once. An adapter raises only
+for set-up errors (:class:`SetupError`, at construction: a missing setting, an unwritable
+path); what goes wrong with one call is that call's ``refused`` or ``failed`` outcome, never an
+exception. An adapter is used from one thread at a time (its lane), so it needs no lock of its
+own unless it starts threads itself.
+
+Adapters are constructed as ``factory(context)`` with an :class:`AdapterContext`; a catalog
+names its factories per transport in its ``_destination.json`` (``x-adapters``), see
+:mod:`engine.adapters.registry`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
+
+from ..delivery.outcome import Outcome
+from ..model import ActionCall
+
+
+class SetupError(Exception):
+    """A destination cannot deliver at all (a missing setting, an unknown transport, an unusable path)."""
+
+
+@dataclass(frozen=True)
+class AdapterContext:
+    """What an adapter is opened with.
+
+    ``store`` is the embedded store file for embedded transports (``run --workspace PATH``);
+    each destination keeps its own state in it, apart by ``destination``.
+    """
+
+    destination: str
+    catalog: str
+    transport: str
+    settings: Mapping[str, Any]
+    store: str | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Adapter(Protocol):
+    def deliver(self, calls: Sequence[ActionCall]) -> list[Outcome]: ...
+
+    def poll(self) -> list[Outcome]: ...
+
+    def close(self) -> list[Outcome]: ...
+
+
+AdapterFactory = Callable[[AdapterContext], Adapter]
