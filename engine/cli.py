@@ -60,6 +60,10 @@ def _parser() -> argparse.ArgumentParser:
                         help="where calls that fail again go (default: DEADLETTER itself; the journal "
                              "DEADLETTER.replayed keeps any call from being sent twice)")
     replay.add_argument("--summary-json", metavar="FILE", help="also write the replay summary as JSON")
+    replay.add_argument("--workspace", metavar="PATH",
+                        help="the embedded store for destinations with an embedded transport, as for `run`")
+    replay.add_argument("--include-refused", action="store_true",
+                        help="also send the calls the destination refused (by default they stay in the file)")
     return parser
 
 
@@ -164,7 +168,7 @@ def _read_events_arg(name: str):
 def _explain(args) -> int:
     if (code := _missing_paths(args.paths + ([] if args.event == "-" else [args.event]))) is not None:
         return code
-    from .explain import render
+    from .explain import explain, render
 
     rules, _ = _load_or_report(args.paths)
     if rules is None:
@@ -174,7 +178,7 @@ def _explain(args) -> int:
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         print(f"switchyard: {args.event}: not valid JSON: {error}", file=sys.stderr)
         return EXIT_USAGE
-    reports = [rules.explain(event) for event in events]
+    reports = [explain(rules, event) for event in events]
     if args.format == "json":
         print(json.dumps(reports[0] if len(reports) == 1 else reports, indent=2, ensure_ascii=False, default=str))
     else:
@@ -226,7 +230,7 @@ def _run(args) -> int:
     print(summary.render(args.dry_run, args.dead_letter), file=sys.stderr)
     if args.summary_json:
         Path(args.summary_json).write_text(json.dumps(summary.to_dict(), indent=2) + "\n", encoding="utf-8")
-    return EXIT_OK if not sum(summary.failed.values()) else EXIT_PROBLEMS
+    return EXIT_OK if not summary.undelivered else EXIT_PROBLEMS
 
 
 def _replay(args) -> int:
@@ -244,7 +248,8 @@ def _replay(args) -> int:
         print("switchyard: cannot deliver with unset settings; set the variables", file=sys.stderr)
         return EXIT_PROBLEMS
     try:
-        summary = replay(rules, args.dead_letter_file, out_dead_letter=args.dead_letter or args.dead_letter_file)
+        summary = replay(rules, args.dead_letter_file, out_dead_letter=args.dead_letter or args.dead_letter_file,
+                         workspace=args.workspace, include_refused=args.include_refused)
     except (ReplayError, SetupError) as error:
         print(f"switchyard: {error}", file=sys.stderr)
         return EXIT_PROBLEMS

@@ -7,62 +7,86 @@ saw, so a user can see which part of a trigger failed. Output is plain data (for
 from __future__ import annotations
 
 import json
+from typing import Any
 
-from .model import ActionCall
-from .ruleset import invalid_event_reason
+from .model import ActionCall, MappingError
+from .ruleset import Destination, Filter, Mapping, RuleSet, invalid_event_reason
 
 
-def explain(rules, event) -> dict:
+class _Observer:
+    """The :class:`engine.ruleset.Tracer` of one event: explains each trigger the walk asks about, and
+    writes down what it saw, per destination, in the order of the walk."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, dict[str, Any]] = {}
+        self.items: dict[tuple[str, str], dict[str, Any]] = {}
+        self.candidates: list[tuple[float, int, int, str, str]] = []
+
+    def entry(self, destination: Destination) -> dict[str, Any]:
+        found = self.entries.get(destination.name)
+        if found is None:
+            found = self.entries[destination.name] = {
+                "name": destination.name, "catalog": destination.catalog.name,
+                "filters": [], "mappings": [], "dropped_by": None}
+        return found
+
+    def filter(self, destination: Destination, rule: Filter, event: dict) -> bool:
+        explanation = rule.trigger.explain(event)
+        self.entry(destination)["filters"].append({
+            "name": rule.name, "enabled": rule.enabled, "matched": explanation.result,
+            "effect": "drop" if rule.drop else "drop_fields", "trigger": explanation.to_dict()})
+        return bool(explanation.result)
+
+    def dropped(self, destination: Destination, rule: Filter) -> None:
+        self.entry(destination)["dropped_by"] = rule.name
+
+    def mapping(self, destination: Destination, mapping: Mapping, event: dict) -> bool:
+        explanation = mapping.trigger.explain(event)
+        item = {"name": mapping.name, "action": mapping.action.name, "enabled": mapping.enabled,
+                "matched": explanation.result, "trigger": explanation.to_dict()}
+        self.entry(destination)["mappings"].append(item)
+        self.items[destination.name, mapping.name] = item
+        if explanation.result and not mapping.enabled:
+            # Not part of the walk's result; shown so the user sees what enabling it would do.
+            self.built(destination, mapping, mapping.build(destination.name, event, event.get("messageId")))
+            item["note"] = "disabled: would fire if enabled"
+        elif not explanation.result and mapping.enabled:
+            total = explanation.condition_count()
+            satisfied = explanation.satisfied_count()
+            self.candidates.append((satisfied / total if total else 0.0, satisfied, total,
+                                    destination.name, mapping.name))
+        return bool(explanation.result)
+
+    def built(self, destination: Destination, mapping: Mapping, outcome: ActionCall | MappingError) -> None:
+        item = self.items[destination.name, mapping.name]
+        if isinstance(outcome, ActionCall):
+            item["payload"] = outcome.payload
+        else:
+            item["error"] = outcome.message
+
+
+def explain(rules: RuleSet, event: Any) -> dict[str, Any]:
+    """Per destination, filter and mapping: each condition, the value it saw, and the outcome."""
     invalid = invalid_event_reason(event)
-    report = {"event": {"type": event.get("type") if isinstance(event, dict) else None,
-                        "messageId": event.get("messageId") if isinstance(event, dict) else None},
-              "invalid": invalid, "destinations": []}
+    report: dict[str, Any] = {
+        "event": {"type": event.get("type") if isinstance(event, dict) else None,
+                  "messageId": event.get("messageId") if isinstance(event, dict) else None},
+        "invalid": invalid, "destinations": []}
     if invalid:
         return report
-    candidates = []
-    for destination in rules.destinations:
-        entry = {"name": destination.name, "catalog": destination.catalog.name,
-                 "filters": [], "mappings": [], "dropped_by": None}
-        current = event
-        for rule in destination.filters:
-            explanation = rule.trigger.explain(current)
-            entry["filters"].append({"name": rule.name, "enabled": rule.enabled, "matched": explanation.result,
-                                     "effect": "drop" if rule.drop else "drop_fields",
-                                     "trigger": explanation.to_dict()})
-            if rule.enabled and explanation.result:
-                if rule.drop:
-                    entry["dropped_by"] = rule.name
-                    break
-                current = rule.apply(current)
-        if entry["dropped_by"] is None:
-            for mapping in destination.mappings:
-                explanation = mapping.trigger.explain(current)
-                item = {"name": mapping.name, "action": mapping.action.name, "enabled": mapping.enabled,
-                        "matched": explanation.result, "trigger": explanation.to_dict()}
-                if explanation.result:
-                    outcome = mapping.build(destination.name, current, current.get("messageId"))
-                    if isinstance(outcome, ActionCall):
-                        item["payload"] = outcome.payload
-                    else:
-                        item["error"] = outcome.message
-                    if not mapping.enabled:
-                        item["note"] = "disabled: would fire if enabled"
-                elif mapping.enabled:
-                    total = explanation.condition_count()
-                    candidates.append((explanation.satisfied_count() / total if total else 0.0,
-                                       explanation.satisfied_count(), total, destination.name, mapping.name))
-                entry["mappings"].append(item)
-        report["destinations"].append(entry)
+    observer = _Observer()
+    rules.evaluate(event, observer)
+    report["destinations"] = [observer.entry(destination) for destination in rules.destinations]
     fired = any(m["matched"] and m["enabled"] for d in report["destinations"] for m in d["mappings"])
     report["matched"] = fired
-    if not fired and candidates:
-        ratio, satisfied, total, destination, mapping = max(candidates, key=lambda c: (c[0], c[1]))
+    if not fired and observer.candidates:
+        ratio, satisfied, total, destination, mapping = max(observer.candidates, key=lambda c: (c[0], c[1]))
         report["nearest_miss"] = {"destination": destination, "mapping": mapping,
                                   "satisfied": satisfied, "conditions": total}
     return report
 
 
-def _condition_lines(node: dict, depth: int, out: list):
+def _condition_lines(node: dict[str, Any], depth: int, out: list[str]) -> None:
     mark = "✓" if node["result"] else "✗"
     pad = "    " * depth
     if node["kind"] == "condition":
@@ -77,7 +101,7 @@ def _condition_lines(node: dict, depth: int, out: list):
             _condition_lines(child, depth + 1, out)
 
 
-def render(report: dict) -> str:
+def render(report: dict[str, Any]) -> str:
     """The report as text for a terminal."""
     if report["invalid"]:
         return f"This event cannot be evaluated: {report['invalid']}"

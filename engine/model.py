@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Callable
 
 
 @dataclass(frozen=True, slots=True)
@@ -11,10 +13,10 @@ class ActionCall:
     destination: str
     mapping: str
     action: str
-    payload: dict
+    payload: dict[str, Any]
     message_id: str | None = None
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "destination": self.destination,
             "mapping": self.mapping,
@@ -24,7 +26,7 @@ class ActionCall:
         }
 
 
-def call_factory():
+def call_factory() -> Callable[[str, str, str, dict[str, Any], Any], ActionCall]:
     """A constructor of ActionCall for the per-event path, about twice as fast as ``ActionCall(...)``.
 
     A frozen dataclass sets each field through ``object.__setattr__``; this sets the slots
@@ -34,7 +36,7 @@ def call_factory():
     set_destination, set_mapping, set_action, set_payload, set_message_id = (
         ActionCall.__dict__[name].__set__ for name in ("destination", "mapping", "action", "payload", "message_id"))
 
-    def make(destination: str, mapping: str, action: str, payload: dict, message_id) -> ActionCall:
+    def make(destination: str, mapping: str, action: str, payload: dict[str, Any], message_id: Any) -> ActionCall:
         call = new(ActionCall)
         set_destination(call, destination)
         set_mapping(call, mapping)
@@ -54,18 +56,28 @@ class MappingError:
     action: str
     message: str
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, str]:
         return {"destination": self.destination, "mapping": self.mapping, "action": self.action, "message": self.message}
+
+
+class Discarded(str, Enum):
+    """Why an event produced neither a call nor an invalid payload."""
+
+    FILTERED = "filtered"               # every destination that could take it dropped it with a filter
+    NO_MATCH = "no matching mapping"    # no enabled mapping's trigger held
+    INVALID_EVENT = "invalid event"     # not a Segment-spec event at all
 
 
 @dataclass(slots=True)
 class Result:
     """What one event produced across the rule set.
 
-    ``discarded`` is None when anything fired, else why not: ``filtered by <filter>``,
-    ``no matching mapping`` or ``invalid event: <why>``.
+    ``discarded`` is None when anything fired (a call or an invalid payload), else why not;
+    ``reason`` then says it in words: ``filtered by <filter>``, ``no matching mapping`` or
+    ``invalid event: <why>`` (what a rule file's test names in ``discarded:``).
     """
 
-    calls: list = field(default_factory=list)
-    errors: list = field(default_factory=list)
-    discarded: str | None = None
+    calls: list[ActionCall] = field(default_factory=list)
+    errors: list[MappingError] = field(default_factory=list)
+    discarded: Discarded | None = None
+    reason: str | None = None

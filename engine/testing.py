@@ -76,8 +76,8 @@ def run_case(destination, case) -> Outcome:
         failures.extend(f"unexpected error from {e.mapping!r}: {e.message}" for e in unexpected)
     elif result.errors:
         failures.extend(f"unexpected error from {e.mapping!r}: {e.message}" for e in result.errors)
-    if case.discarded is not None and result.discarded != case.discarded:
-        failures.append(f"expected the event to be discarded ({case.discarded!r}), got {result.discarded!r}")
+    if case.discarded is not None and result.reason != case.discarded:
+        failures.append(f"expected the event to be discarded ({case.discarded!r}), got {result.reason!r}")
     return outcome
 
 

@@ -6,6 +6,8 @@ import threading
 
 import pytest
 
+from engine.explain import explain
+
 import engine
 from conftest import ROOT
 
@@ -34,11 +36,16 @@ def test_evaluate_never_modifies_the_event(rules):
 
 
 def test_discarded_reasons(rules):
-    assert rules.evaluate({"type": "page"}).discarded == "no matching mapping"
-    internal = {**ORDER, "context": {"ip": "10.0.0.1"}}
-    assert rules.evaluate(internal).discarded == "filtered by Drop internal traffic"
-    assert rules.evaluate({"event": "x"}).discarded.startswith("invalid event: 'type' must be one of")
-    assert rules.evaluate([1, 2]).discarded == "invalid event: not a JSON object"
+    from engine.model import Discarded
+
+    unmatched = rules.evaluate({"type": "page"})
+    assert (unmatched.discarded, unmatched.reason) == (Discarded.NO_MATCH, "no matching mapping")
+    internal = rules.evaluate({**ORDER, "context": {"ip": "10.0.0.1"}})
+    assert (internal.discarded, internal.reason) == (Discarded.FILTERED, "filtered by Drop internal traffic")
+    untyped = rules.evaluate({"event": "x"})
+    assert untyped.discarded is Discarded.INVALID_EVENT
+    assert untyped.reason.startswith("invalid event: 'type' must be one of")
+    assert rules.evaluate([1, 2]).reason == "invalid event: not a JSON object"
 
 
 def test_invalid_payload_is_an_error_not_a_call(tmp_path):
@@ -129,7 +136,7 @@ def test_nothing_on_the_event_path_parses_text_or_reads_schemas(rules, monkeypat
     for event in (ORDER, {"type": "identify", "userId": "u1", "traits": {"email": "a@example.com"}},
                   {"type": "track", "event": "Signed Up", "properties": {"plan": "pro"}}):
         assert rules.evaluate(event).calls
-        assert rules.explain(event)["matched"]
+        assert explain(rules, event)["matched"]
 
 
 def test_calls_built_on_the_event_path_are_ordinary_frozen_action_calls():
