@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from engine.delivery import ManualClock, Retrier, RetryPolicy
+from engine.adapters.contract import AdapterContext
 from engine.model import ActionCall
 
 
@@ -134,3 +135,12 @@ def send_call(url: str, data=None, **payload) -> ActionCall:
 
 
 # -- Sender -----------------------------------------------------------------------------------
+
+
+def webhook_context(settings: dict, name: str = "hooks") -> AdapterContext:
+    """What the pipeline opens a webhook adapter with, for tests that drive one directly."""
+    return AdapterContext(name, "webhook", "http", settings)
+
+
+def customerio_context(settings: dict, name: str = "customerio") -> AdapterContext:
+    return AdapterContext(name, "customerio", "http", settings)

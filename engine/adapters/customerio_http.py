@@ -3,31 +3,33 @@
 Bodies, endpoints and hosts come from :mod:`engine.customerio.requests` (shared by every
 transport); this adapter only decides how they travel. A call whose mapping has
 ``enable_batching`` waits in the destination's batch, released by its ``batch_size`` (2 to 100,
-default 50), by the 500 KB request limit, or one second after the batch's first call (a timer
-thread checks, so a slow stream is not held back), and goes out as ``POST /api/v2/batch``. Other
-calls go out at once to ``/api/v2/entity`` (``reportDeliveryEvent``: ``/api/v1/metrics``), after
-the batch waiting before them, so calls always reach Customer.io in the order of the events.
+default 50), by the 500 KB request limit, or one second after the batch's first call (checked on
+every ``deliver`` and on ``poll``, which the pipeline calls while the lane is idle), and goes out
+as ``POST /api/v2/batch``. Other calls go out at once to ``/api/v2/entity``
+(``reportDeliveryEvent``: ``/api/v1/metrics``), after the batch waiting before them, so calls
+always reach Customer.io in the order of the events.
 
 Per-item errors: when the batch API answers with ``errors`` naming a ``batch_index``, only those
-calls fail. When it rejects a whole batch as invalid (400, 413, 422), each call is sent again on
-its own, so one bad call does not fail its neighbours.
+calls are refused. When it rejects a whole batch as invalid (400, 413, 422), each call is sent
+again on its own, so one bad call does not fail its neighbours.
 
-``deliver`` and ``close`` return the outcomes settled since the last call, each carrying its call:
-a batched call's outcome comes back later than its ``deliver``.
+Each item is encoded once: its bytes are kept in the batch and joined into the request.
 """
 from __future__ import annotations
 
 import base64
 import json
-import threading
 import time
+from typing import Any, Callable, Sequence
 
-from ..customerio.requests import PATHS, batch_body, host_for, to_request
-from ..delivery.batcher import DEFAULT_BATCH_SIZE, DEFAULT_MAX_AGE, Batcher
+from ..customerio.requests import PATHS, host_for, to_request
+from ..delivery.batcher import DEFAULT_BATCH_SIZE, DEFAULT_MAX_AGE, Batch, Batcher
 from ..delivery.http import Sender
-from ..delivery.outcome import FAILED, Outcome
+from ..delivery.outcome import REFUSED, Outcome, from_http
 from ..delivery.retry import Retrier
-from . import SetupError
+from ..model import ActionCall
+from .contract import AdapterContext, SetupError
+from .encoding import EncodingError, encode
 
 SPLIT_STATUSES = frozenset({400, 413, 422})
 # One batch for the whole destination, not one per mapping: Customer.io applies calls in the order
@@ -36,8 +38,9 @@ STREAM = "stream"  # the batch as a whole was refused: find the bad calls alone
 
 
 class CustomerioHttpAdapter:
-    def __init__(self, settings, *, retrier: Retrier | None = None, timeout: float = 10.0,
-                 max_age: float = DEFAULT_MAX_AGE, clock=time.monotonic, timer: bool = True):
+    def __init__(self, context: AdapterContext, *, retrier: Retrier | None = None, timeout: float = 10.0,
+                 max_age: float = DEFAULT_MAX_AGE, clock: Callable[[], float] = time.monotonic):
+        settings = context.settings
         site_id, api_key = settings.get("site_id"), settings.get("api_key")
         if not site_id or not api_key:
             raise SetupError("customerio over http needs the 'site_id' and 'api_key' settings")
@@ -46,89 +49,68 @@ class CustomerioHttpAdapter:
         self.host = host_for(settings)
         self.sender = Sender(timeout)
         self.retrier = retrier or Retrier()
-        self.batcher = Batcher(max_age=max_age, clock=clock)
-        self._lock = threading.Lock()
-        self._settled: list[Outcome] = []   # outcomes the timer thread settled, handed out next time
-        self._stop = threading.Event()
-        self._timer = None
-        if timer:
-            self._timer = threading.Thread(target=self._tick, args=(min(0.1, max_age / 4),), daemon=True,
-                                           name="customerio-batch-timer")
-            self._timer.start()
+        self.batcher = Batcher(max_age=max_age, clock=clock, envelope=len(b'{"batch":[]}'), separator=1)
 
-    def deliver(self, call) -> list[Outcome]:
-        """Send or queue ``call``; return every outcome settled since the last call."""
-        try:
-            request = to_request(call)
-        except ValueError as error:
-            return self._drain([Outcome(FAILED, 0, message=str(error), call=call)])
-        with self._lock:
+    def deliver(self, calls: Sequence[ActionCall]) -> list[Outcome]:
+        """Send or queue each call in order; return every outcome settled meanwhile."""
+        outcomes: list[Outcome] = []
+        for call in calls:
+            try:
+                request = to_request(call)
+                item = encode(request.body)
+            except (ValueError, EncodingError) as error:
+                outcomes.append(Outcome(REFUSED, 0, message=f"cannot build the request: {error}", call=call))
+                continue
             if not request.batchable:
                 # Whatever waits was earlier in the stream: it goes first, so order is kept.
-                earlier = self._send_batches(self.batcher.flush_all())
-                return self._drain(earlier + [self._post(PATHS[request.endpoint], request.body, call)])
-            item = _encode(request.body)
-            released = self.batcher.add(STREAM, (call, request.body), len(item),
+                outcomes += self._send_batches(self.batcher.flush_all())
+                outcomes.append(self._post(PATHS[request.endpoint], item, call))
+                continue
+            released = self.batcher.add(STREAM, (call, item), len(item),
                                         batch_size=call.payload.get("batch_size", DEFAULT_BATCH_SIZE))
-            return self._drain(self._send_batches(released))
+            outcomes += self._send_batches(released)
+        return outcomes
 
-    def flush_due(self) -> list[Outcome]:
-        """Send the batches whose time is up; return every outcome settled since the last call."""
-        with self._lock:
-            return self._drain(self._send_batches(self.batcher.flush_due()))
+    def poll(self) -> list[Outcome]:
+        """Send the batches whose time is up."""
+        return self._send_batches(self.batcher.flush_due())
 
     def close(self) -> list[Outcome]:
-        """Send everything still waiting; return the outcomes not handed out yet."""
-        self._stop.set()
-        if self._timer is not None:
-            self._timer.join()
-        with self._lock:
-            outcomes = self._drain(self._send_batches(self.batcher.flush_all()))
+        """Send everything still waiting."""
+        outcomes = self._send_batches(self.batcher.flush_all())
         self.sender.close()
         return outcomes
 
     # -- sending ----------------------------------------------------------------------------
 
-    def _tick(self, interval: float) -> None:
-        while not self._stop.wait(interval):
-            with self._lock:
-                self._settled += self._send_batches(self.batcher.flush_due())
+    def _post(self, path: str, data: bytes, call: ActionCall | None = None) -> Outcome:
+        url = self.host + path
+        return from_http(self.retrier.run(lambda: self.sender.send("POST", url, data, self.headers), call))
 
-    def _drain(self, outcomes: list[Outcome]) -> list[Outcome]:
-        settled, self._settled = self._settled, []
-        return settled + outcomes
-
-    def _post(self, path: str, body: dict, call=None) -> Outcome:
-        data, url = _encode(body), self.host + path
-        return self.retrier.run(lambda: self.sender.send("POST", url, data, self.headers), call)
-
-    def _send_batches(self, batches) -> list[Outcome]:
+    def _send_batches(self, batches: list[Batch]) -> list[Outcome]:
         outcomes = []
         for batch in batches:
-            calls = [call for call, _ in batch.items]
-            bodies = [body for _, body in batch.items]
-            outcome = self._post(PATHS["batch"], batch_body(bodies))
-            if not outcome.ok and outcome.status in SPLIT_STATUSES and len(calls) > 1:
-                outcomes += [self._post(PATHS["entity"], body, call) for call, body in batch.items]
+            items: list[tuple[ActionCall, bytes]] = batch.items
+            outcome = self._post(PATHS["batch"], b'{"batch":[' + b",".join(item for _, item in items) + b"]}")
+            if not outcome.ok and outcome.status in SPLIT_STATUSES and len(items) > 1:
+                outcomes += [self._post(PATHS["entity"], item, call) for call, item in items]
                 continue
-            rejected = _item_errors(outcome, len(calls)) if outcome.ok else {}
-            for index, call in enumerate(calls):
+            rejected, readable = _item_errors(outcome, len(items)) if outcome.ok else ({}, True)
+            for index, (call, _) in enumerate(items):
                 mine = outcome.for_call(call)
                 if index in rejected:
                     error = rejected[index]
+                    # An answer that names the item refuses it; one that cannot be read says nothing of
+                    # the item, so it stays replayable.
                     mine = mine.failed_as(f"Customer.io rejected batch item {index}: {_describe(error)}",
-                                          body=json.dumps(error, ensure_ascii=False))
+                                          body=json.dumps(error, ensure_ascii=False), refused=readable)
                 outcomes.append(mine)
         return outcomes
 
 
-def _encode(body: dict) -> bytes:
-    # The same encoding as the Batcher's size accounting: json.dumps's default separators.
-    return json.dumps(body, ensure_ascii=False).encode()
-
-
-def _item_errors(outcome: Outcome, size: int) -> dict[int, dict]:
-    """``batch_index`` -> error for a batch answer that reports per-item errors (Track API 207).
+def _item_errors(outcome: Outcome, size: int) -> tuple[dict[int, dict[str, Any]], bool]:
+    """``batch_index`` -> error for a batch answer that reports per-item errors (Track API 207), and
+    whether the answer could be read.
 
     A 207 whose errors cannot be read fails every item: replaying some accepted calls again is
     better than losing rejected ones.
@@ -141,12 +123,12 @@ def _item_errors(outcome: Outcome, size: int) -> dict[int, dict]:
     errors = answer.get("errors") if isinstance(answer, dict) else None
     if outcome.status == 207 and not isinstance(errors, list):
         unread = {"message": "Customer.io answered 207 Multi-Status without readable per-item errors"}
-        return {index: unread for index in range(size)}
+        return {index: unread for index in range(size)}, False
     found = {}
     for error in errors if isinstance(errors, list) else []:
         if isinstance(error, dict) and isinstance(error.get("batch_index"), int):
             found[error["batch_index"]] = error
-    return found
+    return found, True
 
 
 def _describe(error: dict) -> str:

@@ -1,22 +1,47 @@
-"""``transport: file``: append each call as one NDJSON line, for local runs and audits."""
+"""``transport: file``: append each call as one NDJSON line, for local runs and audits.
+
+The file is opened (and its folder made) when the adapter opens, so an unwritable path stops
+the run before the first event. Each ``deliver`` ends with a flush, so a call reported as
+delivered is in the file even if the process is killed right after; ``close`` syncs it to disk.
+"""
 from __future__ import annotations
 
-import json
+import os
 from pathlib import Path
+from typing import Sequence
+
+from ..delivery.outcome import DELIVERED, FAILED, Outcome
+from ..events import call_line
+from ..model import ActionCall
+from .contract import AdapterContext, SetupError
 
 
 class FileAdapter:
-    def __init__(self, destination: str, settings):
-        self.path = Path(settings.get("path") or f"out/{destination}.ndjson")
-        self._stream = None
-
-    def deliver(self, call) -> None:
-        if self._stream is None:
+    def __init__(self, context: AdapterContext):
+        self.path = Path(context.settings.get("path") or f"out/{context.destination}.ndjson")
+        try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._stream = self.path.open("a", encoding="utf-8")
-        self._stream.write(json.dumps(call.to_dict(), ensure_ascii=False) + "\n")
+            self._stream = self.path.open("ab")
+        except OSError as error:
+            raise SetupError(f"cannot write to {self.path}: {error.strerror or error}") from None
 
-    def close(self) -> None:
-        if self._stream is not None:
-            self._stream.close()
-            self._stream = None
+    def deliver(self, calls: Sequence[ActionCall]) -> list[Outcome]:
+        try:
+            self._stream.write(b"".join(call_line(call) for call in calls))
+            self._stream.flush()
+        except OSError as error:
+            reason = f"cannot write to {self.path}: {error.strerror or error}"
+            return [Outcome(FAILED, 1, message=reason, call=call) for call in calls]
+        return [Outcome(DELIVERED, 1, call=call) for call in calls]
+
+    def poll(self) -> list[Outcome]:
+        return []
+
+    def close(self) -> list[Outcome]:
+        try:
+            self._stream.flush()
+            os.fsync(self._stream.fileno())
+        except OSError:
+            pass  # every deliver already flushed; a failing sync at the end changes no outcome
+        self._stream.close()
+        return []

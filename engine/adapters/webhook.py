@@ -1,24 +1,27 @@
 """The ``webhook`` catalog over HTTP: one JSON request per ``send`` call, retried per the policy.
 
 Requests go through :mod:`engine.delivery` (kept-alive connections, the retry policy, OAuth2
-client credentials when the destination's settings have ``oauth``). :meth:`WebhookAdapter.deliver`
-returns the call's :class:`~engine.delivery.outcome.Outcome` when it was accepted and raises
-:class:`DeliveryError` (with the outcome as ``error.outcome``) when it was not.
+client credentials when the destination's settings have ``oauth``). Retries wait here, in the
+destination's lane (:mod:`engine.pipeline`), so a slow webhook holds back only its own calls.
+Every call ends as one outcome: delivered, retried, refused (a final 4xx) or failed.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import replace
+from typing import Any, Mapping, Sequence
 
-from ..delivery.http import Sender
+from ..delivery.http import Response, Sender
 from ..delivery.oauth import ClientCredentials
-from ..delivery.outcome import DELIVERED, RETRIED
+from ..delivery.outcome import DELIVERED, REFUSED, RETRIED, Outcome, from_http
 from ..delivery.retry import Retrier, RetryPolicy
-from . import DeliveryError, SetupError
+from ..model import ActionCall
+from .contract import AdapterContext, SetupError
+from .encoding import EncodingError, encode
 
 
 class WebhookAdapter:
-    def __init__(self, settings, *, retrier: Retrier | None = None):
+    def __init__(self, context: AdapterContext, *, retrier: Retrier | None = None):
+        settings: Mapping[str, Any] = context.settings
         self.sender = Sender(float(settings.get("timeout", 10)))
         self.headers = dict(settings.get("headers") or {})
         self.retrier = retrier or Retrier(RetryPolicy(max_attempts=int(settings.get("max_attempts", 5))))
@@ -33,15 +36,27 @@ class WebhookAdapter:
                 raise SetupError(f"webhook setting 'oauth' is incomplete or invalid ({type(error).__name__}: "
                                  f"{error})") from None
 
-    def deliver(self, call) -> list:
-        """Send ``call``; return ``[outcome]`` when accepted, raise DeliveryError when not."""
+    def deliver(self, calls: Sequence[ActionCall]) -> list[Outcome]:
+        return [self._send(call) for call in calls]
+
+    def poll(self) -> list[Outcome]:
+        return []
+
+    def close(self) -> list[Outcome]:
+        self.sender.close()
+        return []
+
+    def _send(self, call: ActionCall) -> Outcome:
         payload = call.payload
         method, url = payload.get("method", "POST"), payload["url"]
         headers = {"Content-Type": "application/json", **self.headers, **(payload.get("headers") or {})}
-        body = None if "data" not in payload else json.dumps(payload["data"], ensure_ascii=False).encode()
+        try:
+            body = None if "data" not in payload else encode(payload["data"])
+        except EncodingError as error:
+            return Outcome(REFUSED, 0, message=f"cannot send this call: {error}", call=call)
         refreshed = False
 
-        def attempt():
+        def attempt() -> Response:
             nonlocal refreshed
             if self.oauth is None:
                 return self.sender.send(method, url, body, headers)
@@ -54,12 +69,4 @@ class WebhookAdapter:
         if refreshed:  # the resend after a token refresh is one more request, and a retry to the user
             outcome = replace(outcome, attempts=outcome.attempts + 1,
                               state=RETRIED if outcome.state == DELIVERED else outcome.state)
-        if not outcome.ok:
-            error = DeliveryError(outcome.message, outcome.status, outcome.body)
-            error.outcome = outcome
-            raise error
-        return [outcome]
-
-    def close(self) -> list:
-        self.sender.close()
-        return []
+        return from_http(outcome)

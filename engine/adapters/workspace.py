@@ -1,37 +1,67 @@
 """``transport: workspace``: apply Customer.io calls to the embedded SQLite workspace.
 
 The bodies are exactly what ``transport: http`` would send (:func:`engine.customerio.requests.to_request`),
-so a run against the workspace shows what Customer.io would do with the same calls. A call the
-workspace refuses fails like a 400 from the Track API: counted, dead-lettered with the reason, and
-also kept in the workspace's ``rejected`` table.
+so a run against the workspace shows what Customer.io would do with the same calls. Each
+``deliver`` applies its calls in one transaction (a savepoint each, so a refused call rolls back
+alone) and returns after the commit: a call reported delivered is in the file. A call the
+workspace refuses is ``refused``, like a 400 from the Track API: dead-lettered with the reason,
+and also kept in the workspace's ``rejected`` table.
+
+Each destination keeps its own people, objects and events in the file (``--workspace PATH``,
+else the destination's ``workspace`` setting, else ``switchyard.db``), apart by its name.
 """
 from __future__ import annotations
 
+from typing import Sequence
+
 from ..customerio.requests import to_request
-from ..delivery.outcome import DELIVERED, FAILED, Outcome
+from ..delivery.outcome import DELIVERED, FAILED, REFUSED, Outcome
+from ..model import ActionCall
 from ..workspace import Rejected, Workspace, WorkspaceError
+from .contract import AdapterContext, SetupError
 
 DEFAULT_PATH = "switchyard.db"
 
 
 class WorkspaceAdapter:
-    def __init__(self, settings, path: str | None = None):
-        self.path = path or settings.get("workspace") or DEFAULT_PATH
-        self.workspace = Workspace.open(self.path, dict(settings))
-
-    def deliver(self, call) -> list[Outcome]:
-        request = to_request(call)
+    def __init__(self, context: AdapterContext):
+        self.path = context.store or context.settings.get("workspace") or DEFAULT_PATH
         try:
-            if request.endpoint == "metrics":
-                result = self.workspace.apply_metrics(request.body)
-            else:
-                result = self.workspace.apply(request.body)
+            self.workspace = Workspace.open(self.path, dict(context.settings), destination=context.destination)
         except WorkspaceError as error:
-            return [Outcome(FAILED, 1, message=f"workspace {self.path}: {error}", call=call)]
-        if isinstance(result, Rejected):
-            return [Outcome(FAILED, 1, 400, result.reason, f"refused by the workspace: {result.reason}", call=call)]
-        return [Outcome(DELIVERED, 1, call=call)]
+            raise SetupError(f"cannot open the workspace {self.path}: {error}") from None
 
-    def close(self) -> list:
+    def deliver(self, calls: Sequence[ActionCall]) -> list[Outcome]:
+        outcomes: list[Outcome | None] = [None] * len(calls)
+        requests, positions = [], []
+        for position, call in enumerate(calls):
+            try:
+                request = to_request(call)
+            except ValueError as error:
+                outcomes[position] = Outcome(REFUSED, 1, message=f"cannot build the request: {error}", call=call)
+                continue
+            requests.append((request.endpoint, request.body))
+            positions.append(position)
+        if requests:
+            try:
+                results = self.workspace.apply_many(requests)
+            except WorkspaceError as error:
+                for position in positions:
+                    outcomes[position] = Outcome(FAILED, 1, message=f"workspace {self.path}: {error}",
+                                                 call=calls[position])
+            else:
+                for position, result in zip(positions, results):
+                    call = calls[position]
+                    if isinstance(result, Rejected):
+                        outcomes[position] = Outcome(REFUSED, 1, 400, result.reason,
+                                                     f"refused by the workspace: {result.reason}", call=call)
+                    else:
+                        outcomes[position] = Outcome(DELIVERED, 1, call=call)
+        return [outcome for outcome in outcomes if outcome is not None]
+
+    def poll(self) -> list[Outcome]:
+        return []
+
+    def close(self) -> list[Outcome]:
         self.workspace.close()
         return []
