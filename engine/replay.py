@@ -1,7 +1,10 @@
 """``switchyard replay DEADLETTER``: send the dead-letter file's failed deliveries again.
 
-Only ``delivery_failed`` records are sent (through the destination's adapter, with its retry
-policy); the other kinds (unreadable lines, invalid events and payloads) need fixed rules and
+Only ``delivery_failed`` records are sent, through the same pipeline as ``run`` (each
+destination's adapter in its own lane, with its retry policy). Calls the destination refused
+(``"outcome": "refused"``: it said no to their content) are left in place unless
+``include_refused``: sending them again would do what it refused, such as re-creating a person
+who was suppressed. The other kinds (unreadable lines, invalid events and payloads) need fixed rules and
 ``switchyard run``, and stay where they are. Existing lines of the file are never changed: calls
 that fail again are appended to ``out_dead_letter``, which may be the file itself.
 
@@ -24,14 +27,19 @@ import hashlib
 import json
 import os
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import IO, Any
 
-from .adapters import DeliveryError, open_adapter
-from .delivery.outcome import DELIVERED, FAILED, RETRIED, Outcome
-from .run import per_mapping
+from .adapters import Adapter, open_adapter
+from .deadletter import DeadLetter
+from .delivery.outcome import REFUSED, Outcome, refusal_status
 from .model import ActionCall
+from .pipeline import Pipeline
+from .ruleset import RuleSet
+from .summary import Pair, per_mapping
 
 JOURNAL_SUFFIX = ".replayed"
 
@@ -50,32 +58,39 @@ class ReplaySummary:
     other_kinds: int = 0         # unreadable / invalid_event / invalid_payload records: left in place
     already_replayed: int = 0    # skipped: the journal says an earlier replay delivered or requeued them
     unroutable: int = 0          # their destination or action is not in these rules: left in place
-    delivered: Counter = field(default_factory=Counter)   # (destination, mapping) -> calls, retried included
-    retried: Counter = field(default_factory=Counter)     # delivered after more than one attempt
-    failed: Counter = field(default_factory=Counter)      # failed again: written to out_dead_letter
+    refused_skipped: int = 0     # the destination refused them: left in place unless include_refused
+    delivered: Counter[Pair] = field(default_factory=Counter)   # (destination, mapping) -> calls, retried included
+    retried: Counter[Pair] = field(default_factory=Counter)     # delivered after more than one attempt
+    refused: Counter[Pair] = field(default_factory=Counter)     # refused again: written to out_dead_letter
+    failed: Counter[Pair] = field(default_factory=Counter)      # failed again: written to out_dead_letter
 
     @property
     def ok(self) -> bool:
-        """Whether every delivery failure in the file is now delivered."""
-        return not (sum(self.failed.values()) or self.unroutable or self.unreadable)
+        """Whether every call sent was delivered and every record could be read and routed."""
+        return not (sum(self.failed.values()) or sum(self.refused.values()) or self.unroutable or self.unreadable)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "dead_letter": self.dead_letter, "out_dead_letter": self.out_dead_letter, "journal": self.journal,
             "records": self.records, "unreadable_lines": self.unreadable, "other_kinds": self.other_kinds,
             "already_replayed": self.already_replayed, "unroutable": self.unroutable,
+            "refused_skipped": self.refused_skipped,
             "delivered": per_mapping(self.delivered),
             "retried": per_mapping(self.retried),
+            "refused": per_mapping(self.refused),
             "failed": per_mapping(self.failed),
         }
 
     def render(self) -> str:
-        failed = sum(self.failed.values())
+        failed, refused = sum(self.failed.values()), sum(self.refused.values())
         rows = [
             ("records read", self.records, f"({self.dead_letter})"),
             ("  delivered", sum(self.delivered.values()), f"({sum(self.retried.values())} after retries)"),
+            ("  refused again", refused, f"-> {self.out_dead_letter}" if refused else ""),
             ("  failed again", failed, f"-> {self.out_dead_letter}" if failed else ""),
             ("  already replayed", self.already_replayed, ""),
+            ("  refused, skipped", self.refused_skipped,
+             "(left in place: the destination said no; --include-refused sends them)" if self.refused_skipped else ""),
             ("  unroutable", self.unroutable,
              "(left in place: destination or action not in these rules)" if self.unroutable else ""),
             ("  other kinds", self.other_kinds,
@@ -83,34 +98,35 @@ class ReplaySummary:
             ("unreadable lines", self.unreadable, "(left in place)" if self.unreadable else ""),
         ]
         lines = [f"{label:<23}{value}  {note}".rstrip() for label, value, note in rows]
-        pairs = sorted(set(self.delivered) | set(self.failed))
+        pairs = sorted(set(self.delivered) | set(self.refused) | set(self.failed))
         if pairs:
             width = max(len(f"{d} / {m}") for d, m in pairs) + 2
-            lines.append(f"{'per mapping':<{width}}" + "".join(f"{c:>11}" for c in ("delivered", "retried",
-                                                                                   "failed")))
+            lines.append(f"{'per mapping':<{width}}" + "".join(
+                f"{c:>11}" for c in ("delivered", "retried", "refused", "failed")))
             for pair in pairs:
-                lines.append(f"  {pair[0] + ' / ' + pair[1]:<{width - 2}}" + "".join(
-                    f"{v:>11}" for v in (self.delivered[pair], self.retried[pair], self.failed[pair])))
+                lines.append(f"  {pair[0] + ' / ' + pair[1]:<{width - 2}}" + "".join(f"{v:>11}" for v in (
+                    self.delivered[pair], self.retried[pair], self.refused[pair], self.failed[pair])))
         lines.append(f"journal                {self.journal}")
         return "\n".join(lines)
 
 
-def journal_path(dead_letter_path) -> Path:
+def journal_path(dead_letter_path: str | Path) -> Path:
     path = Path(dead_letter_path)
     return path.with_name(path.name + JOURNAL_SUFFIX)
 
 
-def record_key(call: dict, occurrence: int) -> str:
+def record_key(call: dict[str, Any], occurrence: int) -> str:
     """The stable key of the ``occurrence``-th (0-based) record with this call in its file."""
     canonical = json.dumps(call, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
     return f"{hashlib.sha256(canonical.encode()).hexdigest()[:32]}#{occurrence}"
 
 
-def replay(rules, dead_letter_path, *, out_dead_letter) -> ReplaySummary:
+def replay(rules: RuleSet, dead_letter_path: str | Path, *, out_dead_letter: str | Path,
+           workspace: str | None = None, include_refused: bool = False) -> ReplaySummary:
     """Re-send the ``delivery_failed`` records of ``dead_letter_path``; failures go to ``out_dead_letter``.
 
     ``out_dead_letter`` may be the same file: its new records get new keys and a later replay
-    sends them again.
+    sends them again. ``workspace`` is the embedded store, as ``run --workspace``.
     """
     source = Path(dead_letter_path)
     if not source.is_file():
@@ -120,11 +136,11 @@ def replay(rules, dead_letter_path, *, out_dead_letter) -> ReplaySummary:
         _lock(journal, summary.journal)
         done = _journaled(journal)
         records = _read(source, summary)  # all of it first: out_dead_letter may be this very file
-        _Replay(rules, summary, journal, Path(out_dead_letter)).run(records, done)
+        _Replay(rules, summary, journal).run(records, done, Path(out_dead_letter), workspace, include_refused)
     return summary
 
 
-def _lock(stream, name: str) -> None:
+def _lock(stream: IO[str], name: str) -> None:
     try:
         import fcntl
     except ImportError:  # Windows: no advisory locks here; one replay at a time is then the user's to keep
@@ -135,7 +151,7 @@ def _lock(stream, name: str) -> None:
         raise ReplayError(f"another replay is using {name}; wait for it to finish") from None
 
 
-def _journaled(stream) -> set[str]:
+def _journaled(stream: IO[str]) -> set[str]:
     stream.seek(0)
     keys = set()
     for line in stream:
@@ -147,9 +163,9 @@ def _journaled(stream) -> set[str]:
     return keys
 
 
-def _read(path: Path, summary: ReplaySummary) -> list[tuple[str, dict] | None]:
-    """``(key, record)`` per delivery_failed record, None for other records; counts what it skips."""
-    out, seen = [], Counter()
+def _read(path: Path, summary: ReplaySummary) -> list[tuple[str, dict[str, Any]]]:
+    """``(key, record)`` per delivery_failed record; counts what it skips."""
+    out, seen = [], Counter[str]()
     with open(path, encoding="utf-8", errors="replace") as stream:
         for line in stream:
             if not line.strip():
@@ -176,84 +192,95 @@ def _read(path: Path, summary: ReplaySummary) -> list[tuple[str, dict] | None]:
     return out
 
 
-def _valid_call(call) -> bool:
+def _valid_call(call: Any) -> bool:
     return (isinstance(call, dict) and isinstance(call.get("payload"), dict)
             and all(isinstance(call.get(k), str) for k in ("destination", "mapping", "action")))
 
 
+def was_refused(record: dict[str, Any]) -> bool:
+    """Whether the destination refused this record's call (records from before ``outcome`` by their status)."""
+    outcome = record.get("outcome")
+    if outcome is not None:
+        return bool(outcome == REFUSED)
+    status = record.get("status")
+    return isinstance(status, int) and refusal_status(status)
+
+
 class _Replay:
-    def __init__(self, rules, summary: ReplaySummary, journal, out_path: Path):
-        self.rules, self.summary, self.journal, self.out_path = rules, summary, journal, out_path
-        self.adapters: dict[str, object] = {}
-        self.pending: dict[int, tuple[str, dict, ActionCall]] = {}  # id(call) -> what to settle
-        self.out = None
+    """The journal side of a replay: the pipeline's hooks, writing one journal line per outcome."""
 
-    def run(self, records, done: set[str]) -> None:
-        try:
-            for key, record in records:
-                if key in done:
-                    self.summary.already_replayed += 1
-                    continue
-                self._send(key, record)
-        finally:
+    def __init__(self, rules: RuleSet, summary: ReplaySummary, journal: IO[str]):
+        self.rules, self.summary, self.journal = rules, summary, journal
+        self.keys: dict[int, str] = {}  # id(call) -> record key, until its outcome is journaled
+        self.out_path = ""
+
+    def run(self, records: list[tuple[str, dict[str, Any]]], done: set[str], out_path: Path,
+            workspace: str | None, include_refused: bool) -> None:
+        self.out_path = str(out_path)
+        todo: list[tuple[str, dict[str, Any], ActionCall]] = []
+        for key, record in records:
+            if key in done:
+                self.summary.already_replayed += 1
+                continue
+            if not include_refused and was_refused(record):
+                self.summary.refused_skipped += 1
+                continue
+            data = record["call"]
             try:
-                for adapter in self.adapters.values():
-                    for outcome in adapter.close() or ():
-                        self._settle(outcome)
-            finally:
-                if self.out is not None:
-                    self.out.flush()
-                    os.fsync(self.out.fileno())
-                    self.out.close()
-                self.journal.flush()
-                os.fsync(self.journal.fileno())
-
-    def _send(self, key: str, record: dict) -> None:
-        data = record["call"]
-        try:
-            destination = self.rules.destination(data["destination"])
-        except KeyError:
-            destination = None
-        if destination is None or data["action"] not in destination.catalog.actions:
-            self.summary.unroutable += 1
+                destination = self.rules.destination(data["destination"])
+            except KeyError:
+                destination = None
+            if destination is None or data["action"] not in destination.catalog.actions:
+                self.summary.unroutable += 1
+                continue
+            todo.append((key, record, ActionCall(data["destination"], data["mapping"], data["action"],
+                                                 data["payload"], data.get("messageId"))))
+        if not todo:
             return
-        call = ActionCall(data["destination"], data["mapping"], data["action"], data["payload"], data.get("messageId"))
-        adapter = self.adapters.get(destination.name)
-        if adapter is None:
-            adapter = self.adapters[destination.name] = open_adapter(destination)
-        self.pending[id(call)] = (key, record, call)
+        names = {call.destination for _, _, call in todo}
+        adapters: dict[str, Adapter] = {}
         try:
-            settled = adapter.deliver(call)
-        except DeliveryError as error:
-            outcome = getattr(error, "outcome", None) or Outcome(FAILED, 1, error.status, error.body, str(error))
-            settled = [outcome.for_call(call)]
-        if settled is None:  # an adapter from before outcomes: returning means delivered
-            settled = [Outcome(DELIVERED, 1, call=call)]
-        for outcome in settled:
-            self._settle(outcome)
+            for name in sorted(names):
+                adapters[name] = open_adapter(self.rules.destination(name), store=workspace)
+        except BaseException:
+            for adapter in adapters.values():
+                adapter.close()
+            raise
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        dead_letter = DeadLetter(str(out_path))
+        pipeline = Pipeline(self.rules, dead_letter=dead_letter, adapters=adapters, hooks=self)
+        try:
+            for key, record, call in todo:
+                self.keys[id(call)] = key
+                pipeline.send(call, record.get("source"))
+        finally:
+            replayed = pipeline.close()
+            dead_letter.close()
+            self.journal.flush()
+            os.fsync(self.journal.fileno())
+        for name in ("delivered", "retried", "refused", "failed"):
+            getattr(self.summary, name).update(getattr(replayed, name))
 
-    def _settle(self, outcome: Outcome) -> None:
-        key, record, call = self.pending.pop(id(outcome.call))
-        pair = (call.destination, call.mapping)
-        entry = {"key": key, "messageId": call.message_id, "destination": call.destination, "mapping": call.mapping,
-                 "attempts": outcome.attempts, "status": outcome.status}
-        if outcome.ok:
-            self.summary.delivered[pair] += 1
-            if outcome.state == RETRIED:
-                self.summary.retried[pair] += 1
-            entry["result"] = "delivered"
-        else:
-            self.summary.failed[pair] += 1
-            # Written (and flushed) before the journal line: a crash in between repeats, never loses.
-            self._requeue({**outcome.dead_letter_record(record.get("source")), "replay_of": key})
-            entry.update(result="requeued", to=str(self.out_path))
-        entry["at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        self.journal.write(json.dumps(entry, ensure_ascii=False) + "\n")
+    # -- LedgerHooks ---------------------------------------------------------------------------
+
+    def annotate(self, outcome: Outcome) -> dict[str, Any]:
+        assert outcome.call is not None
+        return {"replay_of": self.keys[id(outcome.call)]}
+
+    def settled(self, settled: Sequence[tuple[Outcome, str | None]]) -> None:
+        at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        lines = []
+        for outcome, _ in settled:
+            call = outcome.call
+            assert call is not None
+            entry: dict[str, Any] = {
+                "key": self.keys.pop(id(call)), "messageId": call.message_id, "destination": call.destination,
+                "mapping": call.mapping, "attempts": outcome.attempts, "status": outcome.status}
+            if outcome.ok:
+                entry["result"] = "delivered"
+            else:
+                entry.update(result="requeued", outcome=outcome.state, to=self.out_path)
+            entry["at"] = at
+            lines.append(json.dumps(entry, ensure_ascii=False) + "\n")
+        self.journal.write("".join(lines))
         self.journal.flush()
-
-    def _requeue(self, record: dict) -> None:
-        if self.out is None:
-            self.out_path.parent.mkdir(parents=True, exist_ok=True)
-            self.out = open(self.out_path, "a", encoding="utf-8")
-        self.out.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
-        self.out.flush()

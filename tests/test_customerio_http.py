@@ -14,8 +14,9 @@ import pytest
 from conftest import ROOT
 from engine.adapters import SetupError
 from engine.adapters.customerio_http import CustomerioHttpAdapter
+from scripted_server import customerio_context
 from engine.customerio.requests import to_request
-from engine.delivery import DELIVERED, FAILED, RETRIED
+from engine.delivery.outcome import DELIVERED, FAILED, REFUSED, RETRIED
 from engine.loader import compile_paths
 from scripted_server import Reply, fast_retrier
 
@@ -54,8 +55,8 @@ def calls_for(rules, *events):
 
 def adapter_for(pack, tick=None, **options):
     rules, server = pack
-    return CustomerioHttpAdapter(settings_for(rules, server), retrier=fast_retrier(), clock=tick or Tick(),
-                                 timer=False, **options)
+    return CustomerioHttpAdapter(customerio_context(settings_for(rules, server)), retrier=fast_retrier(),
+                                 clock=tick or Tick(), **options)
 
 
 def track(n, event="Order Completed"):
@@ -72,7 +73,7 @@ def test_an_unbatched_call_goes_to_the_entity_endpoint_with_basic_auth(pack):
     call = type(call)(call.destination, call.mapping, call.action, {**call.payload, "enable_batching": False},
                       call.message_id)
     adapter = adapter_for(pack)
-    (outcome,) = adapter.deliver(call)
+    (outcome,) = adapter.deliver([call])
     assert adapter.close() == []
     (request,) = server.requests
     assert (request["method"], request["path"]) == ("POST", "/api/v2/entity")
@@ -88,7 +89,7 @@ def test_report_delivery_event_goes_to_metrics_at_once(pack):
     (call,) = calls_for(rules, {"type": "track", "event": "Report Delivery Event", "messageId": "r1",
                                 "timestamp": "2024-01-01T00:00:00Z",
                                 "properties": {"deliveryId": "d1", "metric": "opened"}})
-    (outcome,) = adapter_for(pack).deliver(call)
+    (outcome,) = adapter_for(pack).deliver([call])
     (request,) = server.requests
     assert request["path"] == "/api/v1/metrics"
     assert request["body"] == {"delivery_id": "d1", "metric": "opened", "timestamp": 1704067200}
@@ -99,7 +100,7 @@ def test_batched_calls_wait_and_go_out_in_stream_order_at_close(pack):
     rules, server = pack
     calls = calls_for(rules, track(1), IDENTIFY, track(2))
     adapter = adapter_for(pack)
-    assert [adapter.deliver(call) for call in calls] == [[], [], []]
+    assert [adapter.deliver([call]) for call in calls] == [[], [], []]
     assert server.requests == []
     outcomes = adapter.close()
     assert [(r["path"], len(r["body"]["batch"])) for r in server.requests] == [("/api/v2/batch", 3)]
@@ -118,7 +119,7 @@ def test_a_batch_goes_when_it_reaches_the_mappings_batch_size(pack):
     calls = [type(c)(c.destination, c.mapping, c.action, {**c.payload, "batch_size": 2}, c.message_id)
              for c in calls]
     adapter = adapter_for(pack)
-    settled = [len(adapter.deliver(call)) for call in calls]
+    settled = [len(adapter.deliver([call])) for call in calls]
     assert settled == [0, 2, 0, 2, 0]
     assert [len(r["body"]["batch"]) for r in server.requests] == [2, 2]
     assert len(adapter.close()) == 1
@@ -128,7 +129,7 @@ def test_a_batch_goes_when_it_would_pass_the_size_limit(pack):
     rules, server = pack
     big = [dict(track(n), properties={"blob": "x" * 200_000}) for n in range(3)]
     adapter = adapter_for(pack)
-    settled = [len(adapter.deliver(call)) for call in calls_for(rules, *big)]
+    settled = [len(adapter.deliver([call])) for call in calls_for(rules, *big)]
     assert settled == [0, 0, 2]
     assert all(len(r["raw"]) <= 500_000 for r in server.requests)
     adapter.close()
@@ -139,27 +140,32 @@ def test_a_batch_goes_when_its_first_call_is_a_second_old(pack):
     rules, server = pack
     tick = Tick()
     adapter = adapter_for(pack, tick)
-    adapter.deliver(calls_for(rules, track(1))[0])
+    adapter.deliver(calls_for(rules, track(1)))
     tick.now += 0.5
-    assert adapter.flush_due() == [] and server.requests == []
+    assert adapter.poll() == [] and server.requests == []
     tick.now += 0.5
-    (outcome,) = adapter.flush_due()
+    (outcome,) = adapter.poll()
     assert outcome.call.message_id == "m1" and len(server.requests) == 1
 
 
-def test_the_timer_sends_a_slow_streams_batch_without_waiting_for_more_events(pack):
+def test_a_slow_streams_batch_goes_out_from_its_lane_without_waiting_for_more_events(pack):
+    from engine.deadletter import DeadLetter
+    from engine.pipeline import Pipeline
+
     rules, server = pack
-    adapter = CustomerioHttpAdapter(settings_for(rules, server), retrier=fast_retrier(), max_age=0.05)
+    adapter = CustomerioHttpAdapter(customerio_context(settings_for(rules, server)), retrier=fast_retrier(),
+                                    max_age=0.05)
+    pipeline = Pipeline(rules, dead_letter=DeadLetter(None), adapters={"customerio": adapter}, hand_over=1)
     try:
-        assert adapter.deliver(calls_for(rules, track(1))[0]) == []
+        pipeline.submit(track(1), "stdin:1")
         deadline = time.monotonic() + 2
         while not server.requests and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert len(server.requests) == 1
-        (outcome,) = adapter.deliver(calls_for(rules, track(2))[0])
-        assert outcome.call.message_id == "m1"  # the timer's outcome is handed out with the next call
+        assert len(server.requests) == 1  # the lane polled the adapter: nothing else came in
+        assert pipeline.flush(timeout=2)
+        assert pipeline.summary.delivered == {("customerio", "Track Event"): 1}
     finally:
-        adapter.close()
+        pipeline.close()
 
 
 def test_per_item_errors_fail_only_their_calls(pack):
@@ -168,9 +174,9 @@ def test_per_item_errors_fail_only_their_calls(pack):
                                           "message": "identifiers must be set"}]}))
     adapter = adapter_for(pack)
     for call in calls_for(rules, track(1), track(2), track(3)):
-        adapter.deliver(call)
+        adapter.deliver([call])
     outcomes = {o.call.message_id: o for o in adapter.close()}
-    assert (outcomes["m1"].state, outcomes["m3"].state, outcomes["m2"].state) == (DELIVERED, DELIVERED, FAILED)
+    assert (outcomes["m1"].state, outcomes["m3"].state, outcomes["m2"].state) == (DELIVERED, DELIVERED, REFUSED)
     assert outcomes["m2"].message == "Customer.io rejected batch item 1: identifiers required identifiers must be set"
     assert outcomes["m2"].status == 207 and '"batch_index": 1' in outcomes["m2"].body
     assert outcomes["m2"].dead_letter_record("<stdin>")["call"]["messageId"] == "m2"
@@ -181,7 +187,7 @@ def test_an_unreadable_multi_status_fails_every_item_rather_than_lose_one(pack):
     server.script(Reply(207, b"partial"))
     adapter = adapter_for(pack)
     for call in calls_for(rules, track(1), track(2)):
-        adapter.deliver(call)
+        adapter.deliver([call])
     assert {o.state for o in adapter.close()} == {FAILED}
 
 
@@ -192,11 +198,11 @@ def test_a_batch_refused_as_a_whole_is_sent_call_by_call(pack):
     adapter = adapter_for(pack)
     calls = calls_for(rules, track(1), track(2), track(3))
     for call in calls:
-        adapter.deliver(call)
+        adapter.deliver([call])
     outcomes = {o.call.message_id: o for o in adapter.close()}
     assert [r["path"] for r in server.requests] == ["/api/v2/batch"] + ["/api/v2/entity"] * 3
     assert [r["body"] for r in server.to("/api/v2/entity")] == [to_request(c).body for c in calls]
-    assert [outcomes[m].state for m in ("m1", "m2", "m3")] == [DELIVERED, FAILED, DELIVERED]
+    assert [outcomes[m].state for m in ("m1", "m2", "m3")] == [DELIVERED, REFUSED, DELIVERED]
     assert outcomes["m2"].status == 400
 
 
@@ -205,7 +211,7 @@ def test_a_failing_batch_is_retried_then_every_call_is_reported(pack):
     server.script(Reply(503), Reply(429, headers={"Retry-After": "1"}), Reply(200))
     adapter = adapter_for(pack)
     for call in calls_for(rules, track(1), track(2)):
-        adapter.deliver(call)
+        adapter.deliver([call])
     outcomes = adapter.close()
     assert [(o.state, o.attempts) for o in outcomes] == [(RETRIED, 3), (RETRIED, 3)]
     assert adapter.retrier.clock.sleeps[1] == 1.0
@@ -217,7 +223,7 @@ def test_a_batch_that_keeps_failing_fails_each_call_with_the_answer(pack):
     server.default = Reply(500, b"down")
     adapter = adapter_for(pack)
     for call in calls_for(rules, track(1), track(2)):
-        adapter.deliver(call)
+        adapter.deliver([call])
     outcomes = adapter.close()
     assert [(o.state, o.status, o.body, o.attempts) for o in outcomes] == [(FAILED, 500, "down", 5)] * 2
     assert {o.call.message_id for o in outcomes} == {"m1", "m2"}
@@ -225,4 +231,4 @@ def test_a_batch_that_keeps_failing_fails_each_call_with_the_answer(pack):
 
 def test_missing_credentials_cannot_deliver(pack):
     with pytest.raises(SetupError):
-        CustomerioHttpAdapter({"region": "us"}, timer=False)
+        CustomerioHttpAdapter(customerio_context({"region": "us"}))

@@ -64,11 +64,11 @@ def test_a_refused_delivery_is_dead_lettered_with_status_and_body(http_server, w
     rules = write_rules(RULES.replace("$URL", url))
     dead = tmp_path / "dead.ndjson"
     result = switchyard("run", rules, "--dead-letter", dead, stdin=json.dumps(EVENTS[0]), env=_env(url))
-    assert result.returncode == 0  # refused (a 4xx about the content), not failed: kept, not an outage
+    assert result.returncode == 1  # refused: not delivered, so the run says so (docs/cli.md, exit codes)
     assert [line.split() for line in result.stderr.splitlines() if "hooks / Orders" in line] == [
         ["hooks", "/", "Orders", "1", "0", "0", "1", "0", "0"]]
     record = json.loads(dead.read_text())
-    assert record["kind"] == "delivery_failed" and record["status"] == 422
+    assert (record["kind"], record["outcome"], record["status"]) == ("delivery_failed", "refused", 422)
     assert record["body"] == '{"error": "bad order"}'
     assert record["call"]["payload"]["data"] == {"id": "o1", "total": 9.5}
     assert "hooks / Orders" in result.stderr

@@ -11,10 +11,11 @@ import time
 import pytest
 
 from conftest import switchyard
-from engine.adapters import DeliveryError
+from scripted_server import webhook_context
 from engine.adapters.webhook import WebhookAdapter
 from engine.cli import main
-from engine.delivery import DELIVERED, FAILED, RETRIED, ManualClock, Retrier, Sender, SendError
+from engine.delivery import DELIVERED, RETRIED, ManualClock, Retrier, Sender, SendError
+from engine.delivery.outcome import FAILED, REFUSED
 from scripted_server import Reply, fast_retrier, refused_url, send_call
 
 
@@ -106,12 +107,12 @@ def test_no_proxy_hosts_are_reached_directly(scripted, monkeypatch):
 
 
 def test_webhook_sends_json_with_settings_and_mapping_headers(scripted):
-    adapter = WebhookAdapter({"headers": {"Authorization": "Bearer s", "X-A": "settings"}}, retrier=fast_retrier())
-    (outcome,) = adapter.deliver(send_call(scripted.url + "/orders", {"id": "o1", "name": "Zoë"},
-                                           headers={"X-A": "mapping"}))
+    adapter = WebhookAdapter(webhook_context({"headers": {"Authorization": "Bearer s", "X-A": "settings"}}), retrier=fast_retrier())
+    (outcome,) = adapter.deliver([send_call(scripted.url + "/orders", {"id": "o1", "name": "Zoë"},
+                                           headers={"X-A": "mapping"})])
     adapter.close()
     (request,) = scripted.requests
-    assert request["raw"] == '{"id": "o1", "name": "Zoë"}'.encode()
+    assert request["raw"] == '{"id":"o1","name":"Zoë"}'.encode()
     assert request["headers"]["Authorization"] == "Bearer s"
     assert request["headers"]["X-A"] == "mapping"
     assert request["headers"]["Content-Type"] == "application/json"
@@ -119,8 +120,8 @@ def test_webhook_sends_json_with_settings_and_mapping_headers(scripted):
 
 
 def test_webhook_delete_without_data_sends_no_body(scripted):
-    adapter = WebhookAdapter({}, retrier=fast_retrier())
-    adapter.deliver(send_call(scripted.url + "/contacts/u1", method="DELETE"))
+    adapter = WebhookAdapter(webhook_context({}), retrier=fast_retrier())
+    adapter.deliver([send_call(scripted.url + "/contacts/u1", method="DELETE")])
     (request,) = scripted.requests
     assert (request["method"], request["raw"]) == ("DELETE", b"")
 
@@ -128,56 +129,53 @@ def test_webhook_delete_without_data_sends_no_body(scripted):
 def test_webhook_retries_5xx_then_reports_retried(scripted):
     scripted.script(Reply(503, b"busy"), Reply(502, b"bad gateway"), Reply(200, b"ok"))
     retrier = fast_retrier()
-    (outcome,) = WebhookAdapter({}, retrier=retrier).deliver(send_call(scripted.url + "/orders", {"id": 1}))
+    (outcome,) = WebhookAdapter(webhook_context({}), retrier=retrier).deliver([send_call(scripted.url + "/orders", {"id": 1})])
     assert (outcome.state, outcome.attempts, outcome.status, outcome.body) == (RETRIED, 3, 200, "ok")
     assert [r["body"] for r in scripted.requests] == [{"id": 1}] * 3
     assert len(retrier.clock.sleeps) == 2 and outcome.waited == pytest.approx(sum(retrier.clock.sleeps))
 
 
-def test_webhook_does_not_retry_a_400_and_keeps_status_and_body(scripted):
+def test_webhook_refuses_a_400_without_retrying_and_keeps_status_and_body(scripted):
     scripted.script(Reply(400, b'{"error": "bad"}'))
-    adapter = WebhookAdapter({}, retrier=fast_retrier())
-    with pytest.raises(DeliveryError) as error:
-        adapter.deliver(send_call(scripted.url + "/orders", {"id": 1}))
-    assert (error.value.status, error.value.body) == (400, '{"error": "bad"}')
-    assert str(error.value) == f"HTTP 400 from {scripted.url}/orders"
-    assert error.value.outcome.state == FAILED and error.value.outcome.attempts == 1
+    adapter = WebhookAdapter(webhook_context({}), retrier=fast_retrier())
+    (outcome,) = adapter.deliver([send_call(scripted.url + "/orders", {"id": 1})])
+    assert (outcome.status, outcome.body) == (400, '{"error": "bad"}')
+    assert outcome.message == f"HTTP 400 from {scripted.url}/orders"
+    assert outcome.state == REFUSED and outcome.attempts == 1
     assert len(scripted.requests) == 1
 
 
 def test_webhook_gives_up_after_max_attempts_with_the_last_answer(scripted):
     scripted.script(*[Reply(500, f"boom {n}") for n in range(1, 6)])
-    adapter = WebhookAdapter({"max_attempts": 3}, retrier=None)
+    adapter = WebhookAdapter(webhook_context({"max_attempts": 3}), retrier=None)
     adapter.retrier = Retrier(adapter.retrier.policy, clock=ManualClock())
-    with pytest.raises(DeliveryError) as error:
-        adapter.deliver(send_call(scripted.url + "/orders", {"id": 1}))
+    (outcome,) = adapter.deliver([send_call(scripted.url + "/orders", {"id": 1})])
     assert len(scripted.requests) == 3
-    assert (error.value.status, error.value.body) == (500, "boom 3")
-    assert str(error.value) == f"HTTP 500 from {scripted.url}/orders (gave up after 3 attempts)"
-    assert error.value.outcome.dead_letter_record("<stdin>")["attempts"] == 3
+    assert (outcome.status, outcome.body) == (500, "boom 3")
+    assert outcome.message == f"HTTP 500 from {scripted.url}/orders (gave up after 3 attempts)"
+    assert outcome.dead_letter_record("<stdin>")["attempts"] == 3
 
 
 def test_webhook_retries_a_timeout_then_delivers(scripted):
     scripted.script(Reply(delay=0.4), Reply())
-    adapter = WebhookAdapter({"timeout": 0.1}, retrier=fast_retrier())
-    (outcome,) = adapter.deliver(send_call(scripted.url + "/orders", {"id": 1}))
+    adapter = WebhookAdapter(webhook_context({"timeout": 0.1}), retrier=fast_retrier())
+    (outcome,) = adapter.deliver([send_call(scripted.url + "/orders", {"id": 1})])
     assert (outcome.state, outcome.attempts) == (RETRIED, 2)
 
 
 def test_webhook_retries_a_connection_closed_without_answer(scripted):
     scripted.script(Reply(hang_up=True), Reply(hang_up=True), Reply())
-    (outcome,) = WebhookAdapter({}, retrier=fast_retrier()).deliver(send_call(scripted.url + "/o", {"id": 1}))
+    (outcome,) = WebhookAdapter(webhook_context({}), retrier=fast_retrier()).deliver([send_call(scripted.url + "/o", {"id": 1})])
     assert (outcome.state, outcome.attempts) == (RETRIED, 3)
     assert len(scripted.requests) == 3
 
 
 def test_webhook_unreachable_gives_up_with_no_status():
     url = refused_url()
-    with pytest.raises(DeliveryError) as error:
-        WebhookAdapter({"max_attempts": 2}, retrier=fast_retrier(2)).deliver(send_call(url, {"id": 1}))
-    assert str(error.value).startswith(f"cannot reach {url}: ")
-    assert str(error.value).endswith("(gave up after 2 attempts)")
-    assert error.value.status is None and error.value.outcome.attempts == 2
+    (outcome,) = WebhookAdapter(webhook_context({"max_attempts": 2}), retrier=fast_retrier(2)).deliver([send_call(url, {"id": 1})])
+    assert outcome.message.startswith(f"cannot reach {url}: ")
+    assert outcome.message.endswith("(gave up after 2 attempts)")
+    assert outcome.status is None and outcome.attempts == 2
 
 
 # -- through `switchyard run` -----------------------------------------------------------------

@@ -9,7 +9,8 @@ from urllib.parse import parse_qs
 import pytest
 
 from conftest import switchyard
-from engine.adapters import DeliveryError, SetupError
+from engine.adapters import SetupError
+from scripted_server import webhook_context
 from engine.adapters.webhook import WebhookAdapter
 from engine.cli import main
 from engine.delivery import DELIVERED, RETRIED, ClientCredentials, ManualClock, Sender, TokenError
@@ -40,8 +41,8 @@ def form(request) -> dict:
 
 def test_the_token_is_fetched_with_client_credentials_and_sent_as_bearer(scripted):
     scripted.script(token("t1"), path="/token")
-    adapter = WebhookAdapter(oauth_settings(scripted, scope="events:write"), retrier=fast_retrier())
-    (outcome,) = adapter.deliver(send_call(scripted.url + "/api", {"id": 1}))
+    adapter = WebhookAdapter(webhook_context(oauth_settings(scripted, scope="events:write")), retrier=fast_retrier())
+    (outcome,) = adapter.deliver([send_call(scripted.url + "/api", {"id": 1})])
     fetch, call = scripted.requests
     assert (fetch["method"], fetch["path"]) == ("POST", "/token")
     assert fetch["headers"]["Content-Type"] == "application/x-www-form-urlencoded"
@@ -55,8 +56,8 @@ def test_the_token_is_fetched_with_client_credentials_and_sent_as_bearer(scripte
 
 def test_client_auth_body_sends_the_credentials_as_form_fields(scripted):
     scripted.script(token("t1"), path="/token")
-    WebhookAdapter(oauth_settings(scripted, client_auth="body"), retrier=fast_retrier()).deliver(
-        send_call(scripted.url + "/api", {"id": 1}))
+    WebhookAdapter(webhook_context(oauth_settings(scripted, client_auth="body")), retrier=fast_retrier()).deliver([
+        send_call(scripted.url + "/api", {"id": 1})])
     fetch = scripted.to("/token")[0]
     assert "Authorization" not in fetch["headers"]
     assert form(fetch) == {"grant_type": "client_credentials", "client_id": "my client", "client_secret": SECRET}
@@ -65,11 +66,11 @@ def test_client_auth_body_sends_the_credentials_as_form_fields(scripted):
 def test_the_token_is_cached_until_it_expires(scripted):
     scripted.script(token("t1", expires_in=600), token("t2", expires_in=600), path="/token")
     retrier = fast_retrier()
-    adapter = WebhookAdapter(oauth_settings(scripted), retrier=retrier)
+    adapter = WebhookAdapter(webhook_context(oauth_settings(scripted)), retrier=retrier)
     for n in range(3):
-        adapter.deliver(send_call(scripted.url + "/api", {"n": n}))
+        adapter.deliver([send_call(scripted.url + "/api", {"n": n})])
     retrier.clock.now += 600 - 30  # into the last 10% of its life: renewed before it can expire in flight
-    adapter.deliver(send_call(scripted.url + "/api", {"n": 3}))
+    adapter.deliver([send_call(scripted.url + "/api", {"n": 3})])
     assert len(scripted.to("/token")) == 2
     assert [bearer(r) for r in scripted.to("/api")] == ["Bearer t1"] * 3 + ["Bearer t2"]
 
@@ -77,8 +78,8 @@ def test_the_token_is_cached_until_it_expires(scripted):
 def test_a_401_refreshes_the_token_once_and_sends_again(scripted):
     scripted.script(token("old"), token("new"), path="/token")
     scripted.script(Reply(401, b'{"error": "token expired"}'), Reply(200, b"ok"), path="/api")
-    (outcome,) = WebhookAdapter(oauth_settings(scripted), retrier=fast_retrier()).deliver(
-        send_call(scripted.url + "/api", {"id": 1}))
+    (outcome,) = WebhookAdapter(webhook_context(oauth_settings(scripted)), retrier=fast_retrier()).deliver([
+        send_call(scripted.url + "/api", {"id": 1})])
     assert [r["path"] for r in scripted.requests] == ["/token", "/api", "/token", "/api"]
     assert [bearer(r) for r in scripted.to("/api")] == ["Bearer old", "Bearer new"]
     assert [r["body"] for r in scripted.to("/api")] == [{"id": 1}, {"id": 1}]
@@ -89,39 +90,36 @@ def test_a_second_401_fails_without_another_refresh(scripted):
     scripted.script(token("old"), token("new"), token("newer"), path="/token")
     scripted.default = Reply(401, b'{"error": "invalid token"}')
     retrier = fast_retrier()
-    with pytest.raises(DeliveryError) as error:
-        WebhookAdapter(oauth_settings(scripted), retrier=retrier).deliver(send_call(scripted.url + "/api", {"id": 1}))
+    (outcome,) = WebhookAdapter(webhook_context(oauth_settings(scripted)), retrier=retrier).deliver([send_call(scripted.url + "/api", {"id": 1})])
     assert [r["path"] for r in scripted.requests] == ["/token", "/api", "/token", "/api"]
-    assert (error.value.status, error.value.body) == (401, '{"error": "invalid token"}')
-    assert error.value.outcome.attempts == 2 and retrier.clock.sleeps == []
+    assert (outcome.status, outcome.body) == (401, '{"error": "invalid token"}')
+    assert outcome.attempts == 2 and retrier.clock.sleeps == []
 
 
 def test_only_one_refresh_per_call_even_across_retries(scripted):
     scripted.script(token("a"), token("b"), token("c"), path="/token")
     scripted.script(Reply(401), Reply(503), Reply(401), Reply(200), path="/api")
-    with pytest.raises(DeliveryError) as error:
-        WebhookAdapter(oauth_settings(scripted), retrier=fast_retrier()).deliver(
-            send_call(scripted.url + "/api", {"id": 1}))
-    assert error.value.status == 401
+    (outcome,) = WebhookAdapter(webhook_context(oauth_settings(scripted)), retrier=fast_retrier()).deliver([
+        send_call(scripted.url + "/api", {"id": 1})])
+    assert outcome.status == 401
     assert len(scripted.to("/token")) == 2 and len(scripted.to("/api")) == 3
 
 
 def test_a_rejected_client_is_not_retried_and_says_where_it_failed(scripted):
     scripted.script(Reply(400, {"error": "invalid_client"}), path="/token")
-    with pytest.raises(DeliveryError) as error:
-        WebhookAdapter(oauth_settings(scripted), retrier=fast_retrier()).deliver(
-            send_call(scripted.url + "/api", {"id": 1}))
-    assert str(error.value) == f"OAuth2 token request to {scripted.url}/token failed: HTTP 400"
-    assert (error.value.status, json.loads(error.value.body)) == (400, {"error": "invalid_client"})
+    (outcome,) = WebhookAdapter(webhook_context(oauth_settings(scripted)), retrier=fast_retrier()).deliver([
+        send_call(scripted.url + "/api", {"id": 1})])
+    assert outcome.message == f"OAuth2 token request to {scripted.url}/token failed: HTTP 400"
+    assert (outcome.status, json.loads(outcome.body)) == (400, {"error": "invalid_client"})
     assert scripted.to("/api") == [] and len(scripted.to("/token")) == 1
-    assert SECRET not in str(error.value)
+    assert SECRET not in outcome.message
 
 
 def test_a_token_endpoint_that_is_down_is_retried_like_any_server(scripted):
     scripted.script(Reply(503, headers={"Retry-After": "2"}), token("t1"), path="/token")
     retrier = fast_retrier()
-    (outcome,) = WebhookAdapter(oauth_settings(scripted), retrier=retrier).deliver(
-        send_call(scripted.url + "/api", {"id": 1}))
+    (outcome,) = WebhookAdapter(webhook_context(oauth_settings(scripted)), retrier=retrier).deliver([
+        send_call(scripted.url + "/api", {"id": 1})])
     assert (outcome.state, outcome.attempts, retrier.clock.sleeps) == (RETRIED, 2, [2.0])
     assert [bearer(r) for r in scripted.to("/api")] == ["Bearer t1"]
 
@@ -129,10 +127,9 @@ def test_a_token_endpoint_that_is_down_is_retried_like_any_server(scripted):
 @pytest.mark.parametrize("answer", [b"not json", b'{"token_type": "Bearer"}', b'{"access_token": ""}'])
 def test_an_answer_without_a_token_fails_without_retrying(scripted, answer):
     scripted.script(Reply(200, answer), path="/token")
-    with pytest.raises(DeliveryError) as error:
-        WebhookAdapter(oauth_settings(scripted), retrier=fast_retrier()).deliver(
-            send_call(scripted.url + "/api", {"id": 1}))
-    assert "without an access_token" in str(error.value)
+    (outcome,) = WebhookAdapter(webhook_context(oauth_settings(scripted)), retrier=fast_retrier()).deliver([
+        send_call(scripted.url + "/api", {"id": 1})])
+    assert "without an access_token" in outcome.message
     assert len(scripted.requests) == 1
 
 
@@ -159,7 +156,7 @@ def test_an_unreachable_token_endpoint_is_a_retryable_token_error():
 
 def test_incomplete_oauth_settings_cannot_deliver():
     with pytest.raises(SetupError):
-        WebhookAdapter({"oauth": {"token_url": "http://x/token"}})
+        WebhookAdapter(webhook_context({"oauth": {"token_url": "http://x/token"}}))
 
 
 RULES = """\

@@ -46,12 +46,12 @@ def failed_run(scripted, tmp_path):
     path.write_text(RULES.replace("$URL", scripted.url))
     rules, _ = compile_paths([str(path)])
     dead = tmp_path / "dead.ndjson"
-    scripted.default = Reply(422, b'{"error": "not yet"}')
+    scripted.default = Reply(503, b'{"error": "not yet"}')
     dead_letter = DeadLetter(str(dead))
     summary = run(rules, [("events.ndjson", event) for event in EVENTS], dry_run=False, out=io.StringIO(),
                   dead_letter=dead_letter, progress=Progress(io.StringIO()))
     dead_letter.close()
-    assert sum(summary.failed.values()) + sum(summary.refused.values()) == 3 and len(scripted.requests) == 3
+    assert sum(summary.failed.values()) == 3 and len(scripted.requests) == 3
     scripted.requests.clear()
     scripted.default = Reply()
     return rules, dead, scripted
@@ -66,6 +66,27 @@ def journal(dead) -> list[dict]:
 
 
 ALL_THREE = [("/orders", {"id": "o1"}), ("/contacts/u1", {"email": "a@example.com"}), ("/orders", {"id": "o3"})]
+
+
+def test_refused_calls_stay_in_place_unless_asked(scripted, tmp_path):
+    path = tmp_path / "rules.yaml"
+    path.write_text(RULES.replace("$URL", scripted.url))
+    rules, _ = compile_paths([str(path)])
+    dead = tmp_path / "dead.ndjson"
+    scripted.default = Reply(422, b'{"error": "no such plan"}')
+    dead_letter = DeadLetter(str(dead))
+    summary = run(rules, [("events.ndjson", event) for event in EVENTS], dry_run=False, out=io.StringIO(),
+                  dead_letter=dead_letter, progress=Progress(io.StringIO()))
+    dead_letter.close()
+    assert sum(summary.refused.values()) == 3 and not sum(summary.failed.values())
+    assert {json.loads(line).get("outcome") for line in dead.read_text().splitlines()} >= {"refused"}
+    scripted.requests.clear()
+    scripted.default = Reply()
+
+    skipped = replay(rules, dead, out_dead_letter=tmp_path / "again.ndjson")
+    assert skipped.refused_skipped == 3 and sent(scripted) == [] and skipped.ok
+    forced = replay(rules, dead, out_dead_letter=tmp_path / "again.ndjson", include_refused=True)
+    assert sent(scripted) == ALL_THREE and sum(forced.delivered.values()) == 3
 
 
 def test_replay_sends_each_failed_call_and_journals_it(failed_run, tmp_path):
@@ -92,14 +113,14 @@ def test_replaying_twice_sends_nothing_twice(failed_run, tmp_path):
 
 def test_calls_that_fail_again_move_to_the_new_dead_letter_file(failed_run, tmp_path):
     rules, dead, server = failed_run
-    server.script(Reply(400, b'{"error": "still bad"}'), path="/contacts/u1")
+    server.script(Reply(503, b'{"error": "still down"}'), path="/contacts/u1")
     again = tmp_path / "again.ndjson"
     summary = replay(rules, dead, out_dead_letter=again)
     assert summary.failed == {("hooks", "Contacts"): 1} and not summary.ok
     (record,) = [json.loads(line) for line in again.read_text().splitlines()]
     assert (record["kind"], record["status"], record["body"], record["attempts"]) == (
-        "delivery_failed", 400, '{"error": "still bad"}', 1)
-    assert record["reason"] == f"HTTP 400 from {server.url}/contacts/u1"
+        "delivery_failed", 503, '{"error": "still down"}', 1)
+    assert record["reason"] == f"HTTP 503 from {server.url}/contacts/u1"
     assert record["call"]["messageId"] == "m2" and record["call"]["payload"]["data"] == {"email": "a@example.com"}
     assert [(e["result"], e.get("to")) for e in journal(dead)] == [
         ("delivered", None), ("requeued", str(again)), ("delivered", None)]
@@ -178,34 +199,35 @@ def test_the_summary_renders_per_mapping_counts(failed_run, tmp_path):
     rules, dead, server = failed_run
     server.script(Reply(503), Reply(200), path="/orders")
     server.script(Reply(404), path="/contacts/u1")
-    # max_attempts is 1 in these rules: the 503 fails too, and only the third call gets through.
+    # max_attempts is 1 in these rules: the 503 fails, the 404 is refused, only the third call gets through.
     summary = replay(rules, dead, out_dead_letter=tmp_path / "again.ndjson")
     text = summary.render()
-    assert "failed again         2  -> " in text
+    assert "failed again         1  -> " in text and "refused again        1  -> " in text
     assert summary.to_dict()["delivered"] == {"hooks / Orders": 1}
-    assert summary.to_dict()["failed"] == {"hooks / Orders": 1, "hooks / Contacts": 1}
+    assert summary.to_dict()["failed"] == {"hooks / Orders": 1}
+    assert summary.to_dict()["refused"] == {"hooks / Contacts": 1}
 
 
 def test_calls_settled_later_by_a_batching_adapter_are_journaled_too(scripted, tmp_path, monkeypatch):
     from conftest import ROOT
     from engine.adapters.customerio_http import CustomerioHttpAdapter
     from engine.delivery import FAILED, Outcome
-    from scripted_server import fast_retrier
+    from scripted_server import customerio_context, fast_retrier
     environ = {"CUSTOMERIO_SITE_ID": "s", "CUSTOMERIO_API_KEY": "k", "CUSTOMERIO_BASE_URL": scripted.url}
     rules, _ = compile_paths([str(ROOT / "rules" / "customerio.yaml")], environ)
     events = [{"type": "track", "event": "Order Completed", "userId": f"u{n}", "messageId": f"m{n}"} for n in range(3)]
     dead = tmp_path / "dead.ndjson"
     dead.write_text("".join(json.dumps(Outcome(FAILED, 5, 503, "down", "HTTP 503", call=call).dead_letter_record(
         "events.ndjson")) + "\n" for event in events for call in rules.evaluate(event).calls))
-    monkeypatch.setattr("engine.replay.open_adapter", lambda destination: CustomerioHttpAdapter(
-        destination.settings, retrier=fast_retrier(), timer=False))
+    monkeypatch.setattr("engine.replay.open_adapter", lambda destination, store=None: CustomerioHttpAdapter(
+        customerio_context(destination.settings), retrier=fast_retrier()))
     scripted.script(Reply(207, {"errors": [{"batch_index": 2, "reason": "invalid", "message": "no"}]}))
 
     summary = replay(rules, dead, out_dead_letter=tmp_path / "again.ndjson")
     (request,) = scripted.requests
     assert request["path"] == "/api/v2/batch" and len(request["body"]["batch"]) == 3
     assert summary.delivered == {("customerio", "Track Event"): 2}
-    assert summary.failed == {("customerio", "Track Event"): 1}
+    assert summary.refused == {("customerio", "Track Event"): 1}
     assert [(e["messageId"], e["result"]) for e in journal(dead)] == [
         ("m0", "delivered"), ("m1", "delivered"), ("m2", "requeued")]
     assert replay(rules, dead, out_dead_letter=tmp_path / "again.ndjson").already_replayed == 3

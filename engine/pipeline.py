@@ -1,0 +1,345 @@
+"""One pipeline for every way events come in: evaluate, deliver per destination, count, dead-letter.
+
+``run``, ``replay`` (and the server) are thin drivers around :class:`Pipeline`::
+
+    pipeline = Pipeline(rules, dead_letter=DeadLetter("deadletter.ndjson"), adapters=open_adapters(rules))
+    pipeline.submit(event, "events.jsonl:1")     # evaluate, count, hand the calls to their lanes
+    pipeline.flush()                             # wait until every call so far has its outcome
+    summary = pipeline.close()                   # close the adapters; the summary of everything
+
+Each destination has its own **lane**: a thread that owns the destination's adapter and hands it
+calls in the order they were submitted, so calls for one person reach each destination in event
+order, and a destination that is slow or down (retries wait in its lane) never holds back
+another. A lane takes at most ``capacity`` calls ahead of its adapter; past that, ``submit``
+waits (memory stays bounded when a destination is slower than the input).
+
+Thread safety: ``submit``, ``submit_lines``, ``send``, ``flush`` may be called from any thread.
+The compiled rules are immutable; the summary and the dead-letter file are changed under one
+lock (:class:`Ledger`); each adapter is used by its lane's thread only.
+
+Without adapters (a dry run) calls are written, one NDJSON line each, to ``output``.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from .adapters.contract import Adapter
+from .deadletter import DeadLetter
+from .delivery.outcome import FAILED, RETRIED, Outcome
+from .events import Lines, Unreadable, call_line, to_line
+from .model import ActionCall, Discarded
+from .ruleset import RuleSet
+from .summary import Summary
+
+#: Calls a lane takes ahead of its adapter before ``submit`` waits.
+LANE_CAPACITY = 20_000
+#: Calls gathered per destination before they are handed to its lane (fewer thread hand-overs).
+HAND_OVER = 512
+#: Seconds between an idle lane's ``poll`` calls while its adapter holds calls (batches).
+POLL_INTERVAL = 0.05
+
+Sourced = tuple[ActionCall, "str | None"]  # a call and where its event came from (file:line)
+
+
+class LedgerHooks(Protocol):
+    """What a driver adds to booking (``replay``: a journal line per outcome)."""
+
+    def annotate(self, outcome: Outcome) -> dict[str, Any]:
+        """Fields added to the dead-letter record of a call that was not delivered."""
+        ...
+
+    def settled(self, settled: Sequence[tuple[Outcome, str | None]]) -> None:
+        """Outcomes just booked, after their dead-letter records are written."""
+        ...
+
+
+class Ledger:
+    """The run's summary and dead-letter file, changed by many threads under one lock."""
+
+    def __init__(self, dead_letter: DeadLetter, *, dry_run: bool = False, hooks: LedgerHooks | None = None):
+        self.summary = Summary(dry_run_calls=dry_run)
+        self.dead_letter = dead_letter
+        self.hooks = hooks
+        self.lock = threading.Lock()
+
+    def book(self, settled: Sequence[tuple[Outcome, str | None]]) -> None:
+        """Count outcomes, each with the source of its call's event; dead-letter what was not delivered."""
+        records = []
+        with self.lock:
+            summary = self.summary
+            for outcome, source in settled:
+                call = outcome.call
+                assert call is not None
+                pair = (call.destination, call.mapping)
+                if outcome.ok:
+                    summary.delivered[pair] += 1
+                    if outcome.state == RETRIED:
+                        summary.retried[pair] += 1
+                else:
+                    (summary.refused if outcome.refused else summary.failed)[pair] += 1
+                    record = outcome.dead_letter_record(source)
+                    if self.hooks is not None:
+                        record.update(self.hooks.annotate(outcome))
+                    records.append(to_line(record))
+        if records:
+            self.dead_letter.write_lines(b"".join(records), len(records))
+        if self.hooks is not None:
+            self.hooks.settled(settled)  # after the dead letters are written: a crash in between repeats
+
+
+class Lane:
+    """One destination's delivery: a thread that owns its adapter and feeds it calls in order."""
+
+    def __init__(self, name: str, adapter: Adapter, ledger: Ledger, *, capacity: int = LANE_CAPACITY):
+        self.name, self.adapter, self.ledger, self.capacity = name, adapter, ledger, capacity
+        self._queue: queue.SimpleQueue[list[Sourced] | None] = queue.SimpleQueue()
+        self._sources: dict[int, Sourced] = {}   # id(call) -> (call, source), while the adapter holds it
+        self._pending = 0                         # calls submitted whose outcome is not booked yet
+        self._state = threading.Condition()
+        self._thread = threading.Thread(target=self._work, name=f"lane {name}", daemon=True)
+        self._thread.start()
+
+    def put(self, calls: list[Sourced]) -> None:
+        """Hand over calls, in order; waits while the lane already holds ``capacity`` calls."""
+        with self._state:
+            while self._pending >= self.capacity and self._thread.is_alive():
+                self._state.wait(0.5)
+            self._pending += len(calls)
+        self._queue.put(calls)
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Wait until every call handed over has its outcome booked; False if ``timeout`` passed first."""
+        with self._state:
+            return self._state.wait_for(lambda: self._pending == 0 or not self._thread.is_alive(), timeout)
+
+    def close(self) -> None:
+        """Deliver what is queued, close the adapter, book the rest, and end the thread."""
+        self._queue.put(None)
+        self._thread.join()
+
+    @property
+    def pending(self) -> int:
+        return self._pending
+
+    # -- the lane's thread ----------------------------------------------------------------------
+
+    def _work(self) -> None:
+        get, adapter = self._queue.get, self.adapter
+        broken = ""
+        try:
+            while True:
+                try:
+                    calls = get(timeout=POLL_INTERVAL) if self._sources else get()
+                except queue.Empty:
+                    self._settle(adapter.poll())
+                    continue
+                if calls is None:
+                    break
+                for call, source in calls:
+                    self._sources[id(call)] = (call, source)
+                try:
+                    outcomes = adapter.deliver([call for call, _ in calls])
+                except Exception as error:  # noqa: BLE001 - one adapter's bug fails its own calls, not the run
+                    reason = f"the adapter of '{self.name}' failed: {type(error).__name__}: {error}"
+                    outcomes = [Outcome(FAILED, 0, message=reason, call=call) for call, _ in calls]
+                self._settle(outcomes)
+            self._settle(adapter.close())
+        except Exception as error:  # noqa: BLE001 - poll or close raised: what is left fails below
+            broken = f": {type(error).__name__}: {error}"
+        finally:
+            # Whatever the adapter never answered for is failed, never lost from the count.
+            self._settle([Outcome(FAILED, 0, message=f"the adapter of '{self.name}' gave no outcome for this "
+                                  f"call{broken}", call=call) for call, _ in list(self._sources.values())])
+            left = self._drain_queue()
+            if left:
+                for call, source in left:
+                    self._sources[id(call)] = (call, source)
+                self._settle([Outcome(FAILED, 0, message=f"the lane of '{self.name}' stopped{broken}", call=call)
+                              for call, _ in left])
+
+    def _settle(self, outcomes: list[Outcome]) -> None:
+        if not outcomes:
+            return
+        settled = []
+        for outcome in outcomes:
+            entry = self._sources.pop(id(outcome.call), None)
+            if entry is None:
+                continue  # not a call of this lane, or already settled: the contract says once
+            settled.append((outcome.for_call(entry[0]) if outcome.call is not entry[0] else outcome, entry[1]))
+        self.ledger.book(settled)
+        with self._state:
+            self._pending -= len(settled)
+            self._state.notify_all()
+
+    def _drain_queue(self) -> list[Sourced]:
+        left: list[Sourced] = []
+        while True:
+            try:
+                calls = self._queue.get_nowait()
+            except queue.Empty:
+                return left
+            if calls:
+                left += calls
+
+
+@dataclass
+class Part:
+    """What a worker process hands back for a chunk of input: its counts, output and calls."""
+
+    summary: Summary
+    output: bytes                 # the --dry-run lines
+    dead_letters: bytes           # NDJSON records
+    dead_letter_count: int
+    calls: list[Sourced]          # calls to deliver, unless --dry-run
+
+
+class Pipeline:
+    def __init__(self, rules: RuleSet, *, dead_letter: DeadLetter, adapters: Mapping[str, Adapter] | None = None,
+                 output: Callable[[bytes], Any] | None = None, capacity: int = LANE_CAPACITY,
+                 hand_over: int = HAND_OVER, hooks: LedgerHooks | None = None):
+        """``adapters`` by destination name; None for a dry run, whose calls go to ``output``."""
+        self.rules = rules
+        self.dry_run = adapters is None
+        self.ledger = Ledger(dead_letter, dry_run=self.dry_run, hooks=hooks)
+        self.dead_letter = dead_letter
+        self.output = output
+        self.hand_over = hand_over
+        self.lanes = {name: Lane(name, adapter, self.ledger, capacity=capacity)
+                      for name, adapter in (adapters or {}).items()}
+        self._waiting: dict[str, list[Sourced]] = {name: [] for name in self.lanes}
+        self._closed = False
+
+    @property
+    def summary(self) -> Summary:
+        return self.ledger.summary
+
+    # -- input ----------------------------------------------------------------------------------
+
+    def submit(self, event: Any, source: str | None = None) -> None:
+        """Evaluate one event (or an :class:`~engine.events.Unreadable` line) and deliver its calls."""
+        self.submit_many(((source, event),))
+
+    def submit_lines(self, lines: Lines) -> None:
+        """Evaluate every line of a part of NDJSON input."""
+        self.submit_many(lines.events())
+
+    def submit_many(self, items: Iterable[tuple[str | None, Any]]) -> None:
+        """Evaluate ``(source, event)`` pairs, in order, counting them under one lock."""
+        records: list[bytes] = []
+        emitted: list[Sourced] = []
+        with self.ledger.lock:
+            summary, evaluate, keep = self.ledger.summary, self.rules.evaluate, records.append
+            for source, event in items:
+                account(evaluate, source, event, summary, keep, emitted)
+        self._take(emitted, records, len(records))
+
+    def submit_part(self, part: Part) -> None:
+        """Take a worker's part: add its counts, write its output and dead letters, deliver its calls."""
+        with self.ledger.lock:
+            self.ledger.summary.add(part.summary)
+        if self.dry_run and self.output is not None and part.output:
+            self.output(part.output)
+        self._take(part.calls if not self.dry_run else [], [part.dead_letters], part.dead_letter_count)
+
+    def send(self, call: ActionCall, source: str | None = None) -> None:
+        """Deliver a call built earlier (``replay``): counted as a call, not as an event."""
+        with self.ledger.lock:
+            self.ledger.summary.calls[call.destination, call.mapping] += 1
+        self._take([(call, source)], [], 0)
+
+    def _take(self, calls: list[Sourced], records: list[bytes], record_count: int) -> None:
+        if record_count:
+            self.dead_letter.write_lines(b"".join(records), record_count)
+        if not calls:
+            return
+        if self.dry_run:
+            if self.output is not None:
+                self.output(b"".join(call_line(call) for call, _ in calls))
+            return
+        ready: list[tuple[Lane, list[Sourced]]] = []
+        with self.ledger.lock:
+            for entry in calls:
+                waiting = self._waiting[entry[0].destination]
+                waiting.append(entry)
+                if len(waiting) >= self.hand_over:
+                    ready.append((self.lanes[entry[0].destination], waiting[:]))
+                    waiting.clear()
+        for lane, batch in ready:
+            lane.put(batch)
+
+    # -- flushing and closing -------------------------------------------------------------------
+
+    def hand_over_all(self) -> None:
+        """Hand every call gathered so far to its lane, without waiting for outcomes."""
+        with self.ledger.lock:
+            ready = [(self.lanes[name], waiting[:]) for name, waiting in self._waiting.items() if waiting]
+            for waiting in self._waiting.values():
+                waiting.clear()
+        for lane, batch in ready:
+            lane.put(batch)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every call submitted so far has its outcome, batches included; sync the dead letters.
+
+        Returns False if ``timeout`` seconds passed first (what is left stays in the lanes).
+        """
+        self.hand_over_all()
+        done = all(lane.wait_idle(timeout) for lane in self.lanes.values())
+        self.dead_letter.sync()
+        return done
+
+    def close(self) -> Summary:
+        """Deliver everything, close every adapter, and return the summary."""
+        if not self._closed:
+            self._closed = True
+            self.hand_over_all()
+            for lane in self.lanes.values():
+                lane.close()
+            self.dead_letter.sync()
+            with self.ledger.lock:
+                self.ledger.summary.dead_lettered = self.dead_letter.count
+        return self.ledger.summary
+
+
+def account(evaluate: Callable[[Any], Any], source: str | None, event: Any, summary: Summary,
+            keep: Callable[[bytes], Any], emit: list[Sourced]) -> None:
+    """Evaluate one event and count it in ``summary``: the one place an event's bucket is decided.
+
+    ``keep`` takes each dead-letter record (an NDJSON line); each call goes to ``emit``.
+    """
+    if event.__class__ is Unreadable:
+        summary.unreadable += 1
+        keep(to_line({"kind": "unreadable", "source": source, "reason": event.reason, "line": event.text}))
+        return
+    summary.events += 1
+    try:
+        result = evaluate(event)
+    except RecursionError:
+        summary.invalid_events += 1
+        keep(to_line({"kind": "invalid_event", "source": source,
+                      "reason": "invalid event: nested too deeply to evaluate", "event": None}))
+        return
+    calls, errors = result.calls, result.errors
+    for error in errors:
+        summary.invalid_payloads[(error.destination, error.mapping)] += 1
+        keep(to_line({"kind": "invalid_payload", "source": source, **error.to_dict(), "reason": error.message,
+                      "event": event}))
+    if calls:
+        summary.sent += 1
+        counts = summary.calls
+        for call in calls:
+            counts[call.destination, call.mapping] += 1
+            emit.append((call, source))
+    elif errors:
+        summary.payload_errors_only += 1
+    elif result.discarded is Discarded.FILTERED:
+        summary.filtered += 1
+    elif result.discarded is Discarded.INVALID_EVENT:
+        summary.invalid_events += 1
+        keep(to_line({"kind": "invalid_event", "source": source, "reason": result.reason, "event": event}))
+    else:
+        summary.unmatched += 1

@@ -1,0 +1,95 @@
+"""The run summary: where every event read went, and what became of every call.
+
+Every event read ends in exactly one bucket (with calls, invalid payload only, filtered, no
+matching mapping, invalid event); every call ends in exactly one outcome (delivered, retried,
+refused, failed). :meth:`Summary.render` is the delivery overview ``run`` prints and
+:meth:`Summary.to_dict` its ``--summary-json``. A Summary is plain data: the pipeline
+(:mod:`engine.pipeline`) owns the one that a run fills and takes its lock around every change.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+Pair = tuple[str, str]  # (destination, mapping)
+
+
+def per_mapping(counter: Counter[Pair]) -> dict[str, int]:
+    """A (destination, mapping) counter as JSON: ``{"destination / mapping": n}``."""
+    return {f"{destination} / {mapping}": count for (destination, mapping), count in counter.items()}
+
+
+@dataclass
+class Summary:
+    events: int = 0
+    sent: int = 0                 # events that produced at least one call (whatever became of the calls)
+    payload_errors_only: int = 0  # events whose matching mappings all produced invalid payloads
+    filtered: int = 0
+    unmatched: int = 0
+    invalid_events: int = 0
+    unreadable: int = 0
+    calls: Counter[Pair] = field(default_factory=Counter)
+    invalid_payloads: Counter[Pair] = field(default_factory=Counter)
+    delivered: Counter[Pair] = field(default_factory=Counter)      # accepted, retried ones included
+    retried: Counter[Pair] = field(default_factory=Counter)        # accepted after more than one attempt
+    refused: Counter[Pair] = field(default_factory=Counter)        # the destination said no to the call
+    failed: Counter[Pair] = field(default_factory=Counter)         # not delivered: unreachable, retries used up
+    dead_lettered: int = 0
+    dry_run_calls: bool = False   # a dry run: calls are printed, not delivered, so they have no outcome
+
+    @property
+    def accounted(self) -> bool:
+        """Whether every event read is in exactly one bucket, and every call has its outcome."""
+        events = self.sent + self.payload_errors_only + self.filtered + self.unmatched + self.invalid_events
+        return self.events == events and (self.dry_run_calls or all(
+            self.calls[pair] == self.delivered[pair] + self.refused[pair] + self.failed[pair] for pair in self.calls))
+
+    @property
+    def undelivered(self) -> int:
+        """Calls refused or failed: what makes ``run`` exit 1."""
+        return sum(self.refused.values()) + sum(self.failed.values())
+
+    def add(self, other: Summary) -> None:
+        """Add the counts of ``other``, the summary of another part of the same run."""
+        for name in (f.name for f in fields(self) if f.name != "dry_run_calls"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "events": self.events, "sent": self.sent, "invalid_payload_only": self.payload_errors_only,
+            "filtered": self.filtered, "no_matching_mapping": self.unmatched, "invalid_events": self.invalid_events,
+            "unreadable_lines": self.unreadable, "dead_lettered": self.dead_lettered,
+            "calls": per_mapping(self.calls),
+            "invalid_payloads": per_mapping(self.invalid_payloads),
+            "delivered": per_mapping(self.delivered),
+            "retried": per_mapping(self.retried),
+            "refused": per_mapping(self.refused),
+            "failed": per_mapping(self.failed),
+        }
+
+    def render(self, dry_run: bool, dead_letter_path: str | None) -> str:
+        lines = [
+            f"events read            {self.events}",
+            f"  sent                 {self.sent}",
+            f"  invalid payload only {self.payload_errors_only}",
+            f"  filtered             {self.filtered}",
+            f"  no matching mapping  {self.unmatched}",
+            f"  invalid events       {self.invalid_events}",
+            f"unreadable lines       {self.unreadable}",
+        ]
+        pairs = sorted(set(self.calls) | set(self.invalid_payloads))
+        if pairs:
+            width = max(len(f"{d} / {m}") for d, m in pairs) + 2
+            columns = ("calls", "invalid") if dry_run else (
+                "calls", "delivered", "retried", "refused", "failed", "invalid")
+            lines.append(f"{'calls per mapping':<{width}}" + "".join(f"{c:>11}" for c in columns))
+            for pair in pairs:
+                values = [self.calls[pair], self.invalid_payloads[pair]] if dry_run else [
+                    self.calls[pair], self.delivered[pair], self.retried[pair], self.refused[pair],
+                    self.failed[pair], self.invalid_payloads[pair]]
+                lines.append(f"  {pair[0] + ' / ' + pair[1]:<{width - 2}}" + "".join(f"{v:>11}" for v in values))
+        if self.dead_lettered:
+            lines.append(f"dead-lettered          {self.dead_lettered} -> {dead_letter_path}")
+        lines.append("every event accounted for" if self.accounted else "WARNING: event counts do not add up")
+        return "\n".join(lines)

@@ -1,0 +1,121 @@
+"""The pipeline: one lane per destination, exactly one outcome per call, nothing lost to a bad adapter."""
+from __future__ import annotations
+
+import time
+
+from engine.adapters.contract import AdapterContext
+from engine.deadletter import DeadLetter
+from engine.delivery.outcome import DELIVERED, Outcome
+from engine.loader import compile_paths
+from engine.pipeline import Pipeline
+from engine.run import open_adapters
+from scripted_server import Reply
+
+TWO_WEBHOOKS = """\
+version: 1
+destination:
+  name: {name}
+  catalog: webhook
+  settings: {{url: "{url}/{name}", max_attempts: 1, timeout: 5}}
+mappings:
+  - name: Orders
+    trigger: event = "Order Completed"
+    action: send
+    fields:
+      data: {{id: properties.order_id, user: userId}}
+"""
+
+
+def order(n: int, user: str = "u1") -> dict:
+    return {"type": "track", "event": "Order Completed", "userId": user, "messageId": f"m{n}",
+            "properties": {"order_id": f"o{n}"}}
+
+
+def two_destinations(tmp_path, url):
+    for name in ("slow", "fast"):
+        (tmp_path / f"{name}.yaml").write_text(TWO_WEBHOOKS.format(name=name, url=url))
+    rules, problems = compile_paths([str(tmp_path)])
+    assert rules is not None, problems
+    return rules
+
+
+def test_a_destination_that_hangs_does_not_hold_back_another(scripted, tmp_path):
+    scripted.script(*[Reply(delay=0.5) for _ in range(20)], path="/slow")
+    rules = two_destinations(tmp_path, scripted.url)
+    pipeline = Pipeline(rules, dead_letter=DeadLetter(None), adapters=open_adapters(rules), hand_over=1)
+    started = time.monotonic()
+    for n in range(20):
+        pipeline.submit(order(n), f"events:{n + 1}")
+    assert pipeline.lanes["fast"].wait_idle(timeout=3)
+    fast_done = time.monotonic() - started
+    assert len(scripted.to("/fast")) == 20 and fast_done < 2  # the slow one takes 10 s for its 20 calls
+    assert pipeline.lanes["slow"].pending > 10
+    pipeline.lanes["slow"].adapter.sender.timeout = 0.01  # let the rest fail fast: the test is done
+    scripted.scripts.clear()
+    summary = pipeline.close()
+    assert summary.delivered[("fast", "Orders")] == 20
+    assert sum(summary.calls.values()) == 40 and summary.accounted
+
+
+def test_each_persons_calls_reach_the_destination_in_event_order(scripted, tmp_path):
+    rules = two_destinations(tmp_path, scripted.url)
+    pipeline = Pipeline(rules, dead_letter=DeadLetter(None), adapters=open_adapters(rules), hand_over=3)
+    events = [order(n, user=f"u{n % 3}") for n in range(30)]
+    for n, event in enumerate(events):
+        pipeline.submit(event, f"events:{n + 1}")
+    pipeline.close()
+    for user in ("u0", "u1", "u2"):
+        expected = [e["properties"]["order_id"] for e in events if e["userId"] == user]
+        assert [r["body"]["id"] for r in scripted.to("/fast") if r["body"]["user"] == user] == expected
+
+
+class _Broken:
+    """An adapter with a bug: it raises for some calls and never answers for others."""
+
+    def __init__(self, context: AdapterContext):
+        self.held: list = []
+
+    def deliver(self, calls):
+        if any(call.payload["data"]["id"] == "o1" for call in calls):
+            raise RuntimeError("boom")
+        self.held += calls[1:]  # keeps all but the first, and forgets them
+        return [Outcome(DELIVERED, 1, call=calls[0])]
+
+    def poll(self):
+        return []
+
+    def close(self):
+        return []
+
+
+def test_an_adapter_bug_fails_its_own_calls_and_every_call_still_has_one_outcome(scripted, tmp_path):
+    rules = two_destinations(tmp_path, scripted.url)
+    adapters = open_adapters(rules)
+    adapters["slow"].close()
+    adapters["slow"] = _Broken(AdapterContext("slow", "webhook", "http", {}))
+    dead = tmp_path / "dead.ndjson"
+    dead_letter = DeadLetter(str(dead))
+    pipeline = Pipeline(rules, dead_letter=dead_letter, adapters=adapters, hand_over=2)
+    for n in range(6):
+        pipeline.submit(order(n), f"events:{n + 1}")
+    summary = pipeline.close()
+    dead_letter.close()
+    assert summary.delivered[("fast", "Orders")] == 6
+    slow = ("slow", "Orders")
+    assert summary.delivered[slow] + summary.failed[slow] == 6 and summary.failed[slow] >= 2
+    reasons = [line for line in dead.read_text().splitlines()]
+    assert any("failed: RuntimeError: boom" in line for line in reasons)
+    assert any("gave no outcome for this call" in line for line in reasons)
+    assert summary.accounted and summary.dead_lettered == summary.failed[slow]
+
+
+def test_flush_waits_for_every_outcome_and_the_dead_letters_are_on_disk(scripted, tmp_path):
+    scripted.default = Reply(503)
+    rules = two_destinations(tmp_path, scripted.url)
+    dead = tmp_path / "dead.ndjson"
+    pipeline = Pipeline(rules, dead_letter=DeadLetter(str(dead)), adapters=open_adapters(rules))
+    for n in range(5):
+        pipeline.submit(order(n), f"events:{n + 1}")
+    assert pipeline.flush(timeout=10)
+    assert len(dead.read_text().splitlines()) == 10  # before close: flushed as they were booked
+    pipeline.close()
