@@ -126,11 +126,11 @@ class Destination:
             builders = [self.builders[m.name] for m in chosen]
         if builders:
             message_id = event.get("messageId")
-            for position, build in enumerate(builders):
+            for build in builders:
                 outcome = build(event, message_id)
                 (result.calls if outcome.__class__ is ActionCall else result.errors).append(outcome)
                 if tracer is not None:
-                    tracer.built(self, chosen[position], outcome)
+                    tracer.built(self, chosen.pop(0), outcome)
         return None
 
 

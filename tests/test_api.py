@@ -149,3 +149,21 @@ def test_calls_built_on_the_event_path_are_ordinary_frozen_action_calls():
     assert type(made) is ActionCall and made.to_dict()["messageId"] == "m-1"
     with pytest.raises(dataclasses.FrozenInstanceError):
         made.payload = {}
+
+
+def test_explain_observes_the_walk_that_evaluates_on_every_example_event():
+    """The traced walk (explain) and the indexed one (evaluate) fire the same mappings with the same payloads."""
+    from conftest import ROOT
+    from engine.events import read
+    from engine.loader import compile_paths
+
+    rules, _ = compile_paths([str(ROOT / "rules")])
+    with open(ROOT / "examples" / "events.jsonl", "rb") as stream:
+        events = [event for _, event in read(stream, "events") if isinstance(event, dict)]
+    assert len(events) > 300
+    for event in events:
+        report = explain(rules, event)
+        traced = [(d["name"], m["name"], m.get("payload")) for d in report.get("destinations", [])
+                  for m in d["mappings"] if m["matched"] and m["enabled"] and "payload" in m]
+        evaluated = [(c.destination, c.mapping, c.payload) for c in rules.evaluate(event).calls]
+        assert traced == evaluated, event
