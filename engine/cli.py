@@ -192,7 +192,9 @@ def _run(args) -> int:
     from .adapters import SetupError
     from .events import read_parts
     from .parallel import WorkerError
+    from .deadletter import DeadLetterError
     from .run import DeadLetter, Progress, run
+    from .stopping import Stop
 
     rules, problems = _load_or_report([args.rules])
     if rules is None:
@@ -214,8 +216,15 @@ def _run(args) -> int:
 
     dead_letter = DeadLetter(args.dead_letter)
     try:
+        dead_letter.check()
+    except DeadLetterError as error:
+        print(f"switchyard: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    stop = Stop().install()
+    try:
         summary = run(rules, inputs(), dry_run=args.dry_run, out=sys.stdout, dead_letter=dead_letter,
-                      progress=Progress(), workspace=args.workspace, workers=args.workers, ordered=args.ordered)
+                      progress=Progress(), workspace=args.workspace, workers=args.workers, ordered=args.ordered,
+                      stop=stop)
     except SetupError as error:
         print(f"switchyard: {error}", file=sys.stderr)
         return EXIT_PROBLEMS
@@ -226,11 +235,14 @@ def _run(args) -> int:
         print("\nswitchyard: interrupted; the run stopped before the end, with no summary", file=sys.stderr)
         return 130
     finally:
+        stop.uninstall()
         dead_letter.close()
     print(summary.render(args.dry_run, args.dead_letter), file=sys.stderr)
     if args.summary_json:
         Path(args.summary_json).write_text(json.dumps(summary.to_dict(), indent=2) + "\n", encoding="utf-8")
-    return EXIT_OK if not summary.undelivered else EXIT_PROBLEMS
+    if stop.exit_code is not None:
+        return stop.exit_code
+    return EXIT_OK if not (summary.undelivered or summary.lost) else EXIT_PROBLEMS
 
 
 def _replay(args) -> int:

@@ -1,19 +1,29 @@
 """The dead-letter file: one JSON record per event, payload or call that could not be delivered.
 
-Records are appended as NDJSON and flushed after every write, so a record counted as
-dead-lettered is in the file even if the process is killed right after; :meth:`DeadLetter.sync`
-(at the end of a run and of every flush of the pipeline) also asks the disk to keep it. Any
+Records are appended as NDJSON, a batch at a time, and each batch is flushed and synced to disk
+(fsync) before it is counted, so a record counted as dead-lettered is in the file even if the process
+is killed, or the machine loses power, right after. Any
 thread may write: a lock keeps records whole. The file is opened on the first record, so a
 clean run leaves none; :meth:`DeadLetter.check` finds an unwritable path before the first event.
 """
 from __future__ import annotations
 
+import errno
 import os
 import threading
 from pathlib import Path
 from typing import IO, Any
 
 from .events import to_line
+
+
+def sync(descriptor: int) -> None:
+    """fsync, for files that can be synced: a pipe or a terminal (``/dev/stderr``) has nothing to keep."""
+    try:
+        os.fsync(descriptor)
+    except OSError as error:
+        if error.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EROFS):
+            raise
 
 
 class DeadLetterError(Exception):
@@ -47,25 +57,26 @@ class DeadLetter:
     def write_lines(self, lines: bytes, count: int) -> None:
         """Append ``count`` records already written as NDJSON lines."""
         with self._lock:
-            self.count += count
             if self.path is None or not lines:
+                self.count += count
                 return
             try:
                 if self._stream is None:
-                    self._stream = open(self.path, "ab")
+                    # Unbuffered: a batch is written whole by one call, and a failed write leaves nothing behind.
+                    self._stream = open(self.path, "ab", buffering=0)
                 self._stream.write(lines)
-                self._stream.flush()
+                sync(self._stream.fileno())
             except OSError as error:
-                self.count -= count
                 raise DeadLetterError(f"cannot write the dead-letter file {self.path}: "
                                       f"{error.strerror or error}") from None
+            self.count += count
 
     def sync(self) -> None:
         """Ask the disk to keep what was written (fsync)."""
         with self._lock:
             if self._stream is not None:
                 try:
-                    os.fsync(self._stream.fileno())
+                    sync(self._stream.fileno())
                 except OSError as error:
                     raise DeadLetterError(f"cannot sync the dead-letter file {self.path}: "
                                           f"{error.strerror or error}") from None
@@ -73,10 +84,5 @@ class DeadLetter:
     def close(self) -> None:
         with self._lock:
             if self._stream is not None:
-                try:
-                    self._stream.flush()
-                    os.fsync(self._stream.fileno())
-                except OSError:
-                    pass  # every write already flushed, and reported its own failure
-                self._stream.close()
+                self._stream.close()  # every write was already synced, or reported its own failure
                 self._stream = None

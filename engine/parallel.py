@@ -9,6 +9,10 @@ from __future__ import annotations
 import signal
 import sys
 from collections import deque
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 # multiprocessing and concurrent.futures are imported where they are used: a run with one worker
 # imports this module for WorkerError alone and should not pay 30 ms for them at start-up.
@@ -41,7 +45,7 @@ def imap(function, chunks, workers: int, *, ordered: bool):
             stream.flush()  # a forked worker would write out a copy of whatever is still buffered
     executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
                                    initializer=_start_worker, initargs=(function,))
-    pending = deque()
+    pending: deque[Future[Any]] = deque()
     finished = False
     try:
         for chunk in chunks:
@@ -56,7 +60,7 @@ def imap(function, chunks, workers: int, *, ordered: bool):
         if not finished:
             # Interrupted, or a worker died: workers still busy with a chunk are not waited for.
             for process in list((getattr(executor, "_processes", None) or {}).values()):
-                process.terminate()
+                process.kill()  # SIGKILL: workers ignore SIGTERM, which a service manager sends the whole group
         executor.shutdown(wait=True, cancel_futures=True)
 
 
@@ -81,7 +85,9 @@ _function = None  # in a worker: the function it applies
 def _start_worker(function) -> None:
     global _function
     _function = function
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches every process; the parent stops the workers
+    # Ctrl-C (and systemd's SIGTERM to the whole group) reach every process; the parent stops the workers.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def _call(chunk):

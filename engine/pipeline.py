@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .adapters.contract import Adapter
-from .deadletter import DeadLetter
+from .deadletter import DeadLetter, DeadLetterError
 from .delivery.outcome import FAILED, RETRIED, Outcome
 from .events import Lines, Unreadable, call_line, to_line
 from .model import ActionCall, Discarded
@@ -86,9 +86,19 @@ class Ledger:
                         record.update(self.hooks.annotate(outcome))
                     records.append(to_line(record))
         if records:
-            self.dead_letter.write_lines(b"".join(records), len(records))
+            self.keep(b"".join(records), len(records))
         if self.hooks is not None:
             self.hooks.settled(settled)  # after the dead letters are written: a crash in between repeats
+
+
+    def keep(self, lines: bytes, count: int) -> None:
+        """Write dead-letter records; if the file cannot take them, count them as lost and stop the input."""
+        try:
+            self.dead_letter.write_lines(lines, count)
+        except DeadLetterError as error:
+            with self.lock:
+                self.summary.dead_letter_unwritten += count
+                self.summary.problem = str(error)
 
 
 class Lane:
@@ -217,6 +227,11 @@ class Pipeline:
     def summary(self) -> Summary:
         return self.ledger.summary
 
+    @property
+    def problem(self) -> str | None:
+        """Why the run must stop reading (the dead-letter file cannot be written), or None."""
+        return self.ledger.summary.problem
+
     # -- input ----------------------------------------------------------------------------------
 
     def submit(self, event: Any, source: str | None = None) -> None:
@@ -236,6 +251,7 @@ class Pipeline:
             for source, event in items:
                 account(evaluate, source, event, summary, keep, emitted)
         self._take(emitted, records, len(records))
+        self.hand_over_all()  # a live stream's calls go now, not when more input comes
 
     def submit_part(self, part: Part) -> None:
         """Take a worker's part: add its counts, write its output and dead letters, deliver its calls."""
@@ -253,7 +269,7 @@ class Pipeline:
 
     def _take(self, calls: list[Sourced], records: list[bytes], record_count: int) -> None:
         if record_count:
-            self.dead_letter.write_lines(b"".join(records), record_count)
+            self.ledger.keep(b"".join(records), record_count)
         if not calls:
             return
         if self.dry_run:
@@ -283,14 +299,12 @@ class Pipeline:
             lane.put(batch)
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until every call submitted so far has its outcome, batches included; sync the dead letters.
+        """Wait until every call submitted so far has its outcome, batches included.
 
         Returns False if ``timeout`` seconds passed first (what is left stays in the lanes).
         """
         self.hand_over_all()
-        done = all(lane.wait_idle(timeout) for lane in self.lanes.values())
-        self.dead_letter.sync()
-        return done
+        return all(lane.wait_idle(timeout) for lane in self.lanes.values())
 
     def close(self) -> Summary:
         """Deliver everything, close every adapter, and return the summary."""
@@ -299,7 +313,6 @@ class Pipeline:
             self.hand_over_all()
             for lane in self.lanes.values():
                 lane.close()
-            self.dead_letter.sync()
             with self.ledger.lock:
                 self.ledger.summary.dead_lettered = self.dead_letter.count
         return self.ledger.summary

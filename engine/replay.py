@@ -183,7 +183,7 @@ def _read(path: Path, summary: ReplaySummary) -> list[tuple[str, dict[str, Any]]
                 summary.other_kinds += 1
                 continue
             call = record.get("call")
-            if not _valid_call(call):
+            if not isinstance(call, dict) or not _valid_call(call):
                 summary.unreadable += 1
                 continue
             identity = record_key(call, 0)

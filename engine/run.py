@@ -20,6 +20,7 @@ from .deadletter import DeadLetter
 from .events import Lines
 from .pipeline import Part, Pipeline, Sourced, account
 from .ruleset import RuleSet
+from .stopping import Stop
 from .summary import Summary, per_mapping
 
 __all__ = ["DeadLetter", "Progress", "Summary", "open_adapters", "per_mapping", "run"]
@@ -72,36 +73,45 @@ def open_adapters(rules: RuleSet, *, store: str | None = None) -> dict[str, Adap
 
 
 def run(rules: RuleSet, inputs: Iterable[Input], *, dry_run: bool, out: IO[Any], dead_letter: DeadLetter,
-        progress: Progress, workspace: str | None = None, workers: int = 1, ordered: bool = False) -> Summary:
+        progress: Progress, workspace: str | None = None, workers: int = 1, ordered: bool = False,
+        stop: Stop | None = None) -> Summary:
     """Evaluate every event from ``inputs`` (``(source, event)`` pairs) and deliver or print the calls.
 
     ``inputs`` may also hold :class:`~engine.events.Lines` (from :func:`engine.events.read_parts`),
     parsed where they are evaluated. With ``workers`` above 1, that many processes evaluate the
     events (see :mod:`engine.parallel`); a dry run prints their calls a chunk at a time in the order
     the chunks are done unless ``ordered``; deliveries always follow input order, so each person's
-    calls reach each destination in event order.
+    calls reach each destination in event order. A ``stop`` (SIGTERM, SIGINT) ends the reading; what
+    was read is still delivered and counted.
     """
+    stop = stop or Stop()
     adapters = None if dry_run else open_adapters(rules, store=workspace)
     pipeline = Pipeline(rules, dead_letter=dead_letter, adapters=adapters, output=_binary_writer(out))
     try:
         if workers == 1:
-            for item in inputs:
+            for item in stop.guard(inputs):
                 if isinstance(item, Lines):
                     pipeline.submit_lines(item)
                 else:
                     pipeline.submit_many((item,))
                 progress.tick(pipeline.summary.events)  # a part is at most about 1 MB of input
+                if pipeline.problem:
+                    break
         else:
             from .parallel import imap  # only here: multiprocessing and concurrent.futures take a while to import
 
             evaluate = partial(_evaluate_chunk, rules, dry_run)
             with closing(imap(evaluate, _chunks(inputs), workers, ordered=ordered or not dry_run)) as parts:
-                for part in parts:
+                for part in stop.guard(parts):
                     pipeline.submit_part(part)
                     progress.tick(pipeline.summary.events)
+                    if pipeline.problem:
+                        break
     finally:
         summary = pipeline.close()
         progress.done()
+    if stop.signal is not None:
+        summary.stopped_by = stop.signal.name
     return summary
 
 

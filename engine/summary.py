@@ -37,6 +37,9 @@ class Summary:
     failed: Counter[Pair] = field(default_factory=Counter)         # not delivered: unreachable, retries used up
     dead_lettered: int = 0
     dry_run_calls: bool = False   # a dry run: calls are printed, not delivered, so they have no outcome
+    stopped_by: str | None = None  # the signal that stopped the reading (SIGTERM, SIGINT), if one did
+    dead_letter_unwritten: int = 0  # records the dead-letter file could not take (a full disk)
+    problem: str | None = None      # why the run stopped early on its own (the dead-letter file failed)
 
     @property
     def accounted(self) -> bool:
@@ -46,13 +49,18 @@ class Summary:
             self.calls[pair] == self.delivered[pair] + self.refused[pair] + self.failed[pair] for pair in self.calls))
 
     @property
+    def lost(self) -> bool:
+        """Whether anything counted could not be kept (the run then exits 1 whatever else happened)."""
+        return self.dead_letter_unwritten > 0
+
+    @property
     def undelivered(self) -> int:
         """Calls refused or failed: what makes ``run`` exit 1."""
         return sum(self.refused.values()) + sum(self.failed.values())
 
     def add(self, other: Summary) -> None:
         """Add the counts of ``other``, the summary of another part of the same run."""
-        for name in (f.name for f in fields(self) if f.name != "dry_run_calls"):
+        for name in (f.name for f in fields(self) if f.name not in ("dry_run_calls", "stopped_by", "problem")):
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
     def to_dict(self) -> dict[str, Any]:
@@ -60,6 +68,8 @@ class Summary:
             "events": self.events, "sent": self.sent, "invalid_payload_only": self.payload_errors_only,
             "filtered": self.filtered, "no_matching_mapping": self.unmatched, "invalid_events": self.invalid_events,
             "unreadable_lines": self.unreadable, "dead_lettered": self.dead_lettered,
+            "stopped_by": self.stopped_by, "dead_letter_unwritten": self.dead_letter_unwritten,
+            "problem": self.problem,
             "calls": per_mapping(self.calls),
             "invalid_payloads": per_mapping(self.invalid_payloads),
             "delivered": per_mapping(self.delivered),
@@ -91,5 +101,11 @@ class Summary:
                 lines.append(f"  {pair[0] + ' / ' + pair[1]:<{width - 2}}" + "".join(f"{v:>11}" for v in values))
         if self.dead_lettered:
             lines.append(f"dead-lettered          {self.dead_lettered} -> {dead_letter_path}")
+        if self.problem:
+            lines.append(f"STOPPED: {self.problem}; {self.dead_letter_unwritten} record(s) were not written, "
+                         f"and the input after these {self.events + self.unreadable} lines was not read")
+        if self.stopped_by:
+            lines.append(f"stopped by {self.stopped_by}: the input after these {self.events + self.unreadable} "
+                         f"lines was not read; everything read was delivered or dead-lettered")
         lines.append("every event accounted for" if self.accounted else "WARNING: event counts do not add up")
         return "\n".join(lines)

@@ -1,15 +1,15 @@
 """``transport: file``: append each call as one NDJSON line, for local runs and audits.
 
 The file is opened (and its folder made) when the adapter opens, so an unwritable path stops
-the run before the first event. Each ``deliver`` ends with a flush, so a call reported as
-delivered is in the file even if the process is killed right after; ``close`` syncs it to disk.
+the run before the first event. Each ``deliver`` (a batch of calls) ends with a flush and an
+fsync, so a call reported as delivered is on disk even if the process is killed right after.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Sequence
 
+from ..deadletter import sync
 from ..delivery.outcome import DELIVERED, FAILED, Outcome
 from ..events import call_line
 from ..model import ActionCall
@@ -29,6 +29,7 @@ class FileAdapter:
         try:
             self._stream.write(b"".join(call_line(call) for call in calls))
             self._stream.flush()
+            sync(self._stream.fileno())
         except OSError as error:
             reason = f"cannot write to {self.path}: {error.strerror or error}"
             return [Outcome(FAILED, 1, message=reason, call=call) for call in calls]
@@ -39,9 +40,7 @@ class FileAdapter:
 
     def close(self) -> list[Outcome]:
         try:
-            self._stream.flush()
-            os.fsync(self._stream.fileno())
+            self._stream.close()
         except OSError:
-            pass  # every deliver already flushed; a failing sync at the end changes no outcome
-        self._stream.close()
+            pass  # every deliver already flushed and synced, or reported its own failure
         return []

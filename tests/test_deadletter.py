@@ -1,0 +1,48 @@
+"""The dead-letter file: checked before the first event, and a write that fails stops the run, saying so."""
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from conftest import switchyard
+
+RULES = """\
+version: 1
+destination:
+  name: audit
+  catalog: webhook
+  transport: file
+  settings: {{path: "{out}"}}
+mappings:
+  - name: Orders
+    trigger: event = "Order Completed"
+    action: send
+    fields:
+      url: "'http://example.invalid/orders'"
+"""
+
+EVENTS = "\n".join([json.dumps({"type": "track", "event": "Order Completed"}), '{"type": "bogus"}', "not json"])
+
+
+@pytest.mark.parametrize("where", ["a folder", "a missing folder"])
+def test_an_unusable_dead_letter_path_stops_before_the_first_event(tmp_path, where):
+    rules = tmp_path / "rules.yaml"
+    out = tmp_path / "out.ndjson"
+    rules.write_text(RULES.format(out=out))
+    path = tmp_path if where == "a folder" else tmp_path / "nowhere" / "dead.ndjson"
+    result = switchyard("run", rules, "--dead-letter", path, stdin=EVENTS)
+    assert result.returncode == 2
+    assert "dead-letter" in result.stderr and "Traceback" not in result.stderr
+    assert not out.exists() or out.read_text() == ""
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_a_full_disk_for_the_dead_letter_file_stops_the_run_with_a_summary(tmp_path):
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES.format(out=tmp_path / "out.ndjson"))
+    result = switchyard("run", rules, "--dead-letter", "/dev/full", stdin=EVENTS)
+    assert result.returncode == 1
+    assert "STOPPED: cannot write the dead-letter file /dev/full" in result.stderr
+    assert "record(s) were not written" in result.stderr and "Traceback" not in result.stderr
