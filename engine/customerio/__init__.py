@@ -3,6 +3,7 @@
 Transports import from here and only send what they are given; nothing in this package does
 I/O. The catalog's schemas are ``schemas/actions/customerio/``; see docs/customerio.md.
 """
+from engine.customerio.jsdate import js_date_parse
 from engine.customerio.requests import (
     EU_HOST,
     PATHS,
@@ -14,7 +15,10 @@ from engine.customerio.requests import (
     resolve_identifiers,
     to_request,
 )
-from engine.customerio.timestamps import convert_attribute_timestamps, convert_valid_timestamp, js_date_parse
+from engine.customerio.timestamps import (
+    convert_attribute_timestamps,
+    convert_valid_timestamp,
+)
 
 __all__ = [
     "EU_HOST",
