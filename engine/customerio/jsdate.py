@@ -12,14 +12,15 @@ random strings.
 """
 from __future__ import annotations
 
+import functools
 import re
 
 # -- the fast paths ------------------------------------------------------------------------
 
-# The ES5 date-time format exactly as V8's first reader (``_es5`` below) takes it to the end:
-# every digit run is whole, so each group is the token the port would read.
+# The ES5 date-time format with a four-digit year, as V8's first reader (``_es5`` below) takes
+# it to the end: every digit run is whole, so each group is a token the port would read.
 _ES5_ISO = re.compile(
-    r"(?:([+-])([0-9]{6})|([0-9]{4}))(?:-([0-9]{2})(?:-([0-9]{2}))?)?"
+    r"([0-9]{4}(?:-[0-9]{2}(?:-[0-9]{2})?)?)"
     r"(?:[Tt]([0-9]{2}):([0-9]{2})(?::([0-9]{2})(?:\.([0-9]+))?)?(?:[Zz]|([+-])([0-9]{2}):?([0-9]{2}))?)?"
 )
 _DIGIT = re.compile(r"[0-9]")
@@ -30,11 +31,9 @@ _WORD_RUN = re.compile(r"[^\x00-\x40\s]+")
 
 def js_date_parse(text: str) -> int | None:
     """Milliseconds since the epoch as JavaScript's ``Date.parse(text)`` (V8) reads it, or None (NaN)."""
-    iso = _ES5_ISO.fullmatch(text)
-    if iso is not None:
-        value = _es5_time_value(iso)
-        if not isinstance(value, _NotRead):
-            return value
+    value = _read_iso(text)
+    if value is not None:
+        return value
     if not could_be_date(text):
         return None
     return v8_date_parse(text)
@@ -60,44 +59,47 @@ def could_be_date(text: str) -> bool:
     return True
 
 
-class _NotRead:
-    """The fast reader's "ask the port": a part is out of range and the port knows what that means."""
+def _read_iso(text: str) -> int | None:
+    """The time value of ``text`` in the strict ISO form, or None where the port must decide.
 
-
-_NOT_READ = _NotRead()
-
-
-def _es5_time_value(iso: re.Match) -> int | None | _NotRead:
-    """The time value of a string :data:`_ES5_ISO` matched, or _NOT_READ where the port must decide."""
-    sign, long_year, year, month, day, hour, minute, second, fraction, zone_sign, zone_hour, zone_minute = (
-        iso.groups())
-    if sign is not None:
-        if sign == "-" and long_year == "000000":
-            return _NOT_READ
-        full_year = -int(long_year) if sign == "-" else int(long_year)
-    else:
-        full_year = int(year)
-    month_number = int(month) if month else 1
-    day_number = int(day) if day else 1
-    if not (1 <= month_number <= 12 and 1 <= day_number <= 31):
-        return _NOT_READ
-    offset = 0
+    None covers text of another form and parts out of range (month 13, hour 25), whose
+    answers the port gives. A four-digit year is always within JavaScript's range.
+    """
+    iso = _ES5_ISO.fullmatch(text)
+    if iso is None:
+        return None
+    date, hour, minute, second, fraction, zone_sign, zone_hour, zone_minute = iso.groups()
+    days = _days_of(date)
+    if days is None:
+        return None
     if hour is None:
-        clock = (0, 0, 0, 0)
-    else:
-        h, m, s = int(hour), int(minute), int(second or 0)
-        ms = _milliseconds(*_number(fraction)) if fraction else 0
-        if h > 24 or m > 59 or s > 59:
-            return _NOT_READ
-        if h == 24 and (m or s or (fraction and _number(fraction)[0])):
-            return _NOT_READ
-        clock = (h, m, s, ms)
-        if zone_sign is not None:
-            zh, zm = int(zone_hour), int(zone_minute)
-            if zh > 23 or zm > 59:
-                return _NOT_READ
-            offset = (zh * 3600 + zm * 60) * (1 if zone_sign == "+" else -1)
-    return _time_value(full_year, month_number - 1, day_number, *clock, offset)
+        return days * _MS_PER_DAY
+    h, m, s = int(hour), int(minute), int(second) if second else 0
+    if h > 23 or m > 59 or s > 59:   # 24:00 is the next midnight, but only with zeros after it
+        return None
+    value = days * _MS_PER_DAY + ((h * 60 + m) * 60 + s) * 1000
+    if fraction:
+        value += int(fraction) if len(fraction) == 3 else _milliseconds(*_number(fraction))
+    if zone_sign is not None:
+        zh, zm = int(zone_hour), int(zone_minute)
+        if zh > 23 or zm > 59:
+            return None
+        value -= (zh * 60 + zm) * (60_000 if zone_sign == "+" else -60_000)
+    return value
+
+
+@functools.lru_cache(maxsize=4096)
+def _days_of(date: str) -> int | None:
+    """Days from 1970-01-01 to an ISO date ``yyyy[-mm[-dd]]``; None for a month or day V8 refuses.
+
+    Cached: the events of a stream fall on few days. A day past the month's end rolls over
+    (February 30th is March 2nd), as MakeDay does.
+    """
+    month = int(date[5:7]) if len(date) > 4 else 1
+    day = int(date[8:10]) if len(date) > 7 else 1
+    if not (0 < month < 13 and 0 < day < 32):
+        return None
+    return _days_from_civil(int(date[:4]), month, 1) + day - 1
 
 
 # -- dayjs ---------------------------------------------------------------------------------

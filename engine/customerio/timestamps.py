@@ -45,15 +45,22 @@ def is_iso_timestamp(text: Any) -> bool:
 
 def convert_attribute_timestamps(values: dict) -> dict:
     """A copy of ``values`` with every ISO-8601 string, at any depth of nested objects, as Unix seconds."""
-    out = {}
-    for key, value in values.items():
-        if isinstance(value, str):
-            out[key] = _convert_created_at(value) if key == CREATED_AT else _convert_iso(value)
-        elif isinstance(value, dict):
-            out[key] = convert_attribute_timestamps(value)
-        else:
-            out[key] = value
-    return out
+    return {key: convert_attribute(key, value) for key, value in values.items()}
+
+
+def convert_attribute(key: str, value: Any) -> Any:
+    """What Convert Timestamps sends for the attribute ``key``; an object is a converted copy."""
+    if isinstance(value, str):
+        if key == CREATED_AT:
+            return _convert_created_at(value)
+        # An ISO attribute is 10 to 29 characters with "-" after the year: most text is turned
+        # away by those before the pattern runs.
+        if 10 <= len(value) <= 29 and value[4] == "-" and _ISO_ATTRIBUTE.fullmatch(value):
+            return _as_seconds(value)
+        return value
+    if isinstance(value, dict):
+        return convert_attribute_timestamps(value)
+    return value
 
 
 def convert_valid_timestamp(value: Any) -> Any:
@@ -62,14 +69,6 @@ def convert_valid_timestamp(value: Any) -> Any:
         return value
     milliseconds = dayjs_utc(value)
     return value if milliseconds is None else milliseconds // 1000
-
-
-def _convert_iso(text: str):
-    # The shortest ISO attribute is a date (10 characters), the longest has milliseconds and an
-    # offset (29): most text is turned away by its length before the pattern runs.
-    if not 10 <= len(text) <= 29 or _ISO_ATTRIBUTE.fullmatch(text) is None:
-        return text
-    return _as_seconds(text)
 
 
 def _convert_created_at(text: str):
