@@ -27,7 +27,6 @@ import orjson
 from engine.mapping.functions import text_of
 
 from .timestamps import (
-    convert_attribute,
     convert_attribute_timestamps,
     convert_valid_timestamp,
 )
@@ -158,7 +157,9 @@ def to_request(call, *, now: Callable[[], float] = time.time) -> TrackRequest:
 
 def _truthy(value: Any) -> bool:
     """JavaScript truthiness: ``{}`` and ``[]`` are true, ``""``, ``0`` and null are false."""
-    if value is None or value is False or value == "":
+    if isinstance(value, str):
+        return value != ""
+    if value is None or value is False:
         return False
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return value != 0 and not math.isnan(value)
@@ -175,14 +176,15 @@ _TEXT_FIELDS = frozenset({
 
 def _as_text(payload: dict) -> dict:
     """``payload`` with numbers in text fields as text; ``payload`` itself when it has none (it is never changed)."""
-    numbers = [key for key in _TEXT_FIELDS.intersection(payload)
-               if isinstance(payload[key], (int, float)) and not isinstance(payload[key], bool)]
-    if not numbers:
-        return payload
-    payload = dict(payload)
-    for key in numbers:
-        payload[key] = text_of(payload[key])
+    for key in _TEXT_FIELDS.intersection(payload):
+        if _is_number(payload[key]):
+            return {key: text_of(value) if key in _TEXT_FIELDS and _is_number(value) else value
+                    for key, value in payload.items()}
     return payload
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _without_undefined(values: dict) -> dict:
@@ -218,13 +220,16 @@ def resolve_identifiers(*, anonymous_id=None, email=None, object_id=None, object
 
 
 def _identifiers(anonymous_id, email, object_id, object_type_id, person_id) -> dict | None:
-    if _truthy(object_id) and _truthy(object_type_id):
+    if object_id is not None and _truthy(object_id) and _truthy(object_type_id):
         return {"object_id": object_id, "object_type_id": object_type_id}
-    if isinstance(person_id, str) and person_id.startswith("cio_"):
-        return {"cio_id": person_id[4:]}
-    if is_email(person_id):
-        return {"email": person_id}
-    if _truthy(person_id):
+    if isinstance(person_id, str):
+        if person_id.startswith("cio_"):
+            return {"cio_id": person_id[4:]}
+        if is_email(person_id):
+            return {"email": person_id}
+        if person_id:
+            return {"id": person_id}
+    elif _truthy(person_id):
         return {"id": person_id}
     if _truthy(email):
         return {"email": email}
@@ -245,10 +250,9 @@ def build_entity(kind: str, action: str, shaped: dict) -> dict:
     """The v2 entity body for an action's reshaped payload (Segment's ``buildPayload``)."""
     # Conversion applies only when the mapping carries the setting at all, as in Segment.
     convert = "convert_timestamp" in shaped and shaped["convert_timestamp"] is not False
+    rest = {key: value for key, value in shaped.items() if value is not None and key not in _NOT_SENT}
     body: dict[str, Any] = {"type": kind, "action": action}
-    for key, value in shaped.items():
-        if value is not None and key not in _NOT_SENT:
-            body[key] = convert_attribute(key, value) if convert else value
+    body.update(convert_attribute_timestamps(rest) if convert else rest)
     timestamp = shaped.get("timestamp")
     if _truthy(timestamp):
         body["timestamp"] = convert_valid_timestamp(timestamp)
@@ -262,6 +266,9 @@ def build_entity(kind: str, action: str, shaped: dict) -> dict:
         attributes = body.get("attributes") or {}
         if identifiers is not None and "anonymous_id" in identifiers:
             body["attributes"] = {key: value for key, value in attributes.items() if key != "anonymous_id"}
+        elif convert and attributes:
+            attributes["anonymous_id"] = anonymous_id   # a converted copy already: this body's own
+            body["attributes"] = attributes
         else:
             body["attributes"] = {**attributes, "anonymous_id": anonymous_id}
     if identifiers is not None:

@@ -45,22 +45,19 @@ def is_iso_timestamp(text: Any) -> bool:
 
 def convert_attribute_timestamps(values: dict) -> dict:
     """A copy of ``values`` with every ISO-8601 string, at any depth of nested objects, as Unix seconds."""
-    return {key: convert_attribute(key, value) for key, value in values.items()}
-
-
-def convert_attribute(key: str, value: Any) -> Any:
-    """What Convert Timestamps sends for the attribute ``key``; an object is a converted copy."""
-    if isinstance(value, str):
-        if key == CREATED_AT:
-            return _convert_created_at(value)
-        # An ISO attribute is 10 to 29 characters with "-" after the year: most text is turned
-        # away by those before the pattern runs.
-        if 10 <= len(value) <= 29 and value[4] == "-" and _ISO_ATTRIBUTE.fullmatch(value):
-            return _as_seconds(value)
-        return value
-    if isinstance(value, dict):
-        return convert_attribute_timestamps(value)
-    return value
+    out = {}
+    for key, value in values.items():
+        if isinstance(value, str):
+            if key == CREATED_AT:
+                value = _convert_created_at(value)
+            # An ISO attribute is 10 to 29 characters with "-" after the year: most text is
+            # turned away by those before the pattern runs.
+            elif 10 <= len(value) <= 29 and value[4] == "-" and _ISO_ATTRIBUTE.fullmatch(value):
+                value = _as_seconds(value)
+        elif isinstance(value, dict):
+            value = convert_attribute_timestamps(value)
+        out[key] = value
+    return out
 
 
 def convert_valid_timestamp(value: Any) -> Any:
