@@ -8,7 +8,8 @@ Customer.io's rules (that is :mod:`engine.customerio.timestamps`).
 gives the same answer for every string, faster: the strict ISO form every SDK sends is read by
 one regular expression, and :func:`could_be_date` turns away text that V8 can only refuse
 before any token is read. tests/test_customerio_jsdate.py checks both against the port on
-random strings.
+random strings. Safe to call from any thread: the one piece of state is an ``lru_cache`` of
+day numbers.
 """
 from __future__ import annotations
 
