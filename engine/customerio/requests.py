@@ -1,8 +1,8 @@
 """Typed ``customerio`` calls to Customer.io Track API requests: the one place bodies are built.
 
 Every transport (HTTP, the local workspace server, files) sends what :func:`to_request`
-returns, so they cannot drift apart. This module builds bodies and hosts; it never sends
-anything, retries, or reads settings files. The rules follow Segment's Customer.io Actions
+returns, so they cannot drift apart. This module builds bodies, their bytes (:func:`encode`,
+:func:`batch_bytes`) and hosts; it never sends anything, retries, or reads settings files. The rules follow Segment's Customer.io Actions
 destination step by step (segmentio/action-destinations, ``destinations/customerio``: each
 action's ``mapPayload``, then ``utils.ts`` ``buildPayload`` and ``resolveIdentifiers``):
 
@@ -14,15 +14,22 @@ action's ``mapPayload``, then ``utils.ts`` ``buildPayload`` and ``resolveIdentif
 """
 from __future__ import annotations
 
+import json
 import math
 import re
 import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
+
+import orjson
 
 from engine.mapping.functions import text_of
 
-from .timestamps import convert_attribute_timestamps, convert_valid_timestamp
+from .timestamps import (
+    convert_attribute_timestamps,
+    convert_valid_timestamp,
+)
 
 US_HOST = "https://track.customer.io"
 EU_HOST = "https://track-eu.customer.io"
@@ -58,18 +65,91 @@ def batch_body(bodies: Iterable[dict]) -> dict:
     return {"batch": list(bodies)}
 
 
+# -- the bytes sent ------------------------------------------------------------------------
+
+class UnencodableBody(ValueError):
+    """A body JSON cannot carry (text with a lone surrogate): the call is refused, never sent."""
+
+
+def encode(body: dict) -> bytes:
+    """``body`` as the bytes sent: compact JSON in UTF-8, non-ASCII text as it is.
+
+    orjson writes it; what orjson refuses (integers beyond 64 bits, nesting deeper than 254)
+    the json module writes the same way. NaN and infinities are null, as JSON.stringify has
+    them. Raises :class:`UnencodableBody` for text with a lone surrogate.
+    """
+    try:
+        return orjson.dumps(body)
+    except orjson.JSONEncodeError:
+        return _encode_with_json(body)
+
+
+def batch_bytes(items: list[bytes]) -> bytes:
+    """The body of ``POST /api/v2/batch`` from items :func:`encode` wrote, without writing them again."""
+    return b'{"batch":[' + b",".join(items) + b"]}"
+
+
+#: ``len(batch_bytes(items))`` is ``BATCH_ENVELOPE + sum(map(len, items)) + BATCH_SEPARATOR * (len(items) - 1)``.
+BATCH_ENVELOPE, BATCH_SEPARATOR = len(b'{"batch":[]}'), len(b",")
+
+
+def _encode_with_json(body: dict) -> bytes:
+    try:
+        return json.dumps(_finite(body), ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+    except UnicodeEncodeError as error:
+        code = ord(error.object[error.start])
+        raise UnencodableBody(f"{_lone_surrogate(body, 'body') or 'the body'} holds a lone surrogate "
+                              f"(U+{code:04X}), which JSON text cannot carry: the call cannot be sent") from None
+    except (RecursionError, TypeError, ValueError) as error:
+        raise UnencodableBody(f"the body cannot be written as JSON: {error}") from None
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with NaN and infinities as None, as orjson and JSON.stringify write them."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
+
+
+def _lone_surrogate(value: Any, where: str) -> str | None:
+    """Where in ``value`` the first text with a lone surrogate is, a key or a value; None if nowhere."""
+    if isinstance(value, str):
+        return where if _SURROGATE.search(value) else None
+    items: Iterable[tuple[str, Any]] = ()
+    if isinstance(value, dict):
+        for key in value:
+            if isinstance(key, str) and _SURROGATE.search(key):
+                return f"a key of {where}"
+        items = ((f"{where}.{key}", item) for key, item in value.items())
+    elif isinstance(value, (list, tuple)):
+        items = ((f"{where}[{index}]", item) for index, item in enumerate(value))
+    for path, item in items:
+        found = _lone_surrogate(item, path)
+        if found:
+            return found
+    return None
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def to_request(call, *, now: Callable[[], float] = time.time) -> TrackRequest:
     """The Track API request for a ``customerio`` :class:`~engine.model.ActionCall`.
 
     ``now`` is only read by ``reportDeliveryEvent`` when the call has no usable timestamp.
     Raises ValueError for an action the catalog does not have.
     """
-    if call.action not in _ACTIONS:
+    shape = _ACTIONS.get(call.action)
+    if shape is None:
+        if call.action == "reportDeliveryEvent":
+            return TrackRequest("metrics", _metrics(_as_text(call.payload), now), False)
         raise ValueError(f"the customerio catalog has no action '{call.action}'")
     payload = _as_text(call.payload)
-    if call.action == "reportDeliveryEvent":
-        return TrackRequest("metrics", _metrics(payload, now), False)
-    kind, action, shaped = _ACTIONS[call.action](payload)
+    kind, action, shaped = shape(payload)
     return TrackRequest("entity", build_entity(kind, action, shaped), payload.get("enable_batching") is True)
 
 
@@ -77,7 +157,9 @@ def to_request(call, *, now: Callable[[], float] = time.time) -> TrackRequest:
 
 def _truthy(value: Any) -> bool:
     """JavaScript truthiness: ``{}`` and ``[]`` are true, ``""``, ``0`` and null are false."""
-    if value is None or value is False or value == "":
+    if isinstance(value, str):
+        return value != ""
+    if value is None or value is False:
         return False
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return value != 0 and not math.isnan(value)
@@ -93,11 +175,16 @@ _TEXT_FIELDS = frozenset({
 
 
 def _as_text(payload: dict) -> dict:
-    return {
-        key: text_of(value) if key in _TEXT_FIELDS and isinstance(value, (int, float)) and not isinstance(value, bool)
-        else value
-        for key, value in payload.items()
-    }
+    """``payload`` with numbers in text fields as text; ``payload`` itself when it has none (it is never changed)."""
+    for key in _TEXT_FIELDS.intersection(payload):
+        if _is_number(payload[key]):
+            return {key: text_of(value) if key in _TEXT_FIELDS and _is_number(value) else value
+                    for key, value in payload.items()}
+    return payload
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _without_undefined(values: dict) -> dict:
@@ -117,7 +204,7 @@ _UNSET = object()
 
 
 def is_email(value: Any) -> bool:
-    return isinstance(value, str) and _EMAIL.fullmatch(value) is not None
+    return isinstance(value, str) and "@" in value and _EMAIL.fullmatch(value) is not None
 
 
 def resolve_identifiers(*, anonymous_id=None, email=None, object_id=None, object_type_id=_UNSET,
@@ -129,13 +216,20 @@ def resolve_identifiers(*, anonymous_id=None, email=None, object_id=None, object
     """
     if object_type_id is _UNSET:
         object_type_id = "1"
-    if _truthy(object_id) and _truthy(object_type_id):
+    return _identifiers(anonymous_id, email, object_id, object_type_id, person_id)
+
+
+def _identifiers(anonymous_id, email, object_id, object_type_id, person_id) -> dict | None:
+    if object_id is not None and _truthy(object_id) and _truthy(object_type_id):
         return {"object_id": object_id, "object_type_id": object_type_id}
-    if isinstance(person_id, str) and person_id.startswith("cio_"):
-        return {"cio_id": person_id[4:]}
-    if is_email(person_id):
-        return {"email": person_id}
-    if _truthy(person_id):
+    if isinstance(person_id, str):
+        if person_id.startswith("cio_"):
+            return {"cio_id": person_id[4:]}
+        if is_email(person_id):
+            return {"email": person_id}
+        if person_id:
+            return {"id": person_id}
+    elif _truthy(person_id):
         return {"id": person_id}
     if _truthy(email):
         return {"email": email}
@@ -146,32 +240,39 @@ def resolve_identifiers(*, anonymous_id=None, email=None, object_id=None, object
 
 # -- the entity body -------------------------------------------------------------------------
 
-_IDENTIFIER_KEYS = ("convert_timestamp", "person_id", "anonymous_id", "email", "object_id", "object_type_id",
-                    "timestamp")
+# Read by build_entity itself, never sent as they are.
+_NOT_SENT = frozenset({"convert_timestamp", "person_id", "anonymous_id", "email", "object_id", "object_type_id",
+                       "timestamp", "enable_batching", "batch_size"})
 _BATCH_KEYS = ("enable_batching", "batch_size")
 
 
 def build_entity(kind: str, action: str, shaped: dict) -> dict:
     """The v2 entity body for an action's reshaped payload (Segment's ``buildPayload``)."""
-    rest = {key: value for key, value in shaped.items()
-            if key not in _IDENTIFIER_KEYS and key not in _BATCH_KEYS and value is not None}
     # Conversion applies only when the mapping carries the setting at all, as in Segment.
-    if "convert_timestamp" in shaped and shaped["convert_timestamp"] is not False:
-        rest = convert_attribute_timestamps(rest)
-    if _truthy(shaped.get("timestamp")):
-        rest["timestamp"] = convert_valid_timestamp(shaped["timestamp"])
-    body = {"type": kind, "action": action, **rest}
+    convert = "convert_timestamp" in shaped and shaped["convert_timestamp"] is not False
+    rest = {key: value for key, value in shaped.items() if value is not None and key not in _NOT_SENT}
+    body: dict[str, Any] = {"type": kind, "action": action}
+    body.update(convert_attribute_timestamps(rest) if convert else rest)
+    timestamp = shaped.get("timestamp")
+    if _truthy(timestamp):
+        body["timestamp"] = convert_valid_timestamp(timestamp)
+    object_type_id = shaped.get("object_type_id")
+    identifiers = None if action == "merge" else _identifiers(
+        shaped.get("anonymous_id"), shaped.get("email"), shaped.get("object_id"),
+        "1" if object_type_id is None else object_type_id, shaped.get("person_id"))
     anonymous_id = shaped.get("anonymous_id")
     if _truthy(anonymous_id):
-        body["attributes"] = {**(body.get("attributes") or {}), "anonymous_id": anonymous_id}
-    if action != "merge":
-        found = {key: shaped[key] for key in ("anonymous_id", "email", "object_id", "object_type_id", "person_id")
-                 if shaped.get(key) is not None}
-        identifiers = resolve_identifiers(**found)
-        if identifiers is not None:
-            body["identifiers"] = identifiers
-            if "anonymous_id" in identifiers and isinstance(body.get("attributes"), dict):
-                body["attributes"] = {k: v for k, v in body["attributes"].items() if k != "anonymous_id"}
+        # Sent as an attribute too, unless it is the identifier itself.
+        attributes = body.get("attributes") or {}
+        if identifiers is not None and "anonymous_id" in identifiers:
+            body["attributes"] = {key: value for key, value in attributes.items() if key != "anonymous_id"}
+        elif convert and attributes:
+            attributes["anonymous_id"] = anonymous_id   # a converted copy already: this body's own
+            body["attributes"] = attributes
+        else:
+            body["attributes"] = {**attributes, "anonymous_id": anonymous_id}
+    if identifiers is not None:
+        body["identifiers"] = identifiers
     return body
 
 
@@ -180,7 +281,7 @@ def _carry(payload: dict, *keys: str) -> dict:
     return {key: payload[key] for key in keys if key in payload}
 
 
-_EVENT_KEYS = ("anonymous_id", "timestamp", "convert_timestamp") + _BATCH_KEYS
+_EVENT_KEYS = ("anonymous_id", "timestamp", "convert_timestamp", *_BATCH_KEYS)
 
 
 def _create_update_person(p: dict):
@@ -247,7 +348,7 @@ def _create_update_object(p: dict):
     # gets no convert_timestamp and does not convert again.
     if "convert_timestamp" in p and p["convert_timestamp"] is not False:
         body = convert_attribute_timestamps(body)
-        if _truthy(relationship_attributes):
+        if isinstance(relationship_attributes, dict):
             relationship_attributes = convert_attribute_timestamps(relationship_attributes)
     if "created_at" in body and not _truthy(body["created_at"]):
         del body["created_at"]
@@ -308,7 +409,7 @@ _ACTIONS: dict[str, Callable] = {
     "mergePeople": _merge_people,
     "suppressPerson": _person("suppress"),
     "unsuppressPerson": _person("unsuppress"),
-    "reportDeliveryEvent": None,  # not an entity: see _metrics
+    # reportDeliveryEvent is not an entity: see _metrics
     "reportContentEvent": _report_content_event,
 }
 

@@ -4,7 +4,7 @@ This module owns the date rules of the ``customerio`` catalog and nothing else: 
 builds request bodies (that is :mod:`engine.customerio.requests`) and never reads files.
 
 Segment's destination runs JavaScript, so "is this a date" means what V8's ``Date.parse``
-and dayjs say. The rules, from Customer.io's Segment guide (its table is in docs/customerio.md)
+and dayjs say; :mod:`engine.customerio.jsdate` reads dates as they do. The rules, from Customer.io's Segment guide (its table is in docs/customerio.md)
 and Segment's ``destinations/customerio/utils.ts``:
 
 - :func:`convert_attribute_timestamps` (the Convert Timestamps setting): a string that is
@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import re
 from typing import Any
+
+from .jsdate import dayjs_utc, js_date_parse
 
 # -- the two public conversions ------------------------------------------------------------
 
@@ -46,11 +48,15 @@ def convert_attribute_timestamps(values: dict) -> dict:
     out = {}
     for key, value in values.items():
         if isinstance(value, str):
-            out[key] = _convert_created_at(value) if key == CREATED_AT else _convert_iso(value)
+            if key == CREATED_AT:
+                value = _convert_created_at(value)
+            # An ISO attribute is 10 to 29 characters with "-" after the year: most text is
+            # turned away by those before the pattern runs.
+            elif 10 <= len(value) <= 29 and value[4] == "-" and _ISO_ATTRIBUTE.fullmatch(value):
+                value = _as_seconds(value)
         elif isinstance(value, dict):
-            out[key] = convert_attribute_timestamps(value)
-        else:
-            out[key] = value
+            value = convert_attribute_timestamps(value)
+        out[key] = value
     return out
 
 
@@ -62,440 +68,16 @@ def convert_valid_timestamp(value: Any) -> Any:
     return value if milliseconds is None else milliseconds // 1000
 
 
-def _convert_iso(text: str):
-    return dayjs_utc(text) // 1000 if is_iso_timestamp(text) else text
-
-
 def _convert_created_at(text: str):
     if _UNIX_TEXT.fullmatch(text) or _SUB_MILLISECOND.search(text):
         return text
-    if is_iso_timestamp(text) or js_date_parse(text) is not None:
+    return _as_seconds(text)
+
+
+def _as_seconds(text: str):
+    """Unix seconds as dayjs reads ``text``, if ``Date.parse`` reads it at all; else ``text`` itself."""
+    milliseconds = js_date_parse(text)
+    # dayjs hands text ending in Z to Date.parse, so only other text needs reading again.
+    if milliseconds is not None and not text.endswith(("Z", "z")):
         milliseconds = dayjs_utc(text)
-        if milliseconds is not None:
-            return milliseconds // 1000
-    return text
-
-
-# -- dayjs ---------------------------------------------------------------------------------
-
-# dayjs's own pattern (REGEX_PARSE in dayjs/src/constant.js); a string ending in Z skips it.
-_DAYJS = re.compile(
-    r"([0-9]{4})[-/]?([0-9]{1,2})?[-/]?([0-9]{0,2})[Tt\s]*([0-9]{1,2})?:?([0-9]{1,2})?:?([0-9]{1,2})?[.:]?([0-9]+)?"
-)
-
-
-def dayjs_utc(text: str) -> int | None:
-    """Milliseconds since the epoch as ``dayjs.utc(text)`` reads ``text``, or None when it is invalid."""
-    if not text.endswith(("Z", "z")):
-        parts = _DAYJS.fullmatch(text)
-        if parts:
-            year, month, day, hour, minute, second, fraction = parts.groups()
-            # dayjs: month "" or missing is January; day "" is the 1st; only 3 fraction digits, as written.
-            return _date_utc(int(year), int(month) - 1 if month else 0, int(day) if day else 1,
-                             int(hour or 0), int(minute or 0), int(second or 0), int((fraction or "0")[:3]))
-    return js_date_parse(text)
-
-
-# -- ECMAScript time values ----------------------------------------------------------------
-
-_MS_PER_DAY = 86_400_000
-_MAX_TIME = 8.64e15
-
-
-def _days_from_civil(year: int, month: int, day: int) -> int:
-    """Days from 1970-01-01 to a proleptic Gregorian date (month 1..12)."""
-    year -= month <= 2
-    era = year // 400
-    year_of_era = year - era * 400
-    day_of_year = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
-    day_of_era = year_of_era * 365 + year_of_era // 4 - year_of_era // 100 + day_of_year
-    return era * 146_097 + day_of_era - 719_468
-
-
-def _make_date(year: int, month0: int, day: int, hour: int, minute: int, second: int, millisecond: int) -> int | None:
-    """ECMAScript MakeDate(MakeDay(...), MakeTime(...)) with TimeClip: out-of-range parts roll over."""
-    days = _days_from_civil(year + month0 // 12, month0 % 12 + 1, 1) + day - 1
-    value = days * _MS_PER_DAY + ((hour * 60 + minute) * 60 + second) * 1000 + millisecond
-    return value if abs(value) <= _MAX_TIME else None
-
-
-def _date_utc(year, month0, day, hour, minute, second, millisecond) -> int | None:
-    """``Date.UTC``: a two-digit year means 19xx."""
-    if 0 <= year <= 99:
-        year += 1900
-    return _make_date(year, month0, day, hour, minute, second, millisecond)
-
-
-# -- V8's Date.parse -----------------------------------------------------------------------
-#
-# A port of V8's DateParser (src/date/dateparser-inl.h): first the ES5 ISO format, then the
-# legacy reader that accepts "Mar 25 2015", "25 Mar 2015 10:00 GMT+0100", "01/01/2019" and
-# many more. Local time is UTC here.
-
-_NUMBER, _SYMBOL, _WORD, _SPACE, _UNKNOWN, _END = range(6)
-_MONTH, _AM_PM, _ZONE, _T = "month", "am/pm", "zone", "T"
-_KEYWORDS = {
-    **{name: (_MONTH, index) for index, name in enumerate(
-        ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), start=1)},
-    "am": (_AM_PM, 0), "pm": (_AM_PM, 12),
-    "ut": (_ZONE, 0), "utc": (_ZONE, 0), "z": (_ZONE, 0), "gmt": (_ZONE, 0),
-    "cdt": (_ZONE, -5), "cst": (_ZONE, -6), "edt": (_ZONE, -4), "est": (_ZONE, -5),
-    "mdt": (_ZONE, -6), "mst": (_ZONE, -7), "pdt": (_ZONE, -7), "pst": (_ZONE, -8),
-    "t": (_T, 0),
-}
-
-
-class _Token:
-    __slots__ = ("kind", "value", "length", "keyword")
-
-    def __init__(self, kind, value=None, length=0, keyword=None):
-        self.kind, self.value, self.length, self.keyword = kind, value, length, keyword
-
-    def number(self, length: int | None = None) -> bool:
-        return self.kind == _NUMBER and (length is None or self.length == length)
-
-    def symbol(self, char: str) -> bool:
-        return self.kind == _SYMBOL and self.value == char
-
-    @property
-    def sign(self) -> bool:
-        return self.kind == _SYMBOL and self.value in "+-"
-
-    @property
-    def zone_z(self) -> bool:
-        return self.kind == _WORD and self.keyword == _ZONE and self.length == 1 and self.value == 0
-
-
-_INVALID = _Token(_UNKNOWN, "invalid")
-_END_TOKEN = _Token(_END)
-
-
-def _tokens(text: str) -> list[_Token]:
-    out, i, n = [], 0, len(text)
-    while i < n:
-        char = text[i]
-        if "0" <= char <= "9":
-            j = i
-            while j < n and "0" <= text[j] <= "9":
-                j += 1
-            significant = text[i:j].lstrip("0")[:9]  # V8 keeps nine significant digits
-            out.append(_Token(_NUMBER, int(significant or "0"), j - i))
-            i = j
-        elif char in ":-+.)":
-            out.append(_Token(_SYMBOL, char))
-            i += 1
-        elif char >= "A" and not char.isspace():
-            j = i
-            while j < n and text[j] >= "A" and not text[j].isspace():
-                j += 1
-            word = text[i:j]
-            found = _KEYWORDS.get("".join(chr(ord(c) | 0x20) for c in word[:3]))
-            if found and (len(word) <= 3 or found[0] == _MONTH):
-                out.append(_Token(_WORD, found[1], len(word), found[0]))
-            else:
-                out.append(_Token(_WORD, 0, len(word), None))
-            i = j
-        elif char.isspace():
-            j = i
-            while j < n and text[j].isspace():
-                j += 1
-            out.append(_Token(_SPACE, None, j - i))
-            i = j
-        elif char == "(":
-            depth = 0
-            while i < n:
-                depth += {"(": 1, ")": -1}.get(text[i], 0)
-                i += 1
-                if depth <= 0:
-                    break
-            out.append(_Token(_UNKNOWN))
-        else:
-            out.append(_Token(_UNKNOWN))
-            i += 1
-    return out
-
-
-class _Scanner:
-    def __init__(self, text: str):
-        self._tokens = _tokens(text)
-        self._at = 0
-
-    def peek(self) -> _Token:
-        return self._tokens[self._at] if self._at < len(self._tokens) else _END_TOKEN
-
-    def next(self) -> _Token:
-        token = self.peek()
-        self._at += 1
-        return token
-
-    def skip(self, char: str) -> bool:
-        if self.peek().symbol(char):
-            self._at += 1
-            return True
-        return False
-
-
-def _milliseconds(token: _Token) -> int:
-    """The first three significant digits of a fraction, as V8's ReadMilliseconds."""
-    number, length = token.value, token.length
-    if length == 1:
-        return number * 100
-    if length == 2:
-        return number * 10
-    if length > 3:
-        return number // 10 ** (min(length, 9) - 3)
-    return number
-
-
-class _Day:
-    def __init__(self):
-        self.parts: list[int] = []
-        self.named_month = None
-        self.iso = False
-
-    def add(self, n: int) -> bool:
-        if len(self.parts) >= 3:
-            return False
-        self.parts.append(n)
-        return True
-
-    def write(self):
-        if not self.parts:
-            return None
-        parts = self.parts + [1] * (3 - len(self.parts))
-        if self.named_month is None:
-            if self.iso or not 1 <= parts[0] <= 31:
-                year, month, day = parts
-            else:
-                month, day, year = parts
-        else:
-            month = self.named_month
-            if not 1 <= parts[0] <= 31:
-                year, day = parts[0], parts[1]
-            else:
-                day, year = parts[0], parts[1]
-        if not self.iso:
-            if 0 <= year <= 49:
-                year += 2000
-            elif 50 <= year <= 99:
-                year += 1900
-        if not (1 <= month <= 12 and 1 <= day <= 31):
-            return None
-        return year, month - 1, day
-
-
-class _Time:
-    def __init__(self):
-        self.parts: list[int] = []
-        self.hour_offset = None
-
-    @property
-    def empty(self) -> bool:
-        return not self.parts
-
-    def expecting(self, n: int) -> bool:
-        index = len(self.parts)
-        return (index == 1 and 0 <= n <= 59) or (index == 2 and 0 <= n <= 59) or (index == 3 and 0 <= n <= 999)
-
-    def add(self, n: int) -> bool:
-        if len(self.parts) >= 4:
-            return False
-        self.parts.append(n)
-        return True
-
-    def add_final(self, n: int) -> bool:
-        if not self.add(n):
-            return False
-        self.parts += [0] * (4 - len(self.parts))
-        return True
-
-    def write(self):
-        hour, minute, second, millisecond = self.parts + [0] * (4 - len(self.parts))
-        if self.hour_offset is not None:
-            if not 0 <= hour <= 12:
-                return None
-            hour = hour % 12 + self.hour_offset
-        if not (0 <= hour <= 23 and 0 <= minute <= 59 and 0 <= second <= 59 and 0 <= millisecond <= 999):
-            if (hour, minute, second, millisecond) != (24, 0, 0, 0):
-                return None
-        return hour, minute, second, millisecond
-
-
-class _Zone:
-    def __init__(self):
-        self.sign = None
-        self.hour = None
-        self.minute = None
-
-    def set(self, hours: int) -> None:
-        self.sign = -1 if hours < 0 else 1
-        self.hour, self.minute = abs(hours), 0
-
-    @property
-    def empty(self) -> bool:
-        return self.hour is None
-
-    @property
-    def utc(self) -> bool:
-        return self.hour == 0 and self.minute == 0
-
-    def expecting(self, n: int) -> bool:
-        return self.hour is not None and self.minute is None and 0 <= n <= 59
-
-    def offset_seconds(self) -> int:
-        """Seconds east of UTC; 0 when no zone was given (local time is UTC here)."""
-        if self.sign is None:
-            return 0
-        return self.sign * ((self.hour or 0) * 3600 + (self.minute or 0) * 60)
-
-
-def _es5(scanner: _Scanner, day: _Day, time: _Time, zone: _Zone) -> _Token:
-    """Read the ES5 ISO format; return the first token it leaves to the legacy reader."""
-    if scanner.peek().sign:
-        sign = scanner.next()
-        if not scanner.peek().number(6):
-            return sign
-        year = scanner.next().value
-        if sign.value == "-" and year == 0:
-            return sign
-        day.add(-year if sign.value == "-" else year)
-    elif scanner.peek().number(4):
-        day.add(scanner.next().value)
-    else:
-        return scanner.next()
-    if scanner.skip("-"):
-        if not scanner.peek().number(2) or not 1 <= scanner.peek().value <= 12:
-            return scanner.next()
-        day.add(scanner.next().value)
-        if scanner.skip("-"):
-            if not scanner.peek().number(2) or not 1 <= scanner.peek().value <= 31:
-                return scanner.next()
-            day.add(scanner.next().value)
-    if not (scanner.peek().kind == _WORD and scanner.peek().keyword == _T):
-        if scanner.peek().kind != _END:
-            return scanner.next()
-    else:
-        scanner.next()
-        if not scanner.peek().number(2) or not 0 <= scanner.peek().value <= 24:
-            return _INVALID
-        hour_is_24 = scanner.peek().value == 24
-        time.add(scanner.next().value)
-        if not scanner.skip(":"):
-            return _INVALID
-        if not scanner.peek().number(2) or not 0 <= scanner.peek().value <= 59 or (hour_is_24 and scanner.peek().value):
-            return _INVALID
-        time.add(scanner.next().value)
-        if scanner.skip(":"):
-            if not scanner.peek().number(2) or not 0 <= scanner.peek().value <= 59 or (
-                    hour_is_24 and scanner.peek().value):
-                return _INVALID
-            time.add(scanner.next().value)
-            if scanner.skip("."):
-                if not scanner.peek().number() or (hour_is_24 and scanner.peek().value):
-                    return _INVALID
-                time.add(_milliseconds(scanner.next()))
-        if scanner.peek().zone_z:
-            scanner.next()
-            zone.set(0)
-        elif scanner.peek().sign:
-            zone.sign = 1 if scanner.next().value == "+" else -1
-            if scanner.peek().number(4):
-                hour, minute = divmod(scanner.next().value, 100)
-                if not (0 <= hour <= 23 and 0 <= minute <= 59):
-                    return _INVALID
-                zone.hour, zone.minute = hour, minute
-            else:
-                if not scanner.peek().number(2) or not 0 <= scanner.peek().value <= 23:
-                    return _INVALID
-                zone.hour = scanner.next().value
-                if not scanner.skip(":"):
-                    return _INVALID
-                if not scanner.peek().number(2) or not 0 <= scanner.peek().value <= 59:
-                    return _INVALID
-                zone.minute = scanner.next().value
-        if scanner.peek().kind != _END:
-            return _INVALID
-    # "When the time zone offset is absent, date-only forms are interpreted as a UTC time."
-    if zone.empty and time.empty:
-        zone.set(0)
-    day.iso = True
-    return _END_TOKEN
-
-
-def js_date_parse(text: str) -> int | None:
-    """Milliseconds since the epoch as JavaScript's ``Date.parse(text)`` (V8) reads it, or None (NaN)."""
-    scanner = _Scanner(text)
-    day, time, zone = _Day(), _Time(), _Zone()
-    token = _es5(scanner, day, time, zone)
-    if token is _INVALID:
-        return None
-    has_read_number = bool(day.parts)
-    while token.kind != _END:
-        if token.kind == _NUMBER:
-            has_read_number = True
-            n = token.value
-            if scanner.skip(":"):
-                if scanner.skip(":"):
-                    if not time.empty:
-                        return None
-                    time.add(n)
-                    time.add(0)
-                else:
-                    if not time.add(n):
-                        return None
-                    if scanner.peek().symbol("."):
-                        scanner.next()
-            elif scanner.skip(".") and time.expecting(n):
-                time.add(n)
-                if not scanner.peek().number():
-                    return None
-                time.add_final(_milliseconds(scanner.next()))
-            elif zone.expecting(n):
-                zone.minute = n
-            elif time.expecting(n):
-                time.add_final(n)
-                after = scanner.peek()
-                if after.kind not in (_END, _SPACE) and not after.zone_z and not after.sign:
-                    return None
-            else:
-                if not day.add(n):
-                    return None
-                scanner.skip("-")
-        elif token.kind == _WORD:
-            if token.keyword == _AM_PM and not time.empty:
-                time.hour_offset = token.value
-            elif token.keyword == _MONTH:
-                day.named_month = token.value
-                scanner.skip("-")
-            elif token.keyword == _ZONE and has_read_number:
-                zone.set(token.value)
-            else:
-                # A word Date does not know is allowed only before the first number ("Wed, 25 Mar").
-                if has_read_number or scanner.peek().number():
-                    return None
-        elif token.sign and (zone.utc or not time.empty):
-            zone.sign = 1 if token.value == "+" else -1
-            n = length = 0
-            if scanner.peek().number():
-                number = scanner.next()
-                n, length = number.value, number.length
-            has_read_number = True
-            if scanner.peek().symbol(":"):
-                zone.hour, zone.minute = n, None
-            elif length in (1, 2):
-                zone.hour, zone.minute = n, 0
-            elif length in (3, 4):
-                zone.hour, zone.minute = divmod(n, 100)
-            else:
-                return None
-        elif (token.sign or token.symbol(")")) and has_read_number:
-            return None
-        token = scanner.next()
-    date, clock = day.write(), time.write()
-    if date is None or clock is None:
-        return None
-    value = _make_date(*date, *clock)
-    if value is None:
-        return None
-    value -= zone.offset_seconds() * 1000
-    return value if abs(value) <= _MAX_TIME else None
+    return text if milliseconds is None else milliseconds // 1000
