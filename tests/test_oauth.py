@@ -7,13 +7,20 @@ import os
 from urllib.parse import parse_qs
 
 import pytest
-
 from conftest import switchyard
+from scripted_server import Reply, fast_retrier, send_call
+
 from engine.adapters import DeliveryError, SetupError
 from engine.adapters.webhook import WebhookAdapter
 from engine.cli import main
-from engine.delivery import DELIVERED, RETRIED, ClientCredentials, ManualClock, Sender, TokenError
-from scripted_server import Reply, fast_retrier, send_call
+from engine.delivery import (
+    DELIVERED,
+    RETRIED,
+    ClientCredentials,
+    ManualClock,
+    Sender,
+    TokenError,
+)
 
 SECRET = "s3cr3t/with:odd&chars"
 
