@@ -1,10 +1,14 @@
-"""The HTTP client: one request in, one :class:`Response` out, on urllib3's connection pools.
+"""A small HTTP/1.1 client on ``http.client``: one request in, one :class:`Response` out.
 
-This module owns the wire: kept-alive connections pooled per origin, the deadline of an
-attempt, the ``http_proxy``/``https_proxy``/``no_proxy`` settings urllib also honours, checking
-that a request can be written at all, and turning failures into :class:`SendError`. It does not
-retry, follow redirects, authenticate or know any destination's API; those live above it, so
-urllib3 is told never to retry or redirect on its own.
+This module owns the wire: kept-alive connections pooled per origin (scheme, host and port),
+the deadline of an attempt, the ``http_proxy``/``https_proxy``/``no_proxy`` settings urllib also
+honours, checking that a request can be written at all, and turning failures into
+:class:`SendError`. It does not retry, follow redirects, authenticate or know any destination's
+API; those live above it.
+
+Why not urllib3: the same client on urllib3's pools (benchmarks/http_urllib3.py) cost 70 us more
+CPU per request and a quarter of ``switchyard run``'s throughput to a local server
+(benchmarks/http_client.py, docs/delivery.md).
 """
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ import http.client
 import io
 import math
 import re
+import select
 import socket
 import threading
 import time
@@ -21,21 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any, Self
 from urllib.parse import unquote, urlsplit
 
-import urllib3
-import urllib3.connection
-from urllib3.exceptions import (
-    ClosedPoolError,
-    HTTPError,
-    NewConnectionError,
-    ProtocolError,
-    ProxyError,
-    SSLError,
-)
-from urllib3.exceptions import TimeoutError as PoolTimeout
-
 USER_AGENT = "switchyard/0.1"
 POOLED_PER_ORIGIN = 16  # idle connections kept per origin: one per thread sending there at once
-MAX_ORIGINS = 64        # origins with a pool; beyond, the oldest pool is closed (URLs taken from events)
 
 
 @dataclass(frozen=True)
@@ -69,11 +61,14 @@ class SendError(Exception):
         self.response = response
 
 
+Origin = tuple[str, str, int]  # scheme, host, port
+
+
 class Sender:
     """Sends requests over kept-alive connections, pooled per (scheme, host, port).
 
-    Thread-safe: threads may share one Sender (urllib3's pools hand each request its own
-    connection; the table of pools is guarded by a lock). ``timeout`` bounds each attempt as a
+    Thread-safe: threads may share one Sender; each request has a connection to itself, taken
+    from and given back to its origin's pool under a lock. ``timeout`` bounds each attempt as a
     whole, connecting, sending and reading the answer, however slowly a server drips its bytes;
     only the name lookup and a TLS handshake are bounded per read instead.
     """
@@ -83,43 +78,47 @@ class Sender:
         self.user_agent = user_agent
         self.ssl_context = ssl_context
         self._proxies = urllib.request.getproxies()
-        self._routes: dict[tuple[str, str, int], _Route] = {}
-        self._proxy_managers: dict[str, urllib3.ProxyManager] = {}
+        self._idle: dict[Origin, list[http.client.HTTPConnection]] = {}
         self._lock = threading.Lock()
-        self._limits = urllib3.Timeout(total=timeout)
 
     def send(self, method: str, url: str, body: bytes | None = None, headers: dict | None = None) -> Response:
         """Send one request and read the whole answer; any status is a :class:`Response`."""
         origin, target = _route(url)
         request_headers = _request_headers(self.user_agent, headers)
-        route = self._routes.get(origin) or self._open(origin)
+        proxy = self._proxy(origin[0], origin[1]) if self._proxies else None
+        if proxy is not None and origin[0] == "http":
+            target = url.split("#")[0]  # a plain-HTTP proxy takes the absolute URL (RFC 9112 section 3.2.2)
+            request_headers.update(proxy[2])
         _attempt.deadline = time.monotonic() + self.timeout
+        connection = self._take(origin, proxy)
         try:
-            if route.proxy is None:
-                answer = route.pool.urlopen(method, target, body=body, headers=request_headers, retries=_NEVER,
-                                            redirect=False, assert_same_host=False, timeout=self._limits,
-                                            preload_content=True, decode_content=False)
-            else:
-                answer = route.proxy.urlopen(method, url.split("#")[0], body=body, headers=request_headers,
-                                             retries=_NEVER, redirect=False, timeout=self._limits,
-                                             preload_content=True, decode_content=False)
-        except (HTTPError, OSError, http.client.HTTPException) as error:
-            timed_out = time.monotonic() >= _attempt.deadline
-            raise SendError(f"cannot reach {url}: {self._reason(error, timed_out)}") from None
+            connection.request(method, target, body=body, headers=request_headers)
+            answer = connection.getresponse()
+            data = answer.read()
+        except (OSError, http.client.HTTPException) as error:
+            connection.close()
+            if isinstance(error, TimeoutError) or time.monotonic() >= _attempt.deadline:
+                raise SendError(f"cannot reach {url}: no answer within {self.timeout:g}s") from None
+            raise SendError(f"cannot reach {url}: {_reason(error)}") from None
         finally:
             _attempt.deadline = math.inf
-        return Response(answer.status, {name.lower(): value for name, value in answer.headers.itermerged()},
-                        answer.data, url)
+        if answer.will_close:
+            connection.close()
+        else:
+            self._give_back(origin, connection)
+        response_headers: dict[str, str] = {}
+        for name, value in answer.getheaders():
+            name = name.lower()
+            response_headers[name] = f"{response_headers[name]}, {value}" if name in response_headers else value
+        return Response(answer.status, response_headers, data, url)
 
     def close(self) -> None:
-        """Close every kept-alive connection; a later ``send`` opens new ones."""
+        """Close every idle connection; a later ``send`` opens new ones."""
         with self._lock:
-            routes, self._routes = self._routes, {}
-            managers, self._proxy_managers = self._proxy_managers, {}
-        for route in routes.values():
-            route.pool.close()
-        for manager in managers.values():
-            manager.clear()
+            idle, self._idle = self._idle, {}
+        for connections in idle.values():
+            for connection in connections:
+                connection.close()
 
     def __enter__(self) -> Self:
         return self
@@ -127,67 +126,53 @@ class Sender:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _open(self, origin: tuple[str, str, int]) -> _Route:
-        """The pool (and proxy) for ``origin``, made once; proxies chosen as urllib would choose them."""
+    def _take(self, origin: Origin, proxy: tuple[str, int, dict] | None) -> http.client.HTTPConnection:
+        """An idle connection to ``origin`` still open, or a new one (connected on first send)."""
+        while True:
+            with self._lock:
+                idle = self._idle.get(origin)
+                connection = idle.pop() if idle else None
+            if connection is None:
+                break
+            if not _dropped(connection):
+                return connection
+            # The server closed an idle keep-alive connection; never write a request into it
+            # (it would fail, or worse be sent twice).
+            connection.close()
         scheme, host, port = origin
-        with self._lock:
-            route = self._routes.get(origin)
-            if route is not None:
-                return route
-            proxy_url = self._proxies.get(scheme)
-            proxy = None
-            if proxy_url and not urllib.request.proxy_bypass(host):
-                proxy = self._proxy_managers.get(proxy_url) or self._proxy_manager(proxy_url)
-            pool_class = _HTTPSPool if scheme == "https" else _HTTPPool
-            extra: dict[str, Any] = {"ssl_context": self.ssl_context} if scheme == "https" else {}
-            route = _Route(pool_class(host, port, maxsize=POOLED_PER_ORIGIN, **extra), proxy)
-            if len(self._routes) >= MAX_ORIGINS:
-                oldest = next(iter(self._routes))
-                self._routes.pop(oldest).pool.close()
-            self._routes[origin] = route
-            return route
+        via_host, via_port = (proxy[0], proxy[1]) if proxy is not None else (host, port)
+        if scheme == "https":
+            secure = _HTTPSConnection(via_host, via_port, context=self.ssl_context)
+            if proxy is not None:
+                secure.set_tunnel(host, port, headers=proxy[2])
+            return secure
+        return _HTTPConnection(via_host, via_port)
 
-    def _proxy_manager(self, proxy_url: str) -> urllib3.ProxyManager:
-        parts = urlsplit(proxy_url if "://" in proxy_url else f"http://{proxy_url}")
+    def _give_back(self, origin: Origin, connection: http.client.HTTPConnection) -> None:
+        with self._lock:
+            idle = self._idle.setdefault(origin, [])
+            if len(idle) < POOLED_PER_ORIGIN:
+                idle.append(connection)
+                return
+        connection.close()
+
+    def _proxy(self, scheme: str, host: str) -> tuple[str, int, dict] | None:
+        """(host, port, headers) of the proxy for this origin, as urllib would choose it."""
+        proxy = self._proxies.get(scheme)
+        if not proxy or urllib.request.proxy_bypass(host):
+            return None
+        parts = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
         headers = {}
         if parts.username:
             pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
             headers["Proxy-Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
-        address = f"{parts.scheme}://{parts.hostname}:{parts.port or 80}"  # credentials go in the header only
-        manager = urllib3.ProxyManager(address, proxy_headers=headers, num_pools=MAX_ORIGINS,
-                                       maxsize=POOLED_PER_ORIGIN, ssl_context=self.ssl_context)
-        manager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}  # the deadline, as for direct
-        self._proxy_managers[proxy_url] = manager
-        return manager
-
-    def _reason(self, error: BaseException, timed_out: bool) -> str:
-        """What went wrong, in words a dead-letter reader needs: the cause, without urllib3's wrapping."""
-        if isinstance(error, ProtocolError) and len(error.args) > 1 and isinstance(error.args[1], BaseException):
-            error = error.args[1]
-        if timed_out or (isinstance(error, (PoolTimeout, TimeoutError)) and not isinstance(error, NewConnectionError)):
-            return f"no answer within {self.timeout:g}s"
-        if isinstance(error, ProxyError):
-            return f"the proxy failed ({_reason(error.original_error)})"
-        if isinstance(error, NewConnectionError) and error.__cause__ is not None:
-            return _reason(error.__cause__)
-        if isinstance(error, SSLError) and error.args and isinstance(error.args[0], BaseException):
-            return f"TLS failed ({_reason(error.args[0])})"
-        if isinstance(error, ClosedPoolError):
-            return "the sender was closed while sending"
-        return _reason(error)
+        return parts.hostname or "", parts.port or 80, headers
 
 
-@dataclass(frozen=True)
-class _Route:
-    pool: urllib3.HTTPConnectionPool
-    proxy: urllib3.ProxyManager | None  # when set, requests go through it instead of ``pool``
-
-
-_NEVER = urllib3.Retry(total=False, redirect=False)  # errors and 3xx come back as they are
-
-# The deadline of the attempt this thread is making: Sender.send sets it, the connections below
-# urllib3 read it before each send and each receive, so a server dripping bytes cannot stretch it.
 class _Attempt(threading.local):
+    """The deadline of the attempt this thread is making: Sender.send sets it, the connections
+    read it before each send and each receive, so a server dripping bytes cannot stretch it."""
+
     deadline = math.inf
 
 
@@ -203,7 +188,7 @@ def _time_left() -> float | None:
 
 
 def _keep_to_deadline(sock: socket.socket) -> None:
-    """Make ``sock`` wait no longer than the attempt's deadline (each settimeout is a syscall: only when needed)."""
+    """Make ``sock`` wait no longer than the attempt's deadline (settimeout is a syscall: only when needed)."""
     left, now = _time_left(), sock.gettimeout()
     if left is not None and (now is None or now > left + 0.005):
         sock.settimeout(left)
@@ -216,7 +201,7 @@ class _Deadlined(io.RawIOBase):
     the socket's own reference count (which delays closing it until readers are done) holds.
     """
 
-    def __init__(self, sock: socket.socket, replaced: io.BufferedIOBase):
+    def __init__(self, sock: socket.socket, replaced: Any):
         super().__init__()
         self._sock, self._replaced = sock, replaced
 
@@ -239,10 +224,10 @@ class _Answer(http.client.HTTPResponse):
     def __init__(self, sock: socket.socket, debuglevel: int = 0, method: str | None = None, url: str | None = None):
         super().__init__(sock, debuglevel, method, url)
         if _attempt.deadline != math.inf:
-            self.fp = io.BufferedReader(_Deadlined(sock, self.fp))  # type: ignore[arg-type]
+            self.fp = io.BufferedReader(_Deadlined(sock, self.fp))
 
 
-class _HTTPConnection(urllib3.connection.HTTPConnection):
+class _HTTPConnection(http.client.HTTPConnection):
     """A connection that keeps to the attempt's deadline and writes a small request in one piece."""
 
     response_class = _Answer
@@ -253,9 +238,10 @@ class _HTTPConnection(urllib3.connection.HTTPConnection):
         super().connect()
 
     def request(self, method: str, url: str, body: Any = None, headers: Any = None, **options: Any) -> None:
+        headers = headers or {}
         if isinstance(body, bytes) and body and not any(name.lower() == "content-length" for name in headers):
-            # urllib3 writes the headers, then the body: two writes and two packets. One write is
-            # what http.client's own _send_output intends; it saves a syscall and a wake-up.
+            # http.client writes the headers, then the body: two writes, two packets, and the
+            # server wakes twice. Written together they are one.
             headers = {**headers, "Content-Length": str(len(body))}
             self._body, body = body, None
         try:
@@ -271,21 +257,9 @@ class _HTTPConnection(urllib3.connection.HTTPConnection):
         _keep_to_deadline(self.sock)
         super().send(data)
 
-    def putheader(self, header: Any, *values: Any) -> None:
-        # urllib3's putheader only adds a scan for its SKIP_HEADER marker, which we never pass.
-        http.client.HTTPConnection.putheader(self, header, *values)
 
-
-class _HTTPSConnection(_HTTPConnection, urllib3.connection.HTTPSConnection):
+class _HTTPSConnection(_HTTPConnection, http.client.HTTPSConnection):
     pass
-
-
-class _HTTPPool(urllib3.HTTPConnectionPool):
-    ConnectionCls = _HTTPConnection
-
-
-class _HTTPSPool(urllib3.HTTPSConnectionPool):
-    ConnectionCls = _HTTPSConnection
 
 
 # RFC 9110 section 5.6.2 (token) and 5.5 (field values: no CR, LF or NUL; we refuse every control
@@ -310,7 +284,7 @@ def _request_headers(user_agent: str, headers: dict | None) -> dict[str, str]:
     return result
 
 
-def _route(url: str) -> tuple[tuple[str, str, int], str]:
+def _route(url: str) -> tuple[Origin, str]:
     """((scheme, host, port), request target) for ``url``, or a non-retryable SendError."""
     bad = _BAD_URL.search(url)
     if bad:
@@ -328,7 +302,19 @@ def _route(url: str) -> tuple[tuple[str, str, int], str]:
     return (parts.scheme, parts.hostname, port), target
 
 
-def _reason(error: BaseException) -> str:
+def _dropped(connection: http.client.HTTPConnection) -> bool:
+    """Whether an idle kept-alive connection was closed by the server (readable means EOF or junk)."""
+    sock = connection.sock
+    if sock is None:
+        return False
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
+
+
+def _reason(error: Exception) -> str:
     if isinstance(error, http.client.RemoteDisconnected):
         return "the server closed the connection without answering"
     if isinstance(error, ConnectionResetError):
