@@ -6,8 +6,8 @@ honours, checking that a request can be written at all, and turning failures int
 :class:`SendError`. It does not retry, follow redirects, authenticate or know any destination's
 API; those live above it.
 
-Why not urllib3: the same client on urllib3's pools (benchmarks/http_urllib3.py) cost 70 us more
-CPU per request and a quarter of ``switchyard run``'s throughput to a local server
+Why not urllib3: the same client on urllib3's pools (benchmarks/http_urllib3.py) took 70 us more
+CPU per request and a third of ``switchyard run``'s throughput to a local server
 (benchmarks/http_client.py, docs/delivery.md).
 """
 from __future__ import annotations
