@@ -5,14 +5,23 @@ rule is checked exactly and fast.
 """
 from __future__ import annotations
 
+import threading
 import time
 from email.utils import formatdate
 
 import pytest
-
-from engine.delivery import DELIVERED, FAILED, RETRIED, ManualClock, Retrier, RetryPolicy, Sender
-from engine.delivery.retry import retry_after
 from scripted_server import Reply, refused_url
+
+from engine.delivery import (
+    DELIVERED,
+    FAILED,
+    RETRIED,
+    ManualClock,
+    Retrier,
+    RetryPolicy,
+    Sender,
+)
+from engine.delivery.retry import SYSTEM_CLOCK, retry_after
 
 RETRIED_STATUSES = [408, 429, 500, 502, 503, 504, 599]
 FINAL_STATUSES = [400, 401, 403, 404, 409, 410, 413, 422, 501, 301]
@@ -173,3 +182,15 @@ def test_retry_after_values(value, seconds):
 def test_a_policy_needs_at_least_one_attempt():
     with pytest.raises(ValueError):
         RetryPolicy(max_attempts=0)
+
+
+
+def test_lanes_sharing_the_real_clock_wait_side_by_side():
+    """Each delivery lane sleeps in its own thread; one lane's backoff must not hold up another's."""
+    lanes = [threading.Thread(target=SYSTEM_CLOCK.sleep, args=(0.3,)) for _ in range(4)]
+    started = time.monotonic()
+    for lane in lanes:
+        lane.start()
+    for lane in lanes:
+        lane.join()
+    assert time.monotonic() - started < 0.6

@@ -1,21 +1,33 @@
 """A small HTTP/1.1 client on ``http.client``: one request in, one :class:`Response` out.
 
-This module owns the wire: connections (kept alive and reused per scheme, host and port),
-timeouts, the ``http_proxy``/``https_proxy``/``no_proxy`` settings urllib also honours, and
-turning socket failures into :class:`SendError`. It does not retry, follow redirects,
-authenticate or know any destination's API; those live above it.
+This module owns the wire: kept-alive connections pooled per origin (scheme, host and port),
+the deadline of an attempt, the ``http_proxy``/``https_proxy``/``no_proxy`` settings urllib also
+honours, checking that a request can be written at all, and turning failures into
+:class:`SendError`. It does not retry, follow redirects, authenticate or know any destination's
+API; those live above it.
+
+Why not urllib3: the same client on urllib3's pools (benchmarks/http_urllib3.py) took 70 us more
+CPU per request and a third of ``switchyard run``'s throughput to a local server
+(benchmarks/http_client.py, docs/delivery.md).
 """
 from __future__ import annotations
 
 import base64
 import http.client
+import io
+import math
+import re
 import select
 import socket
+import threading
+import time
 import urllib.request
 from dataclasses import dataclass, field
+from typing import Any, Self
 from urllib.parse import unquote, urlsplit
 
 USER_AGENT = "switchyard/0.1"
+POOLED_PER_ORIGIN = 16  # idle connections kept per origin: one per thread sending there at once
 
 
 @dataclass(frozen=True)
@@ -39,7 +51,7 @@ class Response:
 class SendError(Exception):
     """No usable HTTP answer: the connection failed, dropped, or stayed silent past the timeout.
 
-    ``retryable`` is False only for requests that can never succeed as written (a bad URL).
+    ``retryable`` is False only for requests that can never succeed as written (a bad URL or header).
     ``response`` is set by subclasses that failed on an answer from another server (a token endpoint).
     """
 
@@ -49,41 +61,51 @@ class SendError(Exception):
         self.response = response
 
 
-class Sender:
-    """Sends requests, reusing one keep-alive connection per (scheme, host, port).
+Origin = tuple[str, str, int]  # scheme, host, port
 
-    Not thread-safe: an adapter that flushes from a timer thread must hold its own lock.
-    ``timeout`` is the seconds to wait for a connection and then for each read.
+
+class Sender:
+    """Sends requests over kept-alive connections, pooled per (scheme, host, port).
+
+    Thread-safe: threads may share one Sender; each request has a connection to itself, taken
+    from and given back to its origin's pool under a lock. ``timeout`` bounds each attempt as a
+    whole, connecting, sending and reading the answer, however slowly a server drips its bytes;
+    only the name lookup and a TLS handshake are bounded per read instead.
     """
 
     def __init__(self, timeout: float = 10.0, *, user_agent: str = USER_AGENT, ssl_context=None):
         self.timeout = timeout
         self.user_agent = user_agent
         self.ssl_context = ssl_context
-        self._connections: dict[tuple, http.client.HTTPConnection] = {}
         self._proxies = urllib.request.getproxies()
+        self._idle: dict[Origin, list[http.client.HTTPConnection]] = {}
+        self._lock = threading.Lock()
 
     def send(self, method: str, url: str, body: bytes | None = None, headers: dict | None = None) -> Response:
         """Send one request and read the whole answer; any status is a :class:`Response`."""
-        key, target = _route(url)
-        all_headers = {"User-Agent": self.user_agent, **(headers or {})}
-        proxy = self._proxy(key[0], key[1]) if self._proxies else None
-        if proxy is not None and key[0] == "http":
+        origin, target = _route(url)
+        request_headers = _request_headers(self.user_agent, headers)
+        proxy = self._proxy(origin[0], origin[1]) if self._proxies else None
+        if proxy is not None and origin[0] == "http":
             target = url.split("#")[0]  # a plain-HTTP proxy takes the absolute URL (RFC 9112 section 3.2.2)
-            all_headers.update(proxy[2])
-        connection = self._connection(key, proxy)
+            request_headers.update(proxy[2])
+        _attempt.deadline = time.monotonic() + self.timeout
+        connection = self._take(origin, proxy)
         try:
-            connection.request(method, target, body=body, headers=all_headers)
+            connection.request(method, target, body=body, headers=request_headers)
             answer = connection.getresponse()
             data = answer.read()
-        except (socket.timeout, TimeoutError):
-            self._drop(key)
-            raise SendError(f"cannot reach {url}: no answer within {self.timeout:g}s") from None
         except (OSError, http.client.HTTPException) as error:
-            self._drop(key)
+            connection.close()
+            if isinstance(error, TimeoutError) or time.monotonic() >= _attempt.deadline:
+                raise SendError(f"cannot reach {url}: no answer within {self.timeout:g}s") from None
             raise SendError(f"cannot reach {url}: {_reason(error)}") from None
+        finally:
+            _attempt.deadline = math.inf
         if answer.will_close:
-            self._drop(key)
+            connection.close()
+        else:
+            self._give_back(origin, connection)
         response_headers: dict[str, str] = {}
         for name, value in answer.getheaders():
             name = name.lower()
@@ -91,39 +113,48 @@ class Sender:
         return Response(answer.status, response_headers, data, url)
 
     def close(self) -> None:
-        for key in list(self._connections):
-            self._drop(key)
+        """Close every idle connection; a later ``send`` opens new ones."""
+        with self._lock:
+            idle, self._idle = self._idle, {}
+        for connections in idle.values():
+            for connection in connections:
+                connection.close()
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _connection(self, key, proxy=None) -> http.client.HTTPConnection:
-        connection = self._connections.get(key)
-        if connection is not None and _dropped(connection):
-            # The server closed an idle keep-alive connection; open a fresh one before sending,
-            # so the request is not written into a dead socket (and then maybe sent twice).
-            self._drop(key)
-            connection = None
-        if connection is None:
-            scheme, host, port = key
-            via_host, via_port = (proxy[0], proxy[1]) if proxy is not None else (host, port)
-            if scheme == "https":
-                connection = http.client.HTTPSConnection(via_host, via_port, timeout=self.timeout,
-                                                         context=self.ssl_context)
-                if proxy is not None:
-                    connection.set_tunnel(host, port, headers=proxy[2])
-            else:
-                connection = http.client.HTTPConnection(via_host, via_port, timeout=self.timeout)
-            self._connections[key] = connection
-        return connection
-
-    def _drop(self, key) -> None:
-        connection = self._connections.pop(key, None)
-        if connection is not None:
+    def _take(self, origin: Origin, proxy: tuple[str, int, dict] | None) -> http.client.HTTPConnection:
+        """An idle connection to ``origin`` still open, or a new one (connected on first send)."""
+        while True:
+            with self._lock:
+                idle = self._idle.get(origin)
+                connection = idle.pop() if idle else None
+            if connection is None:
+                break
+            if not _dropped(connection):
+                return connection
+            # The server closed an idle keep-alive connection; never write a request into it
+            # (it would fail, or worse be sent twice).
             connection.close()
+        scheme, host, port = origin
+        via_host, via_port = (proxy[0], proxy[1]) if proxy is not None else (host, port)
+        if scheme == "https":
+            secure = _HTTPSConnection(via_host, via_port, context=self.ssl_context)
+            if proxy is not None:
+                secure.set_tunnel(host, port, headers=proxy[2])
+            return secure
+        return _HTTPConnection(via_host, via_port)
+
+    def _give_back(self, origin: Origin, connection: http.client.HTTPConnection) -> None:
+        with self._lock:
+            idle = self._idle.setdefault(origin, [])
+            if len(idle) < POOLED_PER_ORIGIN:
+                idle.append(connection)
+                return
+        connection.close()
 
     def _proxy(self, scheme: str, host: str) -> tuple[str, int, dict] | None:
         """(host, port, headers) of the proxy for this origin, as urllib would choose it."""
@@ -135,11 +166,130 @@ class Sender:
         if parts.username:
             pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
             headers["Proxy-Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
-        return parts.hostname, parts.port or 80, headers
+        return parts.hostname or "", parts.port or 80, headers
 
 
-def _route(url: str) -> tuple[tuple, str]:
+class _Attempt(threading.local):
+    """The deadline of the attempt this thread is making: Sender.send sets it, the connections
+    read it before each send and each receive, so a server dripping bytes cannot stretch it."""
+
+    deadline = math.inf
+
+
+_attempt = _Attempt()
+
+
+def _time_left() -> float | None:
+    """Seconds left to the deadline (None outside an attempt), or TimeoutError when none are."""
+    left = _attempt.deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("the attempt's deadline passed")
+    return None if left == math.inf else left
+
+
+def _keep_to_deadline(sock: socket.socket) -> None:
+    """Make ``sock`` wait no longer than the attempt's deadline (settimeout is a syscall: only when needed)."""
+    left, now = _time_left(), sock.gettimeout()
+    if left is not None and (now is None or now > left + 0.005):
+        sock.settimeout(left)
+
+
+class _Deadlined(io.RawIOBase):
+    """A socket's receiving side that gives up at the attempt's deadline, not after a quiet spell.
+
+    It stands in for the ``makefile()`` http.client made, and closes that file with itself, so
+    the socket's own reference count (which delays closing it until readers are done) holds.
+    """
+
+    def __init__(self, sock: socket.socket, replaced: Any):
+        super().__init__()
+        self._sock, self._replaced = sock, replaced
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        _keep_to_deadline(self._sock)
+        return self._sock.recv_into(buffer)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._replaced.close()
+        super().close()
+
+
+class _Answer(http.client.HTTPResponse):
+    """http.client's response, reading through :class:`_Deadlined`."""
+
+    def __init__(self, sock: socket.socket, debuglevel: int = 0, method: str | None = None, url: str | None = None):
+        super().__init__(sock, debuglevel, method, url)
+        if _attempt.deadline != math.inf:
+            self.fp = io.BufferedReader(_Deadlined(sock, self.fp))
+
+
+class _HTTPConnection(http.client.HTTPConnection):
+    """A connection that keeps to the attempt's deadline and writes a small request in one piece."""
+
+    response_class = _Answer
+    _body: bytes | None = None
+
+    def connect(self) -> None:
+        self.timeout = _time_left()
+        super().connect()
+
+    def request(self, method: str, url: str, body: Any = None, headers: Any = None, **options: Any) -> None:
+        headers = headers or {}
+        if isinstance(body, bytes) and body and not any(name.lower() == "content-length" for name in headers):
+            # http.client writes the headers, then the body: two writes, two packets, and the
+            # server wakes twice. Written together they are one.
+            headers = {**headers, "Content-Length": str(len(body))}
+            self._body, body = body, None
+        try:
+            super().request(method, url, body, headers, **options)
+        finally:
+            self._body = None
+
+    def send(self, data: Any) -> None:
+        if self._body is not None:
+            data, self._body = data + self._body, None
+        if self.sock is None:
+            self.connect()
+        _keep_to_deadline(self.sock)
+        super().send(data)
+
+
+class _HTTPSConnection(_HTTPConnection, http.client.HTTPSConnection):
+    pass
+
+
+# RFC 9110 section 5.6.2 (token) and 5.5 (field values: no CR, LF or NUL; we refuse every control
+# character but tab). Values are written as latin-1, like http.client does.
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_BAD_VALUE = re.compile(r"[^\t\x20-\x7e\x80-\xff]")
+_BAD_URL = re.compile(r"[^\x21-\x7e]")
+
+
+def _request_headers(user_agent: str, headers: dict | None) -> dict[str, str]:
+    """The headers to send, or a non-retryable SendError naming the first that cannot be written."""
+    result = {"User-Agent": user_agent}
+    for name, value in (headers or {}).items():
+        if not isinstance(value, str):
+            value = value.decode("latin-1") if isinstance(value, bytes) else str(value)
+        if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
+            raise SendError(f"cannot send header {name!r}: not a valid header name", retryable=False)
+        if _BAD_VALUE.search(value):
+            raise SendError(f"cannot send header {name}: its value {value!r} holds a line break, a control "
+                            f"character or a character outside latin-1", retryable=False)
+        result[name] = value
+    return result
+
+
+def _route(url: str) -> tuple[Origin, str]:
     """((scheme, host, port), request target) for ``url``, or a non-retryable SendError."""
+    bad = _BAD_URL.search(url)
+    if bad:
+        raise SendError(f"not a valid URL: {url!r} (it holds {bad.group()!r}; spaces, control and non-ASCII "
+                        f"characters must be percent-encoded)", retryable=False)
     try:
         parts = urlsplit(url)
         port = parts.port

@@ -9,16 +9,18 @@ as given. Attempts are bounded by ``max_attempts`` and the sum of waits by ``max
 a server asking for a longer wait fails the call now, to be dead-lettered and replayed later.
 
 This module decides and waits; it does not send. Time comes from a clock object so tests run
-the real loop against real servers without real sleeps.
+the real loop against real servers without real sleeps. A Retrier, its policy and both clocks
+may be shared by threads (each delivery lane runs its own loop and sleeps in its own thread).
 """
 from __future__ import annotations
 
 import random as _random
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timezone
+from datetime import UTC
 from email.utils import parsedate_to_datetime
-from typing import Callable
 
 from .http import Response, SendError
 from .outcome import DELIVERED, FAILED, RETRIED, Outcome
@@ -36,18 +38,23 @@ class Clock:
 
 
 class ManualClock(Clock):
-    """A clock for tests: ``sleep`` moves the time forward at once and records each wait."""
+    """A clock for tests: ``sleep`` moves the time forward at once and records each wait.
+
+    Threads may sleep on one ManualClock: each wait is recorded and added to ``now`` exactly once.
+    """
 
     def __init__(self, start: float = 1_700_000_000.0):
         self.now = start
         self.sleeps: list[float] = []
+        self._lock = threading.Lock()
 
     def time(self) -> float:
         return self.now
 
     def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += max(seconds, 0.0)
+        with self._lock:
+            self.sleeps.append(seconds)
+            self.now += max(seconds, 0.0)
 
 
 SYSTEM_CLOCK = Clock()
@@ -87,7 +94,7 @@ def retry_after(response: Response | None, now: float) -> float | None:
     except (TypeError, ValueError, IndexError):
         return None
     if when.tzinfo is None:  # HTTP-dates are always GMT (RFC 9110 section 5.6.7)
-        when = when.replace(tzinfo=timezone.utc)
+        when = when.replace(tzinfo=UTC)
     return max(0.0, when.timestamp() - now)
 
 
@@ -105,28 +112,30 @@ class Retrier:
         policy, attempts, waited = self.policy, 0, 0.0
         while True:
             attempts += 1
-            error = None
+            error: SendError | None = None
+            response: Response | None
             try:
                 response = attempt()
             except SendError as failure:
                 error, response = failure, failure.response
-            if error is None and response.ok:
+            if error is None and response is not None and response.ok:
                 return Outcome(DELIVERED if attempts == 1 else RETRIED, attempts, response.status, response.text(),
                                waited=waited, call=call, response=response)
-            failed = lambda note="": _failed(attempts, error, response, waited, call, note)  # noqa: E731
-            if error is not None and error.response is None:
-                retryable = error.retryable
+            if response is None:  # no answer at all: the error says whether another try can help
+                retryable = error is not None and error.retryable
             else:
                 retryable = policy.retryable_status(response.status)
             if not retryable:
-                return failed()
+                return _failed(attempts, error, response, waited, call, "")
             if attempts >= policy.max_attempts:
-                return failed(f" (gave up after {attempts} attempts)" if attempts > 1 else "")
+                return _failed(attempts, error, response, waited, call,
+                               f" (gave up after {attempts} attempts)" if attempts > 1 else "")
             budget = policy.max_total_wait - waited
             asked = retry_after(response, self.clock.time())
             if asked is not None and asked > budget:
-                return failed(f" (gave up after {attempts} attempt{'s' * (attempts > 1)}: Retry-After {asked:g}s "
-                              f"is more than the {budget:g}s left of the {policy.max_total_wait:g}s wait limit)")
+                return _failed(attempts, error, response, waited, call,
+                               f" (gave up after {attempts} attempt{'s' * (attempts > 1)}: Retry-After {asked:g}s "
+                               f"is more than the {budget:g}s left of the {policy.max_total_wait:g}s wait limit)")
             delay = asked if asked is not None else min(policy.backoff(attempts, self.random), budget)
             self.clock.sleep(delay)
             waited += delay
@@ -134,6 +143,10 @@ class Retrier:
 
 def _failed(attempts: int, error: SendError | None, response: Response | None, waited: float, call,
             note: str) -> Outcome:
-    message = str(error) if error is not None else f"HTTP {response.status} from {response.url}"
+    if error is not None:
+        message = str(error)
+    else:
+        assert response is not None  # an attempt either answers or raises
+        message = f"HTTP {response.status} from {response.url}"
     return Outcome(FAILED, attempts, response.status if response is not None else None,
                    response.text() if response is not None else None, message + note, waited, call, response)
