@@ -209,7 +209,7 @@ def legacy_workspace(path, version: int = 1) -> None:
 
 
 def assert_migrated_with_its_data(workspace: Workspace) -> None:
-    assert workspace.db.namespace.schema_version == SCHEMA_VERSION == 2
+    assert workspace.db.namespace.schema_version == SCHEMA_VERSION == 3
     (person,) = inspect.people(workspace.db)
     assert (person["id"], person["events"], person["page_views"], person["last_seen"]) == ("u1", 3, 2, 300)
     assert workspace.apply({"type": "person", "action": "suppress", "identifiers": {"id": "u1"}}).ok

@@ -189,7 +189,6 @@ def connect(path: Any, catalog: Catalog, *, destination: str | None = None, crea
         db.row_factory = sqlite3.Row
         _use_wal(db, timeout)
         db.execute("PRAGMA synchronous=NORMAL")
-        db.execute("PRAGMA foreign_keys=ON")
         _open_namespace(db, str(path), catalog, destination, create)
     except sqlite3.DatabaseError as error:
         db.close()

@@ -9,7 +9,16 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from .call import Call
-from .identifiers import check_suppressed, create_person, find, linked, name, person_ref
+from .identifiers import (
+    check_suppressed,
+    create_person,
+    find,
+    label,
+    linked,
+    name,
+    next_person,
+    person_ref,
+)
 from .people import count_pages
 from .values import Refusal, dumps, text, timestamp
 
@@ -31,28 +40,43 @@ def event(kind: str) -> Callable[[Call, dict], str]:
         seconds = timestamp(call.now, body.get("timestamp"), "timestamp")
         event_id = None if body.get("id") in (None, "") else text(body["id"], "id")
         who, value = person_ref(call, body.get("identifiers"), anonymous=True)
-        repeat = f"{kind} '{title}' with id '{event_id}' is already stored; the repeat was not stored again"
         if who == "anonymous_id":
             person_pk = linked(call, value) if call.settings.anonymous_merge else None
-            anonymous_id, owner = value, f"anonymous id '{value}'"
-        else:
-            check_suppressed(call, who, value)
-            person = find(call, who, value)
-            if person is None:
-                # A repeat creates no one: look before creating (the insert below skips repeats itself).
-                if event_id is not None and call.db.execute("SELECT 1 FROM events WHERE event_id = ?",
-                                                            (event_id,)).fetchone():
-                    return repeat
-                if who == "cio_id":
-                    raise Refusal("not_found", f"no person has cio_id '{value}'", "identifiers.cio_id")
-                person = create_person(call, value if who == "id" else None, value if who == "email" else None)
-            person_pk, anonymous_id, owner = person["pk"], None, name(person)
-        # Customer.io deduplicates events by their id: a retried call is not stored twice.
-        if not call.db.execute(_INSERT, (person_pk, anonymous_id, kind, title, data, seconds, event_id,
-                                         call.now)).rowcount:
-            return repeat
-        if person_pk is not None and kind == "page":
-            count_pages(call, person_pk, 1, seconds)
-        return f"stored {kind} '{title}' for {owner}"
+            if not _insert(call, (person_pk, value, kind, title, data, seconds, event_id, call.now)):
+                return _repeat(kind, title, event_id)
+            if person_pk is not None and kind == "page":
+                count_pages(call, person_pk, 1, seconds)
+            return f"stored {kind} '{title}' for anonymous id '{value}'"
+        check_suppressed(call, who, value)
+        person = find(call, who, value)
+        if person is not None:
+            if not _insert(call, (person["pk"], None, kind, title, data, seconds, event_id, call.now)):
+                return _repeat(kind, title, event_id)
+            if kind == "page":
+                count_pages(call, person["pk"], 1, seconds)
+            return f"stored {kind} '{title}' for {name(person)}"
+        if who == "cio_id":
+            if event_id is not None and call.db.execute("SELECT 1 FROM events WHERE event_id = ?",
+                                                        (event_id,)).fetchone():
+                return _repeat(kind, title, event_id)
+            raise Refusal("not_found", f"no person has cio_id '{value}'", "identifiers.cio_id")
+        # A new person: the event goes in first, under the number the person will get, so that a
+        # repeat (which may belong to an anonymous id) creates no one and writes nothing.
+        pk = next_person(call)
+        if not _insert(call, (pk, None, kind, title, data, seconds, event_id, call.now)):
+            return _repeat(kind, title, event_id)
+        id, email = (value, None) if who == "id" else (None, value)
+        page = kind == "page"
+        create_person(call, id, email, page_views=int(page), last_seen=seconds if page else None)
+        return f"stored {kind} '{title}' for {label(f'{pk:08x}', id, email)}"
     return store
+
+
+def _insert(call: Call, row: tuple) -> bool:
+    """Store an event unless one with its id is stored (Customer.io deduplicates by id); whether it was stored."""
+    return bool(call.db.execute(_INSERT, row).rowcount)
+
+
+def _repeat(kind: str, title: str, event_id: str | None) -> str:
+    return f"{kind} '{title}' with id '{event_id}' is already stored; the repeat was not stored again"
 

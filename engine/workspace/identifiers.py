@@ -33,6 +33,10 @@ Person = Mapping[str, Any]  # a row of `people` (or the same keys for one just c
 def person_ref(call: Call, identifiers: Any, where: str = "identifiers", *,
                anonymous: bool = False) -> tuple[str, str]:
     """``(kind, value)`` for exactly one of id, email, cio_id (or anonymous_id when allowed)."""
+    if type(identifiers) is dict and len(identifiers) == 1:  # the usual shape, read without copying
+        ((kind, value),) = identifiers.items()
+        if type(value) is str and value and (kind in PERSON_KINDS or (anonymous and kind == "anonymous_id")):
+            return _read(call, kind, value, where)
     if identifiers is None:
         raise Refusal("invalid_identifiers", f"{where} is missing", where)
     if not isinstance(identifiers, dict):
@@ -43,12 +47,16 @@ def person_ref(call: Call, identifiers: Any, where: str = "identifiers", *,
         raise Refusal("invalid_identifiers", f"{where} must hold exactly one of {', '.join(allowed)}; got "
                                              f"{json.dumps(identifiers, default=repr)}", where)
     ((kind, value),) = given.items()
-    value = text(value, f"{where}.{kind}", "invalid_identifiers")
+    return _read(call, kind, text(value, f"{where}.{kind}", "invalid_identifiers"), where)
+
+
+def _read(call: Call, kind: str, value: str, where: str) -> tuple[str, str]:
+    """How Customer.io reads an identifier: ``cio_`` ids, email-shaped ids, emails in id-only workspaces."""
     if kind == "id" and value.startswith("cio_"):
         kind, value = "cio_id", value[4:]
         if not value:
             raise Refusal("invalid_identifiers", f"{where}.id 'cio_' names no cio_id", where)
-    elif kind == "id" and not call.settings.id_only and _EMAIL.fullmatch(value):
+    elif kind == "id" and "@" in value and not call.settings.id_only and _EMAIL.fullmatch(value):
         kind = "email"
     if kind == "email" and call.settings.id_only:
         raise Refusal("email_not_identifier", "this workspace identifies people by id only; email is an "
@@ -74,25 +82,29 @@ def suppression(call: Call, kind: str, value: str) -> Any:
     return call.db.execute(_SUPPRESSION[kind], (kind, value)).fetchone()
 
 
-def create_person(call: Call, id: str | None = None, email: str | None = None, *, attributes: str = "{}",
-                  unsubscribed: int = 0) -> Person:
-    """A new person, with a ``cio_id`` that never changes: the hex of their number, so example output is stable.
-
-    Numbers are never reused (``AUTOINCREMENT``); the call keeps the next one, so that the
-    number and the cio_id go into the one insert.
-    """
+def next_person(call: Call) -> int:
+    """The number the next person created in this call gets; numbers are never reused (``AUTOINCREMENT``)."""
     if call.next_person is None:
         call.next_person = call.db.execute(
             "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = ?), 0), "
             "coalesce((SELECT max(pk) FROM people), 0)) + 1", (call.db.table("people"),)).fetchone()[0]
-    pk = call.next_person
+    return call.next_person
+
+
+def create_person(call: Call, id: str | None = None, email: str | None = None, *, attributes: str = "{}",
+                  unsubscribed: int = 0, page_views: int = 0, last_seen: float | None = None) -> Person:
+    """A new person (numbered by :func:`next_person`) with a ``cio_id`` that never changes.
+
+    The cio_id is the hex of the number, so example output is stable; both go into the one insert.
+    """
+    pk = next_person(call)
     cio_id = f"{pk:08x}"
-    call.db.execute("INSERT INTO people (pk, cio_id, id, email, attributes, unsubscribed, created_at, updated_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (pk, cio_id, id, email, attributes, unsubscribed, call.now,
-                                                        call.now))
+    call.db.execute("INSERT INTO people (pk, cio_id, id, email, attributes, unsubscribed, page_views, last_seen, "
+                    "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (pk, cio_id, id, email, attributes, unsubscribed, page_views, last_seen, call.now, call.now))
     call.next_person = pk + 1
     return {"pk": pk, "cio_id": cio_id, "id": id, "email": email, "attributes": attributes,
-            "unsubscribed": unsubscribed, "page_views": 0, "last_seen": None}
+            "unsubscribed": unsubscribed, "page_views": page_views, "last_seen": last_seen}
 
 
 def person_for(call: Call, ref: tuple[str, str], *, create: bool) -> Person | None:

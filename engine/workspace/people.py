@@ -186,15 +186,18 @@ def link_anonymous(call: Call, person_pk: int, anonymous_id: str) -> str:
                     "ON CONFLICT (anonymous_id) DO UPDATE SET person_pk = excluded.person_pk",
                     (anonymous_id, person_pk))
     notes = ""
-    if call.settings.anonymous_merge:
-        events, pages, newest = call.db.execute(
-            "SELECT count(*), count(CASE WHEN kind = 'page' THEN 1 END), max(CASE WHEN kind = 'page' THEN timestamp END) "
-            "FROM events WHERE person_pk IS NULL AND anonymous_id = ?", (anonymous_id,)).fetchone()
-        if events:
-            call.db.execute("UPDATE events SET person_pk = ? WHERE person_pk IS NULL AND anonymous_id = ?",
-                            (person_pk, anonymous_id))
-            count_pages(call, person_pk, pages, newest)
-            notes += f"; merged {events} anonymous event(s)"
+    # One look for both: usually the anonymous id has neither events nor waiting group calls.
+    events, pages, newest, waits = call.db.execute(
+        "SELECT count(*), count(CASE WHEN kind = 'page' THEN 1 END), max(CASE WHEN kind = 'page' THEN timestamp END), "
+        "EXISTS (SELECT 1 FROM waiting WHERE anonymous_id = ?) FROM events WHERE person_pk IS NULL AND anonymous_id = ?",
+        (anonymous_id, anonymous_id)).fetchone()
+    if events and call.settings.anonymous_merge:
+        call.db.execute("UPDATE events SET person_pk = ? WHERE person_pk IS NULL AND anonymous_id = ?",
+                        (person_pk, anonymous_id))
+        count_pages(call, person_pk, pages, newest)
+        notes += f"; merged {events} anonymous event(s)"
+    if not waits:
+        return notes
     waiting = call.db.execute("SELECT pk, body FROM waiting WHERE anonymous_id = ? ORDER BY pk",
                               (anonymous_id,)).fetchall()
     applied = 0

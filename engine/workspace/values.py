@@ -58,12 +58,13 @@ def optional_text(value: Any, where: str) -> str | None:
 def dumps(value: Any, where: str) -> str:
     """``value`` as compact JSON text to store; NaN and Infinity, which JSON has not, refuse the call.
 
-    orjson writes most values; it writes NaN as null, so a result holding a null is written
-    again by json, which refuses NaN. Both write the same JSON for the same value.
+    orjson writes most values. It writes NaN as null, so a result holding a null must read back
+    as ``value`` (NaN equals nothing); else json writes it, and refuses NaN. Both write the same
+    JSON for the same value.
     """
     try:
         data = orjson.dumps(value, option=_ORJSON_OPTIONS)
-        if b"null" not in data:
+        if b"null" not in data or orjson.loads(data) == value:
             return data.decode()
     except TypeError:  # orjson.JSONEncodeError: an integer beyond 64 bits, a key that is not text
         pass
@@ -79,6 +80,8 @@ def number(value: float) -> float | int:
 
 def unix(value: Any) -> float | int | None:
     """Unix seconds from a number, a string of digits or an ISO-8601 date (UTC when it has no offset); else None."""
+    if type(value) is int:  # the usual case: what engine.customerio.requests sends
+        return value
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return number(value) if math.isfinite(value) else None
     if isinstance(value, str):
