@@ -34,14 +34,15 @@ _TRACK_REASONS = {"unreadable": "parse_error", "missing_field": "required"}
 
 
 def serve(db_path, host: str, port: int, site_id: str, api_key: str, *, destination: str | None = None,
-          log: Callable[[str], None] | None = None, on_ready: Callable[[str], None] | None = None) -> None:
+          create: bool = True, log: Callable[[str], None] | None = None,
+          on_ready: Callable[[str], None] | None = None) -> None:
     """Serve ``destination``'s workspace in the file at ``db_path`` until interrupted.
 
-    ``destination`` None: the file's only workspace. ``on_ready`` gets the base URL once
-    listening. Raises WorkspaceError (DestinationError) before listening if the workspace
-    cannot be opened, OSError if the address is taken.
+    ``destination`` None: the file's only workspace; ``create`` as for :meth:`Workspace.open`.
+    ``on_ready`` gets the base URL once listening. Raises WorkspaceError (DestinationError)
+    before listening if the workspace cannot be opened, OSError if the address is taken.
     """
-    server = _make_server(db_path, host, port, site_id, api_key, log, destination)
+    server = _make_server(db_path, host, port, site_id, api_key, log, destination, create)
     with server:
         if on_ready is not None:
             on_ready(_url(server))
@@ -77,9 +78,9 @@ def start_server(db_path, site_id: str, api_key: str, *, destination: str | None
     return RunningServer(_make_server(db_path, host, port, site_id, api_key, log, destination))
 
 
-def _make_server(db_path, host, port, site_id, api_key, log, destination) -> _Server:
+def _make_server(db_path, host, port, site_id, api_key, log, destination, create=True) -> _Server:
     # Create or migrate now, so a bad file (or an ambiguous destination) fails before we listen.
-    Workspace.open(db_path, destination=destination).close()
+    Workspace.open(db_path, destination=destination, create=create).close()
     return _Server((host, port), str(db_path), destination, f"{site_id}:{api_key}", log)
 
 
