@@ -1,9 +1,11 @@
 """The workspace database: its schema and migrations, its settings, connections and transactions.
 
-This module owns every ``CREATE`` and ``ALTER`` statement and how a connection is opened:
-WAL mode (readers never block the one writer), a busy timeout (a second process waits for the
-lock instead of failing), foreign keys (deleting a person deletes their events, devices and
-relationships). It knows nothing of the Track API; :mod:`engine.workspace.apply` does.
+This module owns every ``CREATE`` and ``ALTER`` statement (deleting a person deletes their
+events, devices and relationships, by trigger) and opens connections through
+:mod:`engine.store`, which keeps each destination's workspace in its own tables of a shared file
+and sets up WAL mode (readers never block the one writer) and a busy timeout (a second process
+waits for the lock instead of failing). It knows nothing of the Track API;
+:mod:`engine.workspace.apply` does.
 
 Every write goes through :func:`transaction`, which takes the write lock up front
 (``BEGIN IMMEDIATE``), so two processes applying calls to one file are serialised and a
