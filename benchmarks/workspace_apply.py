@@ -39,6 +39,11 @@ def requests(count: int, seed: int = 42) -> list[tuple[str, dict]]:
     return [(request.endpoint, request.body) for request in map(to_request, calls)]
 
 
+def new_workspace(directory: str) -> Workspace:
+    """A new workspace file, its workspace named as a run names it (so its statements are rewritten)."""
+    return Workspace.open(Path(directory) / "w.db", destination="customerio")
+
+
 def apply(workspace: Workspace, items: list[tuple[str, dict]], mode: str, batch: int) -> None:
     if mode == "each":
         for endpoint, body in items:
@@ -51,7 +56,7 @@ def apply(workspace: Workspace, items: list[tuple[str, dict]], mode: str, batch:
 
 def timed(items: list[tuple[str, dict]], mode: str, batch: int) -> float:
     """CPU seconds to apply ``items`` to a new workspace."""
-    with tempfile.TemporaryDirectory() as directory, Workspace.open(Path(directory) / "w.db") as workspace:
+    with tempfile.TemporaryDirectory() as directory, new_workspace(directory) as workspace:
         started = time.process_time()
         apply(workspace, items, mode, batch)
         return time.process_time() - started
@@ -65,7 +70,7 @@ def statements(items: list[tuple[str, dict]], mode: str, batch: int) -> float:
         nonlocal count
         count += 1
 
-    with tempfile.TemporaryDirectory() as directory, Workspace.open(Path(directory) / "w.db") as workspace:
+    with tempfile.TemporaryDirectory() as directory, new_workspace(directory) as workspace:
         workspace.db.set_trace_callback(trace)
         apply(workspace, items, mode, batch)
         workspace.db.set_trace_callback(None)

@@ -81,6 +81,11 @@ ENTITY_ACTIONS: dict[tuple[str, str], Handler] = {
 
 def entity(call: Call, body: Any) -> str:
     """Apply one entity body with the handler its type and action name."""
+    if type(body) is dict:  # the usual case, without the checks that word the refusals below
+        kind, action = body.get("type"), body.get("action")
+        handler = ENTITY_ACTIONS.get((kind, action)) if type(kind) is str and type(action) is str else None
+        if handler is not None:
+            return handler(call, body)
     if not isinstance(body, dict):
         raise Refusal("invalid_body", "an entity body is a JSON object")
     for key in ("type", "action"):
