@@ -49,6 +49,15 @@ def test_two_destinations_in_one_file_do_not_share_people(two):
         assert inspect.people(eu.db)[0]["cio_id"] == "00000001"  # numbered apart, too
 
 
+def test_deleting_a_person_deletes_their_events_in_that_destination_only(two):
+    page = {"type": "person", "action": "page", "identifiers": {"id": "u1"}, "name": "/a"}
+    with Workspace.open(two, destination="crm") as crm, Workspace.open(two, destination="eu") as eu:
+        assert crm.apply(page).ok and eu.apply(page).ok
+        assert crm.apply({"type": "person", "action": "delete", "identifiers": {"id": "u1"}}).ok
+        assert (inspect.totals(crm.db)["events"], inspect.totals(eu.db)["events"]) == (0, 1)
+        assert [p["id"] for p in inspect.people(eu.db)] == ["u1"]
+
+
 def test_without_a_destination_a_file_holding_several_names_them(two):
     with pytest.raises(DestinationError, match="several destinations \\(crm, eu\\)"):
         Workspace.open(two)
