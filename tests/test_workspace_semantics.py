@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from engine.workspace import Rejected, Workspace
-from engine.workspace import inspect
+from engine.workspace import Rejected, Workspace, inspect
 
 ROOT = Path(__file__).resolve().parent.parent
 CASES = yaml.safe_load((ROOT / "tests/cases/workspace-semantics.yaml").read_text(encoding="utf-8"))

@@ -10,8 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from engine.workspace import SCHEMA_VERSION, SettingsError, Workspace, WorkspaceError
-from engine.workspace import apply, inspect
+from engine.store import statements
+from engine.workspace import (
+    SCHEMA_VERSION,
+    SettingsError,
+    Workspace,
+    WorkspaceError,
+    inspect,
+    objects,
+)
 from engine.workspace.store import MIGRATIONS, connect
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,7 +57,7 @@ def test_an_error_in_the_middle_of_a_call_leaves_nothing_of_it(tmp_path, monkeyp
     with Workspace.open(tmp_path / "w.db") as workspace:
         def broken(*args):
             raise RuntimeError("disk on fire")
-        monkeypatch.setattr(apply, "_relate", broken)  # after the person and the object are written
+        monkeypatch.setattr(objects, "_relate", broken)  # after the person and the object are written
         with pytest.raises(RuntimeError):
             workspace.apply(GROUP)
         assert (count(workspace.db, "people"), count(workspace.db, "objects")) == (0, 0)
@@ -58,7 +65,7 @@ def test_an_error_in_the_middle_of_a_call_leaves_nothing_of_it(tmp_path, monkeyp
 
 def test_an_error_in_a_batch_leaves_nothing_of_the_batch(tmp_path, monkeypatch):
     with Workspace.open(tmp_path / "w.db") as workspace:
-        monkeypatch.setattr(apply, "_relate", lambda *args: 1 / 0)
+        monkeypatch.setattr(objects, "_relate", lambda *args: 1 / 0)
         with pytest.raises(ZeroDivisionError):
             workspace.apply_batch({"batch": [identify("u1"), identify("u2"), GROUP]})
         assert count(workspace.db, "people") == 0
@@ -68,10 +75,10 @@ def test_an_error_in_a_batch_leaves_nothing_of_the_batch(tmp_path, monkeypatch):
 
 CRASH = """
 import os, sys
-from engine.workspace import Workspace, apply
+from engine.workspace import Workspace, objects
 def crash(*args):
     os._exit(9)   # no cleanup at all, as when the process is killed
-apply._relate = crash
+objects._relate = crash
 workspace = Workspace.open(sys.argv[1])
 body = {BODY}
 workspace.apply_batch(body) if "batch" in body else workspace.apply(body)
@@ -85,7 +92,8 @@ def test_a_crash_in_the_middle_of_a_call_leaves_nothing_half_written(tmp_path, b
     with Workspace.open(path) as workspace:
         assert workspace.apply(identify("before")).ok
     script = CRASH.replace("{BODY}", repr(body))
-    done = subprocess.run([sys.executable, "-c", script, str(path)], cwd=ROOT, capture_output=True, timeout=60)
+    done = subprocess.run([sys.executable, "-c", script, str(path)], cwd=ROOT, capture_output=True, timeout=60,
+                          check=False)
     assert done.returncode == 9, done.stderr
     with Workspace.open(path) as workspace:
         assert workspace.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
@@ -187,20 +195,45 @@ def test_the_workspace_is_in_wal_mode(tmp_path):
 
 # -- schema versions ---------------------------------------------------------------------------------
 
+def legacy_workspace(path, version: int = 1) -> None:
+    """A workspace file as switchyard wrote it before files held several destinations: unprefixed tables."""
+    db = sqlite3.connect(path, isolation_level=None)
+    for script in MIGRATIONS[:version]:
+        for statement in statements(script):
+            db.execute(statement)
+    db.execute(f"PRAGMA user_version = {version}")
+    db.execute("INSERT INTO people (pk, cio_id, id, created_at, updated_at) VALUES (1, '00000001', 'u1', 0, 0)")
+    db.executemany("INSERT INTO events (person_pk, kind, name, timestamp, received_at) VALUES (1, ?, ?, ?, 0)",
+                   [("page", "/a", 100), ("page", "/b", 300), ("event", "Signed Up", 900)])
+    db.close()
+
+
+def assert_migrated_with_its_data(workspace: Workspace) -> None:
+    assert workspace.db.namespace.schema_version == SCHEMA_VERSION == 3
+    (person,) = inspect.people(workspace.db)
+    assert (person["id"], person["events"], person["page_views"], person["last_seen"]) == ("u1", 3, 2, 300)
+    assert workspace.apply({"type": "person", "action": "suppress", "identifiers": {"id": "u1"}}).ok
+    assert workspace.apply(page("u1", "/c")).code == "suppressed"
+
+
+def test_a_workspace_from_before_destinations_is_migrated_and_keeps_its_data(tmp_path):
+    path = tmp_path / "w.db"
+    legacy_workspace(path, version=1)
+    with Workspace.open(path) as workspace:
+        assert_migrated_with_its_data(workspace)
+        assert workspace.apply(identify("u2")).summary == "created person 00000002 (u2)"
+
+
 def test_an_older_workspace_is_migrated_and_keeps_its_data(tmp_path):
     path = tmp_path / "w.db"
-    old = connect(path, migrations=MIGRATIONS[:1])
-    assert old.execute("PRAGMA user_version").fetchone()[0] == 1
+    old = connect(path, destination="crm", migrations=MIGRATIONS[:1])
+    assert old.namespace.schema_version == 1
     old.execute("INSERT INTO people (pk, cio_id, id, created_at, updated_at) VALUES (1, '00000001', 'u1', 0, 0)")
     old.executemany("INSERT INTO events (person_pk, kind, name, timestamp, received_at) VALUES (1, ?, ?, ?, 0)",
                     [("page", "/a", 100), ("page", "/b", 300), ("event", "Signed Up", 900)])
     old.close()
-    with Workspace.open(path) as workspace:
-        assert workspace.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
-        (person,) = inspect.people(workspace.db)
-        assert (person["id"], person["events"], person["page_views"], person["last_seen"]) == ("u1", 3, 2, 300)
-        assert workspace.apply({"type": "person", "action": "suppress", "identifiers": {"id": "u1"}}).ok
-        assert workspace.apply(page("u1", "/c")).code == "suppressed"
+    with Workspace.open(path, destination="crm") as workspace:
+        assert_migrated_with_its_data(workspace)
 
 
 def test_a_newer_workspace_is_refused_with_a_reason(tmp_path):

@@ -4,13 +4,17 @@ It applies the same Track API bodies the ``http`` transport sends, with the sema
 Customer.io's documentation, and keeps everything it refuses with the reason::
 
     from engine.workspace import Workspace
-    with Workspace.open("switchyard.db", {"id_only": False}) as workspace:
+    with Workspace.open("switchyard.db", {"id_only": False}, destination="crm") as workspace:
         workspace.apply({"type": "person", "action": "identify", "identifiers": {"id": "u1"}})
+        workspace.apply_many([("entity", body), ("metrics", body)])  # one transaction, one outcome each
         workspace.apply_batch({"batch": [...]})          # one outcome per item
         workspace.apply_metrics({"delivery_id": "d1", "metric": "opened"})
 
-``store`` owns the database, ``apply`` the semantics, ``inspect`` the read side, ``server``
-the HTTP face and ``cli`` the ``switchyard workspace`` commands. See docs/workspace.md.
+One file holds the workspaces of several destinations, apart by destination name
+(:mod:`engine.store`). ``store`` owns the schema and settings, ``apply`` the Workspace and which
+handler applies which call (``people``, ``events``, ``objects``, ``metrics``, with ``identifiers``,
+``values`` and ``call`` beneath them), ``inspect`` the read side, ``server`` the HTTP face and
+``cli`` the ``switchyard workspace`` commands. See docs/workspace.md.
 """
 from __future__ import annotations
 
@@ -21,7 +25,8 @@ _EXPORTS = {
     **{name: "engine.workspace.apply"
        for name in ("Workspace", "Applied", "Rejected", "ENTITY_ACTIONS", "METRICS", "REJECTION_CODES")},
     **{name: "engine.workspace.store"
-       for name in ("Settings", "WorkspaceError", "SettingsError", "SCHEMA_VERSION", "SETTING_NAMES")},
+       for name in ("Settings", "WorkspaceError", "SettingsError", "DestinationError", "SCHEMA_VERSION",
+                    "SETTING_NAMES", "destinations")},
 }
 
 __all__ = list(_EXPORTS)

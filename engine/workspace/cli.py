@@ -2,7 +2,8 @@
 
 engine/cli.py wires it in: :func:`add_workspace_commands` adds the ``workspace`` parser and
 :func:`run_workspace` handles it. Exit codes are the ``switchyard`` command's: 0 success,
-1 problems (no such person, a setting refused, the port taken), 2 usage (no workspace file).
+1 problems (no such person, a setting refused, the port taken), 2 usage (no workspace file, no
+``--destination`` for a file that holds several, or one the file does not hold).
 """
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ def add_workspace_commands(subparsers) -> None:
         parser = commands.add_parser(name, help=help)
         parser.add_argument("--db", default=DEFAULT_DB, metavar="PATH",
                             help="the workspace file (default: %(default)s)")
+        parser.add_argument("--destination", metavar="NAME",
+                            help="whose workspace, when the file holds several destinations' (see `switchyard run`)")
         if json_output:
             parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
         return parser
@@ -70,13 +73,16 @@ def add_workspace_commands(subparsers) -> None:
 
 def run_workspace(args) -> int:
     """Run a ``switchyard workspace`` subcommand."""
-    from .store import WorkspaceError
+    from .store import DestinationError, WorkspaceError
 
     if args.workspace_command not in ("settings", "serve") and not Path(args.db).is_file():
         print(f"switchyard: no workspace at {args.db} (run `switchyard run` first, or pass --db)", file=sys.stderr)
         return EXIT_USAGE
     try:
         return _HANDLERS[args.workspace_command](args)
+    except DestinationError as error:
+        print(f"switchyard: {error} (--destination NAME)", file=sys.stderr)
+        return EXIT_USAGE
     except WorkspaceError as error:
         print(f"switchyard: {error}", file=sys.stderr)
         return EXIT_PROBLEMS
@@ -91,7 +97,13 @@ def _open(args):
     """A read connection that ``with`` closes (a bare sqlite3 connection's ``with`` only commits)."""
     from .store import connect
 
-    return closing(connect(args.db, create=False))
+    return closing(connect(args.db, create=False, destination=args.destination))
+
+
+def _may_create(args) -> bool:
+    """Whether ``settings`` or ``serve`` may create a workspace: only in a new file; in one that exists,
+    the destination named (or the file's only one) must be there."""
+    return not Path(args.db).is_file()
 
 
 def _people(args) -> int:
@@ -182,7 +194,7 @@ def _settings(args) -> int:
         types[name] = kind
     if types:
         changes["attribute_types"] = types
-    with Workspace.open(args.db) as workspace:
+    with Workspace.open(args.db, destination=args.destination, create=_may_create(args)) as workspace:
         settings = workspace.configure(changes) if changes else workspace.settings()
     return _show(args, settings.to_dict(), inspect.render_settings)
 
@@ -197,7 +209,8 @@ def _serve(args) -> int:
         print(f"serving workspace {args.db} at {url} (Ctrl-C stops)", file=sys.stderr, flush=True)
 
     try:
-        serve(args.db, args.host, args.port, args.site_id, args.api_key, log=log, on_ready=ready)
+        serve(args.db, args.host, args.port, args.site_id, args.api_key, destination=args.destination,
+              create=_may_create(args), log=log, on_ready=ready)
     except OSError as error:
         print(f"switchyard: cannot listen on {args.host}:{args.port}: {error.strerror or error}", file=sys.stderr)
         return EXIT_PROBLEMS

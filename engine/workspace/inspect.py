@@ -7,7 +7,7 @@ return dicts and lists ready for ``json.dumps``; times are Unix seconds as store
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 _PERSON_COLUMNS = {"id": "p.id", "email": "p.email", "cio_id": "p.cio_id"}
 
@@ -168,7 +168,7 @@ def when(seconds) -> str:
     """Unix seconds as ``YYYY-MM-DD HH:MM:SS`` UTC; empty for none."""
     if seconds is None:
         return ""
-    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _short(value, width: int = 48, *, as_json: bool = False) -> str:
@@ -204,9 +204,9 @@ def render_person(person: dict) -> str:
     facts = [["cio_id", person["cio_id"]], ["id", person["id"]], ["email", person["email"]],
              ["anonymous ids", ", ".join(person["anonymous_ids"])], ["unsubscribed", _yes(person["unsubscribed"])],
              ["created", when(person["created_at"])], ["last seen", when(person["last_seen"])],
-             ["counts", f"events {counts['events']} (pages {counts['pages']}, screens {counts['screens']}), "
+             ["counts", (f"events {counts['events']} (pages {counts['pages']}, screens {counts['screens']}), "
                         f"page views {counts['page_views']}, devices {counts['devices']}, "
-                        f"relationships {counts['relationships']}"]]
+                        f"relationships {counts['relationships']}")]]
     sections = [f"person {person['cio_id']}\n" + _indent(table(None, facts))]
     sections.append(_section("attributes", ["name", "value"],
                              [[name, _short(value, as_json=True)] for name, value in person["attributes"].items()]))

@@ -22,8 +22,8 @@ import base64
 import hmac
 import json
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
 
 from .apply import Rejected, Workspace
 from .store import WorkspaceError
@@ -33,14 +33,16 @@ ROUTES = {"/api/v2/entity": "entity", "/api/v2/batch": "batch", "/api/v1/metrics
 _TRACK_REASONS = {"unreadable": "parse_error", "missing_field": "required"}
 
 
-def serve(db_path, host: str, port: int, site_id: str, api_key: str, *,
-          log: Callable[[str], None] | None = None, on_ready: Callable[[str], None] | None = None) -> None:
-    """Serve the workspace at ``db_path`` until interrupted; ``on_ready`` gets the base URL once listening.
+def serve(db_path, host: str, port: int, site_id: str, api_key: str, *, destination: str | None = None,
+          create: bool = True, log: Callable[[str], None] | None = None,
+          on_ready: Callable[[str], None] | None = None) -> None:
+    """Serve ``destination``'s workspace in the file at ``db_path`` until interrupted.
 
-    Raises WorkspaceError before listening if the workspace cannot be opened, OSError if the
-    address is taken.
+    ``destination`` None: the file's only workspace; ``create`` as for :meth:`Workspace.open`.
+    ``on_ready`` gets the base URL once listening. Raises WorkspaceError (DestinationError)
+    before listening if the workspace cannot be opened, OSError if the address is taken.
     """
-    server = _make_server(db_path, host, port, site_id, api_key, log)
+    server = _make_server(db_path, host, port, site_id, api_key, log, destination, create)
     with server:
         if on_ready is not None:
             on_ready(_url(server))
@@ -70,28 +72,29 @@ class RunningServer:
         self.stop()
 
 
-def start_server(db_path, site_id: str, api_key: str, *, host: str = "127.0.0.1", port: int = 0,
-                 log: Callable[[str], None] | None = None) -> RunningServer:
+def start_server(db_path, site_id: str, api_key: str, *, destination: str | None = None, host: str = "127.0.0.1",
+                 port: int = 0, log: Callable[[str], None] | None = None) -> RunningServer:
     """Serve in a background thread; port 0 picks a free one (see ``.url``)."""
-    return RunningServer(_make_server(db_path, host, port, site_id, api_key, log))
+    return RunningServer(_make_server(db_path, host, port, site_id, api_key, log, destination))
 
 
-def _make_server(db_path, host, port, site_id, api_key, log) -> "_Server":
-    Workspace.open(db_path).close()  # create or migrate now, so a bad file fails before we listen
-    return _Server((host, port), str(db_path), f"{site_id}:{api_key}", log)
+def _make_server(db_path, host, port, site_id, api_key, log, destination, create=True) -> _Server:
+    # Create or migrate now, so a bad file (or an ambiguous destination) fails before we listen.
+    Workspace.open(db_path, destination=destination, create=create).close()
+    return _Server((host, port), str(db_path), destination, f"{site_id}:{api_key}", log)
 
 
 def _url(server: ThreadingHTTPServer) -> str:
     host, port = server.server_address[:2]
-    return f"http://{host}:{port}"
+    return f"http://{host.decode() if isinstance(host, bytes) else host}:{port}"
 
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address, db_path: str, credentials: str, log):
+    def __init__(self, address, db_path: str, destination: str | None, credentials: str, log):
         super().__init__(address, _Handler)
-        self.db_path = db_path
+        self.db_path, self.destination = db_path, destination
         self.authorization = "Basic " + base64.b64encode(credentials.encode()).decode()
         self.log = log
 
@@ -111,11 +114,11 @@ class _Handler(BaseHTTPRequestHandler):
         if endpoint is None:
             return self._answer(404, {"meta": {"error": f"no such endpoint: {self.path}"}})
         try:
-            with Workspace.open(self.server.db_path) as workspace:
+            with Workspace.open(self.server.db_path, destination=self.server.destination) as workspace:
                 status, answer = _respond(workspace, endpoint, raw)
         except WorkspaceError as error:
             status, answer = 503, {"meta": {"error": str(error)}}
-        except Exception as error:  # a bug, not the caller's input: answer, and keep serving
+        except Exception as error:  # noqa: BLE001 -- a bug, not the caller's input: answer, and keep serving
             self.log_error("internal error: %r", error)
             status, answer = 500, {"meta": {"error": f"internal error: {error!r}"}}
         self._answer(status, answer)
@@ -157,10 +160,10 @@ def _respond(workspace: Workspace, endpoint: str, raw: bytes) -> tuple[int, dict
         if isinstance(outcomes, Rejected):
             return 400, {"meta": {"error": outcomes.reason}}
         errors = [{"batch_index": index, "reason": _TRACK_REASONS.get(outcome.code, "invalid"), "field": outcome.field,
-                   "message": outcome.reason} for index, outcome in enumerate(outcomes) if not outcome.ok]
+                   "message": outcome.reason} for index, outcome in enumerate(outcomes) if isinstance(outcome, Rejected)]
         return (207, {"errors": errors}) if errors else (200, {})
-    outcome = workspace.apply(body) if endpoint == "entity" else workspace.apply_metrics(body)
-    return (200, {}) if outcome.ok else (400, {"meta": {"error": outcome.reason}})
+    result = workspace.apply(body) if endpoint == "entity" else workspace.apply_metrics(body)
+    return (400, {"meta": {"error": result.reason}}) if isinstance(result, Rejected) else (200, {})
 
 
 def _not_json(constant: str):
