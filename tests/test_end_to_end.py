@@ -31,7 +31,7 @@ def test_http_transport_and_workspace_transport_agree(tmp_path):
     embedded = tmp_path / "embedded.db"
     direct = switchyard("run", "rules/customerio.yaml", "examples/events.jsonl", "--workspace", embedded,
                         "--dead-letter", tmp_path / "dead-direct", "--summary-json", tmp_path / "direct.json")
-    assert direct.returncode == 0, direct.stderr
+    assert direct.returncode == 1, direct.stderr  # the story's suppressed person: one call refused
 
     served = tmp_path / "served.db"
     rules = tmp_path / "customerio.yaml"
@@ -41,7 +41,7 @@ def test_http_transport_and_workspace_transport_agree(tmp_path):
         env["CUSTOMERIO_BASE_URL"] = server.url
         over_http = switchyard("run", rules, "examples/events.jsonl", "--dead-letter", tmp_path / "dead-http",
                                "--summary-json", tmp_path / "http.json", env=env)
-    assert over_http.returncode == 0, over_http.stderr
+    assert over_http.returncode == 1, over_http.stderr
     assert "key-1" not in over_http.stderr + over_http.stdout
 
     direct_summary = json.loads((tmp_path / "direct.json").read_text())

@@ -22,14 +22,14 @@ import json
 import time
 from typing import Any, Callable, Sequence
 
-from ..customerio.requests import PATHS, host_for, to_request
+from ..customerio.requests import BATCH_ENVELOPE, BATCH_SEPARATOR, PATHS, batch_bytes, host_for, to_request
 from ..delivery.batcher import DEFAULT_BATCH_SIZE, DEFAULT_MAX_AGE, Batch, Batcher
 from ..delivery.http import Sender
 from ..delivery.outcome import REFUSED, Outcome, from_http
 from ..delivery.retry import Retrier
 from ..model import ActionCall
 from .contract import AdapterContext, SetupError
-from .encoding import EncodingError, encode
+from ..delivery.encoding import UnencodableBody, encode
 
 SPLIT_STATUSES = frozenset({400, 413, 422})
 # One batch for the whole destination, not one per mapping: Customer.io applies calls in the order
@@ -49,7 +49,7 @@ class CustomerioHttpAdapter:
         self.host = host_for(settings)
         self.sender = Sender(timeout)
         self.retrier = retrier or Retrier()
-        self.batcher = Batcher(max_age=max_age, clock=clock, envelope=len(b'{"batch":[]}'), separator=1)
+        self.batcher = Batcher(max_age=max_age, clock=clock, envelope=BATCH_ENVELOPE, separator=BATCH_SEPARATOR)
 
     def deliver(self, calls: Sequence[ActionCall]) -> list[Outcome]:
         """Send or queue each call in order; return every outcome settled meanwhile."""
@@ -58,7 +58,7 @@ class CustomerioHttpAdapter:
             try:
                 request = to_request(call)
                 item = encode(request.body)
-            except (ValueError, EncodingError) as error:
+            except ValueError as error:  # UnencodableBody is one
                 outcomes.append(Outcome(REFUSED, 0, message=f"cannot build the request: {error}", call=call))
                 continue
             if not request.batchable:
@@ -91,7 +91,7 @@ class CustomerioHttpAdapter:
         outcomes = []
         for batch in batches:
             items: list[tuple[ActionCall, bytes]] = batch.items
-            outcome = self._post(PATHS["batch"], b'{"batch":[' + b",".join(item for _, item in items) + b"]}")
+            outcome = self._post(PATHS["batch"], batch_bytes([item for _, item in items]))
             if not outcome.ok and outcome.status in SPLIT_STATUSES and len(items) > 1:
                 outcomes += [self._post(PATHS["entity"], item, call) for call, item in items]
                 continue

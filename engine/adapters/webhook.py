@@ -16,7 +16,7 @@ from ..delivery.outcome import DELIVERED, REFUSED, RETRIED, Outcome, from_http
 from ..delivery.retry import Retrier, RetryPolicy
 from ..model import ActionCall
 from .contract import AdapterContext, SetupError
-from .encoding import EncodingError, encode
+from ..delivery.encoding import UnencodableBody, encode
 
 
 class WebhookAdapter:
@@ -52,7 +52,7 @@ class WebhookAdapter:
         headers = {"Content-Type": "application/json", **self.headers, **(payload.get("headers") or {})}
         try:
             body = None if "data" not in payload else encode(payload["data"])
-        except EncodingError as error:
+        except UnencodableBody as error:
             return Outcome(REFUSED, 0, message=f"cannot send this call: {error}", call=call)
         refreshed = False
 

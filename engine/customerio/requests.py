@@ -24,6 +24,7 @@ from typing import Any
 
 import orjson
 
+from engine.delivery.encoding import UnencodableBody, encode
 from engine.mapping.functions import text_of
 
 from .timestamps import (
@@ -67,23 +68,6 @@ def batch_body(bodies: Iterable[dict]) -> dict:
 
 # -- the bytes sent ------------------------------------------------------------------------
 
-class UnencodableBody(ValueError):
-    """A body JSON cannot carry (text with a lone surrogate): the call is refused, never sent."""
-
-
-def encode(body: dict) -> bytes:
-    """``body`` as the bytes sent: compact JSON in UTF-8, non-ASCII text as it is.
-
-    orjson writes it; what orjson refuses (integers beyond 64 bits, nesting deeper than 254)
-    the json module writes the same way. NaN and infinities are null, as JSON.stringify has
-    them. Raises :class:`UnencodableBody` for text with a lone surrogate.
-    """
-    try:
-        return orjson.dumps(body)
-    except orjson.JSONEncodeError:
-        return _encode_with_json(body)
-
-
 def batch_bytes(items: list[bytes]) -> bytes:
     """The body of ``POST /api/v2/batch`` from items :func:`encode` wrote, without writing them again."""
     return b'{"batch":[' + b",".join(items) + b"]}"
@@ -91,50 +75,6 @@ def batch_bytes(items: list[bytes]) -> bytes:
 
 #: ``len(batch_bytes(items))`` is ``BATCH_ENVELOPE + sum(map(len, items)) + BATCH_SEPARATOR * (len(items) - 1)``.
 BATCH_ENVELOPE, BATCH_SEPARATOR = len(b'{"batch":[]}'), len(b",")
-
-
-def _encode_with_json(body: dict) -> bytes:
-    try:
-        return json.dumps(_finite(body), ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
-    except UnicodeEncodeError as error:
-        code = ord(error.object[error.start])
-        raise UnencodableBody(f"{_lone_surrogate(body, 'body') or 'the body'} holds a lone surrogate "
-                              f"(U+{code:04X}), which JSON text cannot carry: the call cannot be sent") from None
-    except (RecursionError, TypeError, ValueError) as error:
-        raise UnencodableBody(f"the body cannot be written as JSON: {error}") from None
-
-
-def _finite(value: Any) -> Any:
-    """``value`` with NaN and infinities as None, as orjson and JSON.stringify write them."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(item) for item in value]
-    return value
-
-
-def _lone_surrogate(value: Any, where: str) -> str | None:
-    """Where in ``value`` the first text with a lone surrogate is, a key or a value; None if nowhere."""
-    if isinstance(value, str):
-        return where if _SURROGATE.search(value) else None
-    items: Iterable[tuple[str, Any]] = ()
-    if isinstance(value, dict):
-        for key in value:
-            if isinstance(key, str) and _SURROGATE.search(key):
-                return f"a key of {where}"
-        items = ((f"{where}.{key}", item) for key, item in value.items())
-    elif isinstance(value, (list, tuple)):
-        items = ((f"{where}[{index}]", item) for index, item in enumerate(value))
-    for path, item in items:
-        found = _lone_surrogate(item, path)
-        if found:
-            return found
-    return None
-
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def to_request(call, *, now: Callable[[], float] = time.time) -> TrackRequest:

@@ -94,7 +94,7 @@ class Connection(sqlite3.Connection):
     """A connection whose statements, written with a catalog's plain names, run against one namespace's tables.
 
     Only ``execute``, ``executemany`` and ``executescript`` rewrite; a cursor's own ``execute``
-    does not. Like any sqlite3 connection, use it from one thread.
+    does not. Like any sqlite3 connection, use it from one thread at a time.
     """
 
     namespace: Namespace | None = None
@@ -181,8 +181,10 @@ def connect(path: Any, catalog: Catalog, *, destination: str | None = None, crea
         raise StoreError(f"no workspace at {path}")
     try:
         # isolation_level=None: no implicit transactions; each write says where it begins.
+        # check_same_thread=False: a run opens its adapters before the first event and hands each to
+        # its delivery lane's thread; a connection is still used by one thread at a time.
         db = sqlite3.connect(path, timeout=timeout, isolation_level=None, factory=Connection,
-                             cached_statements=_CACHED_STATEMENTS)
+                             cached_statements=_CACHED_STATEMENTS, check_same_thread=False)
     except sqlite3.Error as error:
         raise StoreError(f"cannot open workspace {path}: {error}") from None
     assert isinstance(db, Connection)

@@ -110,7 +110,7 @@ _Item = tuple[str, "int | None", Handler, Any]
 
 
 class Workspace:
-    """An open workspace: one destination's state in a workspace file. Like its sqlite3 connection, one per thread."""
+    """An open workspace: one destination's state in a workspace file. Like its sqlite3 connection, used by one thread at a time."""
 
     def __init__(self, db: Connection, *, clock: Callable[[], float] = time.time):
         self.db = db
