@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import functools
 from typing import Any, Callable
 
 import jmespath
@@ -80,6 +81,21 @@ class Expression:
 
 def parse_expression(text: str) -> tuple[jmespath.parser.ParsedResult | None, list[Problem]]:
     """Parse and check ``text``; problems are located on line 1, column = offset in the text + 1."""
+    parsed, problems = _parse_once(text)
+    return parsed, list(problems)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_once(text: str) -> tuple[jmespath.parser.ParsedResult | None, tuple[Problem, ...]]:
+    """Rule sets repeat expressions (``properties.order_id`` in every mapping): each is parsed once.
+
+    What is shared is immutable: jmespath's parsed tree (only read) and frozen problems.
+    """
+    parsed, problems = _parse(text)
+    return parsed, tuple(problems)
+
+
+def _parse(text: str) -> tuple[jmespath.parser.ParsedResult | None, list[Problem]]:
     try:
         parsed = jmespath.compile(text)
         problems = _check_functions(text, parsed.parsed)
@@ -257,9 +273,12 @@ def _looks_like_text(text: str) -> bool:
 
 def _check_functions(text: str, node: dict) -> list[Problem]:
     """SY202 for each call of an unknown function, or with a number of arguments it does not take."""
+    calls = list(_function_calls(node))
+    if not calls:
+        return []
     positions = _call_positions(text)
     problems = []
-    for call in _function_calls(node):
+    for call in calls:
         name = call["value"]
         starts = positions.get(name)
         column = starts.pop(0) + 1 if starts else 1

@@ -43,15 +43,27 @@ class Literal:
 
 
 class Object:
-    """An object built field by field; null fields are left out, and an empty result is null."""
+    """An object built field by field; null fields are left out, and an empty result is null.
+
+    ``evaluate`` is generated on first use (lint never calls it); from then on it is a plain
+    attribute, as fast to call as before.
+    """
 
     __slots__ = ("fields", "_steps", "evaluate")
     is_literal = False
+    evaluate: Callable[[Any], Any]
+    _steps: list[tuple[str, Callable[[Any], Any]]]
 
     def __init__(self, fields: dict[str, "Node"]):
         self.fields = fields
-        self._steps = [(name, node.evaluate) for name, node in fields.items()]
-        self.evaluate = _generate_builder(fields, self._build)
+
+    def __getattr__(self, name: str) -> Any:
+        # Called only while a slot is unset: the first read of ``evaluate`` (or ``_steps``) builds both.
+        if name in ("evaluate", "_steps"):
+            self._steps = [(field, node.evaluate) for field, node in self.fields.items()]
+            self.evaluate = _generate_builder(self.fields, self._build)
+            return getattr(self, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def _build(self, event: Any) -> dict | None:
         built = {}

@@ -32,6 +32,8 @@ class Trigger:
 
     ``matches(event) -> bool`` is the generated function itself (no method call in between,
     see :mod:`.codegen`): pure, thread-safe, and it never raises, whatever the shape of the event.
+    It is generated on first use: lint and the mapping index never call it, and generating costs
+    as much as parsing. Once generated it is a plain attribute, read as fast as before.
 
     ``keys`` is what a matching event must have in ``type`` and ``event``, and ``compared``
     every string those fields are compared with (see :mod:`.keys`); :mod:`engine.index`
@@ -43,10 +45,18 @@ class Trigger:
     def __init__(self, text: str, compiled: Compiled, warnings: list[Problem]):
         self.text = text
         self.warnings = warnings
-        self.matches: Callable[[Any], bool] = generate(compiled)
         self.keys: Keys = required_keys(compiled)
         self.compared: Keys = compared_values(compiled)
         self._compiled = compiled
+
+    matches: Callable[[Any], bool]
+
+    def __getattr__(self, name: str) -> Any:
+        # Called only while a slot is unset: the first read of ``matches`` generates it.
+        if name == "matches":
+            self.matches = generate(self._compiled)
+            return self.matches
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     @property
     def compiled(self) -> Compiled:
