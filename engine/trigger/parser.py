@@ -13,7 +13,7 @@ import re
 from dataclasses import replace
 
 import lark
-from lark import Lark, Token, Transformer, Tree, v_args
+from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedToken
 
 from engine import cache
@@ -61,18 +61,7 @@ def parse(text: str) -> nodes.Node:
         raise TriggerError([_bad_character(error, text)]) from None
     except UnexpectedToken as error:
         raise TriggerError([_bad_token(error, text)]) from None
-    _check_depth(tree, text)
-    return _ToNodes().transform(tree)
-
-
-def _check_depth(tree: Tree, text: str) -> None:
-    stack = [(tree, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if depth > MAX_DEPTH:
-            message = f"the trigger nests more than {MAX_DEPTH} levels deep"
-            raise TriggerError([problem_at("SY101", message, text, node.meta.line, node.meta.column)])
-        stack.extend((child, depth + 1) for child in node.children if isinstance(child, Tree))
+    return _TO_NODES.transform(tree, text)
 
 
 # --- tree -> nodes -------------------------------------------------------------------------
@@ -86,9 +75,21 @@ def _token_span(token: Token) -> nodes.Span:
     return nodes.Span(token.start_pos, token.end_pos, token.line, token.column)
 
 
-@v_args(meta=True)
-class _ToNodes(Transformer):
-    """Lark tree -> nodes; one method per grammar rule of the same name."""
+class _ToNodes:
+    """Lark tree -> nodes; one method per grammar rule of the same name, called children first.
+
+    A plain walk rather than a ``lark.Transformer``: Lark wraps each method again on every call,
+    which cost more than the conversion itself (triggers are parsed by the ten thousand in a
+    large rule set). The walk checks the depth as it goes; see :data:`MAX_DEPTH`.
+    """
+
+    def transform(self, tree: Tree, text: str, depth: int = 1):
+        if depth > MAX_DEPTH:
+            message = f"the trigger nests more than {MAX_DEPTH} levels deep"
+            raise TriggerError([problem_at("SY101", message, text, tree.meta.line, tree.meta.column)])
+        children = [self.transform(child, text, depth + 1) if isinstance(child, Tree) else child
+                    for child in tree.children]
+        return getattr(self, tree.data)(tree.meta, children)
 
     def trigger(self, meta, children):
         return children[0]
@@ -137,6 +138,8 @@ class _ToNodes(Transformer):
     def list(self, meta, children):
         return nodes.Literal(span=_span(meta), value=[_literal(item).value for item in children])
 
+
+_TO_NODES = _ToNodes()
 
 _DECODE = {
     "STRING": unquote,
