@@ -21,6 +21,7 @@ Values are never mutated: :meth:`Path.without` copies only the containers along 
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from types import MappingProxyType
 from typing import Any, Callable
 
@@ -109,8 +110,13 @@ def unquote(token: str) -> str:
     return text
 
 
+@lru_cache(maxsize=4096)
 def parse_path(text: str) -> "Path":
-    """Parse ``text`` into a :class:`Path`; raise :class:`PathError` if it is not one."""
+    """Parse ``text`` into a :class:`Path`; raise :class:`PathError` if it is not one.
+
+    Paths are immutable, and triggers repeat a few (``type``, ``event``) thousands of times: each
+    distinct text is parsed, and its getter built, once.
+    """
     segments: list = []
     pos = 0
     while pos < len(text):

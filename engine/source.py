@@ -255,7 +255,10 @@ class _Builder:
         self.source = source
         # Anchor -> (value, size, line, column, style) of the anchored value; size counts aliases expanded.
         self.anchors: dict[str, tuple[Any, int, int, int, int]] = {}
-        self.plain: dict[str, Any] = {}  # plain scalar text -> its value: resolved once, stored once
+        # Scalar text -> its value: a plain scalar is resolved once, and short quoted texts repeated
+        # (``"properties.order_id"`` in every mapping) are stored once.
+        self.plain: dict[str, Any] = {}
+        self.quoted: dict[str, str] = {}
         self.written = 0    # values written out in the file
         self.repeated = 0   # values aliases repeat
 
@@ -389,8 +392,8 @@ class _Builder:
     def scalar(self, event: ScalarEvent) -> Any:
         tag, text = event.tag, event.value
         if tag is None or tag == "!":
-            if not event.implicit[0]:
-                return text  # quoted or block: text
+            if not event.implicit[0]:  # quoted or block: text
+                return self.quoted.setdefault(text, text) if len(text) < 64 else text
             known = self.plain.get(text, _NO_KEY)
             if known is not _NO_KEY:
                 return known

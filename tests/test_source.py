@@ -81,3 +81,9 @@ def test_a_value_is_located_after_values_of_every_kind():
     assert source.position(("f",)) == (6, 4)
     assert source.position(("f",), key=True) == (6, 1)
     assert source.position(("c", 5)) == (3, 4)  # no such item: its list
+
+
+def test_quoted_and_plain_scalars_of_the_same_text_keep_their_kinds():
+    source = parse("f.yaml", "- 'true'\n- true\n- '5'\n- 5\n- true\n- 'true'\n")
+    assert source.data == ["true", True, "5", 5, True, "true"]
+    assert [type(value) for value in source.data] == [str, bool, str, int, bool, str]

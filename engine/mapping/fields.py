@@ -18,6 +18,7 @@ as it returned them, nulls inside included.
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from types import MappingProxyType
 from typing import Any, Callable, Union
 
@@ -208,11 +209,11 @@ def merge_defaults(spec: Any, defaults: dict[str, Any]) -> Any:
 
 def _compile(value: Any, path: Path, problems: list) -> Node | None:
     if isinstance(value, str):
-        parsed, found = parse_expression(value)
+        expression, found = _expression(value, path)
         problems.extend((path, problem) for problem in found)
-        return None if parsed is None else Expression(value, parsed, path)
+        return expression
     if value is None or isinstance(value, (bool, int, float)):
-        return Literal(value)
+        return _literal(value)
     if isinstance(value, dict):
         if len(value) == 1 and LITERAL_KEY in value:
             return Literal(value[LITERAL_KEY])
@@ -227,6 +228,18 @@ def _compile(value: Any, path: Path, problems: list) -> Node | None:
         f"got {_kind(value)}; to send it as text, quote it and use {{$literal: ...}}",
     )))
     return None
+
+
+@lru_cache(maxsize=4096)
+def _expression(text: str, path: Path) -> tuple[Expression | None, tuple[Problem, ...]]:
+    """One shared, immutable Expression per text and place: rule sets repeat both in every mapping."""
+    parsed, found = parse_expression(text)
+    return (None if parsed is None else Expression(text, parsed, path)), tuple(found)
+
+
+@lru_cache(maxsize=1024, typed=True)  # typed: 1, 1.0 and True are equal keys but different literals
+def _literal(value: Any) -> Literal:
+    return Literal(value)
 
 
 def _compile_object(spec: dict, path: Path, problems: list) -> dict[str, Node | None]:
