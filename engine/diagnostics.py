@@ -49,7 +49,7 @@ class Problem:
     column: int = 1
     source_line: str | None = field(default=None, compare=False)
 
-    def located(self, file: str, line: int, column: int, source_line: str | None = None) -> "Problem":
+    def located(self, file: str, line: int, column: int, source_line: str | None = None) -> Problem:
         return Problem(self.code, self.message, self.severity, file, line, column, source_line)
 
     def to_dict(self) -> dict:

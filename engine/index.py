@@ -21,7 +21,8 @@ in front of it holds at most ``_RAW_KEYS`` pairs.
 from __future__ import annotations
 
 import weakref
-from typing import Any, Generic, Iterable, TypeVar
+from collections.abc import Iterable
+from typing import Any, Generic, TypeVar
 
 from engine.trigger.codegen import Exactly, NoneOf, decide, generate_matching
 

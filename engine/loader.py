@@ -127,7 +127,7 @@ def load(path, environ=None) -> RuleSet:
     rules, problems = compile_paths(paths, environ)
     if any(p.severity == ERROR for p in problems):
         raise RuleError(problems)
-    rules.warnings = problems
+    rules.warnings = problems  # type: ignore[attr-defined]  # what load found short of errors, for its callers
     return rules
 
 
@@ -151,7 +151,7 @@ def _rules_schema() -> dict:
 @lru_cache(maxsize=1)
 def _rules_validator():
     """jsonschema's validator for rule files: it explains what is wrong. Imported only when needed."""
-    from jsonschema import Draft202012Validator
+    from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
 
     return Draft202012Validator(_rules_schema())
 
@@ -301,7 +301,8 @@ class _FileCompiler:
 
     def _settings(self, declared, catalog) -> Settings:
         where = ("destination", "settings")
-        values, secret = {}, set()
+        values: dict = {}
+        secret: set[str] = set()
         if not isinstance(declared, dict):
             return Settings(values, secret)
         for key, value in declared.items():
@@ -315,14 +316,14 @@ class _FileCompiler:
         if catalog is not None and catalog.settings_schema:
             properties = catalog.settings_schema.get("properties", {})
             secret |= {k for k, spec in properties.items() if spec.get("x-secret")}
-            for key in values:
+            for key, value in values.items():
                 if key not in properties and catalog.settings_schema.get("additionalProperties") is False:
                     self.report(where + (key,), "SY306",
                                 f"unknown setting '{key}' for catalog '{catalog.name}'{_suggest(key, properties)}",
                                 key=True)
                 elif key in properties:
                     labelled = {"title": f"setting '{key}'", **properties[key]}
-                    for message in PayloadValidator({"properties": {key: labelled}}).errors({key: values[key]}):
+                    for message in PayloadValidator({"properties": {key: labelled}}).errors({key: value}):
                         if key in secret:
                             message = f"setting '{key}' is not valid (its value is secret and not shown)"
                         self.report(where + (key,), "SY306", message)
@@ -388,7 +389,8 @@ class _FileCompiler:
         return filters
 
     def _mappings(self, declared, catalog, settings) -> list:
-        mappings, names = [], {}
+        mappings: list[Mapping | None] = []
+        names: dict[str, int] = {}
         for index, item in enumerate(declared if isinstance(declared, list) else []):
             if not isinstance(item, dict):
                 mappings.append(None)

@@ -13,8 +13,8 @@ from array import array
 from functools import cached_property
 from typing import Any
 
-import yaml
-from yaml.events import (
+import yaml  # type: ignore[import-untyped]
+from yaml.events import (  # type: ignore[import-untyped]
     AliasEvent,
     MappingEndEvent,
     MappingStartEvent,
@@ -231,7 +231,7 @@ def _parse(file: str, text: str, loader_class) -> Source:
 class _Container:
     """A mapping or sequence being built: its value, its entries' positions, its size with aliases."""
 
-    __slots__ = ("value", "positions", "size", "key", "key_mark", "merges", "start_mark", "anchor")
+    __slots__ = ("anchor", "key", "key_mark", "merges", "positions", "size", "start_mark", "value")
 
     def __init__(self, value, start_mark, anchor):
         self.value = value

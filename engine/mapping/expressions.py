@@ -9,10 +9,12 @@ from __future__ import annotations
 import copy
 import difflib
 import functools
-from typing import Any, Callable
+import itertools
+from collections.abc import Callable
+from typing import Any
 
-import jmespath
-from jmespath.exceptions import (
+import jmespath  # type: ignore[import-untyped]
+from jmespath.exceptions import (  # type: ignore[import-untyped]
     EmptyExpressionError,
     IncompleteExpressionError,
     JMESPathError,
@@ -20,8 +22,8 @@ from jmespath.exceptions import (
     LexerError,
     ParseError,
 )
-from jmespath.lexer import Lexer
-from jmespath.visitor import TreeInterpreter
+from jmespath.lexer import Lexer  # type: ignore[import-untyped]
+from jmespath.visitor import TreeInterpreter  # type: ignore[import-untyped]
 
 from engine.diagnostics import Problem
 from engine.mapping.functions import FUNCTION_NAMES, OPTIONS, arity
@@ -59,7 +61,7 @@ def format_path(path: Path) -> str:
 class Expression:
     """A compiled expression; ``evaluate(event)`` gives its value and raises only MappingError."""
 
-    __slots__ = ("text", "is_literal", "keys", "alternatives", "evaluate")
+    __slots__ = ("alternatives", "evaluate", "is_literal", "keys", "text")
 
     def __init__(self, text: str, parsed: jmespath.parser.ParsedResult, path: Path = ()):
         self.text = text
@@ -147,8 +149,8 @@ def direct(node: dict) -> Callable[[Any], Any] | None:
         return constant(node["value"])
     if kind == "function_expression" and node["value"] == "coalesce":
         parts = [direct(child) for child in node["children"]]
-        if None not in parts:
-            return _coalesce(parts)
+        if all(part is not None for part in parts):
+            return _coalesce([part for part in parts if part is not None])
     return None
 
 
@@ -165,8 +167,8 @@ def coalesced_keys(node: dict) -> tuple[tuple[str, ...], ...] | None:
     """The keys of each path of ``coalesce(a.b, c, ...)`` when every argument is a plain dotted path, else None."""
     if node["type"] != "function_expression" or node["value"] != "coalesce" or not node["children"]:
         return None
-    alternatives = tuple(plain_keys(child) for child in node["children"])
-    return None if None in alternatives else alternatives
+    alternatives = tuple(keys for child in node["children"] if (keys := plain_keys(child)) is not None)
+    return alternatives if len(alternatives) == len(node["children"]) else None
 
 
 def _walk(keys: tuple[str, ...]) -> Callable[[Any], Any]:
@@ -323,7 +325,7 @@ def _call_positions(text: str) -> dict[str, list[int]]:
     """Offsets of each ``name(`` in the text, per name, in order (the AST keeps no positions)."""
     tokens = list(Lexer().tokenize(text))
     positions: dict[str, list[int]] = {}
-    for token, following in zip(tokens, tokens[1:]):
+    for token, following in itertools.pairwise(tokens):
         if token["type"] == "unquoted_identifier" and following["type"] == "lparen":
             positions.setdefault(token["value"], []).append(token["start"])
     return positions

@@ -18,9 +18,10 @@ as it returned them, nulls inside included.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
 from types import MappingProxyType
-from typing import Any, Callable, Union
+from typing import Any
 
 from engine.diagnostics import Problem
 from engine.generated import define
@@ -32,7 +33,7 @@ LITERAL_KEY = "$literal"
 class Literal:
     """A value fixed in the rule file: a YAML number, boolean or null, or ``{$literal: X}``."""
 
-    __slots__ = ("value", "evaluate")
+    __slots__ = ("evaluate", "value")
     is_literal = True
 
     def __init__(self, value: Any):
@@ -50,12 +51,12 @@ class Object:
     attribute, as fast to call as before.
     """
 
-    __slots__ = ("fields", "_steps", "evaluate")
+    __slots__ = ("_steps", "evaluate", "fields")
     is_literal = False
     evaluate: Callable[[Any], Any]
     _steps: list[tuple[str, Callable[[Any], Any]]]
 
-    def __init__(self, fields: dict[str, "Node"]):
+    def __init__(self, fields: dict[str, Node]):
         self.fields = fields
 
     def __getattr__(self, name: str) -> Any:
@@ -78,10 +79,10 @@ class Object:
         return f"Object({self.fields!r})"
 
 
-_EMPTY = MappingProxyType({})  # what a missing intermediate key reads as: .get answers None
+_EMPTY: MappingProxyType = MappingProxyType({})  # what a missing intermediate key reads as: .get answers None
 
 
-def _generate_builder(fields: dict[str, "Node"], build: Callable[[Any], Any]) -> Callable[[Any], Any]:
+def _generate_builder(fields: dict[str, Node], build: Callable[[Any], Any]) -> Callable[[Any], Any]:
     """``build`` as one generated function: fields unrolled, paths of plain keys read inline.
 
     Same answers as ``build``, which it calls when an intermediate value on an inline path is
@@ -131,10 +132,10 @@ def _read(namespace: dict[str, Any], prefix: str, keys: tuple[str, ...]) -> str:
 class Array:
     """An array built element by element; null elements are left out, and an empty result is null."""
 
-    __slots__ = ("items", "_steps")
+    __slots__ = ("_steps", "items")
     is_literal = False
 
-    def __init__(self, items: list["Node"]):
+    def __init__(self, items: list[Node]):
         self.items = items
         self._steps = [item.evaluate for item in items]
 
@@ -146,7 +147,7 @@ class Array:
         return f"Array({self.items!r})"
 
 
-Node = Union[Expression, Literal, Object, Array]
+Node = Expression | Literal | Object | Array
 
 
 class Mapper:

@@ -13,7 +13,8 @@ The language itself is documented in docs/triggers.md.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from engine.diagnostics import Problem
 from engine.trigger.codegen import generate
@@ -40,7 +41,7 @@ class Trigger:
     uses them to skip triggers that cannot match and to fold the conditions it can decide.
     """
 
-    __slots__ = ("text", "warnings", "matches", "keys", "compared", "_compiled")
+    __slots__ = ("_compiled", "compared", "keys", "matches", "text", "warnings")
 
     def __init__(self, text: str, compiled: Compiled, warnings: list[Problem]):
         self.text = text
@@ -54,8 +55,10 @@ class Trigger:
     def __getattr__(self, name: str) -> Any:
         # Called only while a slot is unset: the first read of ``matches`` generates it.
         if name == "matches":
-            self.matches = generate(self._compiled)
-            return self.matches
+            matches = generate(self._compiled)
+            assert not isinstance(matches, bool)  # without what the index knows, always a function
+            self.matches = matches
+            return matches
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     @property

@@ -6,6 +6,7 @@ suggestions. It does not decide what an operator means; the compiler does.
 """
 from __future__ import annotations
 
+import contextlib
 import difflib
 import functools
 import io
@@ -24,7 +25,6 @@ from engine.trigger import nodes
 from engine.trigger.errors import TriggerError, problem_at
 from engine.trigger.operators import WORD_SPELLINGS, numeric
 
-
 # Real triggers nest a handful of levels. The transformer, the compiled closures and explain
 # all recurse once per level, so a limit keeps absurd input from reaching Python's stack limit.
 MAX_DEPTH = 100
@@ -40,10 +40,8 @@ def _lark() -> Lark:
     entry = cache.key(grammar, repr(sorted(_OPTIONS.items())), lark.__version__)
     saved = cache.read("trigger-parser", entry)
     if saved is not None:
-        try:
+        with contextlib.suppress(Exception):  # a damaged entry: build the parser anew
             return Lark.load(io.BytesIO(saved))
-        except Exception:  # noqa: BLE001 - a damaged entry: build the parser anew
-            pass
     parser = Lark(grammar, **_OPTIONS)
     data = io.BytesIO()
     parser.save(data)
@@ -72,7 +70,13 @@ def _span(meta) -> nodes.Span:
 
 
 def _token_span(token: Token) -> nodes.Span:
-    return nodes.Span(token.start_pos, token.end_pos, token.line, token.column)
+    return nodes.Span(_known(token.start_pos), _known(token.end_pos), _known(token.line), _known(token.column))
+
+
+def _known(position: int | None) -> int:
+    """A position Lark's types call optional and its lexer always sets."""
+    assert position is not None
+    return position
 
 
 class _ToNodes:
@@ -174,7 +178,7 @@ _WORD = re.compile(r"(?:[^\W\d]|\$)[\w$-]*")
 
 
 def _bad_character(error: UnexpectedCharacters, text: str) -> Problem:
-    char = text[error.pos_in_stream]
+    char = text[_known(error.pos_in_stream)]
     if char in "\"'":
         message = f"unterminated string: add the closing {char}"
     else:
@@ -190,14 +194,14 @@ def _bad_token(error: UnexpectedToken, text: str) -> Problem:
     if token.type == "LPAR":
         return _bad_parenthesis(text, token, expected)
     line, column = token.line, token.column
-    before = _word_before(text, token.start_pos)
+    before = _word_before(text, _known(token.start_pos))
     if "EQ" in expected and before and before[0].lower() in ("and", "or"):
         # Where a condition starts, a bare `and`/`or` reads as a path, so the parser only
         # stumbles on the word after it: point at the doubled keyword instead.
         return problem_at("SY101", f"unexpected {before[0]!r}; expected a condition", text, *before[1:])
     word = token.value if _WORD.fullmatch(token.value) else None
     suggestion = _suggest(word, expected) if word else None
-    if suggestion and suggestion.lower() != word.lower():
+    if suggestion and word and suggestion.lower() != word.lower():
         unknown = "unknown " + _what(suggestion) if token.type == "PATH" else "unexpected"
         return problem_at("SY102", f"{unknown} {word!r}; did you mean {suggestion!r}?", text, line, column)
     if token.type == "PATH" and "EQ" in expected:
@@ -229,7 +233,7 @@ def _early_end(text: str, expected: set[str]) -> Problem:
 
 def _bad_parenthesis(text: str, token: Token, expected: set[str]) -> Problem:
     """`(` where it cannot go: usually a misspelt function such as `AL(...)` or `!(...)`."""
-    before = _word_before(text, token.start_pos)
+    before = _word_before(text, _known(token.start_pos))
     if "EQ" in expected and before:
         name, line, column = before
         close = _closest(name, {f.lower(): f for f in _FUNCTIONS})
@@ -237,8 +241,9 @@ def _bad_parenthesis(text: str, token: Token, expected: set[str]) -> Problem:
         return problem_at("SY102", f"unknown function {name!r}; {hint}", text, line, column)
     if expected == {"CONTAINS", "MATCH"}:
         return problem_at("SY101", "'!' negates only contains(...) and match(...); write `not (...)`",
-                          text, token.line, token.column)
-    return problem_at("SY101", f"unexpected '('; expected {_expected_phrase(expected)}", text, token.line, token.column)
+                          text, _known(token.line), _known(token.column))
+    return problem_at("SY101", f"unexpected '('; expected {_expected_phrase(expected)}", text,
+                      _known(token.line), _known(token.column))
 
 
 def _word_before(text: str, pos: int) -> tuple[str, int, int] | None:
