@@ -27,7 +27,7 @@ from .paths import parse_path
 from .resources import resource
 from .ruleset import Destination, Filter, Mapping, RuleSet
 from .source import Source, parse
-from .trigger import TriggerError, compile_trigger
+from .trigger import Trigger, TriggerError, compile_trigger
 from .validation import PayloadValidator
 
 RULE_SUFFIXES = (".yaml", ".yml")
@@ -213,6 +213,9 @@ class _FileCompiler:
         self.environ = os.environ if environ is None else environ
         self.problems: list[Problem] = list(source.problems)
         self.unset_settings: set[str] = set()  # settings whose ${VAR} is unset: known only at run time
+        # Trigger text -> its compiled trigger (None if it has errors) and problems: a trigger
+        # written twice is compiled once, and the two mappings share it (it is immutable).
+        self.triggers: dict[str, tuple[Trigger | None, list[Problem]]] = {}
 
     def report(self, path, code: str, message: str, *, severity=ERROR, key=False):
         self.problems.append(self.source.problem(path, Problem(code, message, severity), key=key))
@@ -356,13 +359,14 @@ class _FileCompiler:
     def _trigger(self, path, text):
         if not isinstance(text, str):
             return None
-        try:
-            trigger = compile_trigger(text)
-        except TriggerError as error:
-            for problem in error.problems:
-                self.report_inside(path, problem)
-            return None
-        for problem in trigger.warnings:
+        if text not in self.triggers:
+            try:
+                trigger = compile_trigger(text)
+                self.triggers[text] = (trigger, trigger.warnings)
+            except TriggerError as error:
+                self.triggers[text] = (None, error.problems)
+        trigger, problems = self.triggers[text]
+        for problem in problems:  # positions within the text: each place it is written gets its own
             self.report_inside(path, problem)
         return trigger
 

@@ -96,3 +96,13 @@ def test_the_fast_structure_check_agrees_with_jsonschema():
             assert _rules_check()(mutated) is expected, mutated
             verdicts[expected] += 1
     assert min(verdicts.values()) > 100, verdicts
+
+
+def test_compiling_leaves_the_garbage_collector_as_it_found_it(tmp_path):
+    import gc
+
+    path = tmp_path / "rules.yaml"
+    path.write_text("version: 1\ndestination: {name: d, catalog: webhook}\nmappings: []\n")
+    before = gc.get_threshold()
+    compile_paths([path], environ={})
+    assert gc.get_threshold() == before
