@@ -9,6 +9,7 @@ import random_triggers
 from engine import compile_trigger, load
 from engine.index import TriggerIndex
 
+
 @pytest.mark.parametrize("seed", range(40))
 def test_indexed_matches_equal_a_scan_of_every_trigger(seed):
     rng = random.Random(seed)
