@@ -321,17 +321,20 @@ class _Builder:
                     raise LimitExceeded("SY004", f"aliases repeat more than {allowed:,} values, the most this "
                                         f"file may repeat; write the values out or alias less deeply", mark)
                 if stack:
-                    self.add(stack[-1], value, size, line, column, style, mark, alias=True)
+                    self.add(stack[-1], value, size, line, column, style, mark)
                     continue
                 return value
             else:
                 raise yaml.composer.ComposerError(None, None, f"unexpected {kind.__name__}", mark)
             if not stack:
+                if value is _MERGE:
+                    raise yaml.constructor.ConstructorError(None, None, "'<<' merges a mapping in; it is not a value",
+                                                            mark)
                 return value
-            self.add(stack[-1], value, size, mark.line, mark.column, style, mark, alias=False)
+            self.add(stack[-1], value, size, mark.line, mark.column, style, mark)
 
-    def add(self, container: _Container, value, size: int, line: int, column: int, style: int, mark,
-            *, alias: bool) -> None:
+    def add(self, container: _Container, value, size: int, line: int, column: int, style: int, mark) -> None:
+        """Put ``value`` (written at ``line``, ``column``) into ``container``: an item, a key, or a key's value."""
         container.size += size
         target = container.value
         if value is _MERGE and (type(target) is list or container.key is not _NO_KEY):

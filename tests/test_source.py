@@ -87,3 +87,10 @@ def test_quoted_and_plain_scalars_of_the_same_text_keep_their_kinds():
     source = parse("f.yaml", "- 'true'\n- true\n- '5'\n- 5\n- true\n- 'true'\n")
     assert source.data == ["true", True, "5", 5, True, "true"]
     assert [type(value) for value in source.data] == [str, bool, str, int, bool, str]
+
+
+@pytest.mark.parametrize("text", ["<<\n", "a: <<\n", "- <<\n", "<<: 5\n", "? [a]\n: 1\n", "a: *x\n", "a: &x [*x]\n",
+                                  "a: !!set {x}\n", "--- a\n--- b\n"])
+def test_what_safe_load_refuses_is_a_syntax_problem(text):
+    (problem,) = parse("f.yaml", text).problems
+    assert problem.code == "SY001"
