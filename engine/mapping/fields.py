@@ -213,7 +213,9 @@ def _compile(value: Any, path: Path, problems: list) -> Node | None:
         expression, found = _expression(value, path)
         problems.extend((path, problem) for problem in found)
         return expression
-    if value is None or isinstance(value, (bool, int, float)):
+    if isinstance(value, float):
+        return Literal(value)  # not shared: 0.0 and -0.0 are equal keys but different numbers
+    if value is None or isinstance(value, (bool, int)):
         return _literal(value)
     if isinstance(value, dict):
         if len(value) == 1 and LITERAL_KEY in value:
