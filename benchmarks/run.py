@@ -15,6 +15,7 @@ Sections (docs/performance.md says what each measures and why):
 - ``scaling``: ``RuleSet.evaluate`` with 10, 100 and 1,000 mappings (benchmarks/rulesets.py);
 - ``workers``: ``switchyard run rules/ --dry-run --workers 2`` (and ``--ordered``) vs one worker;
 - ``load``: ``switchyard lint`` and ``compile_paths`` of a 1,000-mapping rule set, time and peak memory;
+  ``switchyard lint`` of 10,000 mappings with an empty cache, time and peak memory;
 - ``memory``: peak memory of ``switchyard run rules/ --dry-run`` streaming 100k vs 1M events from stdin.
 
 Contenders are timed in turn within each repeat, so a slow moment of the machine hits them alike;
@@ -41,15 +42,16 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TypeVar
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.generate import events as generate_events  # noqa: E402
+from benchmarks.generate import events as generate_events
 
 SECTIONS = ("triggers", "end-to-end", "scaling", "workers", "load", "memory")
 
@@ -89,9 +91,12 @@ class Row:
 # --- measuring -------------------------------------------------------------------------------
 
 
-def race(repeats: int, contenders: dict[str, Callable[[], float]]) -> dict[str, float]:
+Name = TypeVar("Name")
+
+
+def race(repeats: int, contenders: dict[Name, Callable[[], float]]) -> dict[Name, float]:
     """The median of the seconds each contender measures; every repeat runs each contender once, in turn."""
-    seconds: dict[str, list[float]] = {name: [] for name in contenders}
+    seconds: dict[Name, list[float]] = {name: [] for name in contenders}
     for _ in range(repeats):
         for name, measure in contenders.items():
             seconds[name].append(measure())
@@ -174,6 +179,7 @@ def run_child(argv: list[str], cwd: Path, *, stdout=subprocess.DEVNULL, feed: Ca
         process = subprocess.Popen(argv, cwd=cwd, env=child_env(cwd), stdout=stdout, stderr=errors,
                                    stdin=subprocess.PIPE if feed else subprocess.DEVNULL)
         if feed:
+            assert process.stdin is not None  # a pipe, asked for above
             try:
                 feed(process.stdin)
                 process.stdin.close()
@@ -189,6 +195,12 @@ def run_child(argv: list[str], cwd: Path, *, stdout=subprocess.DEVNULL, feed: Ca
     return Child(wall, usage.ru_utime + usage.ru_stime, int(peak_file.read_text()) if peak_memory else None, stderr)
 
 
+def peak(child: Child) -> int:
+    """The peak memory of a child run with ``peak_memory=True``."""
+    assert child.max_rss is not None
+    return child.max_rss
+
+
 def switchyard(*args: str) -> list[str]:
     return [sys.executable, "-m", "engine", *args]
 
@@ -198,8 +210,7 @@ def events_file(work: Path, count: int) -> Path:
     path = work / f"events-{count}.jsonl"
     if not path.exists():
         with open(path, "w", encoding="utf-8") as out:
-            for event in generate_events(count):
-                out.write(json.dumps(event) + "\n")
+            out.writelines(json.dumps(event) + "\n" for event in generate_events(count))
     return path
 
 
@@ -223,7 +234,7 @@ def times(ratio: float) -> str:
 
 def bench_triggers(sizes: Sizes, work: Path) -> list[Row]:
     try:
-        import rule_engine
+        import rule_engine  # type: ignore[import-untyped]
     except ImportError:
         sys.exit("the trigger benchmark needs the rule-engine package: pip install -e '.[bench]'")
     from benchmarks.baseline import Interpreted
@@ -343,7 +354,8 @@ def read_lines(path: Path) -> list[bytes]:
 
 
 def workers_supported(work: Path) -> bool:
-    usage = subprocess.run(switchyard("run", "--help"), capture_output=True, text=True, env=child_env(work), cwd=ROOT)
+    usage = subprocess.run(switchyard("run", "--help"), capture_output=True, text=True, env=child_env(work), cwd=ROOT,
+                           check=False)
     return "--workers" in usage.stdout and "--ordered" in usage.stdout
 
 
@@ -416,8 +428,9 @@ def bench_load(sizes: Sizes, work: Path) -> list[Row]:
             compiled[count].append(report["seconds"])
     lint_seconds = {count: statistics.median(values) for count, values in lint.items()}
     load_seconds = {count: statistics.median(values) for count, values in compiled.items()}
-    lint_memory = {count: run_child(switchyard("lint", str(path)), work, peak_memory=True).max_rss
+    lint_memory = {count: peak(run_child(switchyard("lint", str(path)), work, peak_memory=True))
                    for count, path in paths.items()}
+    large = lint_large(sizes, work)
     return [
         Row("load: switchyard lint, 1,000 mappings vs 10", f"{lint_seconds[1000]:.2f} s",
             f"{lint_seconds[10]:.2f} s", lint_seconds[1000] / lint_seconds[10], "< 2 s", lint_seconds[1000] < 2),
@@ -425,6 +438,35 @@ def bench_load(sizes: Sizes, work: Path) -> list[Row]:
             f"{load_seconds[10]:.2f} s", load_seconds[1000] / load_seconds[10]),
         Row("load: lint peak memory, 1,000 mappings vs 10", megabytes(lint_memory[1000]),
             megabytes(lint_memory[10]), lint_memory[1000] / lint_memory[10]),
+        *large,
+    ]
+
+
+def without_cache(argv: list[str], work: Path) -> list[str]:
+    """``argv`` with Switchyard's cache (engine/cache.py) in a new, empty directory: nothing built before is reused."""
+    empty = tempfile.mkdtemp(dir=work, prefix="empty-cache-")
+    return ["env", f"SWITCHYARD_CACHE_DIR={empty}", *argv]
+
+
+def lint_large(sizes: Sizes, work: Path) -> list[Row]:
+    """``switchyard lint`` of 10,000 mappings against 1,000, each with an empty cache (the first lint of a checkout)."""
+    from benchmarks.rulesets import mapping_count_rules
+
+    paths = {}
+    for count in (1000, 10_000):
+        paths[count] = work / f"lint-{count}.yaml"
+        paths[count].write_text(mapping_count_rules(count), encoding="utf-8")
+    def lint(path: Path) -> Callable[[], float]:
+        return lambda: run_child(without_cache(switchyard("lint", str(path)), work), work).cpu
+
+    seconds = race(sizes.process_repeats, {count: lint(path) for count, path in paths.items()})
+    memory = {count: peak(run_child(without_cache(switchyard("lint", str(path)), work), work, peak_memory=True))
+              for count, path in paths.items()}
+    return [
+        Row("load: switchyard lint, 10,000 mappings vs 1,000, empty cache", f"{seconds[10_000]:.2f} s",
+            f"{seconds[1000]:.2f} s", seconds[10_000] / seconds[1000], "<= 3 s", seconds[10_000] <= 3),
+        Row("load: lint peak memory, 10,000 mappings vs 1,000, empty cache", megabytes(memory[10_000]),
+            megabytes(memory[1000]), memory[10_000] / memory[1000], "<= 150 MB", memory[10_000] <= 150 * 2**20),
     ]
 
 
@@ -450,7 +492,7 @@ def bench_memory(sizes: Sizes, work: Path) -> list[Row]:
         read = json.loads(summary.read_text())["events"]
         if read != count:
             raise RuntimeError(f"the streaming run read {read} events, not {count}:\n{child.stderr[-2000:]}")
-        peaks[count] = child.max_rss
+        peaks[count] = peak(child)
     ratio = peaks[large] / peaks[small]
     return [Row(f"memory: streaming run peak, {large:,} vs {small:,} events", megabytes(peaks[large]),
                 megabytes(peaks[small]), ratio, "<= 1.1x", ratio <= 1.1)]

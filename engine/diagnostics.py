@@ -15,6 +15,8 @@ CODES = {
     "SY001": "YAML syntax error",
     "SY002": "rule file does not match the rules schema",
     "SY003": "rule file cannot be read",
+    "SY004": "YAML aliases repeat more values than the file may",
+    "SY005": "rule file nests too deeply",
     "SY101": "trigger syntax error",
     "SY102": "unknown operator or keyword in a trigger",
     "SY103": "invalid regular expression",
@@ -47,7 +49,7 @@ class Problem:
     column: int = 1
     source_line: str | None = field(default=None, compare=False)
 
-    def located(self, file: str, line: int, column: int, source_line: str | None = None) -> "Problem":
+    def located(self, file: str, line: int, column: int, source_line: str | None = None) -> Problem:
         return Problem(self.code, self.message, self.severity, file, line, column, source_line)
 
     def to_dict(self) -> dict:

@@ -21,8 +21,10 @@ Values are never mutated: :meth:`Path.without` copies only the containers along 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from functools import lru_cache
 from types import MappingProxyType
-from typing import Any, Callable
+from typing import Any
 
 __all__ = ["MISSING", "WILDCARD", "Path", "PathError", "parse_path", "unquote"]
 
@@ -41,10 +43,10 @@ class _Missing:
     def __reduce__(self) -> str:
         return "MISSING"
 
-    def __copy__(self) -> "_Missing":
+    def __copy__(self) -> _Missing:
         return self
 
-    def __deepcopy__(self, memo: dict) -> "_Missing":
+    def __deepcopy__(self, memo: dict) -> _Missing:
         return self
 
 
@@ -109,8 +111,13 @@ def unquote(token: str) -> str:
     return text
 
 
-def parse_path(text: str) -> "Path":
-    """Parse ``text`` into a :class:`Path`; raise :class:`PathError` if it is not one."""
+@lru_cache(maxsize=4096)
+def parse_path(text: str) -> Path:
+    """Parse ``text`` into a :class:`Path`; raise :class:`PathError` if it is not one.
+
+    Paths are immutable, and triggers repeat a few (``type``, ``event``) thousands of times: each
+    distinct text is parsed, and its getter built, once.
+    """
     segments: list = []
     pos = 0
     while pos < len(text):
@@ -118,6 +125,7 @@ def parse_path(text: str) -> "Path":
         if match is None or (match.group("first") is not None) != (pos == 0):
             raise PathError(_describe_bad(text, pos), pos + 1)
         kind = match.lastgroup
+        assert kind is not None  # every alternative of _TOKEN is a named group
         value = match.group(kind)
         if kind in ("first", "name"):
             segments.append(int(value) if kind == "name" and _CANONICAL_INT.fullmatch(value) else value)
@@ -151,7 +159,7 @@ class Path:
     returns a list: the values found, in order, skipping elements where the rest is missing.
     """
 
-    __slots__ = ("text", "segments", "has_wildcard", "get")
+    __slots__ = ("get", "has_wildcard", "segments", "text")
 
     def __init__(self, text: str, segments: tuple):
         self.text = text
@@ -183,7 +191,7 @@ class Path:
 # AttributeError means "not an object here"; a missing intermediate key yields _EMPTY, whose
 # `.get` answers MISSING without an exception (try costs nothing in Python 3.11 until it raises).
 
-_EMPTY = MappingProxyType({})
+_EMPTY: MappingProxyType = MappingProxyType({})
 
 
 def _getter(segments: tuple) -> Callable[[Any], Any]:
@@ -296,13 +304,13 @@ def _remove(value: Any, segments: tuple) -> Any:
         copy[key] = child
         return copy
     if isinstance(value, list) and type(segment) is int and -len(value) <= segment < len(value):
-        copy = list(value)
+        items = list(value)
         if not rest:
-            del copy[segment]
-            return copy
+            del items[segment]
+            return items
         child = _remove(value[segment], rest)
         if child is value[segment]:
             return value
-        copy[segment] = child
-        return copy
+        items[segment] = child
+        return items
     return value

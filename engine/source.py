@@ -1,45 +1,110 @@
 """Read a YAML rule file into plain Python values plus the position of every value.
 
-Lint reports each problem at FILE:LINE:COL, so we keep PyYAML's node marks instead of
-calling ``yaml.safe_load`` directly. Construction still goes through ``SafeLoader``:
-no tags can run code.
+Lint reports each problem at FILE:LINE:COL, so values are built here from the parser's events
+rather than by ``yaml.safe_load``, which forgets positions. Building from events keeps only a
+few integers per value (no node tree), never recurses (a file nested 3,000 levels deep is a
+problem, not a RecursionError), and counts what aliases repeat (a "billion laughs" file is a
+problem, not a gigabyte). Scalars are still resolved and constructed by ``SafeLoader``'s tables:
+no tag can run code.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from array import array
+from functools import cached_property
+from typing import Any
 
-import yaml
+import yaml  # type: ignore[import-untyped]
+from yaml.events import (  # type: ignore[import-untyped]
+    AliasEvent,
+    MappingEndEvent,
+    MappingStartEvent,
+    ScalarEvent,
+    SequenceEndEvent,
+    SequenceStartEvent,
+    StreamEndEvent,
+)
 
 from .diagnostics import Problem
 
 Key = tuple  # a path into the document, e.g. ("mappings", 0, "trigger")
 
+#: Containers may nest this deep. Rule files nest a dozen levels; every later stage (the schema
+#: check, the mapping compiler) walks values recursively, so the limit keeps them off Python's.
+MAX_DEPTH = 100
 
-@dataclass
+#: Aliases may repeat, in all, this many values plus ten per value written in the file: a merge
+#: of shared defaults into every mapping fits; aliases of aliases that multiply (a "billion
+#: laughs") do not, and are refused before anything walks them.
+ALIAS_ALLOWANCE = 100_000
+ALIAS_FACTOR = 10
+
+# How a scalar was written, for mapping positions inside it; CONTAINER marks a mapping or sequence.
+_STYLES = {None: 0, "'": 1, '"': 2, "|": 3, ">": 4}
+_STYLE_NAMES = {code: name for name, code in _STYLES.items()}
+CONTAINER = -1
+
+_MAP_TAG = "tag:yaml.org,2002:map"
+_SEQ_TAG = "tag:yaml.org,2002:seq"
+_STR_TAG = "tag:yaml.org,2002:str"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+# Scalar tags SafeLoader constructs as plain values; any other tag is refused.
+_SCALAR_TAGS = {"tag:yaml.org,2002:null", "tag:yaml.org,2002:bool", "tag:yaml.org,2002:int",
+                "tag:yaml.org,2002:float", _STR_TAG, "tag:yaml.org,2002:timestamp",
+                "tag:yaml.org,2002:binary"}
+
+
 class Source:
-    """A parsed rule file: its data and where each value came from."""
+    """A parsed rule file: its data and where each value came from.
 
-    file: str
-    text: str
-    data: object = None
-    nodes: dict = field(default_factory=dict)      # path -> yaml node of the value
-    key_nodes: dict = field(default_factory=dict)  # path -> yaml node of the mapping key
-    problems: list = field(default_factory=list)
+    Positions are kept per container (see :class:`_Builder`), so the cost is a few integers per
+    value; lines of the text are split only when a problem is located.
+    """
 
-    @property
+    def __init__(self, file: str, text: str):
+        self.file = file
+        self.text = text
+        self.data: Any = None
+        self.problems: list[Problem] = []
+        # id(container) -> its entries' positions: for a dict (key line, key column, value line,
+        # value column, style) per key in order, for a list (line, column, style) per item; 0-based.
+        self._positions: dict[int, array] = {}
+
+    @cached_property
     def lines(self) -> list[str]:
         return self.text.splitlines()
 
     def position(self, path: Key, *, key: bool = False) -> tuple[int, int]:
         """1-based line and column of the value at ``path`` (or of its key); the nearest parent if unknown."""
-        table = self.key_nodes if key else self.nodes
-        path = tuple(path)
-        while path:
-            node = table.get(path) or self.nodes.get(path)
-            if node is not None:
-                return node.start_mark.line + 1, node.start_mark.column + 1
-            path = path[:-1]
-        return 1, 1
+        found, _ = self._entry(path)
+        if found is None:
+            return 1, 1
+        line, column, key_line, key_column, _ = found
+        if key and key_line >= 0:
+            return key_line + 1, key_column + 1
+        return line + 1, column + 1
+
+    def _entry(self, path: Key) -> tuple[tuple[int, int, int, int, int] | None, bool]:
+        """(line, column, key line, key column, style) of the deepest value along ``path`` (-1: no key),
+        and whether that value is the one at ``path`` itself."""
+        container, found, depth = self.data, None, 0
+        for step in path:
+            table = self._positions.get(id(container))
+            if table is None:
+                break
+            if isinstance(container, dict):
+                if step not in container:
+                    break
+                index = _index_of(container, step) * 5
+                key_line, key_column, line, column, style = table[index:index + 5]
+                found = (line, column, key_line, key_column, style)
+            elif isinstance(container, list) and isinstance(step, int) and 0 <= step < len(container):
+                line, column, style = table[step * 3:step * 3 + 3]
+                found = (line, column, -1, -1, style)
+            else:
+                break
+            container = container[step]
+            depth += 1
+        return found, depth == len(path)
 
     def problem(self, path: Key, problem: Problem, *, key: bool = False) -> Problem:
         line, column = self.position(path, key=key)
@@ -56,53 +121,81 @@ class Source:
         Triggers and JMESPath expressions report positions relative to their own text;
         this maps them onto the file, for plain, quoted and block scalars alike.
         """
-        node = self.nodes.get(tuple(path))
-        if node is None or not isinstance(node, yaml.ScalarNode):
+        found, complete = self._entry(path)
+        value = self._value(path)
+        if found is None or not complete or found[4] == CONTAINER or not isinstance(value, str):
             return self.problem(path, problem)
-        file_line, file_column = _map_into_scalar(node, self.lines, line, column)
+        start_line, start_column, _, _, style = found
+        file_line, file_column = _map_into_scalar(start_line, start_column, _STYLE_NAMES[style], value,
+                                                  self.lines, line, column)
         return self.at(file_line, file_column, problem)
 
+    def _value(self, path: Key) -> Any:
+        value = self.data
+        try:
+            for step in path:
+                value = value[step]
+        except (KeyError, IndexError, TypeError):
+            return None
+        return value
 
-def _map_into_scalar(node, lines: list[str], line: int, column: int) -> tuple[int, int]:
-    start = node.start_mark
-    value_lines = node.value.split("\n")
+
+def _index_of(mapping: dict, key: Any) -> int:
+    for index, candidate in enumerate(mapping):
+        if candidate == key:
+            return index
+    raise KeyError(key)
+
+
+def _map_into_scalar(start_line: int, start_column: int, style: str | None, value: str, lines: list[str],
+                     line: int, column: int) -> tuple[int, int]:
+    value_lines = value.split("\n")
     offset = sum(len(text) + 1 for text in value_lines[: line - 1]) + column - 1
-    if node.style in ("|", ">"):
+    if style in ("|", ">"):
         # Content starts on the line after the indicator; find its indentation.
-        row = start.line + 1
+        row = start_line + 1
         while row < len(lines) and not lines[row].strip():
             row += 1
         indent = len(lines[row]) - len(lines[row].lstrip()) if row < len(lines) else 0
-        if node.style == "|":
-            return start.line + 1 + line, indent + column
+        if style == "|":
+            return start_line + 1 + line, indent + column
         col0 = indent
     else:
-        row, col0 = start.line, start.column + (1 if node.style in ('"', "'") else 0)
+        row, col0 = start_line, start_column + (1 if style in ('"', "'") else 0)
     # Plain, quoted and folded scalars join source lines with single spaces.
     while row < len(lines):
-        content = lines[row][col0:] if row == start.line or node.style == ">" else lines[row].lstrip()
-        lead = col0 if row == start.line or node.style == ">" else len(lines[row]) - len(lines[row].lstrip())
+        content = lines[row][col0:] if row == start_line or style == ">" else lines[row].lstrip()
+        lead = col0 if row == start_line or style == ">" else len(lines[row]) - len(lines[row].lstrip())
         if offset <= len(content):
             return row + 1, lead + offset + 1
         offset -= len(content) + 1
         row += 1
-        if node.style != ">":
+        if style != ">":
             col0 = 0
-    return start.line + 1, start.column + 1
+    return start_line + 1, start_column + 1
+
+
+class LimitExceeded(Exception):
+    """The file nests too deeply (SY005) or its aliases repeat too much (SY004); parsing stops there."""
+
+    def __init__(self, code: str, message: str, mark):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.mark = mark
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader used node by node, so positions survive construction."""
+    """SafeLoader read event by event, so positions survive construction."""
 
 
-# libyaml parses about ten times faster (a 1,000-mapping file: 1.5 s -> 0.15 s). Its error
-# messages are terser, so a file it refuses is parsed again by the pure-Python loader,
-# whose messages the docs show.
+# libyaml parses about ten times faster. Its error messages are terser, so a file it refuses
+# is parsed again by the pure-Python parser, whose messages the docs show.
 _FastLoader = type("_FastLoader", (yaml.CSafeLoader,), {}) if getattr(yaml, "__with_libyaml__", False) else None
 
 
 def parse(file: str, text: str) -> Source:
-    """Parse ``text``; YAML errors become SY001 problems, never exceptions."""
+    """Parse ``text``; YAML errors become SY001 problems (SY004, SY005 for limits), never exceptions."""
     if _FastLoader is not None:
         source = _parse(file, text, _FastLoader)
         if not any(problem.code == "SY001" for problem in source.problems):
@@ -114,8 +207,7 @@ def _parse(file: str, text: str, loader_class) -> Source:
     source = Source(file, text)
     loader = loader_class(text)
     try:
-        node = loader.get_single_node()
-        source.data = None if node is None else _construct(loader, node, (), source)
+        source.data = _Builder(loader, source).document()
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
@@ -124,35 +216,210 @@ def _parse(file: str, text: str, loader_class) -> Source:
         source.data = None
     except yaml.YAMLError as error:
         source.problems.append(source.at(1, 1, Problem("SY001", f"YAML syntax error: {error}")))
+        source.data = None
+    except LimitExceeded as error:
+        source.problems.append(source.at(error.mark.line + 1, error.mark.column + 1,
+                                         Problem(error.code, error.message)))
+        source.data = None
     finally:
         loader.dispose()
+    if source.data is None:
+        source._positions.clear()
     return source
 
 
-_PLAIN_TAGS = {yaml.MappingNode: "tag:yaml.org,2002:map", yaml.SequenceNode: "tag:yaml.org,2002:seq"}
+class _Container:
+    """A mapping or sequence being built: its value, its entries' positions, its size with aliases."""
+
+    __slots__ = ("anchor", "key", "key_mark", "merges", "positions", "size", "start_mark", "value")
+
+    def __init__(self, value, start_mark, anchor):
+        self.value = value
+        self.positions = array("i")
+        self.size = 1
+        self.key: Any = _NO_KEY
+        self.key_mark = None
+        self.merges: list | None = None
+        self.start_mark = start_mark
+        self.anchor = anchor
 
 
-def _construct(loader: _Loader, node, path: Key, source: Source):
-    source.nodes[path] = node
-    expected_tag = _PLAIN_TAGS.get(type(node))
-    if expected_tag and node.tag != expected_tag:
-        # Collections are built here, not by SafeLoader, so refuse tags ourselves: a tag could name Python code.
-        raise yaml.constructor.ConstructorError(None, None, f"tag {node.tag!r} is not allowed", node.start_mark)
-    if isinstance(node, yaml.MappingNode):
-        loader.flatten_mapping(node)  # resolves `<<` merge keys
-        result = {}
-        for key_node, value_node in node.value:
-            key = loader.construct_object(key_node, deep=True)
-            if not isinstance(key, (str, int, float, bool)) and key is not None:
-                raise yaml.constructor.ConstructorError(None, None, "a mapping key must be a plain value", key_node.start_mark)
-            if key in result:
-                source.problems.append(
-                    source.at(key_node.start_mark.line + 1, key_node.start_mark.column + 1,
-                              Problem("SY002", f"duplicate key '{key}': the later value would silently win"))
-                )
-            source.key_nodes[path + (key,)] = key_node
-            result[key] = _construct(loader, value_node, path + (key,), source)
-        return result
-    if isinstance(node, yaml.SequenceNode):
-        return [_construct(loader, item, path + (index,), source) for index, item in enumerate(node.value)]
-    return loader.construct_object(node, deep=True)
+_NO_KEY = object()
+
+
+class _Builder:
+    """Plain values from a loader's events, with a loop and a stack instead of recursion."""
+
+    def __init__(self, loader, source: Source):
+        self.loader = loader
+        self.source = source
+        # Anchor -> (value, size, line, column, style) of the anchored value; size counts aliases expanded.
+        self.anchors: dict[str, tuple[Any, int, int, int, int]] = {}
+        # Scalar text -> its value: a plain scalar is resolved once, and short quoted texts repeated
+        # (``"properties.order_id"`` in every mapping) are stored once.
+        self.plain: dict[str, Any] = {}
+        self.quoted: dict[str, str] = {}
+        self.written = 0    # values written out in the file
+        self.repeated = 0   # values aliases repeat
+
+    def document(self) -> Any:
+        loader = self.loader
+        loader.get_event()  # stream start
+        if loader.check_event(StreamEndEvent):
+            return None
+        start = loader.get_event()  # document start
+        data = self.value()
+        loader.get_event()  # document end
+        if not loader.check_event(StreamEndEvent):
+            extra = loader.get_event()
+            raise yaml.composer.ComposerError("expected a single document in the stream", start.start_mark,
+                                              "but found another document", extra.start_mark)
+        loader.get_event()  # stream end
+        return data
+
+    def value(self) -> Any:
+        """The next complete value: its events, up to the end of the outermost container."""
+        get_event = self.loader.get_event
+        positions = self.source._positions
+        stack: list[_Container] = []
+        while True:
+            event = get_event()
+            kind = type(event)
+            mark = event.start_mark
+            if kind is ScalarEvent:
+                self.written += 1
+                value, size, style = self.scalar(event), 1, _STYLES.get(event.style, 0)
+                if event.anchor is not None:
+                    self.anchors[event.anchor] = (value, 1, mark.line, mark.column, style)
+            elif kind is MappingStartEvent or kind is SequenceStartEvent:
+                is_mapping = kind is MappingStartEvent
+                tag = event.tag
+                if tag is not None and tag != "!" and tag != (_MAP_TAG if is_mapping else _SEQ_TAG):
+                    # Collections are built here, not by SafeLoader: a tag could name Python code.
+                    raise yaml.constructor.ConstructorError(None, None, f"tag {tag!r} is not allowed", mark)
+                if len(stack) >= MAX_DEPTH:
+                    raise LimitExceeded("SY005", f"the file nests more than {MAX_DEPTH} levels deep", mark)
+                self.written += 1
+                stack.append(_Container({} if is_mapping else [], mark, event.anchor))
+                continue
+            elif kind is MappingEndEvent or kind is SequenceEndEvent:
+                done = stack.pop()
+                if done.merges is not None:
+                    self.merge(done)
+                value, size, style, mark = done.value, done.size, CONTAINER, done.start_mark
+                positions[id(value)] = done.positions
+                if done.anchor is not None:
+                    self.anchors[done.anchor] = (value, size, mark.line, mark.column, CONTAINER)
+            elif kind is AliasEvent:
+                anchored = self.anchors.get(event.anchor)
+                if anchored is None:
+                    raise yaml.composer.ComposerError(None, None, f"found undefined alias {event.anchor!r}", mark)
+                value, size, line, column, style = anchored
+                self.repeated += size
+                allowed = ALIAS_ALLOWANCE + ALIAS_FACTOR * self.written
+                if self.repeated > allowed:
+                    raise LimitExceeded("SY004", f"aliases repeat more than {allowed:,} values, the most this "
+                                        f"file may repeat; write the values out or alias less deeply", mark)
+                if stack:
+                    self.add(stack[-1], value, size, line, column, style, mark)
+                    continue
+                return value
+            else:
+                raise yaml.composer.ComposerError(None, None, f"unexpected {kind.__name__}", mark)
+            if not stack:
+                if value is _MERGE:
+                    raise yaml.constructor.ConstructorError(None, None, "'<<' merges a mapping in; it is not a value",
+                                                            mark)
+                return value
+            self.add(stack[-1], value, size, mark.line, mark.column, style, mark)
+
+    def add(self, container: _Container, value, size: int, line: int, column: int, style: int, mark) -> None:
+        """Put ``value`` (written at ``line``, ``column``) into ``container``: an item, a key, or a key's value."""
+        container.size += size
+        target = container.value
+        if value is _MERGE and (type(target) is list or container.key is not _NO_KEY):
+            raise yaml.constructor.ConstructorError(None, None, "'<<' merges a mapping in; it is not a value", mark)
+        if type(target) is list:
+            target.append(value)
+            container.positions.extend((line, column, style))
+            return
+        if container.key is _NO_KEY:  # this value is a key
+            if not isinstance(value, (str, int, float, bool)) and value is not None and value is not _MERGE:
+                raise yaml.constructor.ConstructorError(None, None, "a mapping key must be a plain value", mark)
+            container.key, container.key_mark = value, mark
+            return
+        key, key_mark = container.key, container.key_mark
+        container.key = _NO_KEY
+        if key is _MERGE:
+            if container.merges is None:
+                container.merges = []
+            container.merges.append((value, key_mark))
+            return
+        if key in target:
+            self.source.problems.append(self.source.at(
+                key_mark.line + 1, key_mark.column + 1,
+                Problem("SY002", f"duplicate key '{key}': the later value would silently win")))
+            index = _index_of(target, key) * 5
+            container.positions[index:index + 5] = array("i", (key_mark.line, key_mark.column, line, column, style))
+        else:
+            container.positions.extend((key_mark.line, key_mark.column, line, column, style))
+        target[key] = value
+
+    def merge(self, container: _Container) -> None:
+        """Apply ``<<`` merge keys as SafeLoader does: the mapping's own keys win, then earlier merges."""
+        merged: dict = {}
+        merged_positions = array("i")
+        for value, mark in container.merges or ():
+            sources = value if isinstance(value, list) else [value]
+            for source in sources:
+                if not isinstance(source, dict):
+                    raise yaml.constructor.ConstructorError(
+                        "while constructing a mapping", container.start_mark,
+                        "expected a mapping or list of mappings for merging", mark)
+                table = self.source._positions.get(id(source), array("i"))
+                for index, (key, item) in enumerate(source.items()):
+                    if key not in merged:
+                        merged[key] = item
+                        merged_positions.extend(table[index * 5:index * 5 + 5])
+        own, own_positions = container.value, container.positions
+        for index, (key, item) in enumerate(own.items()):
+            entry = own_positions[index * 5:index * 5 + 5]
+            if key in merged:
+                at = _index_of(merged, key) * 5
+                merged_positions[at:at + 5] = entry
+            else:
+                merged_positions.extend(entry)
+            merged[key] = item
+        container.value, container.positions = merged, merged_positions
+
+    def scalar(self, event: ScalarEvent) -> Any:
+        tag, text = event.tag, event.value
+        if tag is None or tag == "!":
+            if not event.implicit[0]:  # quoted or block: text
+                return self.quoted.setdefault(text, text) if len(text) < 64 else text
+            known = self.plain.get(text, _NO_KEY)
+            if known is not _NO_KEY:
+                return known
+            tag = self.loader.resolve(yaml.ScalarNode, text, (True, False))
+            if tag == _MERGE_TAG:
+                return _MERGE
+            value = self.construct(tag, event) if tag in _SCALAR_TAGS and tag != _STR_TAG else text
+            self.plain[text] = value
+            return value
+        if tag not in _SCALAR_TAGS:
+            raise yaml.constructor.ConstructorError(None, None, f"tag {tag!r} is not allowed", event.start_mark)
+        return text if tag == _STR_TAG else self.construct(tag, event)
+
+    def construct(self, tag: str, event: ScalarEvent) -> Any:
+        node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, event.style)
+        return yaml.SafeLoader.yaml_constructors[tag](self.loader, node)
+
+
+class _Merge:
+    """The ``<<`` key: the value after it is merged into the mapping, not stored under it."""
+
+    def __repr__(self) -> str:
+        return "<<"
+
+
+_MERGE = _Merge()

@@ -9,6 +9,7 @@ import random_triggers
 from engine import compile_trigger, load
 from engine.index import TriggerIndex
 
+
 @pytest.mark.parametrize("seed", range(40))
 def test_indexed_matches_equal_a_scan_of_every_trigger(seed):
     rng = random.Random(seed)
@@ -69,3 +70,24 @@ def test_rule_set_evaluation_equals_a_scan_of_its_mappings(seed, tmp_path):
             continue
         expected = [m.name for m in destination.mappings if m.trigger.matches(event)]
         assert [call.mapping for call in rules.evaluate(event).calls] == expected
+
+
+def test_a_dropped_index_is_freed_at_once_not_by_a_full_collection():
+    """A linted rule set of thousands of mappings hangs off its index; a cycle would keep it until a full
+    collection (a second of a 10,000-mapping lint)."""
+    import gc
+    import weakref
+
+    class Item:
+        pass
+
+    item = Item()
+    index = TriggerIndex([(compile_trigger('type = "track"'), item)])
+    freed = weakref.ref(item)
+    del item
+    gc.disable()
+    try:
+        del index
+        assert freed() is None
+    finally:
+        gc.enable()

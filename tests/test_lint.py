@@ -4,9 +4,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
+import yaml  # type: ignore[import-untyped]
 
-from engine.loader import compile_paths
+from engine.loader import compile_paths, lint_paths
 
 CASES = yaml.safe_load((Path(__file__).parent / "cases" / "lint.yaml").read_text(encoding="utf-8"))
 
@@ -23,6 +23,9 @@ def test_lint_case(case, tmp_path):
         (problem,) = [p for p in problems if (p.code, p.line, p.column) == (code, line, column)]
         assert part in problem.message
         assert problem.file == str(path)
+    # lint keeps nothing it compiles, and finds the same, with the same words and source lines.
+    linted = lint_paths([path], environ={})
+    assert [(p, p.source_line) for p in linted] == [(p, p.source_line) for p in problems]
 
 
 def test_duplicate_destination_across_files(tmp_path):
@@ -33,6 +36,7 @@ def test_duplicate_destination_across_files(tmp_path):
     (problem,) = problems
     assert (problem.code, problem.file, problem.line, problem.column) == ("SY402", str(tmp_path / "b.yaml"), 2, 21)
     assert [d.name for d in rules.destinations] == ["d"]
+    assert lint_paths([tmp_path], environ={}) == problems
 
 
 def test_files_load_in_name_order(tmp_path):
@@ -96,3 +100,13 @@ def test_the_fast_structure_check_agrees_with_jsonschema():
             assert _rules_check()(mutated) is expected, mutated
             verdicts[expected] += 1
     assert min(verdicts.values()) > 100, verdicts
+
+
+def test_compiling_leaves_the_garbage_collector_as_it_found_it(tmp_path):
+    import gc
+
+    path = tmp_path / "rules.yaml"
+    path.write_text("version: 1\ndestination: {name: d, catalog: webhook}\nmappings: []\n")
+    before = gc.get_threshold()
+    compile_paths([path], environ={})
+    assert gc.get_threshold() == before

@@ -43,3 +43,54 @@ def test_duplicate_keys_are_reported_where_they_are():
 def test_tags_cannot_construct_python_objects():
     source = parse("f.yaml", "a: !!python/object/apply:os.system ['true']\n")
     assert source.problems and source.problems[0].code == "SY001"
+
+
+@pytest.mark.parametrize("opening, closing", [("[", "]"), ("{a: ", "}"), ("- ", "")],
+                         ids=["flow lists", "flow mappings", "block lists"])
+def test_deep_nesting_is_a_problem_not_a_recursion_error(opening, closing):
+    if opening == "- ":
+        text = "".join("  " * depth + "-\n" for depth in range(3000)) + "  " * 3000 + "x\n"
+    else:
+        text = "x: " + opening * 3000 + "1" + closing * 3000 + "\n"
+    source = parse("f.yaml", text)
+    (problem,) = source.problems
+    assert problem.code == "SY005" and source.data is None
+
+
+def test_aliases_within_the_allowance_are_values_like_any_other():
+    source = parse("f.yaml", "base: &base {a: 1, b: [x, y]}\ncopy: *base\nmerged: {<<: *base, a: 2}\n")
+    assert source.problems == []
+    assert source.data == {"base": {"a": 1, "b": ["x", "y"]}, "copy": {"a": 1, "b": ["x", "y"]},
+                           "merged": {"a": 2, "b": ["x", "y"]}}
+    assert source.position(("merged", "a")) == (3, 24)  # the mapping's own value
+    assert source.position(("merged", "b")) == (1, 23)  # where the merged value was written
+
+
+def test_aliases_that_multiply_are_refused_before_they_expand():
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{n}: &a{n} [{', '.join([f'*a{n - 1}'] * 10)}]" for n in range(1, 10)]  # 10**10 values
+    source = parse("f.yaml", "\n".join(lines) + "\n")
+    (problem,) = source.problems
+    assert (problem.code, problem.line) == ("SY004", 5) and source.data is None
+
+
+def test_a_value_is_located_after_values_of_every_kind():
+    text = "a: 1\nb: 'two'\nc: [3, {d: four}]\ne: |\n  five\nf: six\n"
+    source = parse("f.yaml", text)
+    assert source.position(("c", 1, "d")) == (3, 12)
+    assert source.position(("f",)) == (6, 4)
+    assert source.position(("f",), key=True) == (6, 1)
+    assert source.position(("c", 5)) == (3, 4)  # no such item: its list
+
+
+def test_quoted_and_plain_scalars_of_the_same_text_keep_their_kinds():
+    source = parse("f.yaml", "- 'true'\n- true\n- '5'\n- 5\n- true\n- 'true'\n")
+    assert source.data == ["true", True, "5", 5, True, "true"]
+    assert [type(value) for value in source.data] == [str, bool, str, int, bool, str]
+
+
+@pytest.mark.parametrize("text", ["<<\n", "a: <<\n", "- <<\n", "<<: 5\n", "? [a]\n: 1\n", "a: *x\n", "a: &x [*x]\n",
+                                  "a: !!set {x}\n", "--- a\n--- b\n"])
+def test_what_safe_load_refuses_is_a_syntax_problem(text):
+    (problem,) = parse("f.yaml", text).problems
+    assert problem.code == "SY001"

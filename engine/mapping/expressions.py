@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import copy
 import difflib
-from typing import Any, Callable
+import functools
+import itertools
+from collections.abc import Callable
+from typing import Any
 
-import jmespath
-from jmespath.exceptions import (
+import jmespath  # type: ignore[import-untyped]
+from jmespath.exceptions import (  # type: ignore[import-untyped]
     EmptyExpressionError,
     IncompleteExpressionError,
     JMESPathError,
@@ -19,8 +22,8 @@ from jmespath.exceptions import (
     LexerError,
     ParseError,
 )
-from jmespath.lexer import Lexer
-from jmespath.visitor import TreeInterpreter
+from jmespath.lexer import Lexer  # type: ignore[import-untyped]
+from jmespath.visitor import TreeInterpreter  # type: ignore[import-untyped]
 
 from engine.diagnostics import Problem
 from engine.mapping.functions import FUNCTION_NAMES, OPTIONS, arity
@@ -58,7 +61,7 @@ def format_path(path: Path) -> str:
 class Expression:
     """A compiled expression; ``evaluate(event)`` gives its value and raises only MappingError."""
 
-    __slots__ = ("text", "is_literal", "keys", "alternatives", "evaluate")
+    __slots__ = ("alternatives", "evaluate", "is_literal", "keys", "text")
 
     def __init__(self, text: str, parsed: jmespath.parser.ParsedResult, path: Path = ()):
         self.text = text
@@ -80,6 +83,21 @@ class Expression:
 
 def parse_expression(text: str) -> tuple[jmespath.parser.ParsedResult | None, list[Problem]]:
     """Parse and check ``text``; problems are located on line 1, column = offset in the text + 1."""
+    parsed, problems = _parse_once(text)
+    return parsed, list(problems)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_once(text: str) -> tuple[jmespath.parser.ParsedResult | None, tuple[Problem, ...]]:
+    """Rule sets repeat expressions (``properties.order_id`` in every mapping): each is parsed once.
+
+    What is shared is immutable: jmespath's parsed tree (only read) and frozen problems.
+    """
+    parsed, problems = _parse(text)
+    return parsed, tuple(problems)
+
+
+def _parse(text: str) -> tuple[jmespath.parser.ParsedResult | None, list[Problem]]:
     try:
         parsed = jmespath.compile(text)
         problems = _check_functions(text, parsed.parsed)
@@ -131,8 +149,8 @@ def direct(node: dict) -> Callable[[Any], Any] | None:
         return constant(node["value"])
     if kind == "function_expression" and node["value"] == "coalesce":
         parts = [direct(child) for child in node["children"]]
-        if None not in parts:
-            return _coalesce(parts)
+        if all(part is not None for part in parts):
+            return _coalesce([part for part in parts if part is not None])
     return None
 
 
@@ -149,8 +167,8 @@ def coalesced_keys(node: dict) -> tuple[tuple[str, ...], ...] | None:
     """The keys of each path of ``coalesce(a.b, c, ...)`` when every argument is a plain dotted path, else None."""
     if node["type"] != "function_expression" or node["value"] != "coalesce" or not node["children"]:
         return None
-    alternatives = tuple(plain_keys(child) for child in node["children"])
-    return None if None in alternatives else alternatives
+    alternatives = tuple(keys for child in node["children"] if (keys := plain_keys(child)) is not None)
+    return alternatives if len(alternatives) == len(node["children"]) else None
 
 
 def _walk(keys: tuple[str, ...]) -> Callable[[Any], Any]:
@@ -257,9 +275,12 @@ def _looks_like_text(text: str) -> bool:
 
 def _check_functions(text: str, node: dict) -> list[Problem]:
     """SY202 for each call of an unknown function, or with a number of arguments it does not take."""
+    calls = list(_function_calls(node))
+    if not calls:
+        return []
     positions = _call_positions(text)
     problems = []
-    for call in _function_calls(node):
+    for call in calls:
         name = call["value"]
         starts = positions.get(name)
         column = starts.pop(0) + 1 if starts else 1
@@ -304,7 +325,7 @@ def _call_positions(text: str) -> dict[str, list[int]]:
     """Offsets of each ``name(`` in the text, per name, in order (the AST keeps no positions)."""
     tokens = list(Lexer().tokenize(text))
     positions: dict[str, list[int]] = {}
-    for token, following in zip(tokens, tokens[1:]):
+    for token, following in itertools.pairwise(tokens):
         if token["type"] == "unquoted_identifier" and following["type"] == "lparen":
             positions.setdefault(token["value"], []).append(token["start"])
     return positions

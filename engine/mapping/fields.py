@@ -18,8 +18,10 @@ as it returned them, nulls inside included.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import lru_cache
 from types import MappingProxyType
-from typing import Any, Callable, Union
+from typing import Any
 
 from engine.diagnostics import Problem
 from engine.generated import define
@@ -31,7 +33,7 @@ LITERAL_KEY = "$literal"
 class Literal:
     """A value fixed in the rule file: a YAML number, boolean or null, or ``{$literal: X}``."""
 
-    __slots__ = ("value", "evaluate")
+    __slots__ = ("evaluate", "value")
     is_literal = True
 
     def __init__(self, value: Any):
@@ -43,15 +45,27 @@ class Literal:
 
 
 class Object:
-    """An object built field by field; null fields are left out, and an empty result is null."""
+    """An object built field by field; null fields are left out, and an empty result is null.
 
-    __slots__ = ("fields", "_steps", "evaluate")
+    ``evaluate`` is generated on first use (lint never calls it); from then on it is a plain
+    attribute, as fast to call as before.
+    """
+
+    __slots__ = ("_steps", "evaluate", "fields")
     is_literal = False
+    evaluate: Callable[[Any], Any]
+    _steps: list[tuple[str, Callable[[Any], Any]]]
 
-    def __init__(self, fields: dict[str, "Node"]):
+    def __init__(self, fields: dict[str, Node]):
         self.fields = fields
-        self._steps = [(name, node.evaluate) for name, node in fields.items()]
-        self.evaluate = _generate_builder(fields, self._build)
+
+    def __getattr__(self, name: str) -> Any:
+        # Called only while a slot is unset: the first read of ``evaluate`` (or ``_steps``) builds both.
+        if name in ("evaluate", "_steps"):
+            self._steps = [(field, node.evaluate) for field, node in self.fields.items()]
+            self.evaluate = _generate_builder(self.fields, self._build)
+            return getattr(self, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def _build(self, event: Any) -> dict | None:
         built = {}
@@ -65,10 +79,10 @@ class Object:
         return f"Object({self.fields!r})"
 
 
-_EMPTY = MappingProxyType({})  # what a missing intermediate key reads as: .get answers None
+_EMPTY: MappingProxyType = MappingProxyType({})  # what a missing intermediate key reads as: .get answers None
 
 
-def _generate_builder(fields: dict[str, "Node"], build: Callable[[Any], Any]) -> Callable[[Any], Any]:
+def _generate_builder(fields: dict[str, Node], build: Callable[[Any], Any]) -> Callable[[Any], Any]:
     """``build`` as one generated function: fields unrolled, paths of plain keys read inline.
 
     Same answers as ``build``, which it calls when an intermediate value on an inline path is
@@ -118,10 +132,10 @@ def _read(namespace: dict[str, Any], prefix: str, keys: tuple[str, ...]) -> str:
 class Array:
     """An array built element by element; null elements are left out, and an empty result is null."""
 
-    __slots__ = ("items", "_steps")
+    __slots__ = ("_steps", "items")
     is_literal = False
 
-    def __init__(self, items: list["Node"]):
+    def __init__(self, items: list[Node]):
         self.items = items
         self._steps = [item.evaluate for item in items]
 
@@ -133,7 +147,7 @@ class Array:
         return f"Array({self.items!r})"
 
 
-Node = Union[Expression, Literal, Object, Array]
+Node = Expression | Literal | Object | Array
 
 
 class Mapper:
@@ -196,11 +210,13 @@ def merge_defaults(spec: Any, defaults: dict[str, Any]) -> Any:
 
 def _compile(value: Any, path: Path, problems: list) -> Node | None:
     if isinstance(value, str):
-        parsed, found = parse_expression(value)
+        expression, found = _expression(value, path)
         problems.extend((path, problem) for problem in found)
-        return None if parsed is None else Expression(value, parsed, path)
-    if value is None or isinstance(value, (bool, int, float)):
-        return Literal(value)
+        return expression
+    if isinstance(value, float):
+        return Literal(value)  # not shared: 0.0 and -0.0 are equal keys but different numbers
+    if value is None or isinstance(value, (bool, int)):
+        return _literal(value)
     if isinstance(value, dict):
         if len(value) == 1 and LITERAL_KEY in value:
             return Literal(value[LITERAL_KEY])
@@ -215,6 +231,18 @@ def _compile(value: Any, path: Path, problems: list) -> Node | None:
         f"got {_kind(value)}; to send it as text, quote it and use {{$literal: ...}}",
     )))
     return None
+
+
+@lru_cache(maxsize=4096)
+def _expression(text: str, path: Path) -> tuple[Expression | None, tuple[Problem, ...]]:
+    """One shared, immutable Expression per text and place: rule sets repeat both in every mapping."""
+    parsed, found = parse_expression(text)
+    return (None if parsed is None else Expression(text, parsed, path)), tuple(found)
+
+
+@lru_cache(maxsize=1024, typed=True)  # typed: 1, 1.0 and True are equal keys but different literals
+def _literal(value: Any) -> Literal:
+    return Literal(value)
 
 
 def _compile_object(spec: dict, path: Path, problems: list) -> dict[str, Node | None]:

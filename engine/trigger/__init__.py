@@ -13,7 +13,8 @@ The language itself is documented in docs/triggers.md.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from engine.diagnostics import Problem
 from engine.trigger.codegen import generate
@@ -32,21 +33,33 @@ class Trigger:
 
     ``matches(event) -> bool`` is the generated function itself (no method call in between,
     see :mod:`.codegen`): pure, thread-safe, and it never raises, whatever the shape of the event.
+    It is generated on first use: lint and the mapping index never call it, and generating costs
+    as much as parsing. Once generated it is a plain attribute, read as fast as before.
 
     ``keys`` is what a matching event must have in ``type`` and ``event``, and ``compared``
     every string those fields are compared with (see :mod:`.keys`); :mod:`engine.index`
     uses them to skip triggers that cannot match and to fold the conditions it can decide.
     """
 
-    __slots__ = ("text", "warnings", "matches", "keys", "compared", "_compiled")
+    __slots__ = ("_compiled", "compared", "keys", "matches", "text", "warnings")
 
     def __init__(self, text: str, compiled: Compiled, warnings: list[Problem]):
         self.text = text
         self.warnings = warnings
-        self.matches: Callable[[Any], bool] = generate(compiled)
         self.keys: Keys = required_keys(compiled)
         self.compared: Keys = compared_values(compiled)
         self._compiled = compiled
+
+    matches: Callable[[Any], bool]
+
+    def __getattr__(self, name: str) -> Any:
+        # Called only while a slot is unset: the first read of ``matches`` generates it.
+        if name == "matches":
+            matches = generate(self._compiled)
+            assert not isinstance(matches, bool)  # without what the index knows, always a function
+            self.matches = matches
+            return matches
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     @property
     def compiled(self) -> Compiled:

@@ -6,6 +6,7 @@ suggestions. It does not decide what an operator means; the compiler does.
 """
 from __future__ import annotations
 
+import contextlib
 import difflib
 import functools
 import io
@@ -13,7 +14,7 @@ import re
 from dataclasses import replace
 
 import lark
-from lark import Lark, Token, Transformer, Tree, v_args
+from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedToken
 
 from engine import cache
@@ -23,7 +24,6 @@ from engine.resources import resource
 from engine.trigger import nodes
 from engine.trigger.errors import TriggerError, problem_at
 from engine.trigger.operators import WORD_SPELLINGS, numeric
-
 
 # Real triggers nest a handful of levels. The transformer, the compiled closures and explain
 # all recurse once per level, so a limit keeps absurd input from reaching Python's stack limit.
@@ -40,10 +40,8 @@ def _lark() -> Lark:
     entry = cache.key(grammar, repr(sorted(_OPTIONS.items())), lark.__version__)
     saved = cache.read("trigger-parser", entry)
     if saved is not None:
-        try:
+        with contextlib.suppress(Exception):  # a damaged entry: build the parser anew
             return Lark.load(io.BytesIO(saved))
-        except Exception:  # noqa: BLE001 - a damaged entry: build the parser anew
-            pass
     parser = Lark(grammar, **_OPTIONS)
     data = io.BytesIO()
     parser.save(data)
@@ -61,18 +59,7 @@ def parse(text: str) -> nodes.Node:
         raise TriggerError([_bad_character(error, text)]) from None
     except UnexpectedToken as error:
         raise TriggerError([_bad_token(error, text)]) from None
-    _check_depth(tree, text)
-    return _ToNodes().transform(tree)
-
-
-def _check_depth(tree: Tree, text: str) -> None:
-    stack = [(tree, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if depth > MAX_DEPTH:
-            message = f"the trigger nests more than {MAX_DEPTH} levels deep"
-            raise TriggerError([problem_at("SY101", message, text, node.meta.line, node.meta.column)])
-        stack.extend((child, depth + 1) for child in node.children if isinstance(child, Tree))
+    return _TO_NODES.transform(tree, text)
 
 
 # --- tree -> nodes -------------------------------------------------------------------------
@@ -83,12 +70,30 @@ def _span(meta) -> nodes.Span:
 
 
 def _token_span(token: Token) -> nodes.Span:
-    return nodes.Span(token.start_pos, token.end_pos, token.line, token.column)
+    return nodes.Span(_known(token.start_pos), _known(token.end_pos), _known(token.line), _known(token.column))
 
 
-@v_args(meta=True)
-class _ToNodes(Transformer):
-    """Lark tree -> nodes; one method per grammar rule of the same name."""
+def _known(position: int | None) -> int:
+    """A position Lark's types call optional and its lexer always sets."""
+    assert position is not None
+    return position
+
+
+class _ToNodes:
+    """Lark tree -> nodes; one method per grammar rule of the same name, called children first.
+
+    A plain walk rather than a ``lark.Transformer``: Lark wraps each method again on every call,
+    which cost more than the conversion itself (triggers are parsed by the ten thousand in a
+    large rule set). The walk checks the depth as it goes; see :data:`MAX_DEPTH`.
+    """
+
+    def transform(self, tree: Tree, text: str, depth: int = 1):
+        if depth > MAX_DEPTH:
+            message = f"the trigger nests more than {MAX_DEPTH} levels deep"
+            raise TriggerError([problem_at("SY101", message, text, tree.meta.line, tree.meta.column)])
+        children = [self.transform(child, text, depth + 1) if isinstance(child, Tree) else child
+                    for child in tree.children]
+        return getattr(self, tree.data)(tree.meta, children)
 
     def trigger(self, meta, children):
         return children[0]
@@ -138,6 +143,8 @@ class _ToNodes(Transformer):
         return nodes.Literal(span=_span(meta), value=[_literal(item).value for item in children])
 
 
+_TO_NODES = _ToNodes()
+
 _DECODE = {
     "STRING": unquote,
     "NUMBER": numeric,
@@ -171,7 +178,7 @@ _WORD = re.compile(r"(?:[^\W\d]|\$)[\w$-]*")
 
 
 def _bad_character(error: UnexpectedCharacters, text: str) -> Problem:
-    char = text[error.pos_in_stream]
+    char = text[_known(error.pos_in_stream)]
     if char in "\"'":
         message = f"unterminated string: add the closing {char}"
     else:
@@ -187,14 +194,14 @@ def _bad_token(error: UnexpectedToken, text: str) -> Problem:
     if token.type == "LPAR":
         return _bad_parenthesis(text, token, expected)
     line, column = token.line, token.column
-    before = _word_before(text, token.start_pos)
+    before = _word_before(text, _known(token.start_pos))
     if "EQ" in expected and before and before[0].lower() in ("and", "or"):
         # Where a condition starts, a bare `and`/`or` reads as a path, so the parser only
         # stumbles on the word after it: point at the doubled keyword instead.
         return problem_at("SY101", f"unexpected {before[0]!r}; expected a condition", text, *before[1:])
     word = token.value if _WORD.fullmatch(token.value) else None
     suggestion = _suggest(word, expected) if word else None
-    if suggestion and suggestion.lower() != word.lower():
+    if suggestion and word and suggestion.lower() != word.lower():
         unknown = "unknown " + _what(suggestion) if token.type == "PATH" else "unexpected"
         return problem_at("SY102", f"{unknown} {word!r}; did you mean {suggestion!r}?", text, line, column)
     if token.type == "PATH" and "EQ" in expected:
@@ -226,7 +233,7 @@ def _early_end(text: str, expected: set[str]) -> Problem:
 
 def _bad_parenthesis(text: str, token: Token, expected: set[str]) -> Problem:
     """`(` where it cannot go: usually a misspelt function such as `AL(...)` or `!(...)`."""
-    before = _word_before(text, token.start_pos)
+    before = _word_before(text, _known(token.start_pos))
     if "EQ" in expected and before:
         name, line, column = before
         close = _closest(name, {f.lower(): f for f in _FUNCTIONS})
@@ -234,8 +241,9 @@ def _bad_parenthesis(text: str, token: Token, expected: set[str]) -> Problem:
         return problem_at("SY102", f"unknown function {name!r}; {hint}", text, line, column)
     if expected == {"CONTAINS", "MATCH"}:
         return problem_at("SY101", "'!' negates only contains(...) and match(...); write `not (...)`",
-                          text, token.line, token.column)
-    return problem_at("SY101", f"unexpected '('; expected {_expected_phrase(expected)}", text, token.line, token.column)
+                          text, _known(token.line), _known(token.column))
+    return problem_at("SY101", f"unexpected '('; expected {_expected_phrase(expected)}", text,
+                      _known(token.line), _known(token.column))
 
 
 def _word_before(text: str, pos: int) -> tuple[str, int, int] | None:
