@@ -550,7 +550,7 @@ def delivery_run(delivery: Delivery, rules: Path, events: Path, count: int, work
     received = {key: after[key] - before[key] for key in ("requests", "bytes")}
     calls, delivered = sum(report["calls"].values()), sum(report["delivered"].values())
     print(f"\n    {delivery.rules}: {delivered:,} of {calls:,} calls delivered, {received['requests']:,} requests "
-          "to the sink", end="", file=sys.stderr)
+          "to the sink", end="", file=sys.stderr, flush=True)
     if not delivered:
         raise NotDelivered("nothing was delivered")
     if delivery.over_http and not received["requests"]:
@@ -578,7 +578,7 @@ def bench_delivery(sizes: Sizes, work: Path) -> list[Row]:
                                               check=repeat == 0)
                 except (NotDelivered, TimeoutError, RuntimeError) as error:
                     broken[delivery.rules] = str(error).strip().splitlines()[-1]
-                    print(f"\n    {delivery.rules} failed: {error}", end="", file=sys.stderr)
+                    print(f"\n    {delivery.rules} failed: {error}", end="", file=sys.stderr, flush=True)
                     continue
                 seconds[delivery.rules].append(wall)
                 if sent is not None:

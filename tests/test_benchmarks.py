@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import socket
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -159,3 +160,12 @@ def test_the_delivery_rules_lint_clean_and_send_everything_to_the_sink(tmp_path)
     urls = {call.payload["url"] for event in EVENTS for call in rules.evaluate(event).calls
             if call.destination == "crm"}
     assert len(urls) > 3 and all(url.startswith(sink_url + "/") for url in urls), urls
+
+
+def test_a_run_that_hangs_is_stopped_at_its_timeout(tmp_path):
+    from benchmarks.run import run_child
+
+    started = time.perf_counter()
+    with pytest.raises(TimeoutError):
+        run_child([sys.executable, "-c", "import time; time.sleep(60)"], tmp_path, timeout=0.5)
+    assert time.perf_counter() - started < 10
