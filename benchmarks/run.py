@@ -16,12 +16,18 @@ Sections (docs/performance.md says what each measures and why):
 - ``workers``: ``switchyard run rules/ --dry-run --workers 2`` (and ``--ordered``) vs one worker;
 - ``load``: ``switchyard lint`` and ``compile_paths`` of a 1,000-mapping rule set, time and peak memory;
   ``switchyard lint`` of 10,000 mappings with an empty cache, time and peak memory;
-- ``memory``: peak memory of ``switchyard run rules/ --dry-run`` streaming 100k vs 1M events from stdin.
+- ``memory``: peak memory of ``switchyard run rules/ --dry-run`` streaming 100k vs 1M events from stdin;
+- ``delivery``: ``switchyard run`` of the Customer.io pack delivering for real, to the embedded
+  workspace (a fresh SQLite file each run) and over HTTP to a local sink (benchmarks/sink.py, its
+  own process), alone and beside the webhook example over HTTP, vs the end-to-end floor.
 
 Contenders are timed in turn within each repeat, so a slow moment of the machine hits them alike;
 every figure is the median over the repeats. Times are CPU time (user + system) of the process
-measured, so other work on a shared machine disturbs them little; only the workers section, whose
-point is to finish sooner on more cores, measures wall time (and needs an otherwise idle machine).
+measured, so other work on a shared machine disturbs them little; the workers section, whose
+point is to finish sooner on more cores, measures wall time (and needs an otherwise idle machine),
+and so does the delivery section, since delivery overlaps waiting for I/O and other threads (the
+floor beside it is timed by the wall clock too). A delivery run that does not finish within
+``DELIVERY_TIMEOUT`` is stopped and fails its row.
 Subprocesses run ``python -m engine`` with this checkout on PYTHONPATH; peak memory is the
 resident-set peak (``ru_maxrss``) of the measured process alone, read by a small wrapper process
 (see ``run_child``). The inputs are generated at the start of each section, not timed.
@@ -40,6 +46,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -51,9 +58,12 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from benchmarks import sink as sinks
+from benchmarks.delivery import write_rules
 from benchmarks.generate import events as generate_events
+from benchmarks.sink import Sink
 
-SECTIONS = ("triggers", "end-to-end", "scaling", "workers", "load", "memory")
+SECTIONS = ("triggers", "end-to-end", "scaling", "workers", "load", "memory", "delivery")
 
 
 @dataclass(frozen=True)
@@ -66,14 +76,15 @@ class Sizes:
     scaling_events: int
     worker_events: int
     stream_events: tuple[int, int]
+    delivery_events: int
 
 
 FULL = Sizes(repeats=5, process_repeats=5, trigger_events=20_000, rule_engine_events=1_000,
              end_to_end_events=200_000, scaling_events=20_000, worker_events=200_000,
-             stream_events=(100_000, 1_000_000))
+             stream_events=(100_000, 1_000_000), delivery_events=200_000)
 QUICK = Sizes(repeats=3, process_repeats=2, trigger_events=5_000, rule_engine_events=200,
               end_to_end_events=20_000, scaling_events=5_000, worker_events=20_000,
-              stream_events=(10_000, 100_000))
+              stream_events=(10_000, 100_000), delivery_events=20_000)
 
 
 @dataclass
@@ -145,8 +156,11 @@ def child_env(work: Path) -> dict:
     """
     path = os.environ.get("PYTHONPATH")
     env = {name: value for name, value in os.environ.items() if name != "PYTHONDONTWRITEBYTECODE"}
+    # The delivery section's sink is on 127.0.0.1: a proxy set in the environment must not come between.
+    bypass = ",".join(filter(None, ("127.0.0.1", env.get("no_proxy") or env.get("NO_PROXY"))))
     return {**env, "PYTHONPATH": str(ROOT) + (os.pathsep + path if path else ""),
-            "PYTHONPYCACHEPREFIX": str(work / "bytecode"), "SWITCHYARD_CACHE_DIR": str(work / "cache")}
+            "PYTHONPYCACHEPREFIX": str(work / "bytecode"), "SWITCHYARD_CACHE_DIR": str(work / "cache"),
+            "no_proxy": bypass, "NO_PROXY": bypass}
 
 
 def warm_up(work: Path) -> None:
@@ -169,8 +183,12 @@ sys.exit(code)
 
 
 def run_child(argv: list[str], cwd: Path, *, stdout=subprocess.DEVNULL, feed: Callable[[object], None] | None = None,
-              peak_memory: bool = False) -> Child:
-    """Run ``argv`` to completion: its wall and CPU time and, if asked (through a wrapper), its peak memory."""
+              peak_memory: bool = False, timeout: float | None = None, exit_codes: tuple[int, ...] = (0,)) -> Child:
+    """Run ``argv`` to completion: its wall and CPU time and, if asked (through a wrapper), its peak memory.
+
+    A child still running after ``timeout`` seconds is killed, and that is a :class:`TimeoutError`;
+    an exit status outside ``exit_codes`` is a :class:`RuntimeError`.
+    """
     peak_file = cwd / "peak-memory.txt"
     if peak_memory:
         argv = [sys.executable, "-c", _PEAK, str(peak_file), *argv]
@@ -178,19 +196,34 @@ def run_child(argv: list[str], cwd: Path, *, stdout=subprocess.DEVNULL, feed: Ca
         started = time.perf_counter()
         process = subprocess.Popen(argv, cwd=cwd, env=child_env(cwd), stdout=stdout, stderr=errors,
                                    stdin=subprocess.PIPE if feed else subprocess.DEVNULL)
-        if feed:
-            assert process.stdin is not None  # a pipe, asked for above
-            try:
-                feed(process.stdin)
-                process.stdin.close()
-            except BrokenPipeError:
-                pass  # the child died early; its exit status and stderr say why
-        _, status, usage = os.wait4(process.pid, 0)
+        killed = threading.Event()
+
+        def kill() -> None:
+            killed.set()
+            process.kill()
+
+        timer = threading.Timer(timeout, kill) if timeout is not None else None
+        if timer is not None:
+            timer.start()
+        try:
+            if feed:
+                assert process.stdin is not None  # a pipe, asked for above
+                try:
+                    feed(process.stdin)
+                    process.stdin.close()
+                except BrokenPipeError:
+                    pass  # the child died early; its exit status and stderr say why
+            _, status, usage = os.wait4(process.pid, 0)
+        finally:
+            if timer is not None:
+                timer.cancel()
         wall = time.perf_counter() - started
         process.returncode = returncode = os.waitstatus_to_exitcode(status)
         errors.seek(0)
         stderr = errors.read().decode("utf-8", "replace")
-    if returncode != 0:
+    if killed.is_set():
+        raise TimeoutError(f"{' '.join(argv)} did not finish within {timeout:g} s, and was stopped")
+    if returncode not in exit_codes:
         raise RuntimeError(f"{' '.join(argv)} exited with {returncode}:\n{stderr[-2000:]}")
     return Child(wall, usage.ru_utime + usage.ru_stime, int(peak_file.read_text()) if peak_memory else None, stderr)
 
@@ -498,6 +531,120 @@ def bench_memory(sizes: Sizes, work: Path) -> list[Row]:
                 megabytes(peaks[small]), ratio, "<= 1.1x", ratio <= 1.1)]
 
 
+DELIVERY_TIMEOUT = 600.0  # seconds for one delivery run; a run still going then fails its row
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One delivery row: which rules of benchmarks/delivery.py run, and the share of the floor to reach."""
+
+    benchmark: str
+    rules: str         # a key of benchmarks.delivery.write_rules
+    target: float      # floor seconds / run seconds
+    workspace: bool    # delivers to the embedded workspace: a fresh SQLite file each run
+    over_http: bool    # delivers to the sink: it must get requests
+
+
+DELIVERIES = (
+    Delivery("delivery: Customer.io pack to the workspace vs floor", "workspace", 0.12,
+             workspace=True, over_http=False),
+    Delivery("delivery: Customer.io pack over http vs floor", "http", 0.25,
+             workspace=False, over_http=True),
+    Delivery("delivery: + webhook over http, pack to the workspace vs floor", "workspace+webhook", 0.12,
+             workspace=True, over_http=True),
+    Delivery("delivery: + webhook over http, pack over http vs floor", "http+webhook", 0.25,
+             workspace=False, over_http=True),
+)
+
+
+class NotDelivered(Exception):
+    """A delivery run finished but did not deliver what it should: the row is not a measurement."""
+
+
+def delivery_run(delivery: Delivery, rules: Path, events: Path, count: int, work: Path, sink: Sink,
+                 check: bool) -> tuple[float, dict | None]:
+    """The wall seconds of one ``switchyard run`` of ``delivery``.
+
+    With ``check``, also make sure that it delivered, and return what the sink received meanwhile
+    (``{"requests": n, "bytes": n}``).
+    """
+    database = work / "delivery.db"
+    for leftover in (database, work / "delivery.db-wal", work / "delivery.db-shm"):
+        leftover.unlink(missing_ok=True)
+    summary, dead_letter = work / "delivery-summary.json", work / "delivery-deadletter.ndjson"
+    summary.unlink(missing_ok=True)
+    dead_letter.unlink(missing_ok=True)
+    argv = switchyard("run", str(rules), str(events), "--dead-letter", str(dead_letter), "--summary-json", str(summary))
+    if delivery.workspace:
+        argv += ["--workspace", str(database)]
+    before = sink.stats() if check else {}
+    # Exit status 1 says some calls were not delivered: the workspace refuses a few of the generated
+    # identifies (an email that already belongs to another person), as Customer.io would.
+    child = run_child(argv, work, timeout=DELIVERY_TIMEOUT, exit_codes=(0, 1))
+    if not summary.exists():
+        raise RuntimeError(f"{' '.join(argv)} wrote no summary:\n{child.stderr[-2000:]}")
+    report = json.loads(summary.read_text())
+    if report["events"] != count:
+        raise NotDelivered(f"read {report['events']:,} events of {count:,}")
+    if not check:
+        return child.wall, None
+    after = sink.stats()
+    received = {key: after[key] - before[key] for key in ("requests", "bytes")}
+    calls, delivered = sum(report["calls"].values()), sum(report["delivered"].values())
+    print(f"\n    {delivery.rules}: {delivered:,} of {calls:,} calls delivered, {received['requests']:,} requests "
+          "to the sink", end="", file=sys.stderr, flush=True)
+    if not delivered:
+        raise NotDelivered("nothing was delivered")
+    if delivery.over_http and not received["requests"]:
+        raise NotDelivered("the sink got no requests")
+    return child.wall, received
+
+
+def bench_delivery(sizes: Sizes, work: Path) -> list[Row]:
+    count = sizes.delivery_events
+    events = events_file(work, count)
+    floor = [sys.executable, str(ROOT / "benchmarks" / "floor.py"), str(events)]
+    floor_seconds: list[float] = []
+    seconds: dict[str, list[float]] = {delivery.rules: [] for delivery in DELIVERIES}
+    broken: dict[str, str] = {}  # rules -> why its row has no figure
+    received: dict[str, dict] = {}  # rules -> what the sink got from its first run
+    with sinks.running() as sink:
+        paths = write_rules(work / "delivery", sink.url)
+        for repeat in range(sizes.process_repeats):
+            floor_seconds.append(run_child(floor, work, timeout=DELIVERY_TIMEOUT).wall)
+            for delivery in DELIVERIES:
+                if delivery.rules in broken:
+                    continue
+                try:
+                    wall, sent = delivery_run(delivery, paths[delivery.rules], events, count, work, sink,
+                                              check=repeat == 0)
+                except (NotDelivered, TimeoutError, RuntimeError) as error:
+                    broken[delivery.rules] = str(error).strip().splitlines()[-1]
+                    print(f"\n    {delivery.rules} failed: {error}", end="", file=sys.stderr, flush=True)
+                    continue
+                seconds[delivery.rules].append(wall)
+                if sent is not None:
+                    received[delivery.rules] = sent
+    floor_wall = statistics.median(floor_seconds)
+    rows = []
+    for delivery in DELIVERIES:
+        target = f">= {delivery.target:.2f}x"
+        if delivery.rules in broken:
+            rows.append(Row(delivery.benchmark, f"failed: {broken[delivery.rules][:80]}", rate(count, floor_wall),
+                            None, target, False))
+            continue
+        wall = statistics.median(seconds[delivery.rules])
+        ratio = floor_wall / wall
+        rows.append(Row(delivery.benchmark, rate(count, wall), rate(count, floor_wall), ratio, target,
+                        ratio >= delivery.target))
+    for delivery in DELIVERIES:
+        sent = received.get(delivery.rules)
+        if delivery.over_http and sent is not None:
+            rows.append(Row(f"delivery: what the sink got from one run, {delivery.rules}",
+                            f"{sent['requests']:,} requests, {megabytes(sent['bytes'])}"))
+    return rows
+
+
 BENCHMARKS = {
     "triggers": bench_triggers,
     "end-to-end": bench_end_to_end,
@@ -505,6 +652,7 @@ BENCHMARKS = {
     "workers": bench_workers,
     "load": bench_load,
     "memory": bench_memory,
+    "delivery": bench_delivery,
 }
 
 
@@ -559,10 +707,11 @@ def main(argv=None) -> int:
     sections = [section for section in SECTIONS if not args.only or section in args.only]
     command = "python benchmarks/run.py" + (" " + " ".join(argv if argv is not None else sys.argv[1:])).rstrip()
     print(f"{command}\n{machine()}, {datetime.date.today().isoformat()}; medians of {sizes.repeats} "
-          f"(in memory) or {sizes.process_repeats} (processes) runs; CPU time, workers wall time\n"
+          f"(in memory) or {sizes.process_repeats} (processes) runs; CPU time, workers and delivery wall time\n"
           f"events: triggers {sizes.trigger_events:,} (rule-engine {sizes.rule_engine_events:,}), end to end "
           f"{sizes.end_to_end_events:,}, scaling {sizes.scaling_events:,}, workers {sizes.worker_events:,}, "
-          f"memory {sizes.stream_events[0]:,} and {sizes.stream_events[1]:,}", file=sys.stderr)
+          f"memory {sizes.stream_events[0]:,} and {sizes.stream_events[1]:,}, delivery {sizes.delivery_events:,}",
+          file=sys.stderr)
     rows: list[Row] = []
     broken = []
     with tempfile.TemporaryDirectory(prefix="switchyard-bench-") as folder:
