@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from ..summary import Summary
 from .job import FIELDS, Job, dead_letter_record, keyed, partition_of, refuse_local_transports, route_partition
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from pyspark.sql.streaming import StreamingQuery
 
 __all__ = ["Routed", "RulesRefused", "Shipment", "FORMATS", "session", "read_events", "events_of", "outcomes",
-           "route", "summarize", "write_dead_letters", "stream", "ship"]
+           "check_adapters", "route", "summarize", "write_dead_letters", "stream", "ship"]
 
 FORMATS = ("parquet", "json")
 _ENGINE_HOME = str(Path(__file__).resolve().parent.parent.parent)  # the folder that holds engine/
@@ -103,12 +103,23 @@ def outcomes(lines: DataFrame, shipment: Shipment, *, dry_run: bool = False, par
     context = spark.sparkContext
     count = partitions or max(context.defaultParallelism, lines.rdd.getNumPartitions())
     if not dry_run:
-        refuse_local_transports(shipment.rules().destinations, local=context.master.startswith("local"))
+        check_adapters(shipment, local=(context.master or "").startswith("local"), workspace=workspace)
     job = Job(shipment, dry_run=dry_run, store=workspace, rate_shares=max(1, min(count, context.defaultParallelism)))
     rows = (lines.rdd.mapPartitions(keyed)
             .repartitionAndSortWithinPartitions(count, partitionFunc=partition_of)
             .mapPartitionsWithIndex(lambda index, items: route_partition(job, index, items)))
     return spark.createDataFrame(rows, schema=_schema())
+
+
+def check_adapters(shipment: Shipment, *, local: bool, workspace: str | None = None) -> None:
+    """Open (and close) every destination's adapter here, as ``run`` does before the first event: a
+    SetupError stops the job before any task starts. Local-disk transports are refused off ``local``."""
+    from ..run import open_adapters
+
+    rules = shipment.rules()
+    refuse_local_transports(rules.destinations, local=local)
+    for adapter in open_adapters(rules, store=workspace).values():
+        adapter.close()
 
 
 def route(source: SparkSession | DataFrame, rules: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
@@ -123,10 +134,12 @@ def route(source: SparkSession | DataFrame, rules: str | os.PathLike[str] | Sequ
     if format not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {format!r}")
     shipment, _, _ = ship(_paths(rules), dry_run=dry_run)
-    if _is_session(source):
-        spark, lines = source, read_events(source, inputs)  # type: ignore[arg-type]
+    from pyspark.sql import SparkSession
+
+    if isinstance(source, SparkSession):
+        spark, lines = source, read_events(source, inputs)
     else:
-        spark, lines = source.sparkSession, events_of(source, column)  # type: ignore[union-attr]
+        spark, lines = source.sparkSession, events_of(source, column)
     rows = outcomes(lines, shipment, dry_run=dry_run, partitions=partitions, workspace=workspace)
     rows.write.format(format).mode("errorifexists").save(output)
     written = spark.read.schema(_schema()).format(format).load(output)
@@ -202,12 +215,6 @@ def stream(spark: SparkSession, rules: str | os.PathLike[str] | Sequence[str | o
 
 def _paths(rules: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> list[str | os.PathLike[str]]:
     return [rules] if isinstance(rules, (str, os.PathLike)) else list(rules)
-
-
-def _is_session(source: Any) -> bool:
-    from pyspark.sql import SparkSession
-
-    return isinstance(source, SparkSession)
 
 
 def _schema() -> Any:

@@ -16,7 +16,7 @@ import threading
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -25,7 +25,7 @@ from ..adapters import Adapter, SetupError, open_adapter
 from ..deadletter import DeadLetter
 from ..delivery.outcome import Outcome
 from ..delivery.ratelimit import SHARES
-from ..events import Unreadable, parse, to_line
+from ..events import parse, to_line
 from ..model import ActionCall
 from ..pipeline import Pipeline, Sourced, account
 from ..summary import Summary
@@ -87,7 +87,7 @@ def instant_of(event: Any) -> float:
         except ValueError:
             return _EARLIEST
         if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=timezone.utc)
+            moment = moment.replace(tzinfo=UTC)
         return moment.timestamp()
     return _EARLIEST
 
@@ -353,6 +353,3 @@ def refuse_local_transports(destinations: Iterable[Any], *, local: bool) -> None
                 f"whichever executor runs a task, so it is refused on a cluster (allowed with --master local[N]); "
                 f"deliver over transport: http (for Customer.io, to `switchyard workspace serve`)")
 
-
-__all__ = ["FIELDS", "Job", "keyed", "route_partition", "summarize", "dead_letter_record", "partition_of",
-           "person_of", "instant_of", "refuse_local_transports", "Unreadable"]

@@ -16,9 +16,9 @@ import os
 import re
 import tempfile
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from ..diagnostics import ERROR, Problem
 from ..loader import compile_paths, discover
