@@ -51,7 +51,7 @@ if str(ROOT) not in sys.path:
 
 from benchmarks.generate import events as generate_events  # noqa: E402
 
-SECTIONS = ("triggers", "end-to-end", "scaling", "workers", "load", "memory")
+SECTIONS = ("triggers", "end-to-end", "scaling", "workers", "load", "memory", "spark")
 
 
 @dataclass(frozen=True)
@@ -456,6 +456,25 @@ def bench_memory(sizes: Sizes, work: Path) -> list[Row]:
                 megabytes(peaks[small]), ratio, "<= 1.1x", ratio <= 1.1)]
 
 
+def bench_spark(sizes: Sizes, work: Path) -> list[Row]:
+    """``switchyard spark --dry-run`` in local[1] and local[2] vs ``run --workers 2``: benchmarks/spark.py."""
+    try:
+        import pyspark  # noqa: F401
+    except ImportError:
+        sys.exit("the spark benchmark needs pyspark: pip install -e '.[spark]'")
+    from benchmarks.spark import measure
+
+    count = 1_000_000 if sizes is FULL else 50_000
+    seconds = measure(events_file(work, count), work, child_env(work), repeats=1)  # minutes per run at full size
+    one, two, run_two = seconds["local[1]"], seconds["local[2]"], seconds["run --workers 2"]
+    return [
+        Row(f"spark: local[2] vs local[1], {count:,} events", rate(count, two), rate(count, one), one / two,
+            ">= 1.6x", one / two >= 1.6),
+        Row(f"spark: local[2] vs run --workers 2, {count:,} events", rate(count, two), rate(count, run_two),
+            run_two / two),
+    ]
+
+
 BENCHMARKS = {
     "triggers": bench_triggers,
     "end-to-end": bench_end_to_end,
@@ -463,6 +482,7 @@ BENCHMARKS = {
     "workers": bench_workers,
     "load": bench_load,
     "memory": bench_memory,
+    "spark": bench_spark,
 }
 
 

@@ -20,8 +20,8 @@ from engine.delivery.ratelimit import SHARES, RateLimit
 from engine.loader import compile_paths
 from engine.model import ActionCall
 from engine.run import DeadLetter, Progress, run
-from engine.spark.job import (FIELDS, Job, dead_letter_record, instant_of, keyed, partition_of, person_of,
-                              refuse_local_transports, route_partition, summarize)
+from engine.spark.job import (FIELDS, Job, alias_links, dead_letter_record, instant_of, joined_by_alias, keyed,
+                              partition_of, person_of, refuse_local_transports, route_partition, summarize)
 from engine.spark.shipment import RulesRefused, ship
 
 from conftest import ROOT, switchyard
@@ -76,6 +76,17 @@ def test_a_persons_events_share_a_partition_and_same_time_events_keep_input_orde
     items = sorted(keyed((line, "f", 0, row) for row, line in enumerate(lines + ["", "   "])), key=lambda i: i[0])
     assert [json.loads(line)["messageId"] for _, (_, line) in items] == ["first", "second", "late"]
     assert len({partition_of(key) for key, _ in items}) == 1
+
+
+def test_ids_an_alias_joins_are_one_person_so_the_merge_follows_both_histories():
+    lines = [json.dumps({"type": "alias", "previousId": "guest-1", "userId": "carol"}),
+             json.dumps({"type": "alias", "previousId": "carol", "userId": "carol@new"}),
+             json.dumps({"type": "track", "userId": "dan", "event": "alias"})]
+    aliases = joined_by_alias(alias_links([(line,) for line in lines]))
+    assert aliases == {"guest-1": "carol", "carol@new": "carol"}
+    guest, carol = (json.dumps({"type": "track", "anonymousId": who}) for who in ("guest-1", "carol@new"))
+    keys = [key for key, _ in keyed([(guest, "f", 0, 0), (carol, "f", 0, 1)], aliases)]
+    assert {key[0] for key in keys} == {"carol"} and len({partition_of(key) for key in keys}) == 1
 
 
 def test_a_partition_counts_and_calls_as_run_does_on_the_example_events():

@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..summary import Summary
-from .job import FIELDS, Job, dead_letter_record, keyed, partition_of, refuse_local_transports, route_partition
+from .job import (FIELDS, Job, alias_links, dead_letter_record, joined_by_alias, keyed, partition_of,
+                  refuse_local_transports, route_partition)
 from .job import summarize as summarize_counts
 from .shipment import RulesRefused, Shipment, ship
 
@@ -105,7 +106,9 @@ def outcomes(lines: DataFrame, shipment: Shipment, *, dry_run: bool = False, par
     if not dry_run:
         check_adapters(shipment, local=(context.master or "").startswith("local"), workspace=workspace)
     job = Job(shipment, dry_run=dry_run, store=workspace, rate_shares=max(1, min(count, context.defaultParallelism)))
-    rows = (lines.rdd.mapPartitions(keyed)
+    # Aliases are rare: the JVM picks the lines that may be one, and the driver joins their ids.
+    aliases = joined_by_alias(lines.where(lines.value.contains('"alias"')).rdd.mapPartitions(alias_links).collect())
+    rows = (lines.rdd.mapPartitions(lambda items: keyed(items, aliases))
             .repartitionAndSortWithinPartitions(count, partitionFunc=partition_of)
             .mapPartitionsWithIndex(lambda index, items: route_partition(job, index, items)))
     return spark.createDataFrame(rows, schema=_schema())

@@ -54,18 +54,52 @@ _EARLIEST = float("-inf")
 # -- before the shuffle: key each line ----------------------------------------------------------
 
 
-def keyed(rows: Iterable[Sequence[Any]]) -> Iterator[Keyed]:
+def keyed(rows: Iterable[Sequence[Any]], aliases: dict[str, str] | None = None) -> Iterator[Keyed]:
     """``(value, source, block, row)`` rows as ``((person, instant, position), (source, line))``; blank lines dropped.
 
     ``position`` (source, start of its block, row number) is the line's place in the input: events
-    of one person with the same timestamp keep their input order.
+    of one person with the same timestamp keep their input order. ``aliases`` (from
+    :func:`joined_by_alias`) makes the ids an alias joins one person.
     """
     for value, source, block, row in rows:
         if value is None or not value.strip():
             continue
         source = source or ""
         event = _parse(value, source)
-        yield (person_of(event), instant_of(event), (source, block or 0, row)), (source, value)
+        person = person_of(event)
+        if aliases:
+            person = aliases.get(person, person)
+        yield (person, instant_of(event), (source, block or 0, row)), (source, value)
+
+
+def alias_links(rows: Iterable[Sequence[Any]]) -> Iterator[tuple[str, str]]:
+    """``(previousId, userId)`` of every alias event among the rows (lines that mention "alias")."""
+    for row in rows:
+        event = _parse(row[0], "") if row[0] else None
+        if event.__class__ is dict and event.get("type") == "alias":
+            previous, user = event.get("previousId"), event.get("userId")
+            if previous not in (None, "") and user not in (None, ""):
+                yield str(previous), str(user)
+
+
+def joined_by_alias(links: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Every id an alias joins to another -> the one id their group is partitioned by (the smallest).
+
+    An alias merges two people (Customer.io's Merge People): the events of both must reach the
+    destination in time order, the merge after them, so both ids go to the same partition.
+    """
+    parent: dict[str, str] = {}
+
+    def root(name: str) -> str:
+        while parent.get(name, name) != name:
+            name = parent[name]
+        return name
+
+    for previous, user in links:
+        a, b = root(previous), root(user)
+        if a != b:
+            parent[max(a, b)] = min(a, b)
+    return {name: root(name) for name in parent}
 
 
 def person_of(event: Any) -> str:
