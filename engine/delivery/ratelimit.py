@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 SETTING = "max_requests_per_second"
 SHARES = "rate_shares"  # adapter option: how many senders share the destination's rate
