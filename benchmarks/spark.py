@@ -41,7 +41,8 @@ def measure(events: Path, work: Path, env: dict, repeats: int) -> dict[str, floa
     calls: dict[str, int] = {}
     for repeat in range(repeats):
         for master in ("local[1]", "local[2]"):
-            out, summary = work / f"spark-{master}-{repeat}", work / f"spark-{master}.json"
+            name = master.replace("[", "-").rstrip("]")  # Hadoop reads [ ] in a path as a glob
+            out, summary = work / f"spark-{name}-{repeat}", work / f"spark-{name}.json"
             seconds[master].append(timed(spark_command(events, out, master, summary), work, env))
             calls[master] = sum(json.loads(summary.read_text())["calls"].values())
             subprocess.run(["rm", "-rf", str(out)], check=True)
