@@ -20,7 +20,7 @@ if str(ROOT) not in sys.path:
 
 from benchmarks.generate import events as generate_events  # noqa: E402
 from conftest import switchyard  # noqa: E402
-from engine.spark.job import instant_of, person_of  # noqa: E402
+from engine.spark.job import alias_links, instant_of, joined_by_alias, person_of  # noqa: E402
 from engine.workspace.server import start_server  # noqa: E402
 
 pytestmark = pytest.mark.spark
@@ -88,7 +88,8 @@ def test_dry_run_calls_are_runs_calls_in_each_persons_order(spark, tmp_path):
     assert routed.summary.to_dict() == json.loads((tmp_path / "run.json").read_text())
 
     # Orders by message id (unique here); the one example event without one is left out of this check.
-    person = {event["messageId"]: person_of(event) for event, _ in parsed if isinstance(event, dict) and
+    aliases = joined_by_alias(alias_links([(line,) for line in lines if '"alias"' in line]))
+    person = {event["messageId"]: aliases.get(person_of(event), person_of(event)) for event, _ in parsed if isinstance(event, dict) and
               event.get("messageId")}
     order = {event["messageId"]: position for position, (event, _) in enumerate(in_time)
              if isinstance(event, dict) and event.get("messageId")}
