@@ -63,7 +63,7 @@ from benchmarks.delivery import write_rules
 from benchmarks.generate import events as generate_events
 from benchmarks.sink import Sink
 
-SECTIONS = ("triggers", "end-to-end", "scaling", "workers", "load", "memory", "delivery")
+SECTIONS = ("triggers", "end-to-end", "scaling", "workers", "load", "memory", "delivery", "spark")
 
 
 @dataclass(frozen=True)
@@ -643,6 +643,23 @@ def bench_delivery(sizes: Sizes, work: Path) -> list[Row]:
             rows.append(Row(f"delivery: what the sink got from one run, {delivery.rules}",
                             f"{sent['requests']:,} requests, {megabytes(sent['bytes'])}"))
     return rows
+def bench_spark(sizes: Sizes, work: Path) -> list[Row]:
+    """``switchyard spark --dry-run`` in local[1] and local[2] vs ``run --workers 2``: benchmarks/spark.py."""
+    try:
+        import pyspark  # noqa: F401
+    except ImportError:
+        sys.exit("the spark benchmark needs pyspark: pip install -e '.[spark]'")
+    from benchmarks.spark import measure
+
+    count = 1_000_000 if sizes is FULL else 50_000
+    seconds = measure(events_file(work, count), work, child_env(work), repeats=1)  # minutes per run at full size
+    one, two, run_two = seconds["local[1]"], seconds["local[2]"], seconds["run --workers 2"]
+    return [
+        Row(f"spark: local[2] vs local[1], {count:,} events", rate(count, two), rate(count, one), one / two,
+            ">= 1.6x", one / two >= 1.6),
+        Row(f"spark: local[2] vs run --workers 2, {count:,} events", rate(count, two), rate(count, run_two),
+            run_two / two),
+    ]
 
 
 BENCHMARKS = {
@@ -653,6 +670,7 @@ BENCHMARKS = {
     "load": bench_load,
     "memory": bench_memory,
     "delivery": bench_delivery,
+    "spark": bench_spark,
 }
 
 

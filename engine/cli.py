@@ -13,6 +13,7 @@ from pathlib import Path
 from . import __version__
 from .diagnostics import ERROR, WARNING, format_github, format_text
 from .loader import compile_paths
+from .spark.cli import add_spark_command, run_spark
 from .workspace.cli import add_workspace_commands, run_workspace
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
@@ -52,6 +53,7 @@ def _parser() -> argparse.ArgumentParser:
                           "`workspace` setting, else switchyard.db)")
 
     add_workspace_commands(commands)
+    add_spark_command(commands)
 
     replay = commands.add_parser("replay", help="send the failed deliveries of a dead-letter file again")
     replay.add_argument("dead_letter_file", metavar="DEADLETTER", help="a dead-letter file written by `run`")
@@ -80,7 +82,7 @@ def _worker_count(text: str) -> int:
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     handler = {"lint": _lint, "test": _test, "explain": _explain, "run": _run, "replay": _replay,
-               "workspace": run_workspace}[args.command]
+               "workspace": run_workspace, "spark": run_spark}[args.command]
     try:
         return handler(args)
     except BrokenPipeError:

@@ -24,8 +24,9 @@ from typing import Any, Callable, Sequence
 
 from ..customerio.requests import BATCH_ENVELOPE, BATCH_SEPARATOR, PATHS, batch_bytes, host_for, to_request
 from ..delivery.batcher import DEFAULT_BATCH_SIZE, DEFAULT_MAX_AGE, Batch, Batcher
-from ..delivery.http import Sender
+from ..delivery.http import Response, Sender
 from ..delivery.outcome import REFUSED, Outcome, from_http
+from ..delivery.ratelimit import RateLimit, rate_limit
 from ..delivery.retry import Retrier
 from ..model import ActionCall
 from .contract import AdapterContext, SetupError
@@ -49,6 +50,7 @@ class CustomerioHttpAdapter:
         self.host = host_for(settings)
         self.sender = Sender(timeout)
         self.retrier = retrier or Retrier()
+        self.rate = rate_limit(settings, context.options)  # max_requests_per_second, every attempt counts
         self.batcher = Batcher(max_age=max_age, clock=clock, envelope=BATCH_ENVELOPE, separator=BATCH_SEPARATOR)
 
     def deliver(self, calls: Sequence[ActionCall]) -> list[Outcome]:
@@ -85,7 +87,13 @@ class CustomerioHttpAdapter:
 
     def _post(self, path: str, data: bytes, call: ActionCall | None = None) -> Outcome:
         url = self.host + path
-        return from_http(self.retrier.run(lambda: self.sender.send("POST", url, data, self.headers), call))
+        rate: RateLimit | None = self.rate
+
+        def attempt() -> Response:
+            if rate is not None:
+                rate.wait()
+            return self.sender.send("POST", url, data, self.headers)
+        return from_http(self.retrier.run(attempt, call))
 
     def _send_batches(self, batches: list[Batch]) -> list[Outcome]:
         outcomes = []

@@ -13,6 +13,7 @@ from typing import Any, Mapping, Sequence
 from ..delivery.http import Response, Sender
 from ..delivery.oauth import ClientCredentials
 from ..delivery.outcome import DELIVERED, REFUSED, RETRIED, Outcome, from_http
+from ..delivery.ratelimit import rate_limit
 from ..delivery.retry import Retrier, RetryPolicy
 from ..model import ActionCall
 from .contract import AdapterContext, SetupError
@@ -25,6 +26,7 @@ class WebhookAdapter:
         self.sender = Sender(float(settings.get("timeout", 10)))
         self.headers = dict(settings.get("headers") or {})
         self.retrier = retrier or Retrier(RetryPolicy(max_attempts=int(settings.get("max_attempts", 5))))
+        self.rate = rate_limit(settings, context.options)  # max_requests_per_second, every attempt counts
         oauth = settings.get("oauth")
         self.oauth = None
         if oauth:
@@ -58,6 +60,8 @@ class WebhookAdapter:
 
         def attempt() -> Response:
             nonlocal refreshed
+            if self.rate is not None:
+                self.rate.wait()
             if self.oauth is None:
                 return self.sender.send(method, url, body, headers)
             # One token refresh per call, whatever the number of attempts: a second 401 is final.
