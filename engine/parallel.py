@@ -46,7 +46,7 @@ def imap(function, chunks, workers: int, *, ordered: bool):
     executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
                                    initializer=_start_worker, initargs=(function,))
     pending: deque[Future[Any]] = deque()
-    finished = False
+    finished = broken = False
     try:
         for chunk in chunks:
             pending.append(executor.submit(_call, chunk))
@@ -55,13 +55,16 @@ def imap(function, chunks, workers: int, *, ordered: bool):
             yield from _done(pending, ordered, block=True)
         finished = True
     except BrokenProcessPool:
+        broken = True
         raise WorkerError("a worker process died unexpectedly") from None
     finally:
-        if not finished:
-            # Interrupted, or a worker died: workers still busy with a chunk are not waited for.
+        if broken:
+            # A worker died: the others are not waited for.
             for process in list((getattr(executor, "_processes", None) or {}).values()):
                 process.kill()  # SIGKILL: workers ignore SIGTERM, which a service manager sends the whole group
-        executor.shutdown(wait=True, cancel_futures=True)
+        # Stopped early (a stop signal, a closed generator): chunks not started are dropped, and a
+        # worker busy with one finishes it (a chunk is about 1 MB), so no result is cut mid-write.
+        executor.shutdown(wait=True, cancel_futures=not finished)
 
 
 def _done(pending: deque, ordered: bool, block: bool):

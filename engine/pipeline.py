@@ -39,6 +39,8 @@ from .summary import Summary
 LANE_CAPACITY = 20_000
 #: Calls gathered per destination before they are handed to its lane (fewer thread hand-overs).
 HAND_OVER = 512
+#: At most this many calls queued for a lane are handed to its adapter in one ``deliver``.
+GATHER = 4096
 #: Seconds between an idle lane's ``poll`` calls while its adapter holds calls (batches).
 POLL_INTERVAL = 0.05
 
@@ -149,6 +151,7 @@ class Lane:
                     continue
                 if calls is None:
                     break
+                calls = self._more(calls)
                 for call, source in calls:
                     self._sources[id(call)] = (call, source)
                 try:
@@ -170,6 +173,20 @@ class Lane:
                     self._sources[id(call)] = (call, source)
                 self._settle([Outcome(FAILED, 0, message=f"the lane of '{self.name}' stopped{broken}", call=call)
                               for call, _ in left])
+
+    def _more(self, calls: list[Sourced]) -> list[Sourced]:
+        """``calls`` and whatever else is queued behind them, up to ``GATHER`` calls: one bigger ``deliver``
+        (one transaction, fuller batches) instead of many small ones while the lane is behind."""
+        while len(calls) < GATHER:
+            try:
+                more = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if more is None:
+                self._queue.put(None)  # the close comes after these calls: keep it for the loop
+                break
+            calls = calls + more
+        return calls
 
     def _settle(self, outcomes: list[Outcome]) -> None:
         if not outcomes:

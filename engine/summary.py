@@ -103,9 +103,9 @@ class Summary:
             lines.append(f"dead-lettered          {self.dead_lettered} -> {dead_letter_path}")
         if self.problem:
             lines.append(f"STOPPED: {self.problem}; {self.dead_letter_unwritten} record(s) were not written, "
-                         f"and the input after these {self.events + self.unreadable} lines was not read")
+                         f"and the input after these {self.events + self.unreadable} lines was not processed")
         if self.stopped_by:
             lines.append(f"stopped by {self.stopped_by}: the input after these {self.events + self.unreadable} "
-                         f"lines was not read; everything read was delivered or dead-lettered")
+                         f"lines was not processed; everything processed was delivered or dead-lettered")
         lines.append("every event accounted for" if self.accounted else "WARNING: event counts do not add up")
         return "\n".join(lines)

@@ -74,8 +74,10 @@ class _Broken:
 
     def __init__(self, context: AdapterContext):
         self.held: list = []
+        self.seen = 0
 
     def deliver(self, calls):
+        self.seen += len(calls)
         if any(call.payload["data"]["id"] == "o1" for call in calls):
             raise RuntimeError("boom")
         forgotten = [call for call in calls if call.payload["data"]["id"] in ("o3", "o4")]
@@ -96,9 +98,12 @@ def test_an_adapter_bug_fails_its_own_calls_and_every_call_still_has_one_outcome
     adapters["slow"] = _Broken(AdapterContext("slow", "webhook", "http", {}))
     dead = tmp_path / "dead.ndjson"
     dead_letter = DeadLetter(str(dead))
-    pipeline = Pipeline(rules, dead_letter=dead_letter, adapters=adapters, hand_over=2)
+    pipeline = Pipeline(rules, dead_letter=dead_letter, adapters=adapters)
     for n in range(6):
         pipeline.submit(order(n), f"events:{n + 1}")
+        deadline = time.monotonic() + 5
+        while adapters["slow"].seen <= n and time.monotonic() < deadline:  # one call per deliver
+            time.sleep(0.005)
     summary = pipeline.close()
     dead_letter.close()
     assert summary.delivered[("fast", "Orders")] == 6
