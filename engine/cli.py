@@ -99,7 +99,8 @@ def _missing_paths(paths) -> int | None:
     return None
 
 
-def _print_problems(problems, stream=sys.stderr) -> None:
+def _print_problems(problems, stream=None) -> None:
+    stream = stream or sys.stderr  # read at call time: output may be redirected
     for problem in sorted(problems, key=lambda p: (p.file, p.line, p.column)):
         print(format_text(problem), file=stream)
 
