@@ -48,6 +48,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="evaluate events in N processes (default: %(default)s)")
     run.add_argument("--ordered", action="store_true",
                      help="with --workers, keep output and deliveries in input order")
+    run.add_argument("--lanes", choices=("thread", "process"), default="thread",
+                     help="where each destination's deliveries run: a thread of this process, or a process of its "
+                          "own beside the evaluation, for a machine with cores to spare (default: %(default)s)")
     run.add_argument("--workspace", metavar="PATH",
                      help="the SQLite workspace for destinations with transport: workspace (default: their "
                           "`workspace` setting, else switchyard.db)")
@@ -227,7 +230,7 @@ def _run(args) -> int:
     try:
         summary = run(rules, inputs(), dry_run=args.dry_run, out=sys.stdout, dead_letter=dead_letter,
                       progress=Progress(), workspace=args.workspace, workers=args.workers, ordered=args.ordered,
-                      stop=stop)
+                      stop=stop, lanes=args.lanes)
     except SetupError as error:
         print(f"switchyard: {error}", file=sys.stderr)
         return EXIT_PROBLEMS

@@ -30,10 +30,12 @@ def factory(catalog: str, transport: str, spec: str) -> AdapterFactory:
 
 
 def open_adapter(destination: Destination, *, store: str | None = None,
-                 options: Mapping[str, Any] | None = None) -> Adapter:
+                 options: Mapping[str, Any] | None = None, process: bool = False) -> Adapter:
     """The adapter for ``destination``'s catalog and transport, ready to deliver.
 
     ``store`` is the embedded store file for embedded transports (``run --workspace PATH``).
+    With ``process``, the adapter runs in a process of its own (:mod:`engine.adapters.remote`),
+    after it was opened and closed here once, so that set-up errors still come before any event.
     Raises SetupError when the destination cannot deliver at all.
     """
     catalog, transport = destination.catalog, destination.transport
@@ -47,9 +49,15 @@ def open_adapter(destination: Destination, *, store: str | None = None,
     context = AdapterContext(destination.name, catalog.name, transport, destination.settings, store,
                              dict(options or {}))
     try:
-        return factory(catalog.name, transport, spec)(context)
+        adapter = factory(catalog.name, transport, spec)(context)
     except SetupError as error:
         message = str(error)
         if not message.startswith("destination '"):
             message = f"destination '{destination.name}': {message}"
         raise SetupError(message) from None
+    if not process:
+        return adapter
+    adapter.close()
+    from .remote import RemoteAdapter
+
+    return RemoteAdapter(context, spec)
