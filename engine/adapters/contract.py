@@ -22,6 +22,7 @@ names its factories per transport in its ``_destination.json`` (``x-adapters``),
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from importlib import import_module
 from typing import Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
 
 from ..delivery.outcome import Outcome
@@ -58,3 +59,16 @@ class Adapter(Protocol):
 
 
 AdapterFactory = Callable[[AdapterContext], Adapter]
+
+
+def factory(catalog: str, transport: str, spec: str) -> AdapterFactory:
+    """The factory ``spec`` (``"module:attribute"``) names, or a SetupError saying what is wrong."""
+    module_name, _, attribute = spec.partition(":")
+    try:
+        found = getattr(import_module(module_name), attribute) if attribute else None
+    except (ImportError, AttributeError) as error:
+        raise SetupError(f"catalog '{catalog}': the adapter of transport '{transport}' ({spec}) cannot be "
+                         f"imported: {error}") from None
+    if not callable(found):
+        raise SetupError(f"catalog '{catalog}': the adapter of transport '{transport}' ({spec}) is not callable")
+    return found  # type: ignore[no-any-return]

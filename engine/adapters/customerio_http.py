@@ -24,13 +24,13 @@ from typing import Any, Callable, Sequence
 
 from ..customerio.requests import BATCH_ENVELOPE, BATCH_SEPARATOR, PATHS, batch_bytes, host_for, to_request
 from ..delivery.batcher import DEFAULT_BATCH_SIZE, DEFAULT_MAX_AGE, Batch, Batcher
+from ..delivery.encoding import encode
 from ..delivery.http import Response, Sender
 from ..delivery.outcome import REFUSED, Outcome, from_http
 from ..delivery.ratelimit import RateLimit, rate_limit
 from ..delivery.retry import Retrier
 from ..model import ActionCall
 from .contract import AdapterContext, SetupError
-from ..delivery.encoding import UnencodableBody, encode
 
 SPLIT_STATUSES = frozenset({400, 413, 422})
 # One batch for the whole destination, not one per mapping: Customer.io applies calls in the order

@@ -7,26 +7,12 @@ HTTP client or database.
 """
 from __future__ import annotations
 
-from importlib import import_module
 from typing import TYPE_CHECKING, Any, Mapping
 
-from .contract import Adapter, AdapterContext, AdapterFactory, SetupError
+from .contract import Adapter, AdapterContext, SetupError, factory
 
 if TYPE_CHECKING:
     from ..ruleset import Destination
-
-
-def factory(catalog: str, transport: str, spec: str) -> AdapterFactory:
-    """The factory ``spec`` (``"module:attribute"``) names, or a SetupError saying what is wrong."""
-    module_name, _, attribute = spec.partition(":")
-    try:
-        found = getattr(import_module(module_name), attribute) if attribute else None
-    except (ImportError, AttributeError) as error:
-        raise SetupError(f"catalog '{catalog}': the adapter of transport '{transport}' ({spec}) cannot be "
-                         f"imported: {error}") from None
-    if not callable(found):
-        raise SetupError(f"catalog '{catalog}': the adapter of transport '{transport}' ({spec}) is not callable")
-    return found  # type: ignore[no-any-return]
 
 
 def open_adapter(destination: Destination, *, store: str | None = None,

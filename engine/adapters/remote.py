@@ -23,7 +23,7 @@ from typing import Any
 
 from ..delivery.outcome import FAILED, Outcome
 from ..model import ActionCall
-from .contract import Adapter, AdapterContext
+from .contract import Adapter, AdapterContext, factory
 
 # What crosses the pipe: calls as (token, call); outcomes as (token, state, attempts, status, body, message, waited).
 Answer = tuple[int, str, int, "int | None", "str | None", str, float]
@@ -102,7 +102,7 @@ class RemoteAdapter:
             self._answers.put(message)
 
     def _collect(self) -> list[Outcome]:
-        outcomes = []
+        outcomes: list[Outcome] = []
         while True:
             try:
                 answers = self._answers.get_nowait()
@@ -123,8 +123,6 @@ class RemoteAdapter:
 def _child(connection: Any, context: AdapterContext, spec: str) -> None:
     """The child process: open the real adapter, then feed it what comes in and send back what comes out."""
     import signal
-
-    from .registry import factory
 
     # The parent decides when delivery stops (it closes the pipe); a signal to the whole group must not cut
     # a transaction or a request in half here.
