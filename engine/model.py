@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any, Callable
 
 
@@ -57,10 +57,11 @@ class MappingError:
     message: str
 
     def to_dict(self) -> dict[str, str]:
-        return {"destination": self.destination, "mapping": self.mapping, "action": self.action, "message": self.message}
+        return {"destination": self.destination, "mapping": self.mapping, "action": self.action,
+                "message": self.message}
 
 
-class Discarded(str, Enum):
+class Discarded(StrEnum):
     """Why an event produced neither a call nor an invalid payload."""
 
     FILTERED = "filtered"               # every destination that could take it dropped it with a filter

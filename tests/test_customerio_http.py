@@ -14,11 +14,10 @@ import pytest
 from conftest import ROOT
 from engine.adapters import SetupError
 from engine.adapters.customerio_http import CustomerioHttpAdapter
-from scripted_server import customerio_context
 from engine.customerio.requests import to_request
 from engine.delivery.outcome import DELIVERED, FAILED, REFUSED, RETRIED
 from engine.loader import compile_paths
-from scripted_server import Reply, fast_retrier
+from scripted_server import Reply, customerio_context, fast_retrier
 
 AUTH = "Basic " + base64.b64encode(b"site-1:key-1").decode()
 

@@ -7,12 +7,11 @@ import os
 import signal
 import time
 
+from conftest import switchyard
 from engine.adapters.contract import AdapterContext
 from engine.adapters.remote import RemoteAdapter
 from engine.delivery.outcome import DELIVERED, FAILED
 from engine.model import ActionCall
-
-from conftest import switchyard
 
 
 def _people(db) -> list:
