@@ -17,6 +17,8 @@ from functools import partial
 from typing import IO, Any
 
 from .adapters import Adapter, open_adapter
+from .adapters.contract import Prepare
+from .adapters.registry import preparer
 from .deadletter import DeadLetter
 from .events import Lines
 from .pipeline import Part, Pipeline, Sourced, account
@@ -161,7 +163,24 @@ def _evaluate_chunk(rules: RuleSet, dry_run: bool, chunk: list[Input]) -> Part:
     if dry_run:
         return Part(summary, b"".join(call_line(call) for call, _ in calls), b"".join(dead_letters),
                     len(dead_letters), [])
-    return Part(summary, b"", b"".join(dead_letters), len(dead_letters), calls)
+    preparers = _preparers(rules)
+    ready = []
+    for call, source in calls:
+        prepare = preparers.get(call.destination)
+        ready.append((call.with_prepared(prepare(call)) if prepare is not None else call, source))
+    return Part(summary, b"", b"".join(dead_letters), len(dead_letters), ready)
+
+
+_PREPARERS: dict[int, dict[str, Prepare | None]] = {}
+
+
+def _preparers(rules: RuleSet) -> dict[str, Prepare | None]:
+    """Each destination's ``prepare`` (engine.adapters.contract), looked up once per worker: the request
+    bodies are built where the events were evaluated, so the main process only delivers them."""
+    found = _PREPARERS.get(id(rules))
+    if found is None:
+        found = _PREPARERS[id(rules)] = {d.name: preparer(d) for d in rules.destinations}
+    return found
 
 
 def _chunks(inputs: Iterable[Input]) -> Iterator[list[Input]]:

@@ -18,6 +18,11 @@ own unless it starts threads itself.
 Adapters are constructed as ``factory(context)`` with an :class:`AdapterContext`; a catalog
 names its factories per transport in its ``_destination.json`` (``x-adapters``), see
 :mod:`engine.adapters.registry`.
+
+Optionally, a factory has a ``prepare(call)`` attribute: a pure function of one call (no I/O, no
+adapter state) that builds what ``deliver`` sends, such as the encoded request body. ``run
+--workers`` then calls it in the process that evaluated the event and hands the result over as
+``call.prepared``; ``deliver`` builds it itself when that is None. The answers must be the same.
 """
 from __future__ import annotations
 
@@ -59,6 +64,7 @@ class Adapter(Protocol):
 
 
 AdapterFactory = Callable[[AdapterContext], Adapter]
+Prepare = Callable[[ActionCall], Any]
 
 
 def factory(catalog: str, transport: str, spec: str) -> AdapterFactory:

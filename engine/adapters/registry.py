@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Mapping
 
-from .contract import Adapter, AdapterContext, SetupError, factory
+from .contract import Adapter, AdapterContext, Prepare, SetupError, factory
 
 if TYPE_CHECKING:
     from ..ruleset import Destination
@@ -47,3 +47,17 @@ def open_adapter(destination: Destination, *, store: str | None = None,
     from .remote import RemoteAdapter
 
     return RemoteAdapter(context, spec)
+
+
+def preparer(destination: Destination) -> Prepare | None:
+    """The ``prepare`` of ``destination``'s adapter (see :mod:`engine.adapters.contract`), or None."""
+    catalog, transport = destination.catalog, destination.transport
+    spec = catalog.adapters.get(transport) if transport is not None else None
+    if spec is None:
+        return None
+    try:
+        found = factory(catalog.name, transport or "", spec)
+    except SetupError:
+        return None  # the run's open_adapter says why, before any event
+    prepare = getattr(found, "prepare", None)
+    return prepare if callable(prepare) else None
