@@ -178,8 +178,13 @@ class Operations:
         row = self.db.execute("SELECT * FROM users WHERE pk = ?", (user_id,)).fetchone()
         if row is None:
             raise Refusal(404, "not_found", f"no user with id {user_id}")
-        return {"id": row["pk"], "custom_id": row["custom_id"], "user_key": row["user_key"],
-                **json.loads(row["fields"]), **json.loads(row["attributes"])}
+        return _user(row)
+
+    def user_by_custom_id(self, custom_id: str) -> dict:
+        row = self.db.execute("SELECT * FROM users WHERE custom_id = ?", (custom_id,)).fetchone()
+        if row is None:
+            raise Refusal(404, "not_found", f"no user with custom_id {custom_id!r}")
+        return _user(row)
 
     # -- events and page views ------------------------------------------------------------------------
 
@@ -319,6 +324,12 @@ def _seconds(value: Any, default: float) -> float:
 
 def _dump(values: dict) -> str:
     return json.dumps(values, ensure_ascii=False, sort_keys=True)
+
+
+def _user(row: sqlite3.Row) -> dict:
+    return {"id": row["pk"], "custom_id": row["custom_id"], "user_key": row["user_key"],
+            "page_views": row["page_views"], "last_seen": row["last_seen"],
+            **json.loads(row["fields"]), **json.loads(row["attributes"])}
 
 
 def _company(row: sqlite3.Row) -> dict:
