@@ -7,11 +7,13 @@ command's: 0 success, 1 problems (no such user, a definition refused, the port t
 from __future__ import annotations
 
 import json
+import sqlite3
 import sys
 from contextlib import closing
 from pathlib import Path
 
 from .. import store
+from ..store.namespace import REGISTRY
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
 #: Commands only a User.com stand-in has.
@@ -30,12 +32,24 @@ def is_userengage(args) -> bool:
     if getattr(args, "catalog", None):
         return bool(args.catalog == "userengage")
     try:
-        mine = store.destinations(args.db, "userengage")
         if args.destination is not None:
-            return args.destination in mine
-        return bool(mine) and not store.destinations(args.db, "customerio")
-    except store.StoreError:
+            return args.destination in store.destinations(args.db, "userengage")
+        return _catalogs(args.db) == {"userengage"}
+    except (store.StoreError, sqlite3.Error):
         return False
+
+
+def _catalogs(path) -> set[str]:
+    """The catalogs whose state the file at ``path`` holds, named destinations or not."""
+    if not Path(path).is_file():
+        return set()
+    db = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        if db.execute("PRAGMA user_version").fetchone()[0] != store.FILE_FORMAT:
+            return {"customerio"}  # a file from before the registry holds one Customer.io workspace
+        return {row[0] for row in db.execute(f"SELECT catalog FROM {REGISTRY}")}
+    finally:
+        db.close()
 
 
 def run(args) -> int:
