@@ -156,8 +156,8 @@ class Operations:
         row = self.db.execute("SELECT * FROM users WHERE custom_id = ?", (custom_id,)).fetchone()
         created = row is None
         if created:
-            cursor = self.db.execute("INSERT INTO users (custom_id, user_key, created_at, updated_at) VALUES (?, ?, ?, ?)",
-                                     (custom_id, user_key(custom_id), self.now, self.now))
+            cursor = self.db.execute("INSERT INTO users (custom_id, user_key, created_at, updated_at) "
+                                     "VALUES (?, ?, ?, ?)", (custom_id, user_key(custom_id), self.now, self.now))
             row = self.db.execute("SELECT * FROM users WHERE pk = ?", (cursor.lastrowid,)).fetchone()
         fields, attributes = json.loads(row["fields"]), json.loads(row["attributes"])
         anonymous_id = row["anonymous_id"]
@@ -202,14 +202,16 @@ class Operations:
         typed: dict = {}
         for key, value in data.items():
             self._typed(typed, "event", key, value)
-        cursor = self.db.execute("INSERT INTO events (user_pk, name, timestamp, data, received_at) VALUES (?, ?, ?, ?, ?)",
+        cursor = self.db.execute("INSERT INTO events (user_pk, name, timestamp, data, received_at) "
+                                 "VALUES (?, ?, ?, ?, ?)",
                                  (user, name, _seconds(body.get("timestamp"), self.now), _dump(typed), self.now))
         return {"id": cursor.lastrowid, "created": created}
 
     def create_site_view(self, body: dict) -> dict:
         body = _object(body)
         key = body.get("client_user")
-        row = self.db.execute("SELECT pk FROM users WHERE user_key = ?", (key,)).fetchone() if isinstance(key, str) else None
+        row = (self.db.execute("SELECT pk FROM users WHERE user_key = ?", (key,)).fetchone()
+               if isinstance(key, str) else None)
         if row is None:
             raise Refusal(404, "not_found", f"no user with user_key {key!r}")
         when = _seconds(body.get("timestamp"), self.now)
@@ -333,4 +335,5 @@ def _user(row: sqlite3.Row) -> dict:
 
 
 def _company(row: sqlite3.Row) -> dict:
-    return {"id": row["pk"], "custom_id": row["custom_id"], **json.loads(row["fields"]), **json.loads(row["attributes"])}
+    return {"id": row["pk"], "custom_id": row["custom_id"],
+            **json.loads(row["fields"]), **json.loads(row["attributes"])}

@@ -167,6 +167,7 @@ def _serve(args) -> int:
         return EXIT_PROBLEMS
     with server:
         host, port = server.server_address[:2]
+        host = host.decode() if isinstance(host, bytes) else host
         print(f"serving the User.com stand-in {args.db} at http://{host}:{port}/api/public/ (Ctrl-C stops)",
               file=sys.stderr, flush=True)
         try:

@@ -127,7 +127,8 @@ def render_user(user: dict) -> str:
     return "\n\n".join([
         f"user {user['custom_id']}\n" + _indent(table(None, facts)),
         _section("profile", ["field", "value"], [[k, _short(v)] for k, v in user["fields"].items()]),
-        _section("attributes", ["name", "value"], [[k, _short(v, as_json=True)] for k, v in user["attributes"].items()]),
+        _section("attributes", ["name", "value"],
+                 [[k, _short(v, as_json=True)] for k, v in user["attributes"].items()]),
         _section("companies", ["custom id", "name"], [[c["custom_id"], c["name"]] for c in user["companies"]]),
         _section("recent events", ["time", "name", "data"],
                  [[when(e["timestamp"]), _short(e["name"], 32), _short(e["data"])] for e in user["recent_events"]]),

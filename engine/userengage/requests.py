@@ -264,7 +264,7 @@ _ACTIONS = {
 
 
 def new_company(body: dict) -> dict:
-    """The body of ``POST companies/``: User.com requires a name, so a company created without one is named by its id."""
+    """The body of ``POST companies/``: User.com requires a name; a company created without one is named by its id."""
     return body if body.get("name") else {**body, "name": body["custom_id"]}
 
 
