@@ -24,6 +24,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Self
 
+import orjson
+
 from ..store import Connection
 from .attributes import IGNORED, convert
 from .requests import COMPANY_FIELDS, USER_FIELDS, UserRequest, to_json
@@ -92,15 +94,15 @@ class App:
     def apply_many(self, requests: Sequence[UserRequest]) -> list[Applied | Rejected]:
         """Walk each request's steps, in one transaction with a savepoint each: a refused request rolls back alone."""
         results: list[Applied | Rejected] = []
-        now = self._clock()
+        operations = Operations(self.db, self._clock())
         with transaction(self.db):
             for request in requests:
                 self.db.execute("SAVEPOINT request")
                 try:
-                    # Operations per request: what it caches must not outlive a rollback.
-                    perform(request, Operations(self.db, now))
+                    perform(request, operations)
                 except Refusal as refusal:
                     self.db.execute("ROLLBACK TO request")
+                    operations.forget()  # what it read may have been rolled back
                     self._record(refusal, request.kind, to_json(request))
                     results.append(Rejected(refusal.status, refusal.code, refusal.reason))
                 else:
@@ -146,7 +148,11 @@ class Operations:
 
     def __init__(self, db: sqlite3.Connection, now: float):
         self.db, self.now = db, now
-        self._types: dict[str, dict[str, str]] = {}
+        self._types: dict[str, dict[str, str]] = {}  # scope -> attribute -> type, read once per transaction
+
+    def forget(self) -> None:
+        """Drop what was read: after a rollback it may no longer be so."""
+        self._types.clear()
 
     # -- users -------------------------------------------------------------------------------------
 
@@ -170,8 +176,11 @@ class Operations:
                 _set(fields, name, value)
             else:
                 self._typed(attributes, "user", name, value)
-        self.db.execute("UPDATE users SET anonymous_id = ?, fields = ?, attributes = ?, updated_at = ? WHERE pk = ?",
-                        (anonymous_id, _dump(fields), _dump(attributes), self.now, row["pk"]))
+        stored = (anonymous_id, _dump(fields), _dump(attributes))
+        # A track or page call's upsert mostly changes nothing: then neither is the row written.
+        if stored != (row["anonymous_id"], row["fields"], row["attributes"]):
+            self.db.execute("UPDATE users SET anonymous_id = ?, fields = ?, attributes = ?, updated_at = ? "
+                            "WHERE pk = ?", (*stored, self.now, row["pk"]))
         return {"created": created, "id": row["pk"], "user_key": row["user_key"]}
 
     def user(self, user_id: int) -> dict:
@@ -325,7 +334,8 @@ def _seconds(value: Any, default: float) -> float:
 
 
 def _dump(values: dict) -> str:
-    return json.dumps(values, ensure_ascii=False, sort_keys=True)
+    """Stored JSON, keys sorted, so that equal values are equal text."""
+    return orjson.dumps(values, option=orjson.OPT_SORT_KEYS).decode()
 
 
 def _user(row: sqlite3.Row) -> dict:
