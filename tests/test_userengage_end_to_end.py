@@ -105,3 +105,14 @@ def test_workspace_commands_for_a_user_com_stand_in(tmp_path):
     assert switchyard("workspace", "company", "--db", db, "--id", "nope").returncode == 1
     assert switchyard("workspace", "users", "--db", tmp_path / "none.db").returncode == 2
     assert switchyard("workspace", "users", "--db", db, "--destination", "other").returncode == 2
+
+
+def test_the_two_destination_benchmark_folder_lints_clean(tmp_path):
+    from benchmarks.delivery import write_rules
+    from engine.loader import compile_paths
+
+    paths = write_rules(tmp_path, "http://127.0.0.1:9")
+    rules, problems = compile_paths([paths["workspace+userengage+webhook"]])
+    assert problems == []
+    assert {d.name: d.transport for d in rules.destinations} == {
+        "customerio": "workspace", "userengage": "workspace", "crm": "http"}
