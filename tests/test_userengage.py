@@ -190,3 +190,22 @@ def test_the_server_takes_token_or_basic_auth_and_answers_like_the_api(tmp_path)
         assert sender.send("GET", base + "users/1/", None, {}).status == 401
         assert sender.send("GET", base + "users/1/", None, {"Authorization": "Token other"}).status == 403
         assert sender.send("GET", server.url + "/api/public/users/1", None, token).status == 404  # no slash
+
+
+def test_each_request_is_retried_by_the_pipeline_policy_and_a_failure_names_its_request(pack, scripted):
+    from scripted_server import Reply
+
+    scripted.script(Reply(body={"id": 7, "user_key": "k7", "created": True}), path="/api/public/users/update_or_create/")
+    scripted.script(Reply(503), Reply(body={"id": 1, "created": True}), path="/api/public/events/")
+    adapter = _http_adapter(scripted.url, "the-key")
+    [first] = adapter.deliver(calls_for(pack, [{"type": "track", "userId": "u1", "event": "E1"}]))
+    assert first.state == "retried" and first.attempts == 3  # the upsert, then the event twice
+    sent = scripted.to("/api/public/events/")[-1]
+    assert sent["body"] == {"user_id": 7, "name": "E1", "data": {}}
+    assert sent["headers"]["Authorization"] == "Token the-key" and sent["headers"]["Accept"] == "*/*; version=2"
+
+    scripted.script(Reply(500), Reply(500), Reply(500), path="/api/public/events/")
+    [second] = adapter.deliver(calls_for(pack, [{"type": "track", "userId": "u1", "event": "E2"}]))
+    adapter.close()
+    assert second.state == "failed" and second.attempts == 3 and "POST events/" in second.message
+    assert len(scripted.to("/api/public/users/update_or_create/")) == 1  # u1 was looked up once
