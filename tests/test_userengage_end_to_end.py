@@ -116,3 +116,11 @@ def test_the_two_destination_benchmark_folder_lints_clean(tmp_path):
     assert problems == []
     assert {d.name: d.transport for d in rules.destinations} == {
         "customerio": "workspace", "userengage": "workspace", "crm": "http"}
+
+
+def test_customer_io_commands_on_a_file_with_only_user_com_state_say_so(tmp_path):
+    db = tmp_path / "app.db"
+    assert switchyard("workspace", "settings", "--db", db, "--catalog", "userengage").returncode == 0
+    people = switchyard("workspace", "people", "--db", db)
+    assert people.returncode == 2 and "holds no customerio state" in people.stderr
+    assert "Traceback" not in people.stderr

@@ -18,6 +18,8 @@ from ..store.namespace import REGISTRY
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
 #: Commands only a User.com stand-in has.
 COMMANDS = ("users", "user", "companies", "company")
+#: Commands both kinds of embedded state have.
+SHARED = ("events", "settings", "serve")
 
 
 def is_userengage(args) -> bool:
@@ -29,6 +31,8 @@ def is_userengage(args) -> bool:
     """
     if args.workspace_command in COMMANDS:
         return True
+    if args.workspace_command not in SHARED:
+        return False
     if getattr(args, "catalog", None):
         return bool(args.catalog == "userengage")
     try:

@@ -269,7 +269,7 @@ def new_company(body: dict) -> dict:
 
 
 def to_json(request: UserRequest) -> dict:
-    """The request as one JSON object (the file transport's line, and what tests compare)."""
+    """The request as one JSON object: what the stand-in keeps of a request it refused."""
     return {"kind": request.kind, "user": request.user, **({"body": request.body} if request.body is not None else {})}
 
 
