@@ -27,8 +27,8 @@ from ..userengage.steps import Lookups, perform
 from .contract import AdapterContext, SetupError
 
 FORBIDDEN = ("User.com answered 403 Forbidden: the API key was revoked, or the domain the requests come from "
-             "is not trusted. Check the key in App settings > Advanced > Segment API keys (or Public REST API "
-             "keys), then the trusted domains in App settings > Advanced > Domains")
+             "is not trusted. Check that the key is not revoked (App settings > Advanced > Segment API keys, or "
+             "wherever the app's REST API key was made), then the trusted domains (App settings > Advanced > Domains)")
 
 
 class _Stop(Exception):
