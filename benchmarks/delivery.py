@@ -1,8 +1,8 @@
 """The rule files of the delivery benchmarks: the bundled examples, pointed at a local sink.
 
-The delivery rows of benchmarks/run.py send what rules/customerio.yaml and rules/webhook.yaml
-send, over HTTP to benchmarks/sink.py; only where the calls go changes, so those rows measure the
-same mappings as the end-to-end row. tests/test_benchmarks.py lints each file written here.
+The delivery rows of benchmarks/run.py send what rules/customerio.yaml, rules/userengage.yaml and
+rules/webhook.yaml send, over HTTP to benchmarks/sink.py; only where the calls go changes, so those
+rows measure the same mappings as the end-to-end row. tests/test_benchmarks.py lints each file written here.
 """
 from __future__ import annotations
 
@@ -64,14 +64,19 @@ def write_rules(folder: Path, sink_url: str) -> dict[str, Path]:
 
     ``workspace``: the Customer.io pack as shipped (its default transport is the embedded workspace);
     ``http``: the pack over HTTP to the sink; ``workspace+webhook`` and ``http+webhook``: a folder of
-    each with the webhook example over HTTP to the sink beside it.
+    each with the webhook example over HTTP to the sink beside it; ``workspace+userengage+webhook``:
+    the README's main job, both destinations' packs as shipped (each to its embedded stand-in in
+    one file) and the webhook example to the sink.
     """
     texts = {"customerio.yaml": (RULES / "customerio.yaml").read_text(encoding="utf-8"),
              "customerio-http.yaml": customerio_over_http(sink_url),
-             "webhook-http.yaml": webhook_over_http(sink_url)}
+             "webhook-http.yaml": webhook_over_http(sink_url),
+             "userengage.yaml": (RULES / "userengage.yaml").read_text(encoding="utf-8")}
     paths = {}
     for name, files in {"workspace+webhook": ("customerio.yaml", "webhook-http.yaml"),
-                        "http+webhook": ("customerio-http.yaml", "webhook-http.yaml")}.items():
+                        "http+webhook": ("customerio-http.yaml", "webhook-http.yaml"),
+                        "workspace+userengage+webhook": ("customerio.yaml", "userengage.yaml",
+                                                         "webhook-http.yaml")}.items():
         paths[name] = folder / name
         paths[name].mkdir(parents=True, exist_ok=True)
         for file in files:

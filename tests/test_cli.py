@@ -160,7 +160,7 @@ def test_the_bundled_rule_set_accounts_for_every_line(tmp_path):
     assert summary["events"] + summary["unreadable_lines"] == len(lines)
     assert summary["events"] == (summary["sent"] + summary["filtered"] + summary["no_matching_mapping"]
                                  + summary["invalid_events"] + summary["invalid_payload_only"])
-    assert {key.split(" / ")[0] for key in summary["calls"]} == {"crm", "customerio"}
+    assert {key.split(" / ")[0] for key in summary["calls"]} == {"crm", "customerio", "userengage"}
 
 
 def test_lint_never_prints_a_secret_written_in_the_file(write_rules):

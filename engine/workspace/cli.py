@@ -52,6 +52,7 @@ def add_workspace_commands(subparsers) -> None:
     person_filters(events)
     events.add_argument("--anonymous-id", dest="anonymous_id", help="events sent with this anonymous id")
     events.add_argument("--type", help="event, page, screen, viewed_content or clicked_content")
+    events.add_argument("--name", help="User.com: only events of this name")
     events.add_argument("--limit", type=int, default=50, metavar="N")
     rejected = add("rejected", "refused calls with their reasons, newest first")
     rejected.add_argument("--code", help="only this rejection code")
@@ -63,18 +64,48 @@ def add_workspace_commands(subparsers) -> None:
     for flag in ("id-only", "anonymous-merge", "typed-attributes"):
         settings.add_argument(f"--{flag}", choices=("on", "off"))
     settings.add_argument("--attribute-type", action="append", default=[], metavar="NAME=TYPE",
-                          help="declare a typed attribute: string, number, boolean or timestamp (repeatable)")
+                          help="declare a typed attribute: string, number, boolean or timestamp (repeatable); "
+                               "for User.com a user attribute: string, number, boolean or date")
+    for scope in ("event", "company"):
+        settings.add_argument(f"--{scope}-attribute-type", action="append", default=[], metavar="NAME=TYPE",
+                              help=f"User.com: define a {scope} attribute (repeatable)")
+    settings.add_argument("--catalog", choices=("customerio", "userengage"),
+                          help="the kind of state, for a file or destination that has none yet (default: customerio)")
     serve = add("serve", "serve the workspace over HTTP as a Track API", json_output=False)
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     serve.add_argument("--port", type=int, default=8600, help="(default: %(default)s)")
-    serve.add_argument("--site-id", dest="site_id", required=True, help="the basic-auth user clients must send")
-    serve.add_argument("--api-key", dest="api_key", required=True, help="the basic-auth password clients must send")
+    serve.add_argument("--site-id", dest="site_id", help="the basic-auth user clients must send (Customer.io)")
+    serve.add_argument("--api-key", dest="api_key", required=True,
+                       help="the basic-auth password clients must send (User.com: the API key)")
+    serve.add_argument("--catalog", choices=("customerio", "userengage"),
+                       help="serve as this API, for a file or destination that has no state yet (default: customerio)")
+    _add_userengage_commands(add)
+
+
+def _add_userengage_commands(add) -> None:
+    """``users``, ``user``, ``companies`` and ``company``: a User.com stand-in's own commands."""
+    def user_filters(parser: argparse.ArgumentParser, required: bool = False) -> None:
+        group = parser.add_mutually_exclusive_group(required=required) if required else parser
+        group.add_argument("--id", help="the user's custom id (the userId, or the anonymousId it was selected by)")
+        group.add_argument("--anonymous-id", dest="anonymous_id", help="the user's anonymous id")
+
+    user_filters(add("users", "User.com: list users with their counts"))
+    user = add("user", "User.com: everything about one user")
+    user_filters(user, required=True)
+    user.add_argument("--events", type=int, default=10, metavar="N", help="recent events to show (default: 10)")
+    companies = add("companies", "User.com: list companies with their member counts")
+    companies.add_argument("--id", help="the company's custom id (the groupId)")
+    company = add("company", "User.com: one company with its members")
+    company.add_argument("--id", required=True, help="the company's custom id (the groupId)")
 
 
 def run_workspace(args) -> int:
     """Run a ``switchyard workspace`` subcommand."""
+    from ..userengage import cli as userengage
     from .store import DestinationError, WorkspaceError
 
+    if userengage.is_userengage(args):
+        return userengage.run(args)
     if args.workspace_command not in ("settings", "serve") and not Path(args.db).is_file():
         print(f"switchyard: no workspace at {args.db} (run `switchyard run` first, or pass --db)", file=sys.stderr)
         return EXIT_USAGE
@@ -201,6 +232,10 @@ def _settings(args) -> int:
 
 def _serve(args) -> int:
     from .server import serve
+
+    if not args.site_id:
+        print("switchyard: serving a Customer.io workspace needs --site-id", file=sys.stderr)
+        return EXIT_USAGE
 
     def log(line: str) -> None:
         print(line, file=sys.stderr, flush=True)

@@ -1,0 +1,159 @@
+"""The ``userengage`` catalog over HTTP: User.com's public REST API, one call at a time.
+
+Bodies come from :mod:`engine.userengage.requests` and the order of requests from
+:func:`engine.userengage.steps.perform`, shared with the embedded transport; this adapter only
+sends them (``Authorization: Token <api_key>``, ``Accept: */*; version=2``) and remembers, for
+the run, the ids User.com answered (a user's id and user_key, a company's id), so each is looked
+up once. Each request is retried by the pipeline's policy; the first one that fails settles
+the call: refused for a final 4xx, failed (replayable) otherwise.
+
+A 403 means the key was revoked or the sending domain is not trusted: the call is refused,
+never retried, with a message that says where to look.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Sequence
+from urllib.parse import quote
+
+from ..delivery.encoding import encode
+from ..delivery.http import Response, Sender
+from ..delivery.outcome import DELIVERED, FAILED, REFUSED, RETRIED, Outcome, from_http
+from ..delivery.ratelimit import rate_limit
+from ..delivery.retry import Retrier
+from ..model import ActionCall
+from ..userengage.requests import ACCEPT, PATHS, base_url, to_request
+from ..userengage.steps import Lookups, perform
+from .contract import AdapterContext, SetupError
+
+FORBIDDEN = ("User.com answered 403 Forbidden: the API key was revoked, or the domain the requests come from "
+             "is not trusted. Check that the key is not revoked (App settings > Advanced > Segment API keys, or "
+             "wherever the app's REST API key was made), then the trusted domains (App settings > Advanced > Domains)")
+
+
+class _Stop(Exception):
+    """A request was not accepted: ``outcome`` settles the call."""
+
+    def __init__(self, outcome: Outcome):
+        self.outcome = outcome
+
+
+class UserengageHttpAdapter:
+    def __init__(self, context: AdapterContext, *, retrier: Retrier | None = None, timeout: float = 10.0):
+        settings = context.settings
+        api_key = settings.get("api_key")
+        if not api_key:
+            raise SetupError("userengage over http needs the 'api_key' setting")
+        if not settings.get("base_url") and not settings.get("app"):
+            raise SetupError("userengage over http needs the 'app' setting (your app's subdomain) or 'base_url'")
+        self.headers = {"Content-Type": "application/json", "Accept": ACCEPT, "Authorization": f"Token {api_key}"}
+        self.base = base_url(settings)
+        self.sender = Sender(timeout)
+        self.retrier = retrier or Retrier()
+        self.rate = rate_limit(settings, context.options)
+        self.lookups = Lookups()
+
+    def deliver(self, calls: Sequence[ActionCall]) -> list[Outcome]:
+        outcomes = []
+        for call in calls:
+            try:
+                request = to_request(call)
+            except ValueError as error:
+                outcomes.append(Outcome(REFUSED, 0, message=f"cannot build the request: {error}", call=call))
+                continue
+            api = _RestApi(self, call)
+            try:
+                perform(request, api, self.lookups)
+            except _Stop as stop:
+                outcomes.append(stop.outcome)
+                continue
+            outcomes.append(Outcome(RETRIED if api.attempts > api.requests else DELIVERED, api.attempts,
+                                    api.last.status if api.last else None, waited=api.waited, call=call))
+        return outcomes
+
+    def poll(self) -> list[Outcome]:
+        return []
+
+    def close(self) -> list[Outcome]:
+        self.sender.close()
+        return []
+
+
+class _RestApi:
+    """:class:`~engine.userengage.steps.Api` over HTTP for one call: counts its attempts, stops at a failure."""
+
+    def __init__(self, adapter: UserengageHttpAdapter, call: ActionCall):
+        self.adapter, self.call = adapter, call
+        self.attempts = self.requests = 0
+        self.waited = 0.0
+        self.last: Outcome | None = None
+
+    def update_or_create_user(self, body: dict) -> dict:
+        return self._with_id(self._send("POST", PATHS["user"], body), "users/update_or_create/")
+
+    def user(self, user_id: int) -> dict:
+        return self._send("GET", PATHS["user_by_id"].format(id=user_id))
+
+    def create_event(self, body: dict) -> dict:
+        return self._send("POST", PATHS["event"], body)
+
+    def create_site_view(self, body: dict) -> dict:
+        return self._send("POST", PATHS["page"], body)
+
+    def company_by_custom_id(self, custom_id: str) -> dict | None:
+        found = self._send("GET", PATHS["company_by_custom_id"].format(custom_id=quote(custom_id, safe="")),
+                           missing_ok=True)
+        return None if found is None else self._with_id(found, "companies-by-id/")
+
+    def create_company(self, body: dict) -> dict:
+        return self._with_id(self._send("POST", PATHS["company_create"], body), "companies/")
+
+    def update_company(self, company_id: int, body: dict) -> dict:
+        return self._send("PUT", PATHS["company_update"].format(id=company_id), body)
+
+    def add_member(self, company_id: int, body: dict) -> dict:
+        return self._send("POST", PATHS["add_member"].format(id=company_id), body)
+
+    def _send(self, method: str, path: str, body: dict | None = None, *, missing_ok: bool = False) -> Any:
+        adapter = self.adapter
+        url = adapter.base + path
+        try:
+            data = encode(body) if body is not None else None
+        except ValueError as error:
+            raise _Stop(Outcome(REFUSED, self.attempts, message=f"cannot build the request: {error}",
+                                call=self.call)) from None
+        rate = adapter.rate
+
+        def attempt() -> Response:
+            if rate is not None:
+                rate.wait()
+            return adapter.sender.send(method, url, data, adapter.headers)
+        outcome = adapter.retrier.run(attempt, self.call)
+        self.requests += 1
+        self.attempts += outcome.attempts
+        self.waited += outcome.waited
+        self.last = outcome
+        if missing_ok and outcome.status == 404:
+            return None
+        if not outcome.ok:
+            if outcome.status == 403:
+                raise _Stop(Outcome(REFUSED, self.attempts, 403, outcome.body, f"{FORBIDDEN} ({method} {path})",
+                                    self.waited, self.call, outcome.response))
+            settled = from_http(outcome)
+            raise _Stop(Outcome(settled.state, self.attempts, settled.status, settled.body,
+                                f"{settled.message} ({method} {path})", self.waited, self.call, settled.response))
+        try:
+            answer = json.loads(outcome.response.body) if outcome.response is not None and outcome.response.body else {}
+        except ValueError:
+            answer = {}
+        if not isinstance(answer, dict):
+            answer = {}
+        return answer
+
+    def _with_id(self, answer: dict, what: str) -> dict:
+        """``answer`` if it names an id; else the call fails (replayable): the next request needs that id."""
+        if isinstance(answer.get("id"), int):
+            return answer
+        last = self.last
+        raise _Stop(Outcome(FAILED, self.attempts, last.status if last else None, last.body if last else None,
+                            f"User.com answered {what} without an id", self.waited, self.call))

@@ -1,0 +1,79 @@
+"""The REST requests one :class:`~engine.userengage.requests.UserRequest` takes, in order, written once.
+
+Both transports walk these steps: the HTTP adapter over User.com's REST API (or the stand-in's
+server), the embedded transport straight against the stand-in, so they make the same requests
+with the same bodies. An :class:`Api` answers each request with the JSON User.com answers, or
+raises to stop the call; what a transport remembers between calls (a user's id, a company's
+id) lives in a :class:`Lookups`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from .requests import UserRequest, new_company
+
+
+class Api(Protocol):
+    def update_or_create_user(self, body: dict) -> dict: ...          # POST users/update_or_create/
+
+    def user(self, user_id: int) -> dict: ...                         # GET users/<id>/
+
+    def create_event(self, body: dict) -> dict: ...                   # POST events/
+
+    def create_site_view(self, body: dict) -> dict: ...               # POST site-views/
+
+    def company_by_custom_id(self, custom_id: str) -> dict | None: ...  # GET companies-by-id/<custom_id>/, None on 404
+
+    def create_company(self, body: dict) -> dict: ...                 # POST companies/
+
+    def update_company(self, company_id: int, body: dict) -> dict: ...  # PUT companies/<id>/
+
+    def add_member(self, company_id: int, body: dict) -> dict: ...   # POST companies/<id>/add_member/
+
+
+@dataclass
+class Lookups:
+    """Ids learnt during one run, so a user or company is looked up once (not used by the stand-in itself)."""
+
+    users: dict[tuple, tuple[int, str | None]] = field(default_factory=dict)  # upsert body -> (id, user_key)
+    companies: dict[str, int] = field(default_factory=dict)                   # custom_id -> id
+
+
+def perform(request: UserRequest, api: Api, lookups: Lookups | None = None) -> None:
+    """Make ``request``'s requests through ``api``.
+
+    The user is upserted first, so no call fails for a user User.com does not know yet; a
+    track, page or group call whose user (with the same anonymous id) was upserted before in
+    this run skips that.
+    """
+    key = tuple(sorted(request.user.items()))
+    known = lookups.users.get(key) if lookups is not None and request.kind != "identify" else None
+    if known is None:
+        answer = api.update_or_create_user(request.user)
+        known = (int(answer["id"]), answer.get("user_key"))
+        if lookups is not None:
+            lookups.users[key] = known
+    user_id, user_key = known
+    body = request.body or {}
+    if request.kind == "event":
+        api.create_event({"user_id": user_id, **body})
+    elif request.kind == "page":
+        if not user_key:
+            user_key = str(api.user(user_id)["user_key"])
+            if lookups is not None:
+                lookups.users[key] = (user_id, user_key)
+        api.create_site_view({"client_user": user_key, **body})
+    elif request.kind == "company":
+        custom_id = str(body["custom_id"])
+        company_id = lookups.companies.get(custom_id) if lookups is not None else None
+        if company_id is None:
+            found = api.company_by_custom_id(custom_id)
+            company_id = int(api.create_company(new_company(body))["id"] if found is None else found["id"])
+            if found is not None:
+                api.update_company(company_id, body)
+        else:
+            api.update_company(company_id, body)
+        if lookups is not None:
+            lookups.companies[custom_id] = company_id
+        api.add_member(company_id, {"user_id": user_id, "user_custom_id": request.custom_id})

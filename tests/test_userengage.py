@@ -1,0 +1,211 @@
+"""The User.com destination through its bundled pack into the embedded stand-in: every behaviour
+Segment's documentation of the destination describes (tests/cases/userengage-stand-in.yaml),
+the typing rule, the request bodies, and the 403 refusal over HTTP."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+import engine
+from conftest import ROOT
+from engine.adapters.contract import AdapterContext
+from engine.adapters.userengage_http import UserengageHttpAdapter
+from engine.adapters.userengage_workspace import UserengageWorkspaceAdapter
+from engine.delivery import ManualClock, Retrier, RetryPolicy
+from engine.model import ActionCall
+from engine.userengage import inspect
+from engine.userengage.attributes import IGNORED, convert
+from engine.userengage.requests import to_request
+from engine.userengage.server import start_server
+from engine.userengage.store import connect, definitions
+
+PACK = ROOT / "rules" / "userengage.yaml"
+CASES = yaml.safe_load((ROOT / "tests" / "cases" / "userengage-stand-in.yaml").read_text())
+
+
+@pytest.fixture(scope="module")
+def pack():
+    return engine.load(str(PACK))
+
+
+def calls_for(rules, events: list[dict]) -> list[ActionCall]:
+    return [call for event in events for call in rules.evaluate(event).calls]
+
+
+def deliver(db: Path, calls: list[ActionCall], settings: dict | None = None) -> list[str]:
+    adapter = UserengageWorkspaceAdapter(AdapterContext("userengage", "userengage", "workspace", settings or {},
+                                                        str(db)))
+    try:
+        return [outcome.state for outcome in adapter.deliver(calls)]
+    finally:
+        adapter.close()
+
+
+def subset(expected, actual, where: str = "") -> None:
+    """Every key of ``expected`` has its value in ``actual`` (dicts compared key by key, lists item by item)."""
+    if isinstance(expected, dict):
+        assert isinstance(actual, dict), f"{where}: {actual!r} is not an object"
+        if not expected:
+            assert actual == {}, f"{where}: expected nothing, found {actual!r}"
+        for key, value in expected.items():
+            assert key in actual, f"{where}.{key} missing from {actual!r}"
+            subset(value, actual[key], f"{where}.{key}")
+    elif isinstance(expected, list):
+        assert isinstance(actual, list) and len(actual) == len(expected), f"{where}: {actual!r}"
+        for index, (want, got) in enumerate(zip(expected, actual)):
+            subset(want, got, f"{where}[{index}]")
+    else:
+        assert actual == expected, f"{where}: expected {expected!r}, found {actual!r}"
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case["name"] for case in CASES])
+def test_stand_in_case(case, pack, tmp_path):
+    db = tmp_path / "switchyard.db"
+    states = deliver(db, calls_for(pack, case["events"]), case.get("settings"))
+    if "outcomes" in case:
+        assert states == case["outcomes"]
+    connection = connect(db, create=False)
+    try:
+        if "users" in case:
+            assert [user["custom_id"] for user in inspect.users(connection)] == case["users"]
+        if "user" in case:
+            wanted = case["user"]
+            found = inspect.find_user(connection, id=wanted.get("custom_id") or case["events"][0].get("userId")
+                                      or case["events"][0].get("anonymousId"))
+            assert found is not None
+            subset(wanted, found, "user")
+        if "company" in case:
+            wanted = dict(case["company"])
+            found = inspect.find_company(connection, id=wanted.pop("id"))
+            assert found is not None
+            subset(wanted, found, "company")
+        if "events_stored" in case:
+            subset(case["events_stored"], inspect.events(connection), "events")
+        if "definitions" in case:
+            subset(case["definitions"], definitions(connection), "definitions")
+    finally:
+        connection.close()
+
+
+# -- the typing rule -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("value, kind, expected", [
+    (999, "string", "999"), (True, "string", "true"), (1.5, "string", "1.5"), ({"a": 1}, "string", '{"a":1}'),
+    ("123", "number", 123), ("1.25", "number", 1.25), (True, "number", IGNORED), ("12abc", "number", IGNORED),
+    ("false", "boolean", False), (1, "boolean", True), ("maybe", "boolean", IGNORED),
+    ("2024-05-01", "date", "2024-05-01T00:00:00Z"), (1714557600, "date", "2024-05-01T10:00:00Z"),
+    ("soon", "date", IGNORED), (None, "number", None),
+])
+def test_attribute_values_take_their_type_or_are_ignored(value, kind, expected):
+    assert convert(value, kind) == expected or (expected is IGNORED and convert(value, kind) is IGNORED)
+
+
+# -- the request bodies ----------------------------------------------------------------------------
+
+def test_identify_sends_profile_fields_and_custom_attributes_in_one_upsert(pack):
+    [call] = calls_for(pack, [{"type": "identify", "userId": "u1", "anonymousId": "a1",
+                               "traits": {"email": "a@example.com", "gender": "M", "plan": "pro", "city": "Oslo"}}])
+    request = to_request(call)
+    assert request.kind == "identify" and request.body is None
+    assert request.user == {"custom_id": "u1", "anonymous_id": "a1", "email": "a@example.com", "gender": 2,
+                            "plan": "pro", "city": "Oslo"}
+
+
+def test_page_and_track_bodies(pack):
+    page, track = calls_for(pack, [
+        {"type": "page", "userId": 42, "timestamp": "2024-05-01T10:00:00.500Z",
+         "properties": {"url": "https://shop.example/a/b?c=1", "title": "B"}},
+        {"type": "track", "userId": 42, "event": "Clicked", "timestamp": 1714557600, "properties": {"x": 1}}])
+    assert to_request(page).user == {"custom_id": "42"}
+    assert to_request(page).body == {"page_url": "https://shop.example/a/b?c=1", "page_domain": "shop.example",
+                                     "page_path": "/a/b", "page_title": "B", "timestamp": 1714557600.5}
+    assert to_request(track).body == {"name": "Clicked", "timestamp": 1714557600, "data": {"x": 1}}
+
+
+def test_a_first_name_longer_than_user_com_keeps_is_cut_to_40(pack):
+    [call] = calls_for(pack, [{"type": "identify", "userId": "u1", "traits": {"first_name": "A" * 50}}])
+    assert to_request(call).user["first_name"] == "A" * 40
+
+
+# -- HTTP ------------------------------------------------------------------------------------------
+
+def _http_adapter(url: str, key: str, **kwargs) -> UserengageHttpAdapter:
+    context = AdapterContext("userengage", "userengage", "http", {"api_key": key, "base_url": url})
+    retrier = Retrier(RetryPolicy(max_attempts=3), clock=ManualClock())
+    return UserengageHttpAdapter(context, retrier=retrier, **kwargs)
+
+
+def test_a_403_is_refused_at_once_and_says_where_to_check(pack, tmp_path):
+    calls = calls_for(pack, [{"type": "track", "userId": "u1", "event": "Signed Up"}])
+    with start_server(tmp_path / "app.db", "the-right-key") as server:
+        adapter = _http_adapter(server.url, "a-revoked-key")
+        [outcome] = adapter.deliver(calls)
+        adapter.close()
+    assert outcome.state == "refused" and outcome.status == 403 and outcome.attempts == 1
+    assert "API key was revoked" in outcome.message and "not trusted" in outcome.message
+    assert "Segment API keys" in outcome.message and "App settings > Advanced > Domains" in outcome.message
+    assert "a-revoked-key" not in outcome.message
+
+
+def test_http_looks_each_user_and_company_up_once_per_run(pack, tmp_path):
+    events = [{"type": "track", "userId": "u1", "event": f"E{n}"} for n in range(3)]
+    events += [{"type": "group", "userId": "u1", "groupId": "acme", "traits": {"name": "Acme"}}] * 2
+    events += [{"type": "page", "userId": "u1", "properties": {"url": "https://x.example/"}}]
+    seen: list[str] = []
+    with start_server(tmp_path / "app.db", "k", log=seen.append) as server:
+        adapter = _http_adapter(server.url, "k")
+        assert [o.state for o in adapter.deliver(calls_for(pack, events))] == ["delivered"] * 6
+        adapter.close()
+    requests = [line.split('"')[1] for line in seen if '"' in line]
+    assert requests.count("POST /api/public/users/update_or_create/ HTTP/1.1") == 1
+    assert requests.count("GET /api/public/companies-by-id/acme/ HTTP/1.1") == 1
+    assert requests.count("POST /api/public/companies/ HTTP/1.1") == 1
+    assert requests.count("PUT /api/public/companies/1/ HTTP/1.1") == 1
+    assert requests.count("POST /api/public/companies/1/add_member/ HTTP/1.1") == 2
+    assert requests.count("POST /api/public/events/ HTTP/1.1") == 3
+    assert requests.count("POST /api/public/site-views/ HTTP/1.1") == 1
+
+
+def test_the_server_takes_token_or_basic_auth_and_answers_like_the_api(tmp_path):
+    import base64
+
+    from engine.delivery.http import Sender
+
+    with start_server(tmp_path / "app.db", "k") as server, Sender(5) as sender:
+        base = server.url + "/api/public/"
+        token = {"Authorization": "Token k", "Content-Type": "application/json"}
+        basic = {"Authorization": "Basic " + base64.b64encode(b"k:").decode()}
+        created = sender.send("POST", base + "users/update_or_create/", b'{"custom_id": "u1"}', token)
+        again = sender.send("POST", base + "users/update_or_create/", b'{"custom_id": "u1", "email": "a@x.io"}', basic)
+        assert created.status == again.status == 200
+        assert json.loads(created.body)["created"] is True and json.loads(again.body)["created"] is False
+        found = json.loads(sender.send("GET", base + "users-by-id/u1/", None, token).body)
+        assert found["email"] == "a@x.io" and found["user_key"]
+        assert sender.send("GET", base + "companies-by-id/nope/", None, token).status == 404
+        assert sender.send("POST", base + "events/", b'{"user_id": 99, "name": "x"}', token).status == 404
+        assert sender.send("POST", base + "events/", b"not json", token).status == 400
+        assert sender.send("GET", base + "users/1/", None, {}).status == 401
+        assert sender.send("GET", base + "users/1/", None, {"Authorization": "Token other"}).status == 403
+        assert sender.send("GET", server.url + "/api/public/users/1", None, token).status == 404  # no slash
+
+
+def test_each_request_is_retried_by_the_pipeline_policy_and_a_failure_names_its_request(pack, scripted):
+    from scripted_server import Reply
+
+    scripted.script(Reply(body={"id": 7, "user_key": "k7", "created": True}), path="/api/public/users/update_or_create/")
+    scripted.script(Reply(503), Reply(body={"id": 1, "created": True}), path="/api/public/events/")
+    adapter = _http_adapter(scripted.url, "the-key")
+    [first] = adapter.deliver(calls_for(pack, [{"type": "track", "userId": "u1", "event": "E1"}]))
+    assert first.state == "retried" and first.attempts == 3  # the upsert, then the event twice
+    sent = scripted.to("/api/public/events/")[-1]
+    assert sent["body"] == {"user_id": 7, "name": "E1", "data": {}}
+    assert sent["headers"]["Authorization"] == "Token the-key" and sent["headers"]["Accept"] == "*/*; version=2"
+
+    scripted.script(Reply(500), Reply(500), Reply(500), path="/api/public/events/")
+    [second] = adapter.deliver(calls_for(pack, [{"type": "track", "userId": "u1", "event": "E2"}]))
+    adapter.close()
+    assert second.state == "failed" and second.attempts == 3 and "POST events/" in second.message
+    assert len(scripted.to("/api/public/users/update_or_create/")) == 1  # u1 was looked up once
