@@ -554,6 +554,9 @@ DELIVERIES = (
              workspace=True, over_http=True),
     Delivery("delivery: + webhook over http, pack over http vs floor", "http+webhook", 0.25,
              workspace=False, over_http=True),
+    # The README's main job at scale: Customer.io and User.com to their stand-ins, the CRM webhook to the sink.
+    Delivery("delivery: + User.com to its stand-in + webhook over http vs floor", "workspace+userengage+webhook",
+             0.06, workspace=True, over_http=True),
 )
 
 
