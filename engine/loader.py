@@ -53,12 +53,17 @@ class TestCase:
     line: int
 
 
-def discover(paths) -> tuple[list[Path], list[Problem]]:
-    """Rule files named by ``paths``: files as given, directories' YAML files in name order."""
+def discover(paths, texts=()) -> tuple[list[Path], list[Problem]]:
+    """Rule files named by ``paths``: files as given, directories' YAML files in name order.
+
+    A name in ``texts`` is a rule file given as text (stdin), not read from disk.
+    """
     files, problems = [], []
     for given in paths:
         path = Path(given)
-        if path.is_dir():
+        if str(given) in texts:
+            files.append(path)
+        elif path.is_dir():
             files.extend(sorted(p for p in path.iterdir() if p.suffix in RULE_SUFFIXES and p.is_file()))
         elif path.is_file():
             files.append(path)
@@ -67,10 +72,13 @@ def discover(paths) -> tuple[list[Path], list[Problem]]:
     return files, problems
 
 
-def compile_paths(paths, environ=None) -> tuple[RuleSet, list[Problem]]:
-    """Compile every rule file under ``paths`` into one rule set, with all problems found."""
+def compile_paths(paths, environ=None, *, texts=None) -> tuple[RuleSet, list[Problem]]:
+    """Compile every rule file under ``paths`` into one rule set, with all problems found.
+
+    ``texts`` maps a name in ``paths`` to the text of that rule file (what the CLI read from stdin).
+    """
     with _young_collections_only():
-        destinations, problems = _compile_paths(paths, environ, keep=True)
+        destinations, problems = _compile_paths(paths, environ, keep=True, texts=texts or {})
         return RuleSet(destinations), problems
 
 
@@ -81,7 +89,7 @@ def lint_paths(paths, environ=None) -> list[Problem]:
     and not a rule set: a third of :func:`compile_paths`'s for 50,000 mappings.
     """
     with _young_collections_only():
-        _, problems = _compile_paths(paths, environ, keep=False)
+        _, problems = _compile_paths(paths, environ, keep=False, texts={})
         return problems
 
 
@@ -115,12 +123,12 @@ def _young_collections_only():
                 gc.set_threshold(*_collector_thresholds)
 
 
-def _compile_paths(paths, environ, *, keep: bool) -> tuple[list[Destination], list[Problem]]:
-    files, problems = discover(paths)
+def _compile_paths(paths, environ, *, keep: bool, texts: dict) -> tuple[list[Destination], list[Problem]]:
+    files, problems = discover(paths, texts)
     destinations = []
     seen: dict[str, str] = {}
     for path in files:
-        name, destination, found, source = _compile_file(path, environ, keep=keep)
+        name, destination, found, source = _compile_file(path, environ, keep=keep, text=texts.get(str(path)))
         problems.extend(found)
         if name is None:
             continue
@@ -149,10 +157,11 @@ def compile_file(path: Path, environ=None) -> tuple[Destination | None, list[Pro
     return destination, problems, source
 
 
-def _compile_file(path: Path, environ, *, keep: bool) -> tuple[str | None, Destination | None, list[Problem], Source]:
+def _compile_file(path: Path, environ, *, keep: bool,
+                  text: str | None = None) -> tuple[str | None, Destination | None, list[Problem], Source]:
     """The destination's name (None when it has none) and, if ``keep``, the destination compiled."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8") if text is None else text
     except (OSError, UnicodeDecodeError) as error:
         source = Source(str(path), "")
         return None, None, [Problem("SY003", f"cannot read rule file: {error}", file=str(path))], source

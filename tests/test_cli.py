@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import json
+import os
+
+import pytest
 
 from conftest import ROOT, switchyard
 
@@ -126,7 +129,7 @@ def test_run_dry_run_prints_calls_and_accounts_for_every_event(tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())
     lines = [line for line in (ROOT / "examples/events.jsonl").read_text().splitlines() if line.strip()]
     assert summary["events"] + summary["unreadable_lines"] == len(lines)
-    assert summary["events"] == (summary["sent"] + summary["filtered"] + summary["no_matching_mapping"]
+    assert summary["events"] == (summary["with_calls"] + summary["filtered"] + summary["no_matching_mapping"]
                                  + summary["invalid_events"] + summary["invalid_payload_only"])
     assert sum(summary["calls"].values()) == len(calls)
     assert summary["filtered"] == 1 and summary["unreadable_lines"] == 1 and summary["invalid_events"] == 2
@@ -158,7 +161,7 @@ def test_the_bundled_rule_set_accounts_for_every_line(tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())
     lines = [line for line in (ROOT / "examples/events.jsonl").read_text().splitlines() if line.strip()]
     assert summary["events"] + summary["unreadable_lines"] == len(lines)
-    assert summary["events"] == (summary["sent"] + summary["filtered"] + summary["no_matching_mapping"]
+    assert summary["events"] == (summary["with_calls"] + summary["filtered"] + summary["no_matching_mapping"]
                                  + summary["invalid_events"] + summary["invalid_payload_only"])
     assert {key.split(" / ")[0] for key in summary["calls"]} == {"crm", "customerio"}
 
@@ -176,3 +179,114 @@ mappings: []
     assert result.returncode == 1 and "SY306" in result.stdout  # the bad region, on the same line
     assert "key-very-secret-42" not in result.stdout and "site-abc123" not in result.stdout
     assert "api_key: ********" in result.stdout
+
+
+ORDER = {"type": "track", "event": "Order Completed", "properties": {"order_id": "o1"}}
+
+
+@pytest.mark.parametrize("argv", [
+    ["run", "rules/webhook.yaml", "--dry-run", "EVENTS"],
+    ["run", "rules/webhook.yaml", "--workspace", "WORKSPACE", "--dry-run", "EVENTS"],
+    ["run", "--dry-run", "rules/webhook.yaml", "EVENTS", "--dead-letter", "DEAD"],
+], ids=["flag-between", "option-with-value-between", "options-first-and-last"])
+def test_options_go_anywhere(tmp_path, argv):
+    events = tmp_path / "events.jsonl"
+    events.write_text(json.dumps(ORDER) + "\n")
+    names = {"EVENTS": events, "WORKSPACE": tmp_path / "w.db", "DEAD": tmp_path / "dead"}
+    result = switchyard(*[names.get(arg, arg) for arg in argv])
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["payload"]["data"]["order_id"] == "o1"
+
+
+def test_lint_takes_options_between_paths(write_rules):
+    path = write_rules(BROKEN)
+    result = switchyard("lint", "rules/customerio.yaml", "--format", "github", path)
+    assert result.returncode == 1
+    assert f"::error file={path},line=7,col=30,title=SY102::" in result.stdout.splitlines()[0]
+
+
+def test_a_usage_error_prints_the_commands_usage_and_a_mistyped_command_gets_a_suggestion():
+    result = switchyard("run", "rules/", "--no-such-flag", "examples/events.jsonl")
+    assert result.returncode == 2
+    assert result.stderr.startswith("usage: switchyard run ")
+    assert "unrecognized arguments: --no-such-flag" in result.stderr
+    mistyped = switchyard("lnit", "rules/")
+    assert mistyped.returncode == 2 and "did you mean 'lint'?" in mistyped.stderr
+
+
+@pytest.mark.parametrize("command", ["lint", "test", "explain"])
+def test_help_describes_path_and_every_option(command):
+    result = switchyard(command, "--help")
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())
+    assert "PATH a rule file, a folder of them (*.yaml, *.yml), or - for one rule file on stdin" in text
+    options = {"lint": ["--format"], "test": [], "explain": ["--event", "--format"]}[command]
+    for option in options:  # each option is followed by its description, not left bare
+        line = next(line for line in result.stdout.splitlines() if line.strip().startswith(option))
+        assert len(line.split()) > 2 or "\n" in result.stdout, line
+
+
+def test_dash_is_stdin_for_events_and_rules(tmp_path):
+    result = switchyard("run", "rules/webhook.yaml", "-", "--dry-run", stdin=json.dumps(ORDER) + "\n")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["mapping"] == "Orders to CRM"
+    rules = (ROOT / "rules/webhook.yaml").read_text()
+    linted = switchyard("lint", "-", stdin=rules)
+    assert linted.returncode == 0 and linted.stdout.strip().endswith("0 error(s), 0 warning(s)")
+    broken = switchyard("lint", "-", stdin=BROKEN)
+    assert broken.returncode == 1 and "<stdin>:7:30: error SY102" in broken.stdout
+
+
+def test_run_reads_a_pretty_printed_object_and_array(tmp_path):
+    single = tmp_path / "one.json"
+    single.write_text(json.dumps(ORDER, indent=2))
+    many = tmp_path / "many.json"
+    many.write_text(json.dumps([ORDER, {**ORDER, "properties": {"order_id": "o2"}}], indent=2))
+    result = switchyard("run", "rules/webhook.yaml", single, many, "--dry-run")
+    assert result.returncode == 0, result.stderr
+    ids = [json.loads(line)["payload"]["data"]["order_id"] for line in result.stdout.splitlines()]
+    assert ids == ["o1", "o1", "o2"]
+    assert "unreadable lines       0" in result.stderr
+
+
+def test_a_folder_without_rule_files_is_a_usage_error(tmp_path):
+    (tmp_path / "notes.txt").write_text("not rules")
+    for argv in (["lint", tmp_path], ["test", tmp_path], ["run", tmp_path, "--dry-run"]):
+        result = switchyard(*argv, stdin="")
+        assert result.returncode == 2, argv
+        assert "no rule files (*.yaml, *.yml) in" in result.stderr
+
+
+def test_yml_files_in_a_folder_are_rule_files(tmp_path):
+    (tmp_path / "crm.yml").write_text((ROOT / "rules/webhook.yaml").read_text())
+    result = switchyard("test", tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not result.stdout.startswith("0 passed")
+
+
+def test_a_dry_run_writes_no_dead_letter_file_unless_asked(tmp_path):
+    here = {"cwd": tmp_path, "env": {**os.environ, "PYTHONPATH": str(ROOT)}}  # this checkout's engine
+    result = switchyard("run", ROOT / "rules/webhook.yaml", ROOT / "examples/events.jsonl", "--dry-run", **here)
+    assert result.returncode == 0, result.stderr
+    assert list(tmp_path.iterdir()) == []
+    assert "not kept" in result.stderr
+    asked = switchyard("run", ROOT / "rules/webhook.yaml", ROOT / "examples/events.jsonl", "--dry-run",
+                       "--dead-letter", "dead.ndjson", **here)
+    assert asked.returncode == 0 and (tmp_path / "dead.ndjson").read_text().count("\n") == 3
+
+
+def test_the_overview_does_not_call_undelivered_events_sent(tmp_path):
+    result = switchyard("run", "rules/webhook.yaml", "examples/events.jsonl", "--dry-run")
+    assert "  with calls  " in result.stderr and "sent" not in result.stderr
+
+
+def test_a_bad_workspace_setting_is_a_usage_error(tmp_path):
+    result = switchyard("workspace", "settings", "--db", tmp_path / "w.db", "--attribute-type", "seats=integer")
+    assert result.returncode == 2
+    assert "'integer'" in result.stderr
+
+
+def test_gitignore_covers_what_the_readme_commands_create():
+    ignored = (ROOT / ".gitignore").read_text().split()
+    for name in ("deadletter.ndjson*", "switchyard.db*", "out/"):
+        assert name in ignored
