@@ -261,6 +261,9 @@ class _FileCompiler:
     def run(self) -> tuple[str | None, Destination | None]:
         """The destination's name, and the destination itself when kept; problems go to ``self.problems``."""
         data = self.source.data
+        if data is None:  # no YAML document, or only comments
+            self.report((), "SY002", "the file is empty; a rule file has version, destination and mappings")
+            return None, None
         self._check_schema(data)
         if not isinstance(data, dict) or not isinstance(data.get("destination"), dict):
             return None, None
@@ -447,7 +450,11 @@ class _FileCompiler:
                     names[name] = index
             trigger = self._trigger(where + ("trigger",), item.get("trigger"))
             action = self._action(where, item.get("action"), catalog)
-            mapper = self._fields(where, item, action, settings) if action is not None else None
+            if action is not None:
+                mapper = self._fields(where, item, action, settings)
+            else:
+                mapper = None
+                self._fields_without_action(where, item, catalog)
             if None in (trigger, action, mapper) or not isinstance(name, str) or not self.keep:
                 mappings.append(None)
                 continue
@@ -465,15 +472,41 @@ class _FileCompiler:
                         f"{_suggest(name, known)}")
         return action
 
+    def _fields_without_action(self, where, item, catalog):
+        """An unknown action: still check the fields' expressions, and their names against the action
+        the SY302 suggests, so one run shows every mistake."""
+        declared = item.get("fields")
+        if not isinstance(declared, dict):
+            return
+        name = item.get("action")
+        close = difflib.get_close_matches(str(name), list(catalog.actions), n=1, cutoff=0.6) if catalog else []
+        if close:
+            self._unknown_fields(where, declared, catalog.actions[close[0]])
+        self._check_expressions(where, declared)
+
+    def _unknown_fields(self, where, declared: dict, action) -> set:
+        """Report SY303 for each field ``action`` does not have; their expressions are still checked."""
+        unknown = {key for key in declared if key not in action.properties and not action.open}
+        for key in declared:
+            if key in unknown:
+                self.report(where + ("fields", key), "SY303",
+                            f"action '{action.name}' has no field '{key}' "
+                            f"(fields: {', '.join(action.properties)}){_suggest(key, action.properties)}", key=True)
+        return unknown
+
+    def _check_expressions(self, where, spec: dict):
+        """Report the problems of fields' expressions that are not otherwise compiled."""
+        if spec:
+            _, problems = compile_fields(spec, where=where + ("fields",))
+            for path, problem in problems:
+                self.report_inside(path, problem)
+
     def _fields(self, where, item, action, settings):
         declared = item.get("fields") or {}
         if not isinstance(declared, dict):
             return None
-        for key in declared:
-            if key not in action.properties and not action.open:
-                self.report(where + ("fields", key), "SY303",
-                            f"action '{action.name}' has no field '{key}' "
-                            f"(fields: {', '.join(action.properties)}){_suggest(key, action.properties)}", key=True)
+        unknown = self._unknown_fields(where, declared, action)
+        self._check_expressions(where, {key: declared[key] for key in unknown})
         for key, value in declared.items():
             choices = action.properties.get(key, {}).get("enum", ())
             if isinstance(value, str) and value in choices:
