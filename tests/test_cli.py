@@ -290,3 +290,23 @@ def test_gitignore_covers_what_the_readme_commands_create():
     ignored = (ROOT / ".gitignore").read_text().split()
     for name in ("deadletter.ndjson*", "switchyard.db*", "out/"):
         assert name in ignored
+
+
+def test_a_condition_that_holds_only_on_a_missing_field_is_no_nearer_miss(write_rules):
+    from engine.explain import explain, render
+    from engine.loader import load
+
+    rules = load(write_rules("""\
+version: 1
+destination: {name: crm, catalog: webhook, settings: {url: "https://x.example"}}
+mappings:
+  - {name: Tracks, action: send, trigger: 'type = "track" and event != "a" and event != "b"'}
+  - {name: Other screen, action: send, trigger: 'type = "screen" and name = "Other"'}
+"""), environ={})
+    report = explain(rules, {"type": "screen", "name": "Home"})
+    # Tracks' two `event != ...` hold on a screen only because it has no `event`.
+    assert report["nearest_miss"] == {"destination": "crm", "mapping": "Other screen", "satisfied": 1,
+                                      "conditions": 2, "held_on_missing_fields": 0}
+    assert "Nearest miss: crm / 'Other screen' (1 of 2 conditions held)" in render(report)
+    page = explain(rules, {"type": "page"})  # nothing holds but on missing fields: no mapping was near
+    assert page["matched"] is False and "nearest_miss" not in page
