@@ -19,6 +19,7 @@ from typing import IO, Any, Iterator
 
 from . import __version__
 from .diagnostics import ERROR, WARNING, format_github, format_text
+from .env import Secrets, mask_url_credentials
 from .loader import RULE_SUFFIXES, compile_paths
 from .spark.cli import add_spark_command, run_spark
 from .workspace.cli import add_workspace_commands, run_workspace
@@ -196,12 +197,31 @@ def _check_files(paths) -> int | None:
     return None
 
 
-def _compile(paths):
+def _compile(paths, environ=None):
     """compile_paths, with ``-`` read from stdin as the rule file ``<stdin>``."""
     if STDIN not in paths:
-        return compile_paths(paths)
+        return compile_paths(paths, environ)
     name = "<stdin>"
-    return compile_paths([name if p == STDIN else p for p in paths], texts={name: sys.stdin.read()})
+    return compile_paths([name if p == STDIN else p for p in paths], environ, texts={name: sys.stdin.read()})
+
+
+class _MaskedOutput:
+    """stdout with the secret settings masked: what ``run --dry-run`` prints is output too."""
+
+    def __init__(self, stream: IO[str], secrets: Secrets):
+        self._stream, self._secrets = stream, secrets
+
+    def write(self, text: str) -> int:
+        return self._stream.write(self._secrets.mask(text))
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+
+def _say(message: str, secrets: Secrets | None = None) -> None:
+    """A message on stderr: a log, so URL credentials (and secret settings, when known) are masked."""
+    print(f"switchyard: {secrets.mask_reason(message) if secrets else mask_url_credentials(message)}",
+          file=sys.stderr)
 
 
 def _print_problems(problems, stream=sys.stderr) -> None:
@@ -229,8 +249,8 @@ def _lint(args) -> int:
     return EXIT_PROBLEMS if errors else EXIT_OK
 
 
-def _load_or_report(paths):
-    rules, problems = _compile(paths)
+def _load_or_report(paths, environ=None):
+    rules, problems = _compile(paths, environ)
     errors = [p for p in problems if p.severity == ERROR]
     if errors:
         _print_problems(errors)
@@ -245,19 +265,22 @@ def _test(args) -> int:
         return code
     from .testing import run_tests
 
-    rules, _ = _load_or_report(args.paths)
+    # Tests are examples: they read `${VAR:-default}` as its default, whatever the environment
+    # holds, so they pass the same on a laptop, in CI and in production.
+    rules, _ = _load_or_report(args.paths, environ={})
     if rules is None:
         return EXIT_PROBLEMS
+    secrets = Secrets.of(rules.destinations)
     outcomes = run_tests(rules)
     for outcome in outcomes:
         if outcome.passed:
             continue
-        print(f"FAIL {outcome.file}:{outcome.line}: {outcome.destination} / {outcome.name}")
-        for failure in outcome.failures:
-            print(f"    {failure}")
-        print("    actual:")
-        for call in outcome.actual or ["(no calls)"]:
-            print(f"      {json.dumps(call, ensure_ascii=False) if isinstance(call, dict) else call}")
+        lines = [f"FAIL {outcome.file}:{outcome.line}: {outcome.destination} / {outcome.name}"]
+        lines += [f"    {failure}" for failure in outcome.failures]
+        lines.append("    actual:")
+        lines += [f"      {json.dumps(call, ensure_ascii=False) if isinstance(call, dict) else call}"
+                  for call in outcome.actual or ["(no calls)"]]
+        print(secrets.mask("\n".join(lines)))
     passed = sum(o.passed for o in outcomes)
     print(f"{passed} passed, {len(outcomes) - passed} failed")
     return EXIT_OK if passed == len(outcomes) else EXIT_PROBLEMS
@@ -288,9 +311,10 @@ def _explain(args) -> int:
         return _usage_error(f"{args.event}: not valid JSON: {error}")
     reports = [explain(rules, event) for event in events]
     if args.format == "json":
-        print(json.dumps(reports[0] if len(reports) == 1 else reports, indent=2, ensure_ascii=False, default=str))
+        text = json.dumps(reports[0] if len(reports) == 1 else reports, indent=2, ensure_ascii=False, default=str)
     else:
-        print("\n\n".join(render(report) for report in reports))
+        text = "\n\n".join(render(report) for report in reports)
+    print(Secrets.of(rules.destinations).mask(text))
     return EXIT_OK
 
 
@@ -370,21 +394,23 @@ def _run(args) -> int:
 
     # A dry run tries rules out: it keeps no dead-letter file unless asked for one.
     dead_letter_path = args.dead_letter or (None if args.dry_run else "deadletter.ndjson")
-    dead_letter = DeadLetter(dead_letter_path)
+    secrets = Secrets.of(rules.destinations)
+    dead_letter = DeadLetter(dead_letter_path, mask=secrets.mask_reason)
     try:
         dead_letter.check()
     except DeadLetterError as error:
         return _usage_error(str(error))
+    out = _MaskedOutput(sys.stdout, secrets) if secrets.values else sys.stdout
     stop = Stop().install()
     try:
-        summary = run(rules, inputs(), dry_run=args.dry_run, out=sys.stdout, dead_letter=dead_letter,
+        summary = run(rules, inputs(), dry_run=args.dry_run, out=out, dead_letter=dead_letter,
                       progress=Progress(), workspace=args.workspace, workers=args.workers, ordered=args.ordered,
                       stop=stop)
     except SetupError as error:
-        print(f"switchyard: {error}", file=sys.stderr)
+        _say(str(error), secrets)
         return EXIT_PROBLEMS
     except WorkerError as error:
-        print(f"switchyard: {error}; the run stopped before the end, with no summary", file=sys.stderr)
+        _say(f"{error}; the run stopped before the end, with no summary", secrets)
         return EXIT_PROBLEMS
     except KeyboardInterrupt:
         print("\nswitchyard: interrupted; the run stopped before the end, with no summary", file=sys.stderr)
@@ -392,7 +418,7 @@ def _run(args) -> int:
     finally:
         stop.uninstall()
         dead_letter.close()
-    print(summary.render(args.dry_run, dead_letter_path), file=sys.stderr)
+    print(secrets.mask_reason(summary.render(args.dry_run, dead_letter_path)), file=sys.stderr)
     if args.summary_json:
         Path(args.summary_json).write_text(json.dumps(summary.to_dict(), indent=2) + "\n", encoding="utf-8")
     if stop.exit_code is not None:
@@ -420,7 +446,7 @@ def _replay(args) -> int:
         summary = replay(rules, args.dead_letter_file, out_dead_letter=args.dead_letter or args.dead_letter_file,
                          workspace=args.workspace, include_refused=args.include_refused)
     except (ReplayError, SetupError) as error:
-        print(f"switchyard: {error}", file=sys.stderr)
+        _say(str(error), Secrets.of(rules.destinations))
         return EXIT_PROBLEMS
     print(summary.render(), file=sys.stderr)
     if args.summary_json:

@@ -21,7 +21,7 @@ from pathlib import Path
 from . import cache
 from . import catalog as catalogs
 from .diagnostics import ERROR, WARNING, Problem
-from .env import MASK, Settings, UnsetVariable, expand
+from .env import MASK, Settings, UnsetVariable, expand, secret_values
 from .mapping import compile_fields, merge_defaults
 from .paths import parse_path
 from .resources import resource
@@ -287,8 +287,7 @@ class _FileCompiler:
 
     def _mask_secrets(self, settings: Settings):
         """Secrets written literally in the file must not reach lint output through a quoted source line."""
-        secrets = [str(settings[key]) for key in settings.secret_keys
-                   if isinstance(settings.get(key), (str, int, float)) and len(str(settings[key])) >= 4]
+        secrets = secret_values(settings)
         if not secrets:
             return
         masked = []

@@ -310,3 +310,85 @@ mappings:
     assert "Nearest miss: crm / 'Other screen' (1 of 2 conditions held)" in render(report)
     page = explain(rules, {"type": "page"})  # nothing holds but on missing fields: no mapping was near
     assert page["matched"] is False and "nearest_miss" not in page
+
+
+SECRET_URL = "http://secret-host.example/hook?token=abc123"
+
+
+def _with_env(**values):
+    return {**os.environ, **values}
+
+
+def test_a_setting_read_from_the_environment_is_never_printed(tmp_path):
+    env = _with_env(CRM_URL=SECRET_URL)
+    order = json.dumps({"type": "track", "event": "Order Completed", "properties": {"order_id": "o1"}})
+    shown = [
+        switchyard("explain", "rules/webhook.yaml", "--event", "-", stdin=order, env=env),
+        switchyard("explain", "rules/webhook.yaml", "--event", "-", "--format", "json", stdin=order, env=env),
+        switchyard("run", "rules/webhook.yaml", "-", "--dry-run", stdin=order, env=env),
+    ]
+    for result in shown:
+        assert result.returncode == 0, result.stderr
+        assert "abc123" not in result.stdout + result.stderr and "secret-host" not in result.stdout
+        assert "********" in result.stdout
+
+
+def test_bundled_tests_pass_whatever_the_environment_holds():
+    result = switchyard("test", "rules/", env=_with_env(CRM_URL=SECRET_URL))
+    assert result.returncode == 0, result.stdout
+    assert result.stdout.strip().splitlines()[-1].endswith(" passed, 0 failed")
+
+
+def test_a_failing_test_does_not_print_a_secret_setting(write_rules):
+    path = write_rules("""\
+version: 1
+destination:
+  name: crm
+  catalog: webhook
+  settings: {url: "https://x.example", headers: {Authorization: Bearer tok-very-secret}}
+mappings:
+  - {name: Orders, trigger: 'event = "Order Completed"', action: send,
+     fields: {headers: {X-Key: "'Bearer tok-very-secret'"}}}
+tests:
+  - name: fails
+    event: {type: track, event: Order Completed}
+    expect: [{mapping: Orders, payload: {method: PUT}}]
+""")
+    result = switchyard("test", path)
+    assert result.returncode == 1 and "FAIL" in result.stdout
+    assert "tok-very-secret" not in result.stdout and "********" in result.stdout
+
+
+def test_a_delivery_failure_reason_masks_url_credentials(write_rules, tmp_path):
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    path = write_rules("""\
+version: 1
+destination: {name: crm, catalog: webhook, settings: {url: "${HOOK}", max_attempts: 1}}
+mappings:
+  - {name: Orders, trigger: 'event = "Order Completed"', action: send, fields: {data: {id: properties.order_id}}}
+""")
+    dead = tmp_path / "dead.ndjson"
+    result = switchyard("run", path, "-", "--dead-letter", dead,
+                        stdin=json.dumps({"type": "track", "event": "Order Completed"}),
+                        env=_with_env(HOOK=f"http://user:pw@127.0.0.1:{port}/hook?token=abc123"))
+    assert result.returncode == 1
+    (record,) = [json.loads(line) for line in dead.read_text().splitlines()]
+    assert "abc123" not in record["reason"] and "pw@" not in record["reason"]
+    assert "abc123" not in result.stderr
+    assert record["call"]["payload"]["url"].endswith("token=abc123")  # kept whole, so replay can send it
+
+
+@pytest.mark.parametrize(("text", "masked"), [
+    ("POST http://u:pw@h.example/a?token=abc&x=1 failed", "POST http://********@h.example/a?token=********&x=********"
+                                                          " failed"),
+    ("see https://crm.example/contacts/u42.", "see https://crm.example/contacts/u42."),
+    ("no url here: token=abc", "no url here: token=abc"),
+])
+def test_url_credentials_are_masked(text, masked):
+    from engine.env import mask_url_credentials
+
+    assert mask_url_credentials(text) == masked
