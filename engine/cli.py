@@ -400,7 +400,7 @@ def _run(args) -> int:
         dead_letter.check()
     except DeadLetterError as error:
         return _usage_error(str(error))
-    out = _MaskedOutput(sys.stdout, secrets) if secrets.values else sys.stdout
+    out: IO[Any] = _MaskedOutput(sys.stdout, secrets) if secrets.values else sys.stdout  # type: ignore[assignment]
     stop = Stop().install()
     try:
         summary = run(rules, inputs(), dry_run=args.dry_run, out=out, dead_letter=dead_letter,

@@ -21,7 +21,7 @@ class _Observer:
     def __init__(self) -> None:
         self.entries: dict[str, dict[str, Any]] = {}
         self.items: dict[tuple[str, str], dict[str, Any]] = {}
-        self.candidates: list[tuple[float, int, int, str, str]] = []
+        self.candidates: list[tuple[float, int, int, int, str, str]] = []  # ratio, held, total, vacuous, names
 
     def entry(self, destination: Destination) -> dict[str, Any]:
         found = self.entries.get(destination.name)
@@ -119,7 +119,8 @@ def render(report: dict[str, Any]) -> str:
         for rule in destination["filters"]:
             state = "matched" if rule["matched"] else "did not match"
             suffix = " (disabled)" if not rule["enabled"] else ""
-            out.append(f"  filter {rule['name']!r}: {state}{suffix} -> {rule['effect'] if rule['matched'] else 'no effect'}")
+            effect = rule["effect"] if rule["matched"] else "no effect"
+            out.append(f"  filter {rule['name']!r}: {state}{suffix} -> {effect}")
             _condition_lines(rule["trigger"], 2, out)
         if destination["dropped_by"]:
             out.append(f"  event dropped by filter {destination['dropped_by']!r}; no mapping evaluated")
