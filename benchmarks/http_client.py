@@ -166,7 +166,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         assert sink.stdout is not None
         url = f"http://127.0.0.1:{int(sink.stdout.readline())}/hooks/orders"
-        contenders = [("before", old.Sender, 1), ("urllib3", http_urllib3.Sender, 1), ("http.client (in use)", new.Sender, 1)]
+        contenders = [("before", old.Sender, 1), ("urllib3", http_urllib3.Sender, 1),
+                      ("http.client (in use)", new.Sender, 1)]
         if args.threads > 1:
             contenders += [(f"urllib3, {args.threads} threads", http_urllib3.Sender, args.threads),
                            (f"http.client (in use), {args.threads} threads", new.Sender, args.threads)]

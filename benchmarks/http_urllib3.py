@@ -17,7 +17,7 @@ import socket
 import threading
 import time
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Self
 from urllib.parse import unquote, urlsplit
 
@@ -33,42 +33,14 @@ from urllib3.exceptions import (
 )
 from urllib3.exceptions import TimeoutError as PoolTimeout
 
+from engine.delivery.http import Response, SendError
+
 USER_AGENT = "switchyard/0.1"
 POOLED_PER_ORIGIN = 16  # idle connections kept per origin: one per thread sending there at once
 MAX_ORIGINS = 64        # origins with a pool; beyond, the oldest pool is closed (URLs taken from events)
 
 
-@dataclass(frozen=True)
-class Response:
-    """An HTTP answer: ``headers`` has lower-case names; ``url`` is where the request went."""
-
-    status: int
-    headers: dict = field(default_factory=dict)
-    body: bytes = b""
-    url: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return 200 <= self.status < 300
-
-    def text(self, limit: int = 2000) -> str:
-        """The body as text, cut to ``limit`` characters (enough for a dead-letter record)."""
-        return self.body.decode("utf-8", "replace")[:limit]
-
-
-class SendError(Exception):
-    """No usable HTTP answer: the connection failed, dropped, or stayed silent past the timeout.
-
-    ``retryable`` is False only for requests that can never succeed as written (a bad URL or header).
-    ``response`` is set by subclasses that failed on an answer from another server (a token endpoint).
-    """
-
-    def __init__(self, message: str, *, retryable: bool = True, response: Response | None = None):
-        super().__init__(message)
-        self.retryable = retryable
-        self.response = response
-
-
+# The same answer and error types as engine.delivery.http, so the Retrier and adapters take either client.
 class Sender:
     """Sends requests over kept-alive connections, pooled per (scheme, host, port).
 

@@ -126,6 +126,9 @@ def add_run_command(commands) -> None:
                      help="evaluate events in N processes (default: %(default)s)")
     run.add_argument("--ordered", action="store_true",
                      help="with --workers, keep output and deliveries in input order")
+    run.add_argument("--lanes", choices=("thread", "process"), default="thread",
+                     help="where each destination's deliveries run: a thread of this process, or a process of its "
+                          "own beside the evaluation, for a machine with cores to spare (default: %(default)s)")
     run.add_argument("--workspace", metavar="PATH",
                      help="the SQLite workspace for destinations with transport: workspace (default: their "
                           "`workspace` setting, else switchyard.db)")
@@ -224,7 +227,8 @@ def _say(message: str, secrets: Secrets | None = None) -> None:
           file=sys.stderr)
 
 
-def _print_problems(problems, stream=sys.stderr) -> None:
+def _print_problems(problems, stream=None) -> None:
+    stream = stream or sys.stderr  # read at call time: output may be redirected
     for problem in sorted(problems, key=lambda p: (p.file, p.line, p.column)):
         print(format_text(problem), file=stream)
 
@@ -405,7 +409,7 @@ def _run(args) -> int:
     try:
         summary = run(rules, inputs(), dry_run=args.dry_run, out=out, dead_letter=dead_letter,
                       progress=Progress(), workspace=args.workspace, workers=args.workers, ordered=args.ordered,
-                      stop=stop)
+                      stop=stop, lanes=args.lanes)
     except SetupError as error:
         _say(str(error), secrets)
         return EXIT_PROBLEMS

@@ -2,19 +2,30 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any, Callable
 
 
 @dataclass(frozen=True, slots=True)
 class ActionCall:
-    """A typed call for a backend adapter: a payload that passed its action's schema."""
+    """A typed call for a backend adapter: a payload that passed its action's schema.
+
+    ``prepared`` is what the destination's adapter builds from the call before sending it (the
+    request body, encoded), when it was built ahead, in the process that evaluated the event
+    (``run --workers``); an adapter builds it itself when it is None. It is not part of the call's
+    value: calls compare, print and dead-letter without it.
+    """
 
     destination: str
     mapping: str
     action: str
     payload: dict[str, Any]
     message_id: str | None = None
+    prepared: Any = field(default=None, compare=False, repr=False)
+
+    def with_prepared(self, prepared: Any) -> ActionCall:
+        """This call, carrying what its adapter built from it ahead of delivery."""
+        return ActionCall(self.destination, self.mapping, self.action, self.payload, self.message_id, prepared)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -33,8 +44,9 @@ def call_factory() -> Callable[[str, str, str, dict[str, Any], Any], ActionCall]
     directly, which is what that amounts to. Same object, same immutability afterwards.
     """
     new = object.__new__
-    set_destination, set_mapping, set_action, set_payload, set_message_id = (
-        ActionCall.__dict__[name].__set__ for name in ("destination", "mapping", "action", "payload", "message_id"))
+    set_destination, set_mapping, set_action, set_payload, set_message_id, set_prepared = (
+        ActionCall.__dict__[name].__set__
+        for name in ("destination", "mapping", "action", "payload", "message_id", "prepared"))
 
     def make(destination: str, mapping: str, action: str, payload: dict[str, Any], message_id: Any) -> ActionCall:
         call = new(ActionCall)
@@ -43,6 +55,7 @@ def call_factory() -> Callable[[str, str, str, dict[str, Any], Any], ActionCall]
         set_action(call, action)
         set_payload(call, payload)
         set_message_id(call, message_id)
+        set_prepared(call, None)
         return call
     return make
 
@@ -57,10 +70,11 @@ class MappingError:
     message: str
 
     def to_dict(self) -> dict[str, str]:
-        return {"destination": self.destination, "mapping": self.mapping, "action": self.action, "message": self.message}
+        return {"destination": self.destination, "mapping": self.mapping, "action": self.action,
+                "message": self.message}
 
 
-class Discarded(str, Enum):
+class Discarded(StrEnum):
     """Why an event produced neither a call nor an invalid payload."""
 
     FILTERED = "filtered"               # every destination that could take it dropped it with a filter

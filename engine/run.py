@@ -17,6 +17,8 @@ from functools import partial
 from typing import IO, Any
 
 from .adapters import Adapter, open_adapter
+from .adapters.contract import Prepare
+from .adapters.registry import preparer
 from .deadletter import DeadLetter
 from .events import Lines
 from .pipeline import Part, Pipeline, Sourced, account
@@ -59,13 +61,14 @@ class Progress:
             self.stream.write("\r" + " " * 60 + "\r")
 
 
-def open_adapters(rules: RuleSet, *, store: str | None = None) -> dict[str, Adapter]:
+def open_adapters(rules: RuleSet, *, store: str | None = None, processes: bool = False) -> dict[str, Adapter]:
     """An adapter for every destination, opened before the first event (a SetupError stops the run
-    then); those opened before a failing one are closed again."""
+    then); those opened before a failing one are closed again. With ``processes``, each runs in a
+    process of its own (:mod:`engine.adapters.remote`)."""
     adapters: dict[str, Adapter] = {}
     try:
         for destination in rules.destinations:
-            adapters[destination.name] = open_adapter(destination, store=store)
+            adapters[destination.name] = open_adapter(destination, store=store, process=processes)
     except BaseException:
         for adapter in adapters.values():
             adapter.close()
@@ -75,7 +78,7 @@ def open_adapters(rules: RuleSet, *, store: str | None = None) -> dict[str, Adap
 
 def run(rules: RuleSet, inputs: Iterable[Input], *, dry_run: bool, out: IO[Any], dead_letter: DeadLetter,
         progress: Progress, workspace: str | None = None, workers: int = 1, ordered: bool = False,
-        stop: Stop | None = None) -> Summary:
+        stop: Stop | None = None, lanes: str = "thread") -> Summary:
     """Evaluate every event from ``inputs`` (``(source, event)`` pairs) and deliver or print the calls.
 
     ``inputs`` may also hold :class:`~engine.events.Lines` (from :func:`engine.events.read_parts`),
@@ -83,10 +86,11 @@ def run(rules: RuleSet, inputs: Iterable[Input], *, dry_run: bool, out: IO[Any],
     events (see :mod:`engine.parallel`); a dry run prints their calls a chunk at a time in the order
     the chunks are done unless ``ordered``; deliveries always follow input order, so each person's
     calls reach each destination in event order. A ``stop`` (SIGTERM, SIGINT) ends the reading; what
-    was read is still delivered and counted.
+    was read is still delivered and counted. ``lanes="process"`` runs each destination's adapter in a
+    process of its own, beside the evaluation (docs/delivery.md, "Lanes").
     """
     stop = stop or Stop()
-    adapters = None if dry_run else open_adapters(rules, store=workspace)
+    adapters = None if dry_run else open_adapters(rules, store=workspace, processes=lanes == "process")
     with _collector_for_streams():
         return _run(rules, inputs, dry_run=dry_run, out=out, dead_letter=dead_letter, progress=progress,
                     adapters=adapters, workers=workers, ordered=ordered, stop=stop)
@@ -159,7 +163,24 @@ def _evaluate_chunk(rules: RuleSet, dry_run: bool, chunk: list[Input]) -> Part:
     if dry_run:
         return Part(summary, b"".join(call_line(call) for call, _ in calls), b"".join(dead_letters),
                     len(dead_letters), [])
-    return Part(summary, b"", b"".join(dead_letters), len(dead_letters), calls)
+    preparers = _preparers(rules)
+    ready = []
+    for call, source in calls:
+        prepare = preparers.get(call.destination)
+        ready.append((call.with_prepared(prepare(call)) if prepare is not None else call, source))
+    return Part(summary, b"", b"".join(dead_letters), len(dead_letters), ready)
+
+
+_PREPARERS: dict[int, dict[str, Prepare | None]] = {}
+
+
+def _preparers(rules: RuleSet) -> dict[str, Prepare | None]:
+    """Each destination's ``prepare`` (engine.adapters.contract), looked up once per worker: the request
+    bodies are built where the events were evaluated, so the main process only delivers them."""
+    found = _PREPARERS.get(id(rules))
+    if found is None:
+        found = _PREPARERS[id(rules)] = {d.name: preparer(d) for d in rules.destinations}
+    return found
 
 
 def _chunks(inputs: Iterable[Input]) -> Iterator[list[Input]]:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from numbers import Number
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, cast
 
 from engine.generated import define
 from engine.predicates import all_of
@@ -45,10 +45,10 @@ class Error(NamedTuple):
 
     absolute_path: tuple
     validator: str | None  # the keyword; None for a ``false`` schema, as in jsonschema
-    validator_value: object
-    instance: object
-    schema: object
-    detail: object = None  # the missing property, for ``required``
+    validator_value: Any
+    instance: Any
+    schema: Any
+    detail: Any = None  # the missing property, for ``required``
 
     @property
     def message(self) -> str:
@@ -68,7 +68,7 @@ class _Node(NamedTuple):
     # Python types whose every value passes (a schema that only says ``type``), so that a parent can skip the
     # call for them: the common case of a payload field.
     sure: frozenset = frozenset()
-    schema: object = None
+    schema: Any = None
     # (keyword, test) for each keyword that can fail, in the schema's order: what ``_Writer`` reads.
     tests: tuple = ()
 
@@ -90,9 +90,10 @@ def compile_schema(schema, formats: Mapping[str, Callable[[object], bool]],
         node = compiler.compile(schema, root=True)
     except _Unsupported:
         return None
-    test, explain = node.test, node.explain
-    if test is None:
+    if node.test is None:
         return CompiledSchema(lambda value: True, lambda value: [])
+    test: Test = node.test
+    explain: Explain = node.explain if node.explain is not None else (lambda value, path, found: None)
 
     def is_valid(value) -> bool:
         return bool(test(value))
@@ -203,7 +204,7 @@ def _is_integer(value) -> bool:
 _CLASSES = {"string": str, "object": dict, "array": list, "boolean": bool}
 
 
-def _type_test(names: list[str]) -> Test:
+def _type_test(names: list[str]) -> Test | None:
     classes = tuple(_CLASSES[name] for name in names if name in _CLASSES)
     null = "null" in names
     number = _is_number if "number" in names else _is_integer if "integer" in names else None
@@ -212,20 +213,24 @@ def _type_test(names: list[str]) -> Test:
     if not null and number is None:
         return lambda value: isinstance(value, classes)
     if not null:
-        return lambda value: isinstance(value, classes) or number(value)
+        check = cast(Test, number)
+        return lambda value: isinstance(value, classes) or check(value)
     return lambda value: value is None or isinstance(value, classes) or (number is not None and number(value))
 
 
 def _sure_types(types) -> frozenset:
     """The Python types whose every value has one of these JSON types (a float may not be an integer)."""
-    exact = {"string": {str}, "object": {dict}, "array": {list}, "boolean": {bool}, "null": {type(None)},
-             "number": {int, float}, "integer": {int}}
-    return frozenset().union(*(exact[name] for name in ([types] if isinstance(types, str) else types)))
+    exact: dict[str, set[type]] = {"string": {str}, "object": {dict}, "array": {list}, "boolean": {bool},
+                                   "null": {type(None)}, "number": {int, float}, "integer": {int}}
+    found: set[type] = set()
+    for name in [types] if isinstance(types, str) else types:
+        found |= exact[name]
+    return frozenset(found)
 
 
 def _type(compiler, types, schema) -> tuple:
     test = _type_test([types] if isinstance(types, str) else list(types))
-    return test, _failing("type", test, types, schema)
+    return test, _failing("type", cast(Test, test), types, schema)
 
 
 # ---- values ----
@@ -401,10 +406,10 @@ def _properties(compiler, properties, schema) -> tuple | None:
 def _additional_properties(compiler, additional, schema) -> tuple | None:
     known = frozenset(schema.get("properties", {}))
     if additional is False:
-        def test(value):
+        def closed(value):
             return not isinstance(value, dict) or value.keys() <= known
         # Beside ``properties``, whose test already rejects extra keys, only the explanation is needed.
-        return None if "properties" in schema else test, _failing("additionalProperties", test, additional, schema)
+        return None if "properties" in schema else closed, _failing("additionalProperties", closed, additional, schema)
     node = compiler.compile(additional)
     if node.test is None:
         return None
@@ -446,9 +451,9 @@ def _required(compiler, names, schema) -> tuple | None:
 
 def _items(compiler, items, schema) -> tuple | None:
     if items is False:
-        def test(value):
+        def empty(value):
             return not isinstance(value, list) or not value
-        return test, _failing("items", test, items, schema)
+        return empty, _failing("items", empty, items, schema)
     node = compiler.compile(items)
     if node.test is None:
         return None

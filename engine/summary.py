@@ -60,8 +60,12 @@ class Summary:
 
     def add(self, other: Summary) -> None:
         """Add the counts of ``other``, the summary of another part of the same run."""
-        for name in (f.name for f in fields(self) if f.name not in ("dry_run_calls", "stopped_by", "problem")):
+        for name in _COUNTS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
+        for name in _COUNTERS:
+            counts = getattr(other, name)
+            if counts:
+                getattr(self, name).update(counts)  # in place: a worker's part adds to the run's often
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -110,3 +114,7 @@ class Summary:
                          f"lines was not processed; everything processed was delivered or dead-lettered")
         lines.append("every event accounted for" if self.accounted else "WARNING: event counts do not add up")
         return "\n".join(lines)
+
+
+_COUNTS = tuple(f.name for f in fields(Summary) if f.type in ("int", int))
+_COUNTERS = tuple(f.name for f in fields(Summary) if str(f.type).startswith("Counter"))

@@ -14,6 +14,7 @@ import functools
 import re
 from datetime import datetime
 from urllib.parse import urlsplit
+from typing import Any
 
 import fastjsonschema
 
@@ -156,7 +157,7 @@ class PayloadValidator:
     def __init__(self, schema: dict):
         self._schema = schema
         self._compiled = compile_schema(schema, _FORMAT_CHECKS)
-        self._jsonschema = None
+        self._jsonschema: Any = None  # a jsonschema validator, made when first needed
         self._fast = None if self._compiled is not None else _fast_validator(schema)
         self._titles = {
             name: spec.get("title") for name, spec in schema.get("properties", {}).items() if isinstance(spec, dict)
@@ -184,18 +185,20 @@ class PayloadValidator:
 
     def _jsonschema_errors(self, payload) -> list[str]:
         """The messages jsonschema's errors give: what explains a schema the compiler does not cover."""
-        if self._jsonschema is None:
+        validator = self._jsonschema
+        if validator is None:
             from jsonschema import Draft202012Validator
 
-            self._jsonschema = Draft202012Validator(self._schema, format_checker=_jsonschema_formats())
-        return [self._message(error) for error in sorted(self._jsonschema.iter_errors(payload), key=_order)]
+            validator = self._jsonschema = Draft202012Validator(self._schema, format_checker=_jsonschema_formats())
+        return [self._message(error) for error in sorted(validator.iter_errors(payload), key=_order)]
 
     def _label(self, path) -> str:
         path = list(path)
         if not path:
             return "The root value"
-        if len(path) == 1 and self._titles.get(path[0]):
-            return self._titles[path[0]]
+        title = self._titles.get(path[0]) if len(path) == 1 else None
+        if title:
+            return str(title)
         return "The value at /" + "/".join(str(part) for part in path)
 
     def _message(self, error) -> str:

@@ -68,10 +68,47 @@ def http_server():
         server.server_close()
 
 
-def switchyard(*args, stdin: str | None = None, cwd=None, env=None) -> subprocess.CompletedProcess:
-    """Run the real CLI as a user would (``python -m engine``)."""
-    return subprocess.run([sys.executable, "-m", "engine", *map(str, args)], input=stdin, capture_output=True,
-                          text=True, cwd=cwd or ROOT, env=env, timeout=60)
+def switchyard(*args, stdin: str | None = None, cwd=None, env=None, process: bool = False
+               ) -> subprocess.CompletedProcess:
+    """Run the CLI as a user would: ``python -m engine`` in a process of its own when the test gives an
+    environment or a folder (or asks for a process), else ``engine.cli.main`` in this one, with its own
+    stdin, stdout and stderr, which is the same code without a second of start-up per call."""
+    if process or env is not None or cwd is not None:
+        return subprocess.run([sys.executable, "-m", "engine", *map(str, args)], input=stdin, capture_output=True,
+                              text=True, cwd=cwd or ROOT, env=env, timeout=60)
+    return _in_process([str(arg) for arg in args], stdin)
+
+
+def _in_process(argv: list[str], stdin: str | None) -> subprocess.CompletedProcess:
+    import contextlib
+    import io
+    import traceback
+
+    from engine.cli import main
+
+    out, err = io.BytesIO(), io.BytesIO()
+    stdout = io.TextIOWrapper(out, encoding="utf-8", write_through=True)
+    stderr = io.TextIOWrapper(err, encoding="utf-8", write_through=True)
+    given = io.TextIOWrapper(io.BytesIO((stdin or "").encode("utf-8")), encoding="utf-8")
+    previous = os.getcwd()
+    saved = sys.stdin, sys.stdout, sys.stderr
+    os.chdir(ROOT)
+    sys.stdin, sys.stdout, sys.stderr = given, stdout, stderr
+    try:
+        code = main(argv)
+    except SystemExit as exit:  # argparse's usage errors and --help
+        code = exit.code if isinstance(exit.code, int) else (0 if exit.code is None else 1)
+    except Exception:  # noqa: BLE001 - what a user would see: a traceback and exit 1
+        traceback.print_exc(file=stderr)
+        code = 1
+    finally:
+        with contextlib.suppress(ValueError):
+            stdout.flush()
+            stderr.flush()
+        sys.stdin, sys.stdout, sys.stderr = saved
+        os.chdir(previous)
+    return subprocess.CompletedProcess(["switchyard", *argv], code, out.getvalue().decode("utf-8", "replace"),
+                                       err.getvalue().decode("utf-8", "replace"))
 
 
 @pytest.fixture

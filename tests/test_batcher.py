@@ -9,7 +9,6 @@ from engine.delivery import Batcher, Sender
 from engine.delivery.batcher import CLOSE, COUNT, SIZE, TIME
 
 
-
 class Tick:
     """A monotonic clock the test moves by hand."""
 

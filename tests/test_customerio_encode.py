@@ -4,11 +4,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import ROOT
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import engine
+from conftest import ROOT
 from engine.customerio import (
     BATCH_ENVELOPE,
     BATCH_SEPARATOR,

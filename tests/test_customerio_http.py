@@ -14,11 +14,10 @@ import pytest
 from conftest import ROOT
 from engine.adapters import SetupError
 from engine.adapters.customerio_http import CustomerioHttpAdapter
-from scripted_server import customerio_context
 from engine.customerio.requests import to_request
 from engine.delivery.outcome import DELIVERED, FAILED, REFUSED, RETRIED
 from engine.loader import compile_paths
-from scripted_server import Reply, fast_retrier
+from scripted_server import Reply, customerio_context, fast_retrier
 
 AUTH = "Basic " + base64.b64encode(b"site-1:key-1").decode()
 
@@ -232,3 +231,20 @@ def test_a_batch_that_keeps_failing_fails_each_call_with_the_answer(pack):
 def test_missing_credentials_cannot_deliver(pack):
     with pytest.raises(SetupError):
         CustomerioHttpAdapter(customerio_context({"region": "us"}))
+
+
+def test_calls_prepared_ahead_are_sent_exactly_as_calls_prepared_here(pack):
+    """What run --workers builds in the evaluating process (call.prepared) is what deliver would build."""
+    rules, server = pack
+    events = [track(1), IDENTIFY, track(2), {"type": "page", "userId": "u1", "messageId": "p1",
+                                            "properties": {"url": "https://shop.example/x"}}]
+    sent = {}
+    for way in ("here", "ahead"):
+        calls = calls_for(rules, *events)
+        if way == "ahead":
+            calls = [call.with_prepared(CustomerioHttpAdapter.prepare(call)) for call in calls]
+        adapter = adapter_for(pack)
+        outcomes = adapter.deliver(calls) + adapter.close()
+        sent[way] = ([(r["path"], r["raw"]) for r in server.requests], sorted(o.state for o in outcomes))
+        server.requests.clear()
+    assert sent["ahead"] == sent["here"] and sent["here"][0]

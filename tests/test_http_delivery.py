@@ -11,12 +11,11 @@ import time
 import pytest
 
 from conftest import switchyard
-from scripted_server import webhook_context
 from engine.adapters.webhook import WebhookAdapter
 from engine.cli import main
 from engine.delivery import DELIVERED, RETRIED, ManualClock, Retrier, Sender, SendError
-from engine.delivery.outcome import FAILED, REFUSED
-from scripted_server import Reply, fast_retrier, refused_url, send_call
+from engine.delivery.outcome import REFUSED
+from scripted_server import Reply, fast_retrier, refused_url, send_call, webhook_context
 
 
 def test_sender_sends_exact_method_target_headers_and_body(scripted):

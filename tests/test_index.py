@@ -4,8 +4,8 @@ from __future__ import annotations
 import random
 
 import pytest
-import random_triggers
 
+import random_triggers
 from engine import compile_trigger, load
 from engine.index import TriggerIndex
 

@@ -7,10 +7,9 @@ import os
 from urllib.parse import parse_qs
 
 import pytest
+
 from conftest import switchyard
 from engine.adapters import SetupError
-from scripted_server import webhook_context
-from scripted_server import Reply, fast_retrier, send_call
 from engine.adapters.webhook import WebhookAdapter
 from engine.cli import main
 from engine.delivery import (
@@ -21,6 +20,7 @@ from engine.delivery import (
     Sender,
     TokenError,
 )
+from scripted_server import Reply, fast_retrier, send_call, webhook_context
 
 SECRET = "s3cr3t/with:odd&chars"
 

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from engine.loader import compile_paths
-from engine.run import DeadLetter, Progress, run
 from engine.replay import ReplayError, journal_path, record_key, replay
+from engine.run import DeadLetter, Progress, run
 from scripted_server import Reply
 
 RULES = """\

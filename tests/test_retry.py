@@ -10,7 +10,6 @@ import time
 from email.utils import formatdate
 
 import pytest
-from scripted_server import Reply, refused_url
 
 from engine.delivery import (
     DELIVERED,
@@ -22,6 +21,7 @@ from engine.delivery import (
     Sender,
 )
 from engine.delivery.retry import SYSTEM_CLOCK, retry_after
+from scripted_server import Reply, refused_url
 
 RETRIED_STATUSES = [408, 429, 500, 502, 503, 504, 599]
 FINAL_STATUSES = [400, 401, 403, 404, 409, 410, 413, 422, 501, 301]

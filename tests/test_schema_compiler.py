@@ -18,12 +18,11 @@ import tokenize
 
 import pytest
 from jsonschema import Draft202012Validator
+from test_validation import SCHEMA as WEBHOOK_LIKE
 
-from engine import catalog, schema_compiler
+from engine import catalog
 from engine.schema_compiler import compile_schema
 from engine.validation import _FORMAT_CHECKS, PayloadValidator, _jsonschema_formats, _order
-
-from test_validation import SCHEMA as WEBHOOK_LIKE
 
 # Every keyword the compiler supports, several at once, nested, with booleans as schemas.
 EVERY_KEYWORD = {

@@ -9,9 +9,9 @@ import threading
 import time
 
 import pytest
-from scripted_server import Reply
 
 from engine.delivery import Sender, SendError
+from scripted_server import Reply
 
 
 class DrippingServer:

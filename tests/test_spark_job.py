@@ -14,17 +14,28 @@ from pathlib import Path
 
 import pytest
 
+from conftest import ROOT, switchyard
 from engine.adapters import AdapterContext, SetupError
 from engine.adapters.webhook import WebhookAdapter
 from engine.delivery.ratelimit import SHARES, RateLimit
 from engine.loader import compile_paths
 from engine.model import ActionCall
 from engine.run import DeadLetter, Progress, run
-from engine.spark.job import (FIELDS, Job, alias_links, dead_letter_record, instant_of, joined_by_alias, keyed,
-                              partition_of, person_of, refuse_local_transports, route_partition, summarize)
+from engine.spark.job import (
+    FIELDS,
+    Job,
+    alias_links,
+    dead_letter_record,
+    instant_of,
+    joined_by_alias,
+    keyed,
+    partition_of,
+    person_of,
+    refuse_local_transports,
+    route_partition,
+    summarize,
+)
 from engine.spark.shipment import RulesRefused, ship
-
-from conftest import ROOT, switchyard
 
 EXAMPLES = ROOT / "examples" / "events.jsonl"
 

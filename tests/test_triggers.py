@@ -11,13 +11,12 @@ import random
 from pathlib import Path
 
 import pytest
-import random_triggers
 import yaml
 
+import random_triggers
 from engine.diagnostics import ERROR, WARNING
 from engine.paths import MISSING
-from engine.trigger import Explanation, Trigger, TriggerError, compile_trigger
-from engine.trigger import nodes, operators, parser
+from engine.trigger import Explanation, Trigger, TriggerError, compile_trigger, nodes, operators, parser
 
 CASES = Path(__file__).parent / "cases"
 

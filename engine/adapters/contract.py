@@ -18,10 +18,16 @@ own unless it starts threads itself.
 Adapters are constructed as ``factory(context)`` with an :class:`AdapterContext`; a catalog
 names its factories per transport in its ``_destination.json`` (``x-adapters``), see
 :mod:`engine.adapters.registry`.
+
+Optionally, a factory has a ``prepare(call)`` attribute: a pure function of one call (no I/O, no
+adapter state) that builds what ``deliver`` sends, such as the encoded request body. ``run
+--workers`` then calls it in the process that evaluated the event and hands the result over as
+``call.prepared``; ``deliver`` builds it itself when that is None. The answers must be the same.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from importlib import import_module
 from typing import Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
 
 from ..delivery.outcome import Outcome
@@ -58,3 +64,17 @@ class Adapter(Protocol):
 
 
 AdapterFactory = Callable[[AdapterContext], Adapter]
+Prepare = Callable[[ActionCall], Any]
+
+
+def factory(catalog: str, transport: str, spec: str) -> AdapterFactory:
+    """The factory ``spec`` (``"module:attribute"``) names, or a SetupError saying what is wrong."""
+    module_name, _, attribute = spec.partition(":")
+    try:
+        found = getattr(import_module(module_name), attribute) if attribute else None
+    except (ImportError, AttributeError) as error:
+        raise SetupError(f"catalog '{catalog}': the adapter of transport '{transport}' ({spec}) cannot be "
+                         f"imported: {error}") from None
+    if not callable(found):
+        raise SetupError(f"catalog '{catalog}': the adapter of transport '{transport}' ({spec}) is not callable")
+    return found  # type: ignore[no-any-return]

@@ -24,13 +24,13 @@ from typing import Any, Callable, Sequence
 
 from ..customerio.requests import BATCH_ENVELOPE, BATCH_SEPARATOR, PATHS, batch_bytes, host_for, to_request
 from ..delivery.batcher import DEFAULT_BATCH_SIZE, DEFAULT_MAX_AGE, Batch, Batcher
+from ..delivery.encoding import encode
 from ..delivery.http import Response, Sender
 from ..delivery.outcome import REFUSED, Outcome, from_http
 from ..delivery.ratelimit import RateLimit, rate_limit
 from ..delivery.retry import Retrier
 from ..model import ActionCall
 from .contract import AdapterContext, SetupError
-from ..delivery.encoding import UnencodableBody, encode
 
 SPLIT_STATUSES = frozenset({400, 413, 422})
 # One batch for the whole destination, not one per mapping: Customer.io applies calls in the order
@@ -53,23 +53,36 @@ class CustomerioHttpAdapter:
         self.rate = rate_limit(settings, context.options)  # max_requests_per_second, every attempt counts
         self.batcher = Batcher(max_age=max_age, clock=clock, envelope=BATCH_ENVELOPE, separator=BATCH_SEPARATOR)
 
+    @staticmethod
+    def prepare(call: ActionCall) -> tuple[str, bool, int, bytes] | str:
+        """The request of ``call``: (endpoint, batchable, batch size, body bytes), or why it cannot be sent.
+
+        A pure function of the call (the contract's ``prepare``): ``run --workers`` builds it in the
+        process that evaluated the event.
+        """
+        try:
+            request = to_request(call)
+            body = encode(request.body)
+        except ValueError as error:  # UnencodableBody is one
+            return f"cannot build the request: {error}"
+        return request.endpoint, request.batchable, call.payload.get("batch_size", DEFAULT_BATCH_SIZE), body
+
     def deliver(self, calls: Sequence[ActionCall]) -> list[Outcome]:
         """Send or queue each call in order; return every outcome settled meanwhile."""
         outcomes: list[Outcome] = []
+        prepare = self.prepare
         for call in calls:
-            try:
-                request = to_request(call)
-                item = encode(request.body)
-            except ValueError as error:  # UnencodableBody is one
-                outcomes.append(Outcome(REFUSED, 0, message=f"cannot build the request: {error}", call=call))
+            prepared = call.prepared if call.prepared is not None else prepare(call)
+            if isinstance(prepared, str):
+                outcomes.append(Outcome(REFUSED, 0, message=prepared, call=call))
                 continue
-            if not request.batchable:
+            endpoint, batchable, batch_size, item = prepared
+            if not batchable:
                 # Whatever waits was earlier in the stream: it goes first, so order is kept.
                 outcomes += self._send_batches(self.batcher.flush_all())
-                outcomes.append(self._post(PATHS[request.endpoint], item, call))
+                outcomes.append(self._post(PATHS[endpoint], item, call))
                 continue
-            released = self.batcher.add(STREAM, (call, item), len(item),
-                                        batch_size=call.payload.get("batch_size", DEFAULT_BATCH_SIZE))
+            released = self.batcher.add(STREAM, (call, item), len(item), batch_size=batch_size)
             outcomes += self._send_batches(released)
         return outcomes
 

@@ -7,33 +7,21 @@ HTTP client or database.
 """
 from __future__ import annotations
 
-from importlib import import_module
 from typing import TYPE_CHECKING, Any, Mapping
 
-from .contract import Adapter, AdapterContext, AdapterFactory, SetupError
+from .contract import Adapter, AdapterContext, Prepare, SetupError, factory
 
 if TYPE_CHECKING:
     from ..ruleset import Destination
 
 
-def factory(catalog: str, transport: str, spec: str) -> AdapterFactory:
-    """The factory ``spec`` (``"module:attribute"``) names, or a SetupError saying what is wrong."""
-    module_name, _, attribute = spec.partition(":")
-    try:
-        found = getattr(import_module(module_name), attribute) if attribute else None
-    except (ImportError, AttributeError) as error:
-        raise SetupError(f"catalog '{catalog}': the adapter of transport '{transport}' ({spec}) cannot be "
-                         f"imported: {error}") from None
-    if not callable(found):
-        raise SetupError(f"catalog '{catalog}': the adapter of transport '{transport}' ({spec}) is not callable")
-    return found  # type: ignore[no-any-return]
-
-
 def open_adapter(destination: Destination, *, store: str | None = None,
-                 options: Mapping[str, Any] | None = None) -> Adapter:
+                 options: Mapping[str, Any] | None = None, process: bool = False) -> Adapter:
     """The adapter for ``destination``'s catalog and transport, ready to deliver.
 
     ``store`` is the embedded store file for embedded transports (``run --workspace PATH``).
+    With ``process``, the adapter runs in a process of its own (:mod:`engine.adapters.remote`),
+    after it was opened and closed here once, so that set-up errors still come before any event.
     Raises SetupError when the destination cannot deliver at all.
     """
     catalog, transport = destination.catalog, destination.transport
@@ -47,9 +35,29 @@ def open_adapter(destination: Destination, *, store: str | None = None,
     context = AdapterContext(destination.name, catalog.name, transport, destination.settings, store,
                              dict(options or {}))
     try:
-        return factory(catalog.name, transport, spec)(context)
+        adapter = factory(catalog.name, transport, spec)(context)
     except SetupError as error:
         message = str(error)
         if not message.startswith("destination '"):
             message = f"destination '{destination.name}': {message}"
         raise SetupError(message) from None
+    if not process:
+        return adapter
+    adapter.close()
+    from .remote import RemoteAdapter
+
+    return RemoteAdapter(context, spec)
+
+
+def preparer(destination: Destination) -> Prepare | None:
+    """The ``prepare`` of ``destination``'s adapter (see :mod:`engine.adapters.contract`), or None."""
+    catalog, transport = destination.catalog, destination.transport
+    spec = catalog.adapters.get(transport) if transport is not None else None
+    if spec is None:
+        return None
+    try:
+        found = factory(catalog.name, transport or "", spec)
+    except SetupError:
+        return None  # the run's open_adapter says why, before any event
+    prepare = getattr(found, "prepare", None)
+    return prepare if callable(prepare) else None

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, Mapping, Sequence
 
+from ..delivery.encoding import UnencodableBody, encode
 from ..delivery.http import Response, Sender
 from ..delivery.oauth import ClientCredentials
 from ..delivery.outcome import DELIVERED, REFUSED, RETRIED, Outcome, from_http
@@ -17,7 +18,6 @@ from ..delivery.ratelimit import rate_limit
 from ..delivery.retry import Retrier, RetryPolicy
 from ..model import ActionCall
 from .contract import AdapterContext, SetupError
-from ..delivery.encoding import UnencodableBody, encode
 
 
 class WebhookAdapter:

@@ -12,7 +12,7 @@ else the destination's ``workspace`` setting, else ``switchyard.db``), apart by 
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 from ..customerio.requests import to_request
 from ..delivery.outcome import DELIVERED, FAILED, REFUSED, Outcome
@@ -31,16 +31,30 @@ class WorkspaceAdapter:
         except WorkspaceError as error:
             raise SetupError(f"cannot open the workspace {self.path}: {error}") from None
 
+    @staticmethod
+    def prepare(call: ActionCall) -> tuple[str, dict[str, Any]] | str:
+        """The Track API request of ``call`` (endpoint, body), or why it cannot be built.
+
+        A pure function of the call (the contract's ``prepare``): ``run --workers`` builds it in the
+        process that evaluated the event.
+        """
+        try:
+            request = to_request(call)
+        except ValueError as error:
+            return f"cannot build the request: {error}"
+        return request.endpoint, request.body
+
     def deliver(self, calls: Sequence[ActionCall]) -> list[Outcome]:
         outcomes: list[Outcome | None] = [None] * len(calls)
-        requests, positions = [], []
+        requests: list[tuple[str, dict[str, Any]]] = []
+        positions = []
+        prepare = self.prepare
         for position, call in enumerate(calls):
-            try:
-                request = to_request(call)
-            except ValueError as error:
-                outcomes[position] = Outcome(REFUSED, 1, message=f"cannot build the request: {error}", call=call)
+            prepared = call.prepared if call.prepared is not None else prepare(call)
+            if isinstance(prepared, str):
+                outcomes[position] = Outcome(REFUSED, 1, message=prepared, call=call)
                 continue
-            requests.append((request.endpoint, request.body))
+            requests.append(prepared)
             positions.append(position)
         if requests:
             try:

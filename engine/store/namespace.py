@@ -135,7 +135,8 @@ def rewrite(sql: str, prefix: str, names: frozenset[str]) -> str:
     if not prefix:
         return sql
     tokens = _TOKENS.findall(sql)
-    significant = [index for index, token in enumerate(tokens) if not token.isspace() and not token.startswith(("--", "/*"))]
+    significant = [index for index, token in enumerate(tokens)
+                   if not token.isspace() and not token.startswith(("--", "/*"))]
     previous = ""
     for position, index in enumerate(significant):
         token = tokens[index]
@@ -264,7 +265,8 @@ def _open_namespace(db: Connection, path: str, catalog: Catalog, destination: st
             for script in catalog.migrations[namespace.schema_version:]:
                 for statement in statements(script):
                     db.execute(statement)
-            db.execute(f"UPDATE {REGISTRY} SET schema_version = ? WHERE prefix = ?", (catalog.version, namespace.prefix))
+            db.execute(f"UPDATE {REGISTRY} SET schema_version = ? WHERE prefix = ?",
+                       (catalog.version, namespace.prefix))
             namespace = Namespace(namespace.destination, catalog.name, namespace.prefix, catalog.version)
     db.use(namespace, catalog)
 

@@ -110,7 +110,10 @@ _Item = tuple[str, "int | None", Handler, Any]
 
 
 class Workspace:
-    """An open workspace: one destination's state in a workspace file. Like its sqlite3 connection, used by one thread at a time."""
+    """An open workspace: one destination's state in a workspace file.
+
+    Like its sqlite3 connection, it is used by one thread at a time.
+    """
 
     def __init__(self, db: Connection, *, clock: Callable[[], float] = time.time):
         self.db = db

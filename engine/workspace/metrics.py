@@ -1,4 +1,4 @@
-"""Delivery metrics: ``POST /api/v1/metrics`` bodies and ``type: delivery`` entities, stored against their delivery id."""
+"""Delivery metrics: ``POST /api/v1/metrics`` bodies and ``type: delivery`` entities, stored by delivery id."""
 from __future__ import annotations
 
 import json

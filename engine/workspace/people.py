@@ -69,7 +69,8 @@ def identify(call: Call, body: dict) -> str:
     if person is None:
         person = create_person(call, final["id"], final["email"], attributes=stored, unsubscribed=flag or 0)
     else:
-        call.db.execute("UPDATE people SET id = ?, email = ?, attributes = ?, unsubscribed = coalesce(?, unsubscribed), "
+        call.db.execute("UPDATE people SET id = ?, email = ?, attributes = ?, "
+                        "unsubscribed = coalesce(?, unsubscribed), "
                         "updated_at = ? WHERE pk = ?",
                         (final["id"], final["email"], stored, flag, call.now, person["pk"]))
     related = relate_to_objects(call, person["pk"], body)
@@ -189,7 +190,8 @@ def link_anonymous(call: Call, person_pk: int, anonymous_id: str) -> str:
     # One look for both: usually the anonymous id has neither events nor waiting group calls.
     events, pages, newest, waits = call.db.execute(
         "SELECT count(*), count(CASE WHEN kind = 'page' THEN 1 END), max(CASE WHEN kind = 'page' THEN timestamp END), "
-        "EXISTS (SELECT 1 FROM waiting WHERE anonymous_id = ?) FROM events WHERE person_pk IS NULL AND anonymous_id = ?",
+        "EXISTS (SELECT 1 FROM waiting WHERE anonymous_id = ?) "
+        "FROM events WHERE person_pk IS NULL AND anonymous_id = ?",
         (anonymous_id, anonymous_id)).fetchone()
     if events and call.settings.anonymous_merge:
         call.db.execute("UPDATE events SET person_pk = ? WHERE person_pk IS NULL AND anonymous_id = ?",

@@ -1,0 +1,73 @@
+"""Deliveries in a process of their own (``run --lanes process``): the same outcomes as a thread lane, and a
+delivery process that dies costs only its own calls, each failed with the reason."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+from conftest import switchyard
+from engine.adapters.contract import AdapterContext
+from engine.adapters.remote import RemoteAdapter
+from engine.delivery.outcome import DELIVERED, FAILED
+from engine.model import ActionCall
+
+
+def _people(db) -> list:
+    result = switchyard("workspace", "people", "--db", db, "--json")
+    assert result.returncode == 0, result.stderr
+    return [{key: value for key, value in person.items() if key not in ("created_at", "updated_at")}
+            for person in json.loads(result.stdout)]
+
+
+def test_a_run_with_process_lanes_leaves_what_a_run_with_thread_lanes_leaves(tmp_path):
+    runs = {}
+    for lanes in ("thread", "process"):
+        db = tmp_path / f"{lanes}.db"
+        result = switchyard("run", "rules/customerio.yaml", "examples/events.jsonl", "--workspace", db,
+                            "--lanes", lanes, "--dead-letter", tmp_path / f"{lanes}.dead",
+                            "--summary-json", tmp_path / f"{lanes}.json")
+        assert result.returncode == 1, result.stderr  # the story's one refused call
+        runs[lanes] = (json.loads((tmp_path / f"{lanes}.json").read_text()), _people(db))
+    assert runs["process"] == runs["thread"]
+
+
+def _file_context(tmp_path) -> AdapterContext:
+    return AdapterContext("audit", "webhook", "file", {"path": str(tmp_path / "audit.ndjson")})
+
+
+def _calls(count: int) -> list[ActionCall]:
+    return [ActionCall("audit", "Orders", "send", {"url": "http://example.invalid/", "data": {"n": n}}, f"m{n}")
+            for n in range(count)]
+
+
+def test_every_call_comes_back_once_with_its_outcome(tmp_path):
+    adapter = RemoteAdapter(_file_context(tmp_path), "engine.adapters.file:FileAdapter")
+    calls = _calls(50)
+    outcomes = adapter.deliver(calls[:20]) + adapter.deliver(calls[20:])
+    deadline = time.monotonic() + 20
+    while len(outcomes) < 50 and time.monotonic() < deadline:
+        time.sleep(0.01)
+        outcomes += adapter.poll()
+    outcomes += adapter.close()
+    assert sorted(o.call.message_id for o in outcomes) == sorted(c.message_id for c in calls)
+    assert {o.state for o in outcomes} == {DELIVERED}
+    assert len((tmp_path / "audit.ndjson").read_text().splitlines()) == 50
+
+
+def test_a_delivery_process_that_dies_fails_the_calls_it_had_with_the_reason(tmp_path):
+    adapter = RemoteAdapter(_file_context(tmp_path), "engine.adapters.file:FileAdapter")
+    first = _calls(3)
+    outcomes = adapter.deliver(first)
+    deadline = time.monotonic() + 20
+    while len(outcomes) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+        outcomes += adapter.poll()
+    os.kill(adapter._process.pid, signal.SIGKILL)
+    adapter._process.join(10)
+    later = [ActionCall("audit", "Orders", "send", {"url": "http://example.invalid/"}, "late")]
+    outcomes += adapter.deliver(later) + adapter.close()
+    assert [o.state for o in outcomes if o.call.message_id != "late"] == [DELIVERED] * 3
+    (late,) = [o for o in outcomes if o.call.message_id == "late"]
+    assert late.state == FAILED and "delivery process of 'audit'" in late.message
