@@ -1,48 +1,126 @@
-"""The ``switchyard`` command: lint, test, explain and run rule files.
+"""The ``switchyard`` command: lint, test, explain, run and replay rule files.
 
 Exit codes: 0 success, 1 problems found (rule errors, failed tests, failed run),
-2 usage errors (bad arguments, missing files).
+2 usage errors (bad arguments, missing files, a folder with no rule files).
+
+Each command is added by an ``add_*`` function of its own, so a new command is one line in
+:func:`_parser`. Options may come anywhere, between positionals too (:class:`_Parser`), and ``-``
+names stdin wherever a file is read.
 """
 from __future__ import annotations
 
 import argparse
+import difflib
+import io
 import json
 import sys
 from pathlib import Path
+from typing import IO, Any, Iterator
 
 from . import __version__
 from .diagnostics import ERROR, WARNING, format_github, format_text
-from .loader import compile_paths
+from .env import Secrets, mask_url_credentials
+from .loader import RULE_SUFFIXES, compile_paths
 from .spark.cli import add_spark_command, run_spark
 from .workspace.cli import add_workspace_commands, run_workspace
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
+STDIN = "-"
+_RULES_HELP = ("a rule file, a folder of them (*.yaml, *.yml), or - for one rule file on stdin; "
+               "give as many as you like")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with options anywhere (``run rules/ --dry-run events.jsonl``), and every usage error
+    reported by the command it belongs to, with that command's usage line."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._intermixing = False
+
+    def _check_value(self, action, value):
+        # An unknown command gets a "did you mean" rather than the list of every choice.
+        if isinstance(action, argparse._SubParsersAction) and value not in action.choices:
+            close = difflib.get_close_matches(value, list(action.choices), n=1, cutoff=0.5)
+            hint = f"; did you mean '{close[0]}'?" if close else f" (choose {', '.join(action.choices)})"
+            raise argparse.ArgumentError(action, f"unknown command '{value}'{hint}")
+        super()._check_value(action, value)
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        if self._subparsers is not None or self._intermixing:
+            return super().parse_known_args(args, namespace)
+        # A command's own parser: its positionals may have options between them. What it does not
+        # know is its error, not the top-level parser's (which would print the top-level usage).
+        self._intermixing = True
+        try:
+            parsed, extras = self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixing = False
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed, extras
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="switchyard", description="Route Segment-spec events with rules as code.")
+    parser = _Parser(prog="switchyard", description="Route Segment-spec events with rules as code.")
     parser.add_argument("--version", action="version", version=f"switchyard {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_lint_command(commands)
+    add_test_command(commands)
+    add_explain_command(commands)
+    add_run_command(commands)
+    add_workspace_commands(commands)
+    add_spark_command(commands)
+    add_replay_command(commands)
+    return parser
 
-    lint = commands.add_parser("lint", help="check rule files and report every problem")
-    lint.add_argument("paths", nargs="+", metavar="PATH")
-    lint.add_argument("--format", choices=("text", "json", "github"), default="text")
 
-    test = commands.add_parser("test", help="run the tests: examples written in rule files")
-    test.add_argument("paths", nargs="+", metavar="PATH")
+def add_lint_command(commands) -> None:
+    lint = commands.add_parser(
+        "lint", help="check rule files and report every problem",
+        description="Check rule files and report every problem in one run. Exit 0 with no errors "
+                    "(warnings allowed), 1 with errors, 2 for bad arguments or a folder with no rule files.")
+    lint.add_argument("paths", nargs="+", metavar="PATH", help=_RULES_HELP)
+    lint.add_argument("--format", choices=("text", "json", "github"), default="text",
+                      help="text (default): one problem a line with the source line and a caret; json: "
+                           "{problems, errors, warnings}; github: GitHub Actions annotations")
+    lint.set_defaults(handler=_lint)
 
-    explain = commands.add_parser("explain", help="show why each filter and mapping does or does not fire")
-    explain.add_argument("paths", nargs="+", metavar="PATH")
-    explain.add_argument("--event", required=True, metavar="FILE", help="a JSON event, or - for stdin")
-    explain.add_argument("--format", choices=("text", "json"), default="text")
 
-    run = commands.add_parser("run", help="evaluate events and deliver the calls")
-    run.add_argument("rules", metavar="PATH", help="a rule file or a directory of them")
-    run.add_argument("events", nargs="*", metavar="EVENTS", help="NDJSON or JSON-array files (default: stdin)")
+def add_test_command(commands) -> None:
+    test = commands.add_parser(
+        "test", help="run the tests: examples written in rule files",
+        description="Run every `tests:` case written in the rule files. Exit 0 when all pass, 1 on any "
+                    "failure or rule error, 2 for bad arguments or a folder with no rule files.")
+    test.add_argument("paths", nargs="+", metavar="PATH", help=_RULES_HELP)
+    test.set_defaults(handler=_test)
+
+
+def add_explain_command(commands) -> None:
+    explain = commands.add_parser(
+        "explain", help="show why each filter and mapping does or does not fire",
+        description="For one event (or each event of a file), show every filter and mapping, each condition "
+                    "with the value it saw, and the payload. Exit 0, 1 on rule errors, 2 for bad arguments.")
+    explain.add_argument("paths", nargs="+", metavar="PATH", help=_RULES_HELP)
+    explain.add_argument("--event", required=True, metavar="FILE",
+                         help="the event: a JSON object, a JSON array or NDJSON file, or - for stdin")
+    explain.add_argument("--format", choices=("text", "json"), default="text",
+                         help="text (default) for a terminal, or json for the same report as data")
+    explain.set_defaults(handler=_explain)
+
+
+def add_run_command(commands) -> None:
+    run = commands.add_parser(
+        "run", help="evaluate events and deliver the calls",
+        description="Evaluate events and deliver the calls. Exit 0 when every call was delivered, 1 when "
+                    "any was refused or failed, 2 for bad arguments.")
+    run.add_argument("rules", metavar="PATH", help="a rule file or a folder of them (*.yaml, *.yml)")
+    run.add_argument("events", nargs="*", metavar="EVENTS",
+                     help="NDJSON, JSON-array or JSON-object files, - for stdin (default: stdin)")
     run.add_argument("--dry-run", action="store_true", help="print the calls as NDJSON instead of delivering")
-    run.add_argument("--dead-letter", metavar="FILE", default="deadletter.ndjson",
+    run.add_argument("--dead-letter", metavar="FILE", default=None,
                      help="where unreadable lines, invalid events and payloads and failed deliveries go "
-                          "(default: %(default)s)")
+                          "(default: deadletter.ndjson; a dry run writes none unless this is given)")
     run.add_argument("--summary-json", metavar="FILE", help="also write the run summary as JSON")
     run.add_argument("--workers", metavar="N", type=_worker_count, default=1,
                      help="evaluate events in N processes (default: %(default)s)")
@@ -54,10 +132,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--workspace", metavar="PATH",
                      help="the SQLite workspace for destinations with transport: workspace (default: their "
                           "`workspace` setting, else switchyard.db)")
+    run.set_defaults(handler=_run)
 
-    add_workspace_commands(commands)
-    add_spark_command(commands)
 
+def add_replay_command(commands) -> None:
     replay = commands.add_parser("replay", help="send the failed deliveries of a dead-letter file again")
     replay.add_argument("dead_letter_file", metavar="DEADLETTER", help="a dead-letter file written by `run`")
     replay.add_argument("--rules", required=True, metavar="PATH", help="the rule file or directory of the calls")
@@ -69,7 +147,7 @@ def _parser() -> argparse.ArgumentParser:
                         help="the embedded store for destinations with an embedded transport, as for `run`")
     replay.add_argument("--include-refused", action="store_true",
                         help="also send the calls the destination refused (by default they stay in the file)")
-    return parser
+    replay.set_defaults(handler=_replay)
 
 
 def _worker_count(text: str) -> int:
@@ -83,9 +161,11 @@ def _worker_count(text: str) -> int:
 
 
 def main(argv=None) -> int:
-    args = _parser().parse_args(argv)
-    handler = {"lint": _lint, "test": _test, "explain": _explain, "run": _run, "replay": _replay,
-               "workspace": run_workspace, "spark": run_spark}[args.command]
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exit_:  # argparse's --help (0) and usage errors (2)
+        return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
+    handler = getattr(args, "handler", None) or {"workspace": run_workspace, "spark": run_spark}[args.command]
     try:
         return handler(args)
     except BrokenPipeError:
@@ -94,12 +174,57 @@ def main(argv=None) -> int:
         return 130
 
 
-def _missing_paths(paths) -> int | None:
-    missing = [p for p in paths if not Path(p).exists()]
+def _usage_error(message: str) -> int:
+    print(f"switchyard: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _check_rule_paths(paths) -> int | None:
+    """A usage error for a path that does not exist or a folder that holds no rule file, else None."""
+    missing = [p for p in paths if p != STDIN and not Path(p).exists()]
     if missing:
-        print(f"switchyard: no such file or directory: {', '.join(missing)}", file=sys.stderr)
-        return EXIT_USAGE
+        return _usage_error(f"no such file or directory: {', '.join(missing)}")
+    empty = [p for p in paths if p != STDIN and Path(p).is_dir()
+             and not any(f.suffix in RULE_SUFFIXES and f.is_file() for f in Path(p).iterdir())]
+    if empty:
+        return _usage_error(f"no rule files ({', '.join('*' + s for s in RULE_SUFFIXES)}) in {', '.join(empty)}")
+    if paths.count(STDIN) > 1:
+        return _usage_error("stdin (-) can be read once")
     return None
+
+
+def _check_files(paths) -> int | None:
+    missing = [p for p in paths if p != STDIN and not Path(p).is_file()]
+    if missing:
+        return _usage_error(f"no such file: {', '.join(missing)}")
+    return None
+
+
+def _compile(paths, environ=None):
+    """compile_paths, with ``-`` read from stdin as the rule file ``<stdin>``."""
+    if STDIN not in paths:
+        return compile_paths(paths, environ)
+    name = "<stdin>"
+    return compile_paths([name if p == STDIN else p for p in paths], environ, texts={name: sys.stdin.read()})
+
+
+class _MaskedOutput:
+    """stdout with the secret settings masked: what ``run --dry-run`` prints is output too."""
+
+    def __init__(self, stream: IO[str], secrets: Secrets):
+        self._stream, self._secrets = stream, secrets
+
+    def write(self, text: str) -> int:
+        return self._stream.write(self._secrets.mask(text))
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+
+def _say(message: str, secrets: Secrets | None = None) -> None:
+    """A message on stderr: a log, so URL credentials (and secret settings, when known) are masked."""
+    print(f"switchyard: {secrets.mask_reason(message) if secrets else mask_url_credentials(message)}",
+          file=sys.stderr)
 
 
 def _print_problems(problems, stream=None) -> None:
@@ -109,9 +234,9 @@ def _print_problems(problems, stream=None) -> None:
 
 
 def _lint(args) -> int:
-    if (code := _missing_paths(args.paths)) is not None:
+    if (code := _check_rule_paths(args.paths)) is not None:
         return code
-    _, problems = compile_paths(args.paths)
+    _, problems = _compile(args.paths)
     problems = sorted(problems, key=lambda p: (p.file, p.line, p.column, p.code))
     errors = sum(p.severity == ERROR for p in problems)
     warnings = sum(p.severity == WARNING for p in problems)
@@ -128,8 +253,8 @@ def _lint(args) -> int:
     return EXIT_PROBLEMS if errors else EXIT_OK
 
 
-def _load_or_report(paths):
-    rules, problems = compile_paths(paths)
+def _load_or_report(paths, environ=None):
+    rules, problems = _compile(paths, environ)
     errors = [p for p in problems if p.severity == ERROR]
     if errors:
         _print_problems(errors)
@@ -140,30 +265,33 @@ def _load_or_report(paths):
 
 
 def _test(args) -> int:
-    if (code := _missing_paths(args.paths)) is not None:
+    if (code := _check_rule_paths(args.paths)) is not None:
         return code
     from .testing import run_tests
 
-    rules, _ = _load_or_report(args.paths)
+    # Tests are examples: they read `${VAR:-default}` as its default, whatever the environment
+    # holds, so they pass the same on a laptop, in CI and in production.
+    rules, _ = _load_or_report(args.paths, environ={})
     if rules is None:
         return EXIT_PROBLEMS
+    secrets = Secrets.of(rules.destinations)
     outcomes = run_tests(rules)
     for outcome in outcomes:
         if outcome.passed:
             continue
-        print(f"FAIL {outcome.file}:{outcome.line}: {outcome.destination} / {outcome.name}")
-        for failure in outcome.failures:
-            print(f"    {failure}")
-        print("    actual:")
-        for call in outcome.actual or ["(no calls)"]:
-            print(f"      {json.dumps(call, ensure_ascii=False) if isinstance(call, dict) else call}")
+        lines = [f"FAIL {outcome.file}:{outcome.line}: {outcome.destination} / {outcome.name}"]
+        lines += [f"    {failure}" for failure in outcome.failures]
+        lines.append("    actual:")
+        lines += [f"      {json.dumps(call, ensure_ascii=False) if isinstance(call, dict) else call}"
+                  for call in outcome.actual or ["(no calls)"]]
+        print(secrets.mask("\n".join(lines)))
     passed = sum(o.passed for o in outcomes)
     print(f"{passed} passed, {len(outcomes) - passed} failed")
     return EXIT_OK if passed == len(outcomes) else EXIT_PROBLEMS
 
 
 def _read_events_arg(name: str):
-    text = sys.stdin.read() if name == "-" else Path(name).read_text(encoding="utf-8")
+    text = sys.stdin.read() if name == STDIN else Path(name).read_text(encoding="utf-8")
     try:
         value = json.loads(text)
         return value if isinstance(value, list) else [value]
@@ -172,8 +300,10 @@ def _read_events_arg(name: str):
 
 
 def _explain(args) -> int:
-    if (code := _missing_paths(args.paths + ([] if args.event == "-" else [args.event]))) is not None:
+    if (code := _check_rule_paths(args.paths) or _check_files([args.event])) is not None:
         return code
+    if args.event == STDIN and STDIN in args.paths:
+        return _usage_error("stdin (-) can be read once: give the rules or the event as a file")
     from .explain import explain, render
 
     rules, _ = _load_or_report(args.paths)
@@ -182,23 +312,68 @@ def _explain(args) -> int:
     try:
         events = _read_events_arg(args.event)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        print(f"switchyard: {args.event}: not valid JSON: {error}", file=sys.stderr)
-        return EXIT_USAGE
+        return _usage_error(f"{args.event}: not valid JSON: {error}")
     reports = [explain(rules, event) for event in events]
     if args.format == "json":
-        print(json.dumps(reports[0] if len(reports) == 1 else reports, indent=2, ensure_ascii=False, default=str))
+        text = json.dumps(reports[0] if len(reports) == 1 else reports, indent=2, ensure_ascii=False, default=str)
     else:
-        print("\n\n".join(render(report) for report in reports))
+        text = "\n\n".join(render(report) for report in reports)
+    print(Secrets.of(rules.destinations).mask(text))
     return EXIT_OK
 
 
-def _run(args) -> int:
-    if (code := _missing_paths([args.rules] + args.events)) is not None:
-        return code
-    from .adapters import SetupError
+class _Prefixed(io.RawIOBase):
+    """A binary stream that gives ``head`` first, then the rest of ``stream``."""
+
+    def __init__(self, head: bytes, stream: IO[bytes]):
+        self._head, self._stream = head, stream
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        if self._head:
+            size = min(len(buffer), len(self._head))
+            buffer[:size], self._head = self._head[:size], self._head[size:]
+            return size
+        data = getattr(self._stream, "read1", self._stream.read)(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+
+def _event_parts(stream: IO[bytes], name: str) -> Iterator:
+    """read_parts, and also one JSON object written over several lines (a pretty-printed event)."""
     from .events import read_parts
-    from .parallel import WorkerError
+
+    head = b""
+    while line := stream.readline():
+        head += line
+        if line.strip():
+            break
+    if head.lstrip().startswith(b"{"):
+        try:
+            json.loads(head)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            # Not one event on one line: maybe one event over many. Read the whole input to see.
+            head += stream.read()
+            try:
+                value = json.loads(head)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                value = None
+            if isinstance(value, dict):
+                yield name, value
+                return
+    yield from read_parts(io.BufferedReader(_Prefixed(head, stream), 1 << 20), name)
+
+
+def _run(args) -> int:
+    if (code := _check_rule_paths([args.rules]) or _check_files(args.events)) is not None:
+        return code
+    if args.events.count(STDIN) + (args.rules == STDIN) + (not args.events) > 1:
+        return _usage_error("stdin (-) can be read once: with rules on stdin, name the event files")
+    from .adapters import SetupError
     from .deadletter import DeadLetterError
+    from .parallel import WorkerError
     from .run import DeadLetter, Progress, run
     from .stopping import Stop
 
@@ -214,28 +389,32 @@ def _run(args) -> int:
             return EXIT_PROBLEMS
 
     def inputs():
-        if not args.events:
-            yield from read_parts(sys.stdin.buffer, "<stdin>")
-        for name in args.events:
+        for name in args.events or [STDIN]:
+            if name == STDIN:
+                yield from _event_parts(sys.stdin.buffer, "<stdin>")
+                continue
             with open(name, "rb") as stream:
-                yield from read_parts(stream, name)
+                yield from _event_parts(stream, name)
 
-    dead_letter = DeadLetter(args.dead_letter)
+    # A dry run tries rules out: it keeps no dead-letter file unless asked for one.
+    dead_letter_path = args.dead_letter or (None if args.dry_run else "deadletter.ndjson")
+    secrets = Secrets.of(rules.destinations)
+    dead_letter = DeadLetter(dead_letter_path, mask=secrets.mask_reason)
     try:
         dead_letter.check()
     except DeadLetterError as error:
-        print(f"switchyard: {error}", file=sys.stderr)
-        return EXIT_USAGE
+        return _usage_error(str(error))
+    out: IO[Any] = _MaskedOutput(sys.stdout, secrets) if secrets.values else sys.stdout  # type: ignore[assignment]
     stop = Stop().install()
     try:
-        summary = run(rules, inputs(), dry_run=args.dry_run, out=sys.stdout, dead_letter=dead_letter,
+        summary = run(rules, inputs(), dry_run=args.dry_run, out=out, dead_letter=dead_letter,
                       progress=Progress(), workspace=args.workspace, workers=args.workers, ordered=args.ordered,
                       stop=stop, lanes=args.lanes)
     except SetupError as error:
-        print(f"switchyard: {error}", file=sys.stderr)
+        _say(str(error), secrets)
         return EXIT_PROBLEMS
     except WorkerError as error:
-        print(f"switchyard: {error}; the run stopped before the end, with no summary", file=sys.stderr)
+        _say(f"{error}; the run stopped before the end, with no summary", secrets)
         return EXIT_PROBLEMS
     except KeyboardInterrupt:
         print("\nswitchyard: interrupted; the run stopped before the end, with no summary", file=sys.stderr)
@@ -243,7 +422,7 @@ def _run(args) -> int:
     finally:
         stop.uninstall()
         dead_letter.close()
-    print(summary.render(args.dry_run, args.dead_letter), file=sys.stderr)
+    print(secrets.mask_reason(summary.render(args.dry_run, dead_letter_path)), file=sys.stderr)
     if args.summary_json:
         Path(args.summary_json).write_text(json.dumps(summary.to_dict(), indent=2) + "\n", encoding="utf-8")
     if stop.exit_code is not None:
@@ -252,8 +431,10 @@ def _run(args) -> int:
 
 
 def _replay(args) -> int:
-    if (code := _missing_paths([args.rules, args.dead_letter_file])) is not None:
+    if (code := _check_rule_paths([args.rules]) or _check_files([args.dead_letter_file])) is not None:
         return code
+    if args.dead_letter_file == STDIN:
+        return _usage_error("replay reads a dead-letter file, not stdin: it marks what it sent beside the file")
     from .adapters import SetupError
     from .replay import ReplayError, replay
 
@@ -269,7 +450,7 @@ def _replay(args) -> int:
         summary = replay(rules, args.dead_letter_file, out_dead_letter=args.dead_letter or args.dead_letter_file,
                          workspace=args.workspace, include_refused=args.include_refused)
     except (ReplayError, SetupError) as error:
-        print(f"switchyard: {error}", file=sys.stderr)
+        _say(str(error), Secrets.of(rules.destinations))
         return EXIT_PROBLEMS
     print(summary.render(), file=sys.stderr)
     if args.summary_json:

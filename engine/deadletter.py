@@ -5,15 +5,20 @@ Records are appended as NDJSON, a batch at a time, and each batch is flushed and
 is killed, or the machine loses power, right after. Any
 thread may write: a lock keeps records whole. The file is opened on the first record, so a
 clean run leaves none; :meth:`DeadLetter.check` finds an unwritable path before the first event.
+
+Each record's ``reason`` is masked (credentials in URLs, and the secret settings the CLI passes in
+``mask``); the line, event or call it keeps is written as it was, so ``replay`` can send it.
 """
 from __future__ import annotations
 
 import errno
+import json
 import os
 import threading
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Callable
 
+from .env import mask_url_credentials
 from .events import to_line
 
 
@@ -31,9 +36,11 @@ class DeadLetterError(Exception):
 
 
 class DeadLetter:
-    def __init__(self, path: str | None):
-        """``path`` None keeps nothing but still counts (a dry run that was not asked for a file)."""
+    def __init__(self, path: str | None, mask: Callable[[str], str] = mask_url_credentials):
+        """``path`` None keeps nothing but still counts (a dry run that was not asked for a file);
+        ``mask`` hides what a record's reason must not show."""
         self.path = path
+        self.mask = mask
         self.count = 0
         self._stream: IO[bytes] | None = None
         self._lock = threading.Lock()
@@ -60,6 +67,7 @@ class DeadLetter:
             if self.path is None or not lines:
                 self.count += count
                 return
+            lines = _masked_reasons(lines, self.mask)
             try:
                 if self._stream is None:
                     # Unbuffered: a batch is written whole by one call, and a failed write leaves nothing behind.
@@ -86,3 +94,20 @@ class DeadLetter:
             if self._stream is not None:
                 self._stream.close()  # every write was already synced, or reported its own failure
                 self._stream = None
+
+
+def _masked_reasons(lines: bytes, mask: Callable[[str], str]) -> bytes:
+    """NDJSON records with each ``reason`` masked; a record whose reason shows nothing is kept byte for byte."""
+    out = []
+    for line in lines.splitlines(keepends=True):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            out.append(line)
+            continue
+        reason = record.get("reason") if isinstance(record, dict) else None
+        if isinstance(reason, str) and (masked := mask(reason)) != reason:
+            record["reason"] = masked
+            line = to_line(record)
+        out.append(line)
+    return b"".join(out)

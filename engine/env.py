@@ -1,13 +1,15 @@
 """Expand ``${VAR}`` and ``${VAR:-default}`` in destination settings.
 
-Settings that came from the environment are secrets by default (API keys, tokens):
-:class:`Settings` remembers which ones, so every place that shows settings can mask them.
+Settings that came from the environment are secrets by default (API keys, tokens), as are the ones a
+catalog marks ``x-secret``: :class:`Settings` remembers which ones, and :class:`Secrets` masks them in
+whatever is shown. :func:`mask_url_credentials` masks what URLs carry in reasons and logs.
 """
 from __future__ import annotations
 
+import json
 import os
 import re
-from typing import Mapping
+from typing import Iterable, Mapping
 
 _REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 MASK = "********"
@@ -52,3 +54,75 @@ class Settings(dict):
 
     def __repr__(self) -> str:
         return f"Settings({self.masked()!r})"
+
+
+def secret_values(settings: Settings) -> list[str]:
+    """The texts of ``settings``' secret values (inside objects and lists too), longest first.
+
+    Values shorter than four characters are left out: masking every "1" or "us" would hide more than it protects.
+    """
+    found: set[str] = set()
+
+    def collect(value) -> None:
+        if isinstance(value, dict):
+            for item in value.values():
+                collect(item)
+        elif isinstance(value, list):
+            for item in value:
+                collect(item)
+        elif isinstance(value, (str, int, float)) and not isinstance(value, bool) and len(str(value)) >= 4:
+            found.add(str(value))
+
+    for key in settings.secret_keys:
+        collect(settings.get(key))
+    return sorted(found, key=len, reverse=True)
+
+
+# A URL's user-info (``user:password@``) and its query values (``?token=abc``): credentials often ride there.
+_URL = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^\s/?#@\"'<>]*@)?(?P<rest>[^\s\"'<>]*)")
+_QUERY_VALUE = re.compile(r"(?P<key>[?&][^=&#\s]*=)[^&#\s]+")
+
+
+def mask_url_credentials(text: str) -> str:
+    """``text`` with the user-info and the query values of every URL in it masked."""
+    if "://" not in text:
+        return text
+
+    def masked(match: re.Match) -> str:
+        userinfo = f"{MASK}@" if match.group("userinfo") else ""
+        rest = match.group("rest")
+        if "?" in rest:
+            path, _, query = rest.partition("?")
+            rest = path + _QUERY_VALUE.sub(lambda m: m.group("key") + MASK, "?" + query)
+        return match.group("scheme") + userinfo + rest
+
+    return _URL.sub(masked, text)
+
+
+class Secrets:
+    """The secret settings of a rule set, to mask in anything shown: output, reasons and logs.
+
+    A setting is secret when the catalog marks it ``x-secret`` or its value came from the environment.
+    """
+
+    def __init__(self, values: Iterable[str] = ()):
+        texts = set(values)
+        # As they appear inside JSON output too ("/" and quotes escaped, non-ASCII kept or escaped).
+        texts |= {json.dumps(value)[1:-1] for value in list(texts)}
+        texts |= {json.dumps(value, ensure_ascii=False)[1:-1] for value in list(texts)}
+        self.values = sorted(texts, key=len, reverse=True)
+
+    @classmethod
+    def of(cls, destinations) -> Secrets:
+        return cls(value for destination in destinations for value in secret_values(destination.settings))
+
+    def mask(self, text: str) -> str:
+        """``text`` with every secret setting masked."""
+        for value in self.values:
+            if value in text:
+                text = text.replace(value, MASK)
+        return text
+
+    def mask_reason(self, text: str) -> str:
+        """A reason or a log line: secret settings and URL credentials masked."""
+        return mask_url_credentials(self.mask(text))

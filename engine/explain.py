@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 from .model import ActionCall, MappingError
+from .paths import MISSING
 from .ruleset import Destination, Filter, Mapping, RuleSet, invalid_event_reason
 
 
@@ -20,7 +21,7 @@ class _Observer:
     def __init__(self) -> None:
         self.entries: dict[str, dict[str, Any]] = {}
         self.items: dict[tuple[str, str], dict[str, Any]] = {}
-        self.candidates: list[tuple[float, int, int, str, str]] = []
+        self.candidates: list[tuple[float, int, int, int, str, str]] = []  # ratio, held, total, vacuous, names
 
     def entry(self, destination: Destination) -> dict[str, Any]:
         found = self.entries.get(destination.name)
@@ -52,8 +53,12 @@ class _Observer:
             item["note"] = "disabled: would fire if enabled"
         elif not explanation.result and mapping.enabled:
             total = explanation.condition_count()
-            satisfied = explanation.satisfied_count()
-            self.candidates.append((satisfied / total if total else 0.0, satisfied, total,
+            held = [leaf for leaf in explanation.conditions() if leaf.result]
+            # `event != "x"` holds on a screen, which has no `event`: that says nothing about how near
+            # the event came to this mapping, so such conditions do not count.
+            vacuous = sum(1 for leaf in held if leaf.seen is MISSING or leaf.seen is None)
+            satisfied = len(held) - vacuous
+            self.candidates.append((satisfied / total if total else 0.0, satisfied, total, vacuous,
                                     destination.name, mapping.name))
         return bool(explanation.result)
 
@@ -80,9 +85,12 @@ def explain(rules: RuleSet, event: Any) -> dict[str, Any]:
     fired = any(m["matched"] and m["enabled"] for d in report["destinations"] for m in d["mappings"])
     report["matched"] = fired
     if not fired and observer.candidates:
-        ratio, satisfied, total, destination, mapping = max(observer.candidates, key=lambda c: (c[0], c[1]))
-        report["nearest_miss"] = {"destination": destination, "mapping": mapping,
-                                  "satisfied": satisfied, "conditions": total}
+        ratio, satisfied, total, vacuous, destination, mapping = max(observer.candidates,
+                                                                    key=lambda c: (c[0], c[1]))
+        if satisfied:
+            report["nearest_miss"] = {"destination": destination, "mapping": mapping,
+                                      "satisfied": satisfied, "conditions": total,
+                                      "held_on_missing_fields": vacuous}
     return report
 
 
@@ -111,7 +119,8 @@ def render(report: dict[str, Any]) -> str:
         for rule in destination["filters"]:
             state = "matched" if rule["matched"] else "did not match"
             suffix = " (disabled)" if not rule["enabled"] else ""
-            out.append(f"  filter {rule['name']!r}: {state}{suffix} -> {rule['effect'] if rule['matched'] else 'no effect'}")
+            effect = rule["effect"] if rule["matched"] else "no effect"
+            out.append(f"  filter {rule['name']!r}: {state}{suffix} -> {effect}")
             _condition_lines(rule["trigger"], 2, out)
         if destination["dropped_by"]:
             out.append(f"  event dropped by filter {destination['dropped_by']!r}; no mapping evaluated")
@@ -130,6 +139,8 @@ def render(report: dict[str, Any]) -> str:
         out.append("No mapping matched this event.")
         miss = report.get("nearest_miss")
         if miss:
+            more = miss.get("held_on_missing_fields")
+            note = f"; {more} more held only because their field is missing" if more else ""
             out.append(f"Nearest miss: {miss['destination']} / {miss['mapping']!r} "
-                       f"({miss['satisfied']} of {miss['conditions']} conditions held)")
+                       f"({miss['satisfied']} of {miss['conditions']} conditions held{note})")
     return "\n".join(out)

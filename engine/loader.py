@@ -21,7 +21,7 @@ from pathlib import Path
 from . import cache
 from . import catalog as catalogs
 from .diagnostics import ERROR, WARNING, Problem
-from .env import MASK, Settings, UnsetVariable, expand
+from .env import MASK, Settings, UnsetVariable, expand, secret_values
 from .mapping import compile_fields, merge_defaults
 from .paths import parse_path
 from .resources import resource
@@ -53,12 +53,17 @@ class TestCase:
     line: int
 
 
-def discover(paths) -> tuple[list[Path], list[Problem]]:
-    """Rule files named by ``paths``: files as given, directories' YAML files in name order."""
+def discover(paths, texts=()) -> tuple[list[Path], list[Problem]]:
+    """Rule files named by ``paths``: files as given, directories' YAML files in name order.
+
+    A name in ``texts`` is a rule file given as text (stdin), not read from disk.
+    """
     files, problems = [], []
     for given in paths:
         path = Path(given)
-        if path.is_dir():
+        if str(given) in texts:
+            files.append(path)
+        elif path.is_dir():
             files.extend(sorted(p for p in path.iterdir() if p.suffix in RULE_SUFFIXES and p.is_file()))
         elif path.is_file():
             files.append(path)
@@ -67,10 +72,13 @@ def discover(paths) -> tuple[list[Path], list[Problem]]:
     return files, problems
 
 
-def compile_paths(paths, environ=None) -> tuple[RuleSet, list[Problem]]:
-    """Compile every rule file under ``paths`` into one rule set, with all problems found."""
+def compile_paths(paths, environ=None, *, texts=None) -> tuple[RuleSet, list[Problem]]:
+    """Compile every rule file under ``paths`` into one rule set, with all problems found.
+
+    ``texts`` maps a name in ``paths`` to the text of that rule file (what the CLI read from stdin).
+    """
     with _young_collections_only():
-        destinations, problems = _compile_paths(paths, environ, keep=True)
+        destinations, problems = _compile_paths(paths, environ, keep=True, texts=texts or {})
         return RuleSet(destinations), problems
 
 
@@ -81,7 +89,7 @@ def lint_paths(paths, environ=None) -> list[Problem]:
     and not a rule set: a third of :func:`compile_paths`'s for 50,000 mappings.
     """
     with _young_collections_only():
-        _, problems = _compile_paths(paths, environ, keep=False)
+        _, problems = _compile_paths(paths, environ, keep=False, texts={})
         return problems
 
 
@@ -115,12 +123,12 @@ def _young_collections_only():
                 gc.set_threshold(*_collector_thresholds)
 
 
-def _compile_paths(paths, environ, *, keep: bool) -> tuple[list[Destination], list[Problem]]:
-    files, problems = discover(paths)
+def _compile_paths(paths, environ, *, keep: bool, texts: dict) -> tuple[list[Destination], list[Problem]]:
+    files, problems = discover(paths, texts)
     destinations = []
     seen: dict[str, str] = {}
     for path in files:
-        name, destination, found, source = _compile_file(path, environ, keep=keep)
+        name, destination, found, source = _compile_file(path, environ, keep=keep, text=texts.get(str(path)))
         problems.extend(found)
         if name is None:
             continue
@@ -149,10 +157,11 @@ def compile_file(path: Path, environ=None) -> tuple[Destination | None, list[Pro
     return destination, problems, source
 
 
-def _compile_file(path: Path, environ, *, keep: bool) -> tuple[str | None, Destination | None, list[Problem], Source]:
+def _compile_file(path: Path, environ, *, keep: bool,
+                  text: str | None = None) -> tuple[str | None, Destination | None, list[Problem], Source]:
     """The destination's name (None when it has none) and, if ``keep``, the destination compiled."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8") if text is None else text
     except (OSError, UnicodeDecodeError) as error:
         source = Source(str(path), "")
         return None, None, [Problem("SY003", f"cannot read rule file: {error}", file=str(path))], source
@@ -252,6 +261,9 @@ class _FileCompiler:
     def run(self) -> tuple[str | None, Destination | None]:
         """The destination's name, and the destination itself when kept; problems go to ``self.problems``."""
         data = self.source.data
+        if data is None:  # no YAML document, or only comments
+            self.report((), "SY002", "the file is empty; a rule file has version, destination and mappings")
+            return None, None
         self._check_schema(data)
         if not isinstance(data, dict) or not isinstance(data.get("destination"), dict):
             return None, None
@@ -275,8 +287,7 @@ class _FileCompiler:
 
     def _mask_secrets(self, settings: Settings):
         """Secrets written literally in the file must not reach lint output through a quoted source line."""
-        secrets = [str(settings[key]) for key in settings.secret_keys
-                   if isinstance(settings.get(key), (str, int, float)) and len(str(settings[key])) >= 4]
+        secrets = secret_values(settings)
         if not secrets:
             return
         masked = []
@@ -438,7 +449,11 @@ class _FileCompiler:
                     names[name] = index
             trigger = self._trigger(where + ("trigger",), item.get("trigger"))
             action = self._action(where, item.get("action"), catalog)
-            mapper = self._fields(where, item, action, settings) if action is not None else None
+            if action is not None:
+                mapper = self._fields(where, item, action, settings)
+            else:
+                mapper = None
+                self._fields_without_action(where, item, catalog)
             if None in (trigger, action, mapper) or not isinstance(name, str) or not self.keep:
                 mappings.append(None)
                 continue
@@ -456,15 +471,41 @@ class _FileCompiler:
                         f"{_suggest(name, known)}")
         return action
 
+    def _fields_without_action(self, where, item, catalog):
+        """An unknown action: still check the fields' expressions, and their names against the action
+        the SY302 suggests, so one run shows every mistake."""
+        declared = item.get("fields")
+        if not isinstance(declared, dict):
+            return
+        name = item.get("action")
+        close = difflib.get_close_matches(str(name), list(catalog.actions), n=1, cutoff=0.6) if catalog else []
+        if close:
+            self._unknown_fields(where, declared, catalog.actions[close[0]])
+        self._check_expressions(where, declared)
+
+    def _unknown_fields(self, where, declared: dict, action) -> set:
+        """Report SY303 for each field ``action`` does not have; their expressions are still checked."""
+        unknown = {key for key in declared if key not in action.properties and not action.open}
+        for key in declared:
+            if key in unknown:
+                self.report(where + ("fields", key), "SY303",
+                            f"action '{action.name}' has no field '{key}' "
+                            f"(fields: {', '.join(action.properties)}){_suggest(key, action.properties)}", key=True)
+        return unknown
+
+    def _check_expressions(self, where, spec: dict):
+        """Report the problems of fields' expressions that are not otherwise compiled."""
+        if spec:
+            _, problems = compile_fields(spec, where=where + ("fields",))
+            for path, problem in problems:
+                self.report_inside(path, problem)
+
     def _fields(self, where, item, action, settings):
         declared = item.get("fields") or {}
         if not isinstance(declared, dict):
             return None
-        for key in declared:
-            if key not in action.properties and not action.open:
-                self.report(where + ("fields", key), "SY303",
-                            f"action '{action.name}' has no field '{key}' "
-                            f"(fields: {', '.join(action.properties)}){_suggest(key, action.properties)}", key=True)
+        unknown = self._unknown_fields(where, declared, action)
+        self._check_expressions(where, {key: declared[key] for key in unknown})
         for key, value in declared.items():
             choices = action.properties.get(key, {}).get("enum", ())
             if isinstance(value, str) and value in choices:

@@ -36,6 +36,7 @@ from typing import IO, Any
 from .adapters import Adapter, open_adapter
 from .deadletter import DeadLetter
 from .delivery.outcome import REFUSED, Outcome, refusal_status
+from .env import Secrets
 from .model import ActionCall
 from .pipeline import Pipeline
 from .ruleset import RuleSet
@@ -247,7 +248,7 @@ class _Replay:
                 adapter.close()
             raise
         out_path.parent.mkdir(parents=True, exist_ok=True)
-        dead_letter = DeadLetter(str(out_path))
+        dead_letter = DeadLetter(str(out_path), mask=Secrets.of(self.rules.destinations).mask_reason)
         pipeline = Pipeline(self.rules, dead_letter=dead_letter, adapters=adapters, hooks=self)
         try:
             for key, record, call in todo:

@@ -476,6 +476,32 @@ def _items(compiler, items, schema) -> tuple | None:
     return test, explain
 
 
+def _any_of(compiler, schemas, schema) -> tuple | None:
+    nodes = [compiler.compile(each) for each in schemas]
+    if any(node.test is None for node in nodes):
+        return None  # a member that accepts everything
+    tests = tuple(node.test for node in nodes)
+
+    def test(value):
+        for each in tests:
+            if each(value):
+                return True
+        return False
+
+    # jsonschema reports anyOf itself, once, at the value (its ``context`` holds the members' errors).
+    return test, _failing("anyOf", test, schemas, schema)
+
+
+def _not(compiler, negated, schema) -> tuple:
+    node = compiler.compile(negated)
+    check = node.test
+
+    def test(value):
+        return check is not None and not check(value)
+
+    return test, _failing("not", test, negated, schema)
+
+
 # One row per supported keyword: compile(compiler, keyword value, the schema holding it) -> (test, explain),
 # or None when the keyword can never fail.
 KEYWORDS: dict[str, Callable] = {
@@ -496,6 +522,8 @@ KEYWORDS: dict[str, Callable] = {
     "items": _items,
     "minItems": _min_items,
     "maxItems": _max_items,
+    "anyOf": _any_of,
+    "not": _not,
 }
 
 
@@ -675,6 +703,10 @@ def _sentence(error: Error) -> str:
     value = _shown(error.instance)
     if keyword is None:
         return f"False schema does not allow {value}"
+    if keyword == "anyOf":
+        return f"{value} is not valid under any of the given schemas"
+    if keyword == "not":
+        return f"{value} should not be valid under {limit!r}"
     if keyword == "type":
         types = [limit] if isinstance(limit, str) else limit
         return f"{value} is not of type {', '.join(repr(each) for each in types)}"

@@ -212,7 +212,9 @@ def _parse(file: str, text: str, loader_class) -> Source:
         mark = error.problem_mark or error.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         message = " ".join(str(part) for part in (error.context, error.problem) if part)
-        source.problems.append(source.at(line, column, Problem("SY001", f"YAML syntax error: {message}")))
+        lines = source.lines
+        hint = _yaml_hint(message, lines[line - 1] if 0 < line <= len(lines) else "")
+        source.problems.append(source.at(line, column, Problem("SY001", f"YAML syntax error: {message}{hint}")))
         source.data = None
     except yaml.YAMLError as error:
         source.problems.append(source.at(1, 1, Problem("SY001", f"YAML syntax error: {error}")))
@@ -226,6 +228,31 @@ def _parse(file: str, text: str, loader_class) -> Source:
     if source.data is None:
         source._positions.clear()
     return source
+
+
+#: PyYAML's words for the mistakes people make most, and what to look for. Checked in order.
+_YAML_HINTS = (
+    ("'\\t'", "a tab indents this line; YAML indents with spaces only"),
+    ("expected ',' or '}'", "inside { } a value that holds ': ' or ',' needs quotes"),
+    ("expected ',' or ']'", "inside [ ] a value that holds ': ' or ',' needs quotes"),
+    ("mapping values are not allowed here",
+     "this line's indentation differs from the keys it belongs with (one space off?), "
+     "or a value holds ': ' and needs quotes"),
+    ("expected <block end>", "this line's indentation differs from the keys it belongs with (one space off?)"),
+    ("could not find expected ':'", "a key needs ': ' after it, or this line is indented one space off"),
+    ("did not find expected key", "this line's indentation differs from the keys above it (one space off?)"),
+    ("did not find expected '-'", "the items of a list line up; this one is indented differently"),
+)
+
+
+def _yaml_hint(message: str, line: str) -> str:
+    """A plain-words hint for a YAML syntax error, from its message and the line it points to."""
+    if "\t" in line[:len(line) - len(line.lstrip())]:
+        return "; hint: a tab indents this line; YAML indents with spaces only"
+    for words, hint in _YAML_HINTS:
+        if words in message:
+            return f"; hint: {hint}"
+    return ""
 
 
 class _Container:

@@ -23,7 +23,7 @@ def per_mapping(counter: Counter[Pair]) -> dict[str, int]:
 @dataclass
 class Summary:
     events: int = 0
-    sent: int = 0                 # events that produced at least one call (whatever became of the calls)
+    sent: int = 0                 # events with at least one call, whatever became of the calls: "with calls"
     payload_errors_only: int = 0  # events whose matching mappings all produced invalid payloads
     filtered: int = 0
     unmatched: int = 0
@@ -69,7 +69,7 @@ class Summary:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "events": self.events, "sent": self.sent, "invalid_payload_only": self.payload_errors_only,
+            "events": self.events, "with_calls": self.sent, "invalid_payload_only": self.payload_errors_only,
             "filtered": self.filtered, "no_matching_mapping": self.unmatched, "invalid_events": self.invalid_events,
             "unreadable_lines": self.unreadable, "dead_lettered": self.dead_lettered,
             "stopped_by": self.stopped_by, "dead_letter_unwritten": self.dead_letter_unwritten,
@@ -85,7 +85,7 @@ class Summary:
     def render(self, dry_run: bool, dead_letter_path: str | None) -> str:
         lines = [
             f"events read            {self.events}",
-            f"  sent                 {self.sent}",
+            f"  with calls           {self.sent}",
             f"  invalid payload only {self.payload_errors_only}",
             f"  filtered             {self.filtered}",
             f"  no matching mapping  {self.unmatched}",
@@ -104,7 +104,8 @@ class Summary:
                     self.failed[pair], self.invalid_payloads[pair]]
                 lines.append(f"  {pair[0] + ' / ' + pair[1]:<{width - 2}}" + "".join(f"{v:>11}" for v in values))
         if self.dead_lettered:
-            lines.append(f"dead-lettered          {self.dead_lettered} -> {dead_letter_path}")
+            where = dead_letter_path or "not kept (a dry run writes no file; --dead-letter FILE keeps them)"
+            lines.append(f"dead-lettered          {self.dead_lettered} -> {where}")
         if self.problem:
             lines.append(f"STOPPED: {self.problem}; {self.dead_letter_unwritten} record(s) were not written, "
                          f"and the input after these {self.events + self.unreadable} lines was not processed")

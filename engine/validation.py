@@ -204,6 +204,9 @@ class PayloadValidator:
     def _message(self, error) -> str:
         label = self._label(error.absolute_path)
         value, kind = error.instance, error.validator
+        own = error.schema.get("x-messages") if isinstance(error.schema, dict) else None
+        if isinstance(own, dict) and kind in own:  # the catalog's words for a rule plain keywords cannot say
+            return own[kind]
         if kind == "required":
             missing = re.match(r"'(.*)' is a required property", error.message)
             name = missing.group(1) if missing else error.message

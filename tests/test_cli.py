@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+
+import pytest
 
 from conftest import ROOT, switchyard
 
@@ -126,7 +130,7 @@ def test_run_dry_run_prints_calls_and_accounts_for_every_event(tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())
     lines = [line for line in (ROOT / "examples/events.jsonl").read_text().splitlines() if line.strip()]
     assert summary["events"] + summary["unreadable_lines"] == len(lines)
-    assert summary["events"] == (summary["sent"] + summary["filtered"] + summary["no_matching_mapping"]
+    assert summary["events"] == (summary["with_calls"] + summary["filtered"] + summary["no_matching_mapping"]
                                  + summary["invalid_events"] + summary["invalid_payload_only"])
     assert sum(summary["calls"].values()) == len(calls)
     assert summary["filtered"] == 1 and summary["unreadable_lines"] == 1 and summary["invalid_events"] == 2
@@ -158,7 +162,7 @@ def test_the_bundled_rule_set_accounts_for_every_line(tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())
     lines = [line for line in (ROOT / "examples/events.jsonl").read_text().splitlines() if line.strip()]
     assert summary["events"] + summary["unreadable_lines"] == len(lines)
-    assert summary["events"] == (summary["sent"] + summary["filtered"] + summary["no_matching_mapping"]
+    assert summary["events"] == (summary["with_calls"] + summary["filtered"] + summary["no_matching_mapping"]
                                  + summary["invalid_events"] + summary["invalid_payload_only"])
     assert {key.split(" / ")[0] for key in summary["calls"]} == {"crm", "customerio", "userengage"}
 
@@ -176,3 +180,221 @@ mappings: []
     assert result.returncode == 1 and "SY306" in result.stdout  # the bad region, on the same line
     assert "key-very-secret-42" not in result.stdout and "site-abc123" not in result.stdout
     assert "api_key: ********" in result.stdout
+
+
+ORDER = {"type": "track", "event": "Order Completed", "properties": {"order_id": "o1"}}
+
+
+@pytest.mark.parametrize("argv", [
+    ["run", "rules/webhook.yaml", "--dry-run", "EVENTS"],
+    ["run", "rules/webhook.yaml", "--workspace", "WORKSPACE", "--dry-run", "EVENTS"],
+    ["run", "--dry-run", "rules/webhook.yaml", "EVENTS", "--dead-letter", "DEAD"],
+], ids=["flag-between", "option-with-value-between", "options-first-and-last"])
+def test_options_go_anywhere(tmp_path, argv):
+    events = tmp_path / "events.jsonl"
+    events.write_text(json.dumps(ORDER) + "\n")
+    names = {"EVENTS": events, "WORKSPACE": tmp_path / "w.db", "DEAD": tmp_path / "dead"}
+    result = switchyard(*[names.get(arg, arg) for arg in argv])
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["payload"]["data"]["order_id"] == "o1"
+
+
+def test_lint_takes_options_between_paths(write_rules):
+    path = write_rules(BROKEN)
+    result = switchyard("lint", "rules/customerio.yaml", "--format", "github", path)
+    assert result.returncode == 1
+    assert f"::error file={path},line=7,col=30,title=SY102::" in result.stdout.splitlines()[0]
+
+
+def test_a_usage_error_prints_the_commands_usage_and_a_mistyped_command_gets_a_suggestion():
+    result = switchyard("run", "rules/", "--no-such-flag", "examples/events.jsonl")
+    assert result.returncode == 2
+    assert result.stderr.startswith("usage: switchyard run ")
+    assert "unrecognized arguments: --no-such-flag" in result.stderr
+    mistyped = switchyard("lnit", "rules/")
+    assert mistyped.returncode == 2 and "did you mean 'lint'?" in mistyped.stderr
+
+
+@pytest.mark.parametrize("command", ["lint", "test", "explain"])
+def test_help_describes_path_and_every_option(command):
+    result = switchyard(command, "--help")
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())
+    assert "PATH a rule file, a folder of them (*.yaml, *.yml), or - for one rule file on stdin" in text
+    described = {  # each option, with the start of its description
+        "lint": ["--format {text,json,github} text (default): one problem a line"],
+        "test": [],
+        "explain": ["--event FILE the event: a JSON object, a JSON array or NDJSON file, or - for stdin",
+                    "--format {text,json} text (default) for a terminal"],
+    }[command]
+    for option in described:
+        assert option in text
+    assert "Exit 0" in text  # and what its exit codes mean
+
+
+def test_dash_is_stdin_for_events_and_rules(tmp_path):
+    result = switchyard("run", "rules/webhook.yaml", "-", "--dry-run", stdin=json.dumps(ORDER) + "\n")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["mapping"] == "Orders to CRM"
+    rules = (ROOT / "rules/webhook.yaml").read_text()
+    linted = switchyard("lint", "-", stdin=rules)
+    assert linted.returncode == 0 and linted.stdout.strip().endswith("0 error(s), 0 warning(s)")
+    broken = switchyard("lint", "-", stdin=BROKEN)
+    assert broken.returncode == 1 and "<stdin>:7:30: error SY102" in broken.stdout
+
+
+def test_run_reads_a_pretty_printed_object_and_array(tmp_path):
+    single = tmp_path / "one.json"
+    single.write_text(json.dumps(ORDER, indent=2))
+    many = tmp_path / "many.json"
+    many.write_text(json.dumps([ORDER, {**ORDER, "properties": {"order_id": "o2"}}], indent=2))
+    result = switchyard("run", "rules/webhook.yaml", single, many, "--dry-run")
+    assert result.returncode == 0, result.stderr
+    ids = [json.loads(line)["payload"]["data"]["order_id"] for line in result.stdout.splitlines()]
+    assert ids == ["o1", "o1", "o2"]
+    assert "unreadable lines       0" in result.stderr
+
+
+def test_a_folder_without_rule_files_is_a_usage_error(tmp_path):
+    (tmp_path / "notes.txt").write_text("not rules")
+    for argv in (["lint", tmp_path], ["test", tmp_path], ["run", tmp_path, "--dry-run"]):
+        result = switchyard(*argv, stdin="")
+        assert result.returncode == 2, argv
+        assert "no rule files (*.yaml, *.yml) in" in result.stderr
+
+
+def test_yml_files_in_a_folder_are_rule_files(tmp_path):
+    (tmp_path / "crm.yml").write_text((ROOT / "rules/webhook.yaml").read_text())
+    result = switchyard("test", tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.fullmatch(r"[1-9]\d* passed, 0 failed", result.stdout.strip().splitlines()[-1])
+
+
+def test_a_dry_run_writes_no_dead_letter_file_unless_asked(tmp_path):
+    here = {"cwd": tmp_path, "env": {**os.environ, "PYTHONPATH": str(ROOT)}}  # this checkout's engine
+    result = switchyard("run", ROOT / "rules/webhook.yaml", ROOT / "examples/events.jsonl", "--dry-run", **here)
+    assert result.returncode == 0, result.stderr
+    assert list(tmp_path.iterdir()) == []
+    assert "not kept" in result.stderr
+    asked = switchyard("run", ROOT / "rules/webhook.yaml", ROOT / "examples/events.jsonl", "--dry-run",
+                       "--dead-letter", "dead.ndjson", **here)
+    assert asked.returncode == 0 and (tmp_path / "dead.ndjson").read_text().count("\n") == 3
+
+
+def test_the_overview_does_not_call_undelivered_events_sent(tmp_path):
+    result = switchyard("run", "rules/webhook.yaml", "examples/events.jsonl", "--dry-run")
+    assert "  with calls  " in result.stderr and "sent" not in result.stderr
+
+
+def test_a_bad_workspace_setting_is_a_usage_error(tmp_path):
+    result = switchyard("workspace", "settings", "--db", tmp_path / "w.db", "--attribute-type", "seats=integer")
+    assert result.returncode == 2
+    assert "'integer'" in result.stderr
+
+
+def test_gitignore_covers_what_the_readme_commands_create():
+    ignored = (ROOT / ".gitignore").read_text().split()
+    for name in ("deadletter.ndjson*", "switchyard.db*", "out/"):
+        assert name in ignored
+
+
+def test_a_condition_that_holds_only_on_a_missing_field_is_no_nearer_miss(write_rules):
+    from engine.explain import explain, render
+    from engine.loader import load
+
+    rules = load(write_rules("""\
+version: 1
+destination: {name: crm, catalog: webhook, settings: {url: "https://x.example"}}
+mappings:
+  - {name: Tracks, action: send, trigger: 'type = "track" and event != "a" and event != "b"'}
+  - {name: Other screen, action: send, trigger: 'type = "screen" and name = "Other"'}
+"""), environ={})
+    report = explain(rules, {"type": "screen", "name": "Home"})
+    # Tracks' two `event != ...` hold on a screen only because it has no `event`.
+    assert report["nearest_miss"] == {"destination": "crm", "mapping": "Other screen", "satisfied": 1,
+                                      "conditions": 2, "held_on_missing_fields": 0}
+    assert "Nearest miss: crm / 'Other screen' (1 of 2 conditions held)" in render(report)
+    page = explain(rules, {"type": "page"})  # nothing holds but on missing fields: no mapping was near
+    assert page["matched"] is False and "nearest_miss" not in page
+
+
+SECRET_URL = "http://secret-host.example/hook?token=abc123"
+
+
+def _with_env(**values):
+    return {**os.environ, **values}
+
+
+def test_a_setting_read_from_the_environment_is_never_printed(tmp_path):
+    env = _with_env(CRM_URL=SECRET_URL)
+    order = json.dumps({"type": "track", "event": "Order Completed", "properties": {"order_id": "o1"}})
+    shown = [
+        switchyard("explain", "rules/webhook.yaml", "--event", "-", stdin=order, env=env),
+        switchyard("explain", "rules/webhook.yaml", "--event", "-", "--format", "json", stdin=order, env=env),
+        switchyard("run", "rules/webhook.yaml", "-", "--dry-run", stdin=order, env=env),
+    ]
+    for result in shown:
+        assert result.returncode == 0, result.stderr
+        assert "abc123" not in result.stdout + result.stderr and "secret-host" not in result.stdout
+        assert "********" in result.stdout
+
+
+def test_bundled_tests_pass_whatever_the_environment_holds():
+    result = switchyard("test", "rules/", env=_with_env(CRM_URL=SECRET_URL))
+    assert result.returncode == 0, result.stdout
+    assert result.stdout.strip().splitlines()[-1].endswith(" passed, 0 failed")
+
+
+def test_a_failing_test_does_not_print_a_secret_setting(write_rules):
+    path = write_rules("""\
+version: 1
+destination:
+  name: crm
+  catalog: webhook
+  settings: {url: "https://x.example", headers: {Authorization: Bearer tok-very-secret}}
+mappings:
+  - {name: Orders, trigger: 'event = "Order Completed"', action: send,
+     fields: {headers: {X-Key: "'Bearer tok-very-secret'"}}}
+tests:
+  - name: fails
+    event: {type: track, event: Order Completed}
+    expect: [{mapping: Orders, payload: {method: PUT}}]
+""")
+    result = switchyard("test", path)
+    assert result.returncode == 1 and "FAIL" in result.stdout
+    assert "tok-very-secret" not in result.stdout and "********" in result.stdout
+
+
+def test_a_delivery_failure_reason_masks_url_credentials(write_rules, tmp_path):
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    path = write_rules("""\
+version: 1
+destination: {name: crm, catalog: webhook, settings: {url: "${HOOK}", max_attempts: 1}}
+mappings:
+  - {name: Orders, trigger: 'event = "Order Completed"', action: send, fields: {data: {id: properties.order_id}}}
+""")
+    dead = tmp_path / "dead.ndjson"
+    result = switchyard("run", path, "-", "--dead-letter", dead,
+                        stdin=json.dumps({"type": "track", "event": "Order Completed"}),
+                        env=_with_env(HOOK=f"http://user:pw@127.0.0.1:{port}/hook?token=abc123"))
+    assert result.returncode == 1
+    (record,) = [json.loads(line) for line in dead.read_text().splitlines()]
+    assert "abc123" not in record["reason"] and "pw@" not in record["reason"]
+    assert "abc123" not in result.stderr
+    assert record["call"]["payload"]["url"].endswith("token=abc123")  # kept whole, so replay can send it
+
+
+@pytest.mark.parametrize(("text", "masked"), [
+    ("POST http://u:pw@h.example/a?token=abc&x=1 failed", "POST http://********@h.example/a?token=********&x=********"
+                                                          " failed"),
+    ("see https://crm.example/contacts/u42.", "see https://crm.example/contacts/u42."),
+    ("no url here: token=abc", "no url here: token=abc"),
+])
+def test_url_credentials_are_masked(text, masked):
+    from engine.env import mask_url_credentials
+
+    assert mask_url_credentials(text) == masked

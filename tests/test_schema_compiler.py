@@ -73,6 +73,9 @@ HAND_WRITTEN = {
     "field": {"properties": {"url": {"title": "URL", "type": "string", "format": "uri"}}},
     "closed-without-properties": {"additionalProperties": False},
     "required-only": {"required": ["a", "b", "c"]},
+    "any-of-and-not": {"type": "object", "anyOf": [{"required": ["a"]}, {"required": ["b"]}],
+                       "properties": {"a": {"type": "string"}, "b": {"type": "integer"},
+                                      "c": {"type": "object", "not": {"required": ["r"]}}}},
     "numbers": {"type": "object", "properties": {
         "i": {"type": "integer", "minimum": -1, "maximum": 1},
         "n": {"type": "number", "exclusiveMinimum": -1.5, "exclusiveMaximum": 1.5},

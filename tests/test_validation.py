@@ -75,7 +75,7 @@ def test_every_catalog_schema_is_compiled():
 
 OUTSIDE_THE_COMPILER = {
     "oneOf": {"properties": {"id": {"oneOf": [{"type": "string"}, {"type": "integer"}]}}},
-    "anyOf": {"anyOf": [{"type": "string"}, {"type": "integer"}]},
+    "allOf": {"allOf": [{"type": "string"}, {"minLength": 2}]},
     "$ref": {"$defs": {"id": {"type": "string"}}, "properties": {"id": {"$ref": "#/$defs/id"}}},
     "$schema below the root": {"properties": {"id": {"$schema": "http://json-schema.org/draft-07/schema#"}}},
     "patternProperties": {"patternProperties": {"^x-": {"type": "string"}}},
@@ -148,3 +148,18 @@ def test_every_shipped_schema_is_a_valid_2020_12_schema():
     assert len(files) > 15
     for path in files:
         Draft202012Validator.check_schema(json.loads(path.read_text(encoding="utf-8")))
+
+
+def test_a_catalog_words_a_rule_keywords_cannot_say():
+    schema = {"type": "object", "properties": {"id": {"type": "string"}, "anonymous_id": {"type": "string"},
+                                               "attributes": {"type": "object", "not": {"required": ["relationship"]},
+                                                              "x-messages": {"not": "no relationship here."}}},
+              "anyOf": [{"required": ["id"]}, {"required": ["anonymous_id"]}],
+              "x-messages": {"anyOf": "Track Event needs a person."}}
+    validator = PayloadValidator(schema)
+    assert validator._compiled is not None
+    assert validator.errors({"id": "u1"}) == []
+    assert validator.errors({}) == ["Track Event needs a person."]
+    assert validator.errors({"anonymous_id": "a", "attributes": {"relationship": 1}}) == ["no relationship here."]
+    # Other keywords keep their own words.
+    assert validator.errors({"id": 5}) == ["The value at /id must be a string but it was an integer."]

@@ -177,7 +177,7 @@ def test_settings_are_shown_and_changed(tmp_path, capsys):
         "attribute_types   age=number"]
     assert switchyard("settings", "--db", db, "--json") == 0
     assert json.loads(capsys.readouterr().out)["id_only"] is True
-    assert switchyard("settings", "--db", db, "--attribute-type", "age=integer") == 1
+    assert switchyard("settings", "--db", db, "--attribute-type", "age=integer") == 2  # a bad argument
     assert "not one of string, number, boolean, timestamp" in capsys.readouterr().err
     assert switchyard("settings", "--db", db, "--attribute-type", "age") == 2
 

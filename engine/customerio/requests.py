@@ -277,8 +277,10 @@ def _create_update_object(p: dict):
     user_id, anonymous_id = p.get("user_id"), p.get("anonymous_id")
     attributes = p.get("custom_attributes")
     if attributes is not None:
+        # The group call's traits are the object's attributes (the Customer.io docs), less the keys
+        # that say where they go.
         attributes = {key: value for key, value in attributes.items()
-                      if key not in ("object_type_id", "objectTypeId", "relationshipAttributes")}
+                      if key not in ("object_type_id", "objectTypeId", "relationshipAttributes", "objectAttributes")}
     body = _without_undefined({
         **_carry(p, "created_at", *_BATCH_KEYS), "anonymous_id": anonymous_id, "person_id": user_id,
         "attributes": attributes, "object_type_id": p.get("object_type_id", "1"), "object_id": p.get("id"),

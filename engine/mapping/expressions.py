@@ -25,7 +25,7 @@ from jmespath.exceptions import (  # type: ignore[import-untyped]
 from jmespath.lexer import Lexer  # type: ignore[import-untyped]
 from jmespath.visitor import TreeInterpreter  # type: ignore[import-untyped]
 
-from engine.diagnostics import Problem
+from engine.diagnostics import ERROR, WARNING, Problem
 from engine.mapping.functions import FUNCTION_NAMES, OPTIONS, arity
 
 Path = tuple  # keys (str) and list indexes (int) from the top of the payload down to one value
@@ -100,7 +100,7 @@ def _parse_once(text: str) -> tuple[jmespath.parser.ParsedResult | None, tuple[P
 def _parse(text: str) -> tuple[jmespath.parser.ParsedResult | None, list[Problem]]:
     try:
         parsed = jmespath.compile(text)
-        problems = _check_functions(text, parsed.parsed)
+        problems = _check_functions(text, parsed.parsed) + (_missing_commas(text) if "(" in text else [])
     except EmptyExpressionError:
         return None, [Problem("SY201", "empty JMESPath expression; write a path such as properties.total")]
     except ParseError as error:
@@ -109,7 +109,7 @@ def _parse(text: str) -> tuple[jmespath.parser.ParsedResult | None, list[Problem
         return None, [Problem("SY201", str(error))]
     except RecursionError:
         return None, [Problem("SY201", "the expression nests too deeply")]
-    return (None if problems else parsed), problems
+    return (None if any(p.severity == ERROR for p in problems) else parsed), problems
 
 
 def compile_expression(text: str, path: Path = ()) -> tuple[Callable[[Any], Any], list[Problem]]:
@@ -264,7 +264,8 @@ def _syntax_message(text: str, error: ParseError) -> str:
     else:
         detail = f'unexpected "{error.token_value}"'
     if _looks_like_text(text):
-        detail += f"; for the text itself write '{text}' (single quotes) or {{$literal: ...}}"
+        # Quoted twice: YAML takes a value's outer single quotes away, JMESPath needs them.
+        detail += f"; for the text itself write \"'{text}'\" or {{$literal: ...}}"
     return detail
 
 
@@ -319,6 +320,36 @@ def _function_calls(node: dict):
         yield node
     for child in children:
         yield from _function_calls(child)
+
+
+# Tokens that end an argument, and tokens that start one: an argument that ends and one that starts
+# with no comma between them is two arguments to the jmespath library, which does not ask for commas.
+_ENDS = frozenset({"unquoted_identifier", "quoted_identifier", "literal", "raw_string", "rparen", "rbracket",
+                   "rbrace", "current", "number"})
+_STARTS = frozenset({"unquoted_identifier", "quoted_identifier", "literal", "raw_string", "current", "expref",
+                     "not"})
+_OPENS = {"lparen": "rparen", "lbracket": "rbracket", "lbrace": "rbrace", "filter": "rbracket"}
+
+
+def _missing_commas(text: str) -> list[Problem]:
+    """SY203 where a function's arguments are not separated by a comma: ``coalesce(userId anonymousId)``."""
+    problems = []
+    inside: list[str] = []  # what each open bracket is: "call" for a function's parentheses
+    previous: dict | None = None
+    for token in Lexer().tokenize(text):
+        kind = token["type"]
+        if (inside and inside[-1] == "call" and previous is not None and previous["type"] in _ENDS
+                and kind in _STARTS):
+            problems.append(Problem(
+                "SY203", f"no comma before \"{token['value']}\": it is read as another argument of the "
+                         f"function; write a comma between arguments", WARNING, column=token["start"] + 1))
+        if kind in _OPENS:
+            call = kind == "lparen" and previous is not None and previous["type"] == "unquoted_identifier"
+            inside.append("call" if call else kind)
+        elif kind in ("rparen", "rbracket", "rbrace") and inside:
+            inside.pop()
+        previous = token
+    return problems
 
 
 def _call_positions(text: str) -> dict[str, list[int]]:

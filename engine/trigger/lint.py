@@ -3,6 +3,10 @@
 SY104: ``and`` and ``or`` mixed at one level without parentheses. Ours reads
 ``a or b and c`` as ``a or (b and c)``; Segment joins every condition at one level with
 the last combinator written, so a trigger copied from Segment may change meaning.
+
+SY106: ``path != 5``, Segment's form, with a number. Ours is ``not (path = 5)``, true on a
+missing field; Segment's number comparisons need a number field, so it answers false there
+(docs/triggers.md, "Differences from Segment").
 """
 from __future__ import annotations
 
@@ -13,7 +17,22 @@ from engine.trigger.errors import problem_at
 
 def lint(tree: nodes.Node, text: str) -> list[Problem]:
     """Every warning for the trigger ``tree`` parsed from ``text``."""
-    return [problem for node in _walk(tree) if (problem := _mixed_and_or(node, text))]
+    guarded = {id(child) for node in _walk(tree) for child in _guarded(node)}
+    problems = [problem for node in _walk(tree) if (problem := _mixed_and_or(node, text))]
+    problems += [problem for node in _walk(tree)
+                 if id(node) not in guarded and (problem := _not_equal_number(node, text))]
+    return sorted(problems, key=lambda p: (p.line, p.column))
+
+
+def _guarded(node: nodes.Node) -> list[nodes.Node]:
+    """The ``path != n`` conditions of an ``and`` that also says ``path exists``: Segment's meaning."""
+    if not isinstance(node, nodes.AllOf):
+        return []
+    present = {child.path.text for child in node.children
+               if isinstance(child, nodes.Condition) and child.spelling in ("exists", "!=") and child.literal is None}
+    present |= {child.path.text for child in node.children if isinstance(child, nodes.Condition)
+                and child.spelling == "!=" and child.literal is not None and child.literal.value is None}
+    return [child for child in node.children if isinstance(child, nodes.Condition) and child.path.text in present]
 
 
 def _walk(node: nodes.Node):
@@ -42,6 +61,19 @@ def _mixed_and_or(node: nodes.Node, text: str) -> Problem | None:
         f"(Segment would join every condition here with '{words[-1]}')"
     )
     return problem_at("SY104", message, text, where.line, where.column, severity=WARNING)
+
+
+def _not_equal_number(node: nodes.Node, text: str) -> Problem | None:
+    if not (isinstance(node, nodes.Condition) and node.spelling == "!=" and node.literal is not None):
+        return None
+    value = node.literal.value
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    written = " ".join(text[node.span.start:node.span.end].split())
+    path = node.path.text
+    message = (f"'{written}' is true here when {path} is missing, false in Segment (its number comparisons "
+               f"need a number); for Segment's meaning write '{path} exists and {written}'")
+    return problem_at("SY106", message, text, node.span.line, node.span.column, severity=WARNING)
 
 
 def _render(node: nodes.Node, text: str, force_parens: bool = False) -> str:

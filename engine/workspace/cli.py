@@ -2,7 +2,7 @@
 
 engine/cli.py wires it in: :func:`add_workspace_commands` adds the ``workspace`` parser and
 :func:`run_workspace` handles it. Exit codes are the ``switchyard`` command's: 0 success,
-1 problems (no such person, a setting refused, the port taken), 2 usage (no workspace file, no
+1 problems (no such person, the port taken), 2 usage (a bad setting, no workspace file, no
 ``--destination`` for a file that holds several, or one the file does not hold).
 """
 from __future__ import annotations
@@ -102,7 +102,7 @@ def _add_userengage_commands(add) -> None:
 def run_workspace(args) -> int:
     """Run a ``switchyard workspace`` subcommand."""
     from ..userengage import cli as userengage
-    from .store import DestinationError, WorkspaceError
+    from .store import DestinationError, SettingsError, WorkspaceError
 
     if userengage.is_userengage(args):
         return userengage.run(args)
@@ -113,6 +113,9 @@ def run_workspace(args) -> int:
         return _HANDLERS[args.workspace_command](args)
     except DestinationError as error:
         print(f"switchyard: {error} (--destination NAME)", file=sys.stderr)
+        return EXIT_USAGE
+    except SettingsError as error:  # a setting given on the command line: a bad argument
+        print(f"switchyard: {error}", file=sys.stderr)
         return EXIT_USAGE
     except WorkspaceError as error:
         print(f"switchyard: {error}", file=sys.stderr)

@@ -31,7 +31,8 @@ def event(kind: str) -> Callable[[Call, dict], str]:
     def store(call: Call, body: dict) -> str:
         title = body.get("name")
         if not isinstance(title, str) or not title:
-            what = "a page call needs its URL as the name" if kind == "page" else f"a {kind} call needs a name"
+            article = "an" if kind[0] in "aeiou" else "a"
+            what = "a page call needs its URL as the name" if kind == "page" else f"{article} {kind} call needs a name"
             raise Refusal("missing_field", what, "name")
         attributes = body.get("attributes")
         if attributes is not None and not isinstance(attributes, dict):
