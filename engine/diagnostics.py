@@ -22,6 +22,8 @@ CODES = {
     "SY103": "invalid regular expression",
     "SY104": "`and` and `or` mixed at one level without parentheses",
     "SY105": "literal of the wrong kind for its operator",
+    "SY106": "regular expression needs backtracking (backreference, lookaround)",
+    "SY107": "regular expression repeats a repeat",
     "SY201": "JMESPath syntax error",
     "SY202": "unknown JMESPath function or wrong number of arguments",
     "SY301": "unknown action catalog",

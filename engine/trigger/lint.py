@@ -3,17 +3,22 @@
 SY104: ``and`` and ``or`` mixed at one level without parentheses. Ours reads
 ``a or b and c`` as ``a or (b and c)``; Segment joins every condition at one level with
 the last combinator written, so a trigger copied from Segment may change meaning.
+
+SY107: a ``matches`` pattern with a repeat inside a repeat, ``(a+)+``. Ours runs in linear
+time (RE2), but the same pattern copied to a backtracking engine can take forever.
 """
 from __future__ import annotations
 
 from engine.diagnostics import WARNING, Problem
 from engine.trigger import nodes
 from engine.trigger.errors import problem_at
+from engine.trigger.regex import nested_quantifier
 
 
 def lint(tree: nodes.Node, text: str) -> list[Problem]:
     """Every warning for the trigger ``tree`` parsed from ``text``."""
-    return [problem for node in _walk(tree) if (problem := _mixed_and_or(node, text))]
+    return [problem for node in _walk(tree) for check in (_mixed_and_or, _nested_quantifier)
+            if (problem := check(node, text))]
 
 
 def _walk(node: nodes.Node):
@@ -42,6 +47,17 @@ def _mixed_and_or(node: nodes.Node, text: str) -> Problem | None:
         f"(Segment would join every condition here with '{words[-1]}')"
     )
     return problem_at("SY104", message, text, where.line, where.column, severity=WARNING)
+
+
+def _nested_quantifier(node: nodes.Node, text: str) -> Problem | None:
+    if not isinstance(node, nodes.Condition) or node.spelling not in ("matches", "does not match"):
+        return None
+    literal = node.literal
+    if literal is None or not isinstance(literal.value, str) or not nested_quantifier(literal.value):
+        return None
+    message = (f"the pattern {literal.value!r} repeats a repeat; it runs in linear time here (RE2) but "
+               "backtracks exponentially in most other engines: write it without the nesting if you can")
+    return problem_at("SY107", message, text, literal.span.line, literal.span.column, severity=WARNING)
 
 
 def _render(node: nodes.Node, text: str, force_parens: bool = False) -> str:
