@@ -19,7 +19,7 @@ from engine.paths import Path
 from engine.predicates import all_of, any_of
 from engine.trigger import nodes
 from engine.trigger.errors import TriggerError, problem_at
-from engine.trigger.operators import Operator, OperandError, Test, resolve
+from engine.trigger.operators import OperandError, Operator, Test, resolve
 from engine.trigger.regex import Unsupported
 
 Match = Callable[[Any], bool]

@@ -15,14 +15,14 @@ import re
 from typing import Any
 
 try:  # Python 3.11 moved sre_parse here; both are CPython's own parser of the syntax
-    from re import _parser as _sre_parse  # type: ignore[attr-defined]
     from re import _constants as _sre  # type: ignore[attr-defined]
+    from re import _parser as _sre_parse  # type: ignore[attr-defined]
 except ImportError:  # pragma: no cover
     import sre_constants as _sre  # type: ignore[no-redef]
     import sre_parse as _sre_parse  # type: ignore[no-redef]
 
-import re2
-from re2 import _re2
+import re2  # type: ignore[import-untyped]
+from re2 import _re2  # type: ignore[import-untyped]
 
 _OPTIONS = re2.Options()
 _OPTIONS.log_errors = False   # RE2 would print every refused pattern on stderr; the caller reports it
