@@ -91,7 +91,7 @@ def read_document(data: bytes, name: str) -> list[tuple[str, object]]:
     whitespace gives none.
     """
     items = list(read(io.BytesIO(data), name))
-    if not items or not isinstance(items[0][1], Unreadable) or "[" in items[0][0]:
+    if not items or not isinstance(items[0][1], Unreadable) or data.lstrip().startswith(b"["):
         return items
     # The first line alone is not JSON: perhaps the start of an event written over several lines.
     first = items[0][0]

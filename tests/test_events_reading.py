@@ -191,3 +191,25 @@ def test_a_call_is_written_as_its_dict_would_be(message_id, payload):
     call = ActionCall("crm", f"Orders {message_id}", "send", payload, message_id)
     assert call_line(call) == to_line(call.to_dict())
     assert call_line(call) == to_line(call.to_dict())  # again, from the cached head
+
+
+@pytest.mark.parametrize("data, expected", [
+    (b'{\n  "a": 1,\n  "b": [1, 2]\n}\n', [("f:1", {"a": 1, "b": [1, 2]})]),
+    (b'\n\n{\n  "a": 1\n}', [("f:3", {"a": 1})]),
+    (b'[{"a": 1},\n {"b": 2}]', [("f[0]", {"a": 1}), ("f[1]", {"b": 2})]),
+    (b'{"a":1}\n\n{"a":,}\n{"b":2}\n',
+     [("f:1", {"a": 1}), ("f:3", Unreadable("f:3", '{"a":,}', "not valid JSON: Expecting value (column 6)")),
+      ("f:4", {"b": 2})]),
+    # an event over several lines with a mistake on its fourth: that line, not the first
+    (b'{\n  "a": 1,\n  "b": 2\n  "c": 3\n}\n',
+     [("f:4", Unreadable("f:4", '{\n  "a": 1,\n  "b": 2\n  "c": 3\n}',
+                         "not valid JSON: Expecting ',' delimiter (column 3)"))]),
+    (b'{"a": oops}\n{"b": 2}\n',
+     [("f:1", Unreadable("f:1", '{"a": oops}', "not valid JSON: Expecting value (column 7)")), ("f:2", {"b": 2})]),
+    (b"", []), (b" \n\t\n", []),
+], ids=["one event over lines", "after blank lines", "an array", "NDJSON with a bad line",
+        "a mistake inside an event over lines", "a bad first NDJSON line", "empty", "blank"])
+def test_read_document_as_explain_takes_it(data, expected):
+    from engine.events import read_document
+
+    assert read_document(data, "f") == expected
