@@ -291,12 +291,10 @@ def _test(args) -> int:
 
 
 def _read_events_arg(name: str):
-    text = sys.stdin.read() if name == STDIN else Path(name).read_text(encoding="utf-8")
-    try:
-        value = json.loads(text)
-        return value if isinstance(value, list) else [value]
-    except json.JSONDecodeError:
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    from .events import read_document
+
+    data = sys.stdin.buffer.read() if name == STDIN else Path(name).read_bytes()
+    return read_document(data, "stdin" if name == STDIN else name)
 
 
 def _explain(args) -> int:
@@ -304,22 +302,29 @@ def _explain(args) -> int:
         return code
     if args.event == STDIN and STDIN in args.paths:
         return _usage_error("stdin (-) can be read once: give the rules or the event as a file")
+    from .events import Unreadable, any_json
     from .explain import explain, render
 
     rules, _ = _load_or_report(args.paths)
     if rules is None:
         return EXIT_PROBLEMS
-    try:
-        events = _read_events_arg(args.event)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        return _usage_error(f"{args.event}: not valid JSON: {error}")
-    reports = [explain(rules, event) for event in events]
-    if args.format == "json":
-        text = json.dumps(reports[0] if len(reports) == 1 else reports, indent=2, ensure_ascii=False, default=str)
-    else:
-        text = "\n\n".join(render(report) for report in reports)
-    print(Secrets.of(rules.destinations).mask(text))
-    return EXIT_OK
+    items = _read_events_arg(args.event)
+    unreadable = [event for _, event in items if isinstance(event, Unreadable)]
+    for line in unreadable:
+        print(f"switchyard: {line.source}: {line.reason}", file=sys.stderr)
+    if not items:
+        print(f"switchyard: {args.event}: no events in the input", file=sys.stderr)
+    reports = [explain(rules, event) for _, event in items if not isinstance(event, Unreadable)]
+    with any_json():  # an event may hold a 5,000-digit integer, or nest 900 levels
+        if reports and args.format == "json":
+            text = json.dumps(reports[0] if len(reports) == 1 else reports, indent=2, ensure_ascii=False, default=str)
+        else:
+            text = "\n\n".join(render(report) for report in reports)
+    if reports:  # a lone surrogate ("\udfff" in the event) is written as that escape
+        text = Secrets.of(rules.destinations).mask(text)
+        sys.stdout.flush()
+        sys.stdout.buffer.write(text.encode("utf-8", "backslashreplace") + b"\n")
+    return EXIT_USAGE if unreadable or not items else EXIT_OK
 
 
 class _Prefixed(io.RawIOBase):

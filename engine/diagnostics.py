@@ -23,6 +23,8 @@ CODES = {
     "SY104": "`and` and `or` mixed at one level without parentheses",
     "SY105": "literal of the wrong kind for its operator",
     "SY106": "`!=` with a number: true on a missing field here, false in Segment",
+    "SY108": "regular expression needs backtracking (backreference, lookaround)",
+    "SY109": "regular expression repeats a repeat",
     "SY201": "JMESPath syntax error",
     "SY202": "unknown JMESPath function or wrong number of arguments",
     "SY203": "function arguments without a comma between them",

@@ -11,7 +11,7 @@ import os
 import re
 from typing import Iterable, Mapping
 
-_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 MASK = "********"
 
 
@@ -25,21 +25,59 @@ class UnsetVariable(Exception):
 
 
 def expand(text: str, environ: Mapping[str, str] | None = None) -> tuple[str, bool]:
-    """Return ``text`` with references replaced, and whether any value came from the environment."""
-    environ = os.environ if environ is None else environ
+    """Return ``text`` with references replaced, and whether any value came from the environment.
+
+    A default may hold references of its own, as in the shell: ``${OUT:-out/${NAME:-x}.ndjson}``.
+    It is expanded only when used, so an unset variable in an unused default is no error. A
+    ``${`` that does not close is kept as written.
+    """
+    return _expand(text, 0, os.environ if environ is None else environ)
+
+
+def _expand(text: str, base: int, environ: Mapping[str, str]) -> tuple[str, bool]:
+    parts: list[str] = []
     from_environment = False
-
-    def substitute(match: re.Match) -> str:
-        nonlocal from_environment
-        name, default = match.group(1), match.group(2)
-        if name in environ:
+    position = 0
+    while (start := text.find("${", position)) != -1:
+        name = _NAME.match(text, start + 2)
+        after = name.end() if name else start + 2
+        if name and text.startswith("}", after):
+            default, end = None, after + 1
+        elif name and text.startswith(":-", after) and (close := _closing(text, after + 2)) is not None:
+            default, end = text[after + 2:close], close + 1
+        else:
+            parts.append(text[position:after])
+            position = after
+            continue
+        parts.append(text[position:start])
+        if name.group() in environ:
             from_environment = True
-            return environ[name]
-        if default is None:
-            raise UnsetVariable(name, match.start())
-        return default
+            parts.append(environ[name.group()])
+        elif default is None:
+            raise UnsetVariable(name.group(), base + start)
+        else:
+            value, inner = _expand(default, base + after + 2, environ)
+            from_environment |= inner
+            parts.append(value)
+        position = end
+    parts.append(text[position:])
+    return "".join(parts), from_environment
 
-    return _REFERENCE.sub(substitute, text), from_environment
+
+def _closing(text: str, position: int) -> int | None:
+    """Where the ``}`` that closes a default starting at ``position`` is, counting nested ``${``."""
+    depth = 0
+    while position < len(text):
+        if text.startswith("${", position):
+            depth += 1
+            position += 2
+            continue
+        if text[position] == "}":
+            if not depth:
+                return position
+            depth -= 1
+        position += 1
+    return None
 
 
 class Settings(dict):

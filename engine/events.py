@@ -2,16 +2,27 @@
 
 A line that is not JSON is yielded as :class:`Unreadable` rather than skipped, so the run
 can count it and dead-letter it. orjson does the parsing and writing; whatever it refuses
-goes to the standard json module, so results are those of json: invalid UTF-8 is replaced,
-integers beyond 64 bits and NaN are read, and an unreadable line carries json's message.
+goes to the standard json module, so results are those of json: integers beyond 64 bits (up
+to :data:`engine.integers.MAX_DIGITS` digits), NaN and lone surrogates (``"\\udfff"``) are read,
+and an unreadable line carries json's message. Three things JSON parsers differ on make a
+line unreadable rather than guessed at: invalid UTF-8 (replacing it would make ``u\\xff`` and
+``u\\xfe`` one user id), a key written twice in one object (``"type":"track","type":"identify"``:
+parsers keep the first, the last, or both), and nesting deeper than Python can read.
+Blank lines are skipped and counted nowhere; the line numbers in sources count them.
 """
 from __future__ import annotations
 
+import io
 import json
+import sys
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import IO, Iterator
+from typing import IO, Any, Iterator
 
 import orjson
+
+from .integers import MAX_DIGITS, any_size, too_long
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,10 +43,11 @@ class Lines:
     def events(self) -> Iterator[tuple[str, object]]:
         """``(source, event)``, or ``(source, Unreadable)``, for every line that is not blank."""
         name, number = self.name, self.number
-        loads, decode_error = orjson.loads, orjson.JSONDecodeError
+        loads, dumps, decode_error = orjson.loads, orjson.dumps, orjson.JSONDecodeError
         # One scan of the whole part is cheaper than one a line; a part with a run of 19 digits
-        # somewhere looks again line by line.
+        # somewhere, or a colon written \u003a, looks again line by line.
         scan = _LONG_NUMBER in self.data.translate(_DIGITS_AS_ZEROS)
+        escaped_colon = b"\\u003" in self.data
         for line in self.data.split(b"\n"):
             number += 1
             if not line or (line[0] != _BRACE and _blank(line)):
@@ -49,6 +61,16 @@ class Lines:
                     event = loads(line)
                 except decode_error:
                     event = parse(line, source)
+                else:
+                    # orjson keeps the last of a key written twice. Every key has its colon, so the event
+                    # written back has fewer colons only when a pair was dropped; the exact parse says
+                    # which key. A colon written \u003a would hide one: such a line is parsed exactly too.
+                    try:
+                        dropped = line.count(b":") != dumps(event).count(b":")
+                    except TypeError:  # nested deeper than orjson writes (254 levels)
+                        dropped = True
+                    if dropped or (escaped_colon and b"\\u003" in line):
+                        event = parse(line, source)
             yield source, event
 
 
@@ -59,6 +81,27 @@ def read(stream: IO, name: str) -> Iterator[tuple[str, object]]:
     """
     for part in read_parts(stream, name):
         yield from part.events() if isinstance(part, Lines) else (part,)
+
+
+def read_document(data: bytes, name: str) -> list[tuple[str, object]]:
+    """The events of an input read whole, as explain takes it: one JSON value (an event, perhaps
+    written over several lines, or an array of events), else NDJSON, with the line of each.
+
+    Each item is ``(source, event)`` or ``(source, Unreadable)``; an input with nothing but
+    whitespace gives none.
+    """
+    items = list(read(io.BytesIO(data), name))
+    if not items or not isinstance(items[0][1], Unreadable) or data.lstrip().startswith(b"["):
+        return items
+    # The first line alone is not JSON: perhaps the start of an event written over several lines.
+    first = items[0][0]
+    try:
+        return [(first, _loads(data.strip()))]
+    except _NotRead as refused:
+        if refused.line == 1:  # the first line is at fault either way: its own reason, at its line
+            return items
+        source = f"{name}:{int(first.rsplit(':', 1)[1]) + refused.line - 1}"
+        return [(source, Unreadable(source, refused.text[:2000], refused.reason))]
 
 
 def read_parts(stream: IO, name: str, size: int = 1 << 20) -> Iterator[Lines | tuple[str, object]]:
@@ -78,7 +121,7 @@ def read_parts(stream: IO, name: str, size: int = 1 << 20) -> Iterator[Lines | t
     offset, skipped = start
     end = block.find(b"\n", offset) + 1 or len(block)
     # Whitespace before the first value is dropped, whatever line it is on, as it always was.
-    first = block[offset:end].decode("utf-8", "replace").lstrip().encode("utf-8")
+    first = block[offset:end].decode("utf-8", "surrogateescape").lstrip().encode("utf-8", "surrogateescape")
     if first.startswith(b"["):
         yield from _array(first + block[end:] + b"".join(blocks), name)
         return
@@ -91,22 +134,36 @@ def read_parts(stream: IO, name: str, size: int = 1 << 20) -> Iterator[Lines | t
 
 
 def parse(line: bytes, source: str):
-    """The event on one NDJSON line, or :class:`Unreadable` with json's reason and column."""
+    """The event on one NDJSON line, or :class:`Unreadable` with the reason (json's, with its column)."""
     line = line.rstrip(b"\r\n")
     try:
         return _loads(line)
-    except json.JSONDecodeError as error:
-        text = line.decode("utf-8", "replace")
-        return Unreadable(source, text, f"not valid JSON: {error.msg} (column {error.colno})")
+    except _NotRead as refused:
+        return Unreadable(source, refused.text, refused.reason)
 
 
 def to_line(value) -> bytes:
-    """``value`` as one NDJSON line (compact JSON and a newline) in UTF-8."""
+    """``value`` as one NDJSON line (compact JSON and a newline) in UTF-8.
+
+    Whatever the event held is written: integers of any length read, nesting as deep as was read,
+    and a lone surrogate as its escape (``"\\udfff"``), as JSON allows.
+    """
     try:
         return orjson.dumps(value, option=_DUMPS_OPTIONS)
     except TypeError:  # orjson.JSONEncodeError: a non-str key, an integer beyond 64 bits, a type it does not know
         # a lone surrogate can only be inside a JSON string, where backslashreplace writes its escape
-        return (json.dumps(value, ensure_ascii=False, default=str) + "\n").encode("utf-8", "backslashreplace")
+        return (_json_dumps(value) + "\n").encode("utf-8", "backslashreplace")
+
+
+def _json_dumps(value: Any) -> str:
+    """json.dumps of what orjson refused; the rare value with a very long integer or deep nesting too."""
+    try:
+        return json.dumps(value, ensure_ascii=False, default=str)
+    except (ValueError, RecursionError) as error:
+        if isinstance(error, ValueError) and not too_long(error):
+            raise
+    with any_size(), _deep():
+        return json.dumps(value, ensure_ascii=False, default=str)
 
 
 def call_line(call) -> bytes:
@@ -149,27 +206,118 @@ _LONG_NUMBER = b"0" * 19
 _BRACE = ord("{")
 
 
+class _NotRead(Exception):
+    def __init__(self, data: bytes, reason: str, errors: str = "replace", line: int = 1):
+        super().__init__(reason)
+        self.reason = reason
+        self.text = data.decode("utf-8", errors)
+        self.line = line  # within data, for a JSON array read whole
+
+
+class _Duplicated(dict):
+    """An object in which a key was written twice (only ever inside a line that is then refused)."""
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict:
+    found = dict(pairs)
+    if len(found) == len(pairs):
+        return found
+    seen: set[str] = set()
+    duplicated = _Duplicated(found)
+    duplicated.key = next(key for key, _ in pairs if key in seen or seen.add(key))  # type: ignore[attr-defined,func-returns-value]
+    return duplicated
+
+
 def _loads(data: bytes):
-    """Parse JSON as ``json.loads`` on the text decoded with errors="replace" would; raises its errors."""
-    if _LONG_NUMBER not in data.translate(_DIGITS_AS_ZEROS):
+    """Parse JSON exactly, with json: raises :class:`_NotRead` with the reason it cannot be read."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise _NotRead(data, f"not valid UTF-8: byte 0x{data[error.start]:02X} at column {error.start + 1}",
+                       "backslashreplace") from None
+    try:
         try:
-            return orjson.loads(data)
-        except orjson.JSONDecodeError:
-            pass
-    return json.loads(data.decode("utf-8", "replace"))
+            value = json.loads(text, object_pairs_hook=_object)
+        except (ValueError, RecursionError) as error:
+            if isinstance(error, json.JSONDecodeError) or (isinstance(error, ValueError) and not too_long(error)):
+                raise
+            with any_size(), _deep():  # a few hundred levels, read from deep in the stack; or a long integer
+                value = json.loads(text, object_pairs_hook=_object)
+    except json.JSONDecodeError as error:
+        raise _NotRead(data, f"not valid JSON: {error.msg} (column {error.colno})", line=error.lineno) from None
+    except ValueError as error:
+        if not too_long(error):
+            raise
+        raise _NotRead(data, f"an integer has more than {MAX_DIGITS:,} digits") from None
+    except RecursionError:
+        raise _NotRead(data, f"arrays and objects nest too deeply to read (an event may nest {MAX_DEPTH:,} levels)") \
+            from None
+    if not isinstance(value, list) and (key := _duplicate_key(value)) is not None:
+        raise _NotRead(data, f"the key {json.dumps(key, ensure_ascii=False)} is written twice in one object; "
+                             "JSON leaves its meaning open")
+    return value
+
+
+def _duplicate_key(value: Any) -> str | None:
+    """The first key written twice anywhere in ``value`` (walked without recursion), or None."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if isinstance(item, _Duplicated):
+                return item.key  # type: ignore[attr-defined]
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return None
 
 
 def _array(data: bytes, name: str):
     try:
         items = _loads(data)
-    except json.JSONDecodeError as error:
+    except _NotRead as refused:
         # json numbers the lines from the "[" on, the one place a JSON-array error can point to
-        text = data.decode("utf-8", "replace")
-        source = f"{name}:{error.lineno}"
-        yield source, Unreadable(source, text[:2000], f"not valid JSON: {error.msg}")
+        source = f"{name}:{refused.line}"
+        yield source, Unreadable(source, refused.text[:2000], refused.reason)
         return
     for index, item in enumerate(items):
-        yield f"{name}[{index}]", item
+        source = f"{name}[{index}]"
+        key = _duplicate_key(item)
+        if key is None:
+            yield source, item
+        else:
+            text = _json_dumps(item)
+            yield source, Unreadable(source, text[:2000], f"the key {json.dumps(key, ensure_ascii=False)} is "
+                                                          "written twice in one object; JSON leaves its meaning open")
+
+
+@contextmanager
+def any_json() -> Iterator[None]:
+    """Within: the json module reads and writes whatever a line read here can hold (integers of up
+    to :data:`engine.integers.MAX_DIGITS` digits, nesting :data:`MAX_DEPTH` levels deeper than now)."""
+    with any_size(), _deep():
+        yield
+
+
+@contextmanager
+def _deep() -> Iterator[None]:
+    """Within: json reads and writes :data:`MAX_DEPTH` levels more than the stack in use holds.
+
+    json counts each level against Python's recursion limit, so a value orjson reads (1,024
+    levels) may be too deep for json where the stack is already deep. The C stack holds that
+    many levels easily; far deeper input still stops with RecursionError, never a crash.
+    """
+    with _DEEP_LOCK:
+        before = sys.getrecursionlimit()
+        sys.setrecursionlimit(before + MAX_DEPTH + 100)
+        try:
+            yield
+        finally:
+            sys.setrecursionlimit(before)
+
+
+MAX_DEPTH = 1_000  # about what orjson reads (1,024) and json can write; docs/rule-files.md#events
+_DEEP_LOCK = threading.Lock()
 
 
 def _blocks(stream: IO, size: int) -> Iterator[bytes]:

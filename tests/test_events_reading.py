@@ -15,6 +15,17 @@ from conftest import switchyard
 from engine.events import Lines, Unreadable, read, read_parts, to_line
 
 EXPECTING_NAME = "Expecting property name enclosed in double quotes"
+TWICE = " is written twice in one object; JSON leaves its meaning open"
+DUPLICATE_TYPE = '"type"' + TWICE
+DEEP = "arrays and objects nest too deeply to read (an event may nest 1,000 levels)"
+
+
+def _nested(depth):
+    value: list = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
 
 READ_CASES = [
     ("one event a line", b'{"a": 1}\n{"b": 2}\n', [("f:1", {"a": 1}), ("f:2", {"b": 2})]),
@@ -24,7 +35,6 @@ READ_CASES = [
     ("whitespace before the first event is dropped", b'\n\n   {"a":1}\n', [("f:3", {"a": 1})]),
     ("\\r\\n and a lone \\r end lines too", b'{"a":1}\r\n{"b":2}\r{"c":3}\r\n\r\n{"d":4}',
      [("f:1", {"a": 1}), ("f:2", {"b": 2}), ("f:3", {"c": 3}), ("f:5", {"d": 4})]),
-    ("invalid UTF-8 is replaced and the line still read", b'{"name": "caf\xe9"}\n', [("f:1", {"name": "caf\ufffd"})]),
     ("integers beyond 64 bits are exact", b'{"n": 123456789012345678901234567890, "m": -9223372036854775809}\n',
      [("f:1", {"n": 123456789012345678901234567890, "m": -9223372036854775809})]),
     ("only the line with a long integer is read by json", b'{"n": 1.5}\n{"n": 12345678901234567890123}\n{"n": 2}\n',
@@ -33,17 +43,59 @@ READ_CASES = [
      [("f:1", {"token": "12345678901234567890123"})]),
     ("a line that is not JSON keeps json's message and column", b'{"a": 1}\n{"a": 1,}\n',
      [("f:1", {"a": 1}), ("f:2", Unreadable("f:2", '{"a": 1,}', f"not valid JSON: {EXPECTING_NAME} (column 9)"))]),
-    ("an unreadable line keeps its replaced bytes", b'{"a": "\xff\n',
-     [("f:1", Unreadable("f:1", '{"a": "\ufffd', "not valid JSON: Unterminated string starting at (column 7)"))]),
     ("a JSON array's items are numbered by index", b' \n[{"a": 1},\n 2]\n', [("f[0]", {"a": 1}), ("f[1]", 2)]),
     ("a broken JSON array is one unreadable item at json's line", b'[{"a":1},\n {bad}\n]',
-     [("f:2", Unreadable("f:2", '[{"a":1},\n {bad}\n]', f"not valid JSON: {EXPECTING_NAME}"))]),
+     [("f:2", Unreadable("f:2", '[{"a":1},\n {bad}\n]', f"not valid JSON: {EXPECTING_NAME} (column 3)"))]),
+    # Parsers differ on a key written twice (first, last, both): the event is refused, never merged.
+    ("a key written twice makes the line unreadable", b'{"type":"track","type":"identify"}\n{"a":1}\n',
+     [("f:1", Unreadable("f:1", '{"type":"track","type":"identify"}', f"the key {DUPLICATE_TYPE}")),
+      ("f:2", {"a": 1})]),
+    ("in a nested object too", b'{"a":1,"p":{"x":1,"x":1}}\n',
+     [("f:1", Unreadable("f:1", '{"a":1,"p":{"x":1,"x":1}}', 'the key "x"' + TWICE))]),
+    ("and with a space before the colon", b'{"t" : 1, "t" : 2}\n',
+     [("f:1", Unreadable("f:1", '{"t" : 1, "t" : 2}', 'the key "t"' + TWICE))]),
+    ("and with the key's quote escaped", b'{"\\u0022":1,"\\"":2}\n',
+     [("f:1", Unreadable("f:1", '{"\\u0022":1,"\\"":2}', 'the key "\\""' + TWICE))]),
+    ("whatever the dropped and the kept value hold", b'{"a":"x","a":"y:z:w"}\n',
+     [("f:1", Unreadable("f:1", '{"a":"x","a":"y:z:w"}', 'the key "a"' + TWICE))]),
+    ("and with a colon written as an escape", b'{"t\\u003a":1,"b":1,"b":2}\n',
+     [("f:1", Unreadable("f:1", '{"t\\u003a":1,"b":1,"b":2}', 'the key "b"' + TWICE))]),
+    ("deeper than orjson writes", b'{"a":' + b"[" * 300 + b"]" * 300 + b',"a":1}\n',
+     [("f:1", Unreadable("f:1", '{"a":' + "[" * 300 + "]" * 300 + ',"a":1}', 'the key "a"' + TWICE))]),
+    ("quotes and colons inside strings are no keys", b'{"a":"x\\":","b":"\\":\\":"}\n',
+     [("f:1", {"a": 'x":', "b": '":":'})]),
+    ("the same key in two objects is fine", b'{"a":{"k":1},"b":{"k":2}}\n', [("f:1", {"a": {"k": 1}, "b": {"k": 2}})]),
+    ("a JSON array's item with a key twice is unreadable alone", b'[{"a":1},{"b":1,"b":2}]',
+     [("f[0]", {"a": 1}), ("f[1]", Unreadable("f[1]", '{"b": 2}', 'the key "b"' + TWICE))]),
+    ("a lone surrogate, escaped, is kept", b'{"order_id":"\\udfff"}\n', [("f:1", {"order_id": "\udfff"})]),
+    ("an integer of 5,000 digits is kept exactly", b'{"n":' + b"7" * 5000 + b'}\n',
+     [("f:1", {"n": 7 * (10 ** 5000 - 1) // 9})]),
+    ("one of more than 100,000 digits is unreadable", b'{"n":' + b"7" * 100_001 + b'}\n',
+     [("f:1", Unreadable("f:1", '{"n":' + "7" * 100_001 + "}", "an integer has more than 100,000 digits"))]),
+    ("nesting of 900 levels is read", b'{"a":' + b"[" * 900 + b"]" * 900 + b"}\n",
+     [("f:1", {"a": _nested(900)})]),
+    ("nesting of 100,000 levels is unreadable", b'{}\n{"a":' + b"[" * 100_000 + b"]" * 100_000 + b"}\n{}\n",
+     [("f:1", {}), ("f:2", Unreadable("f:2", '{"a":' + "[" * 100_000 + "]" * 100_000 + "}", DEEP)), ("f:3", {})]),
+    ("a JSON array nested 100,000 levels is unreadable", b"[" * 100_000 + b"]" * 100_000,
+     [("f:1", Unreadable("f:1", "[" * 2000, DEEP))]),
     ("nothing at all", b"", []),
     ("only blank lines", b"\n \n\r\n", []),
 ]
 
 
-@pytest.mark.parametrize("data, expected", [case[1:] for case in READ_CASES], ids=[case[0] for case in READ_CASES])
+# Bytes that are not UTF-8 (a text stream would have replaced them before the reader sees them).
+BYTES_CASES = [
+    # Replacing invalid UTF-8 made "u\xff" and "u\xfe" one user id.
+    ("invalid UTF-8 makes the line unreadable, its bytes kept as escapes", b'{"name": "caf\xe9"}\n{"a":1}\n',
+     [("f:1", Unreadable("f:1", '{"name": "caf\\xe9"}', "not valid UTF-8: byte 0xE9 at column 14")),
+      ("f:2", {"a": 1})]),
+    ("also where the line is not JSON either", b'{"a": "\xff\n',
+     [("f:1", Unreadable("f:1", '{"a": "\\xff', "not valid UTF-8: byte 0xFF at column 8"))]),
+]
+
+
+@pytest.mark.parametrize("data, expected", [case[1:] for case in READ_CASES + BYTES_CASES],
+                         ids=[case[0] for case in READ_CASES + BYTES_CASES])
 def test_read(data, expected):
     assert list(read(io.BytesIO(data), "f")) == expected
 
@@ -106,23 +158,27 @@ def test_to_line(value, expected):
 
 def test_run_reads_what_json_reads_and_dead_letters_the_rest(tmp_path):
     events = tmp_path / "events.ndjson"
-    events.write_bytes(b'{"type": "track", "event": "Order Completed", "properties": {"order_id": "caf\xe9", '
+    events.write_bytes(b'{"type": "track", "event": "Order Completed", "properties": {"order_id": "caf\xc3\xa9", '
                        b'"total": 123456789012345678901234567890}}\r\n'
                        b'\r\n'
                        b'{"type": "track", "event": "Order Completed", '
                        b'"properties": {"order_id": "o2", "total": NaN}}\r\n'
-                       b'{"type": "track", oops}\r\n')
+                       b'{"type": "track", oops}\r\n'
+                       b'{"type": "track", "event": "Order Completed", "properties": {"order_id": "caf\xe9"}}\n')
     dead = tmp_path / "dead.ndjson"
     result = switchyard("run", "rules/webhook.yaml", events, "--dry-run", "--dead-letter", dead)
     assert result.returncode == 0, result.stderr
     calls = [json.loads(line) for line in result.stdout.splitlines()]
     orders = [call["payload"]["data"] for call in calls if call["mapping"] == "Orders to CRM"]
-    assert (orders[0]["order_id"], orders[0]["total"]) == ("caf\ufffd", 123456789012345678901234567890)
+    assert (orders[0]["order_id"], orders[0]["total"]) == ("café", 123456789012345678901234567890)
     assert orders[1]["order_id"] == "o2"
-    [kept] = [json.loads(line) for line in dead.read_text(encoding="utf-8").splitlines()]
-    assert kept == {"kind": "unreadable", "source": f"{events}:4", "line": '{"type": "track", oops}',
-                    "reason": f"not valid JSON: {EXPECTING_NAME} (column 19)"}
-    assert "events read            2" in result.stderr and "unreadable lines       1" in result.stderr
+    kept = [json.loads(line) for line in dead.read_text(encoding="utf-8").splitlines()]
+    assert kept == [{"kind": "unreadable", "source": f"{events}:4", "line": '{"type": "track", oops}',
+                     "reason": f"not valid JSON: {EXPECTING_NAME} (column 19)"},
+                    {"kind": "unreadable", "source": f"{events}:5",
+                     "line": '{"type": "track", "event": "Order Completed", "properties": {"order_id": "caf\\xe9"}}',
+                     "reason": "not valid UTF-8: byte 0xE9 at column 78"}]
+    assert "events read            2" in result.stderr and "unreadable lines       2" in result.stderr
 
 
 @pytest.mark.parametrize("message_id", ["m-1", None, "ü \u2028 \"quoted\"", 7])
@@ -135,3 +191,25 @@ def test_a_call_is_written_as_its_dict_would_be(message_id, payload):
     call = ActionCall("crm", f"Orders {message_id}", "send", payload, message_id)
     assert call_line(call) == to_line(call.to_dict())
     assert call_line(call) == to_line(call.to_dict())  # again, from the cached head
+
+
+@pytest.mark.parametrize("data, expected", [
+    (b'{\n  "a": 1,\n  "b": [1, 2]\n}\n', [("f:1", {"a": 1, "b": [1, 2]})]),
+    (b'\n\n{\n  "a": 1\n}', [("f:3", {"a": 1})]),
+    (b'[{"a": 1},\n {"b": 2}]', [("f[0]", {"a": 1}), ("f[1]", {"b": 2})]),
+    (b'{"a":1}\n\n{"a":,}\n{"b":2}\n',
+     [("f:1", {"a": 1}), ("f:3", Unreadable("f:3", '{"a":,}', "not valid JSON: Expecting value (column 6)")),
+      ("f:4", {"b": 2})]),
+    # an event over several lines with a mistake on its fourth: that line, not the first
+    (b'{\n  "a": 1,\n  "b": 2\n  "c": 3\n}\n',
+     [("f:4", Unreadable("f:4", '{\n  "a": 1,\n  "b": 2\n  "c": 3\n}',
+                         "not valid JSON: Expecting ',' delimiter (column 3)"))]),
+    (b'{"a": oops}\n{"b": 2}\n',
+     [("f:1", Unreadable("f:1", '{"a": oops}', "not valid JSON: Expecting value (column 7)")), ("f:2", {"b": 2})]),
+    (b"", []), (b" \n\t\n", []),
+], ids=["one event over lines", "after blank lines", "an array", "NDJSON with a bad line",
+        "a mistake inside an event over lines", "a bad first NDJSON line", "empty", "blank"])
+def test_read_document_as_explain_takes_it(data, expected):
+    from engine.events import read_document
+
+    assert read_document(data, "f") == expected

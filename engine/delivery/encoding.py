@@ -15,6 +15,8 @@ from typing import Any
 
 import orjson
 
+from ..events import any_json
+
 
 class UnencodableBody(ValueError):
     """A body JSON cannot carry (text with a lone surrogate): the call is refused, never sent."""
@@ -35,7 +37,8 @@ def encode(body: dict) -> bytes:
 
 def _encode_with_json(body: dict) -> bytes:
     try:
-        return json.dumps(_finite(body), ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+        with any_json():  # an integer of more than 4,300 digits, or nesting of 900 levels, is written as read
+            return json.dumps(_finite(body), ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
     except UnicodeEncodeError as error:
         code = ord(error.object[error.start])
         raise UnencodableBody(f"{_lone_surrogate(body, 'body') or 'the body'} holds a lone surrogate "

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta, timezone
 from typing import Any
+from urllib.parse import quote
 
 import jmespath
 from dateutil.parser import isoparse
@@ -178,6 +179,29 @@ class SwitchyardFunctions(Functions):
             if isinstance(value, (list, dict)):
                 raise JMESPathTypeError("concat", value, type_name(value), _SCALARS)
         return "".join(text_of(value) for value in present)
+
+    @signature({"types": ["string", "number", "null"]})
+    def _func_url_segment(self, value):
+        """A value as one path segment of a URL: percent-encoded (RFC 3986), so it stays that segment.
+
+        Everything but letters, digits and ``-._~`` is encoded, ``/``, ``?`` and ``#`` included, as
+        UTF-8; a segment of dots alone (``.``, ``..``) has its dots encoded too, so no client or
+        server reads it as "this" or "the parent" directory. A number is written as JSON writes it.
+
+            url_segment('../../admin?x=1#')  =>  "..%2F..%2Fadmin%3Fx%3D1%23"
+            url_segment('Zoë Ng')            =>  "Zo%C3%AB%20Ng"
+            url_segment('..')                =>  "%2E%2E"
+            url_segment(`42`)                =>  "42"
+            url_segment(`null`)              =>  null
+        """
+        if value is None:
+            return None
+        text = text_of(value)
+        try:
+            segment = quote(text, safe="", encoding="utf-8", errors="strict")
+        except UnicodeEncodeError:
+            raise ValueError("url_segment(): the value holds a lone surrogate, which no URL can carry") from None
+        return segment.replace(".", "%2E") if segment.strip(".") == "" else segment
 
     @signature({"types": ["string", "number", "null"]})
     def _func_to_unix(self, timestamp):

@@ -16,7 +16,6 @@ is the closures' answer; ``tests/test_triggers.py`` checks that on random trigge
 """
 from __future__ import annotations
 
-import re
 from collections import Counter
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -27,6 +26,7 @@ from engine.paths import MISSING, WILDCARD, Path
 from engine.trigger import nodes
 from engine.trigger.compiler import Compiled
 from engine.trigger.operators import instant, numeric, utc_seconds
+from engine.trigger.regex import Regex
 
 _EMPTY = MappingProxyType({})  # what a missing intermediate key reads as: .get answers the default
 _NUMBER_TYPES = frozenset({int, float})
@@ -284,7 +284,7 @@ class _Writer:
             # Segment's negations hold only for strings, like their positives (see operators.py).
             method, negated = _STRING_TESTS[name]
             if method == "search":
-                check = f"{self.bind(re.compile(operand).search, 'f')}({value}) is not None"
+                check = f"{self.bind(Regex(operand).search, 'f')}({value})"
             else:
                 check = f"{value}.{method}({self.bind(operand, 'c')})"
             return f"(isinstance({read}, str) and {'not ' if negated else ''}{check})"

@@ -5,7 +5,7 @@ path was parsed, and the test was built from the literal here (regexes compiled,
 strings and timestamps parsed), so nothing parses text per event. ``and``/``or`` lists
 are joined by :mod:`engine.predicates`.
 
-Every bad literal (SY105) and bad regex (SY103) is collected before raising, so lint shows
+Every bad literal (SY105) and bad regex (SY103, SY108) is collected before raising, so lint shows
 all of them at once.
 """
 from __future__ import annotations
@@ -19,7 +19,8 @@ from engine.paths import Path
 from engine.predicates import all_of, any_of
 from engine.trigger import nodes
 from engine.trigger.errors import TriggerError, problem_at
-from engine.trigger.operators import Operator, OperandError, Test, resolve
+from engine.trigger.operators import OperandError, Operator, Test, resolve
+from engine.trigger.regex import Unsupported
 
 Match = Callable[[Any], bool]
 
@@ -68,6 +69,9 @@ def _condition(node: nodes.Condition, text: str, problems: list[Problem]) -> Com
         test = operator.value_test(operand, wildcard=node.path.has_wildcard)
     except OperandError as error:
         problems.append(problem_at("SY105", str(error), text, where.line, where.column))
+        return Compiled(node, lambda event: False)
+    except Unsupported as error:
+        problems.append(problem_at("SY108", f"regular expression: {error}", text, where.line, where.column))
         return Compiled(node, lambda event: False)
     except re.error as error:
         problems.append(problem_at("SY103", f"invalid regular expression: {error}", text, where.line, where.column))

@@ -7,18 +7,22 @@ the last combinator written, so a trigger copied from Segment may change meaning
 SY106: ``path != 5``, Segment's form, with a number. Ours is ``not (path = 5)``, true on a
 missing field; Segment's number comparisons need a number field, so it answers false there
 (docs/triggers.md, "Differences from Segment").
+SY109: a ``matches`` pattern with a repeat inside a repeat, ``(a+)+``. Ours runs in linear
+time (RE2), but the same pattern copied to a backtracking engine can take forever.
 """
 from __future__ import annotations
 
 from engine.diagnostics import WARNING, Problem
 from engine.trigger import nodes
 from engine.trigger.errors import problem_at
+from engine.trigger.regex import nested_quantifier
 
 
 def lint(tree: nodes.Node, text: str) -> list[Problem]:
     """Every warning for the trigger ``tree`` parsed from ``text``."""
     guarded = {id(child) for node in _walk(tree) for child in _guarded(node)}
-    problems = [problem for node in _walk(tree) if (problem := _mixed_and_or(node, text))]
+    problems = [problem for node in _walk(tree) for check in (_mixed_and_or, _nested_quantifier)
+                if (problem := check(node, text))]
     problems += [problem for node in _walk(tree)
                  if id(node) not in guarded and (problem := _not_equal_number(node, text))]
     return sorted(problems, key=lambda p: (p.line, p.column))
@@ -74,6 +78,17 @@ def _not_equal_number(node: nodes.Node, text: str) -> Problem | None:
     message = (f"'{written}' is true here when {path} is missing, false in Segment (its number comparisons "
                f"need a number); for Segment's meaning write '{path} exists and {written}'")
     return problem_at("SY106", message, text, node.span.line, node.span.column, severity=WARNING)
+
+
+def _nested_quantifier(node: nodes.Node, text: str) -> Problem | None:
+    if not isinstance(node, nodes.Condition) or node.spelling not in ("matches", "does not match"):
+        return None
+    literal = node.literal
+    if literal is None or not isinstance(literal.value, str) or not nested_quantifier(literal.value):
+        return None
+    message = (f"the pattern {literal.value!r} repeats a repeat; it runs in linear time here (RE2) but "
+               "backtracks exponentially in most other engines: write it without the nesting if you can")
+    return problem_at("SY109", message, text, literal.span.line, literal.span.column, severity=WARNING)
 
 
 def _render(node: nodes.Node, text: str, force_parens: bool = False) -> str:

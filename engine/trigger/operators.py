@@ -24,6 +24,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 from engine.paths import MISSING
+from engine.trigger.regex import Regex
 
 Test = Callable[[Any], bool]
 
@@ -119,8 +120,8 @@ def _in(items: list) -> Test:
 
 
 def _matches(pattern: str) -> Test:
-    compiled = re.compile(pattern)  # re.error becomes SY103 in the compiler
-    return lambda value: isinstance(value, str) and compiled.search(value) is not None
+    search = Regex(pattern).search  # re.error becomes SY103 in the compiler, Unsupported SY108
+    return lambda value: isinstance(value, str) and search(value)
 
 
 _JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")

@@ -1,0 +1,42 @@
+"""``${VAR}`` expansion in settings: nested defaults, what counts as from the environment, unset names."""
+import pytest
+
+from engine.env import UnsetVariable, expand
+
+ENVIRON = {"SET": "v", "EMPTY": ""}
+
+
+@pytest.mark.parametrize("text, expected, from_environment", [
+    ("plain", "plain", False),
+    ("${SET}", "v", True),
+    ("${EMPTY:-x}", "", True),
+    ("${UNSET:-x}", "x", False),
+    ("${UNSET:-}", "", False),
+    # a default holding a reference expands it, however deep; it was once cut at the first "}"
+    ("${P:-out/${P2:-x}.ndjson}", "out/x.ndjson", False),
+    ("${P:-a/${SET}/b}", "a/v/b", True),
+    ("${P:-${Q:-${SET}}}", "v", True),
+    # an unused default is never expanded, so an unset name in it is no error
+    ("${SET:-${UNSET}}", "v", True),
+    ("pre ${SET} ${UNSET:-}end", "pre v end", True),
+    ("${A:-x}y}", "xy}", False),
+    # what is not a reference is kept as written
+    ("${A:-abc", "${A:-abc", False),
+    ("${1X}", "${1X}", False),
+    ("$${SET}", "$v", True),
+    ("${", "${", False),
+])
+def test_expand(text, expected, from_environment):
+    assert expand(text, ENVIRON) == (expected, from_environment)
+
+
+@pytest.mark.parametrize("text, name, offset", [
+    ("${UNSET}", "UNSET", 0),
+    ("ab${P:-${UNSET}}", "UNSET", 7),
+    ("${P:-x/${Q:-${UNSET}}}", "UNSET", 12),
+])
+def test_unset_without_default_names_the_variable_and_where(text, name, offset):
+    with pytest.raises(UnsetVariable) as raised:
+        expand(text, ENVIRON)
+    assert (raised.value.name, raised.value.offset) == (name, offset)
+    assert text[offset:].startswith("${" + name)
