@@ -51,6 +51,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--workspace", metavar="PATH",
                      help="the SQLite workspace for destinations with transport: workspace (default: their "
                           "`workspace` setting, else switchyard.db)")
+    run.add_argument("--restart", action="store_true",
+                     help="start from the beginning: ignore the progress journal an interrupted run of the same "
+                          "command left beside the dead-letter file")
 
     add_workspace_commands(commands)
     add_spark_command(commands)
@@ -222,11 +225,15 @@ def _run(args) -> int:
     except DeadLetterError as error:
         print(f"switchyard: {error}", file=sys.stderr)
         return EXIT_USAGE
+    journal = None
+    if args.events and not args.dry_run:  # stdin cannot be read again: nothing to resume
+        from .resume import ProgressJournal
+        journal = ProgressJournal.open(args.dead_letter, args.rules, args.events, restart=args.restart)
     stop = Stop().install()
     try:
         summary = run(rules, inputs(), dry_run=args.dry_run, out=sys.stdout, dead_letter=dead_letter,
                       progress=Progress(), workspace=args.workspace, workers=args.workers, ordered=args.ordered,
-                      stop=stop)
+                      stop=stop, journal=journal)
     except SetupError as error:
         print(f"switchyard: {error}", file=sys.stderr)
         return EXIT_PROBLEMS

@@ -20,6 +20,7 @@ from .adapters import Adapter, open_adapter
 from .deadletter import DeadLetter
 from .events import Lines
 from .pipeline import Part, Pipeline, Sourced, account
+from .resume import ProgressJournal
 from .ruleset import RuleSet
 from .stopping import Stop
 from .summary import Summary, per_mapping
@@ -75,7 +76,7 @@ def open_adapters(rules: RuleSet, *, store: str | None = None) -> dict[str, Adap
 
 def run(rules: RuleSet, inputs: Iterable[Input], *, dry_run: bool, out: IO[Any], dead_letter: DeadLetter,
         progress: Progress, workspace: str | None = None, workers: int = 1, ordered: bool = False,
-        stop: Stop | None = None) -> Summary:
+        stop: Stop | None = None, journal: ProgressJournal | None = None) -> Summary:
     """Evaluate every event from ``inputs`` (``(source, event)`` pairs) and deliver or print the calls.
 
     ``inputs`` may also hold :class:`~engine.events.Lines` (from :func:`engine.events.read_parts`),
@@ -84,12 +85,15 @@ def run(rules: RuleSet, inputs: Iterable[Input], *, dry_run: bool, out: IO[Any],
     the chunks are done unless ``ordered``; deliveries always follow input order, so each person's
     calls reach each destination in event order. A ``stop`` (SIGTERM, SIGINT) ends the reading; what
     was read is still delivered and counted.
+
+    ``journal`` keeps each destination's progress, so that the same command after a crash goes on
+    where it stopped (:mod:`engine.resume`); it is removed once the input is read to the end.
     """
     stop = stop or Stop()
     adapters = None if dry_run else open_adapters(rules, store=workspace)
     with _collector_for_streams():
         return _run(rules, inputs, dry_run=dry_run, out=out, dead_letter=dead_letter, progress=progress,
-                    adapters=adapters, workers=workers, ordered=ordered, stop=stop)
+                    adapters=adapters, workers=workers, ordered=ordered, stop=stop, journal=journal)
 
 
 @contextmanager
@@ -112,8 +116,10 @@ def _collector_for_streams() -> Iterator[None]:
 
 def _run(rules: RuleSet, inputs: Iterable[Input], *, dry_run: bool, out: IO[Any], dead_letter: DeadLetter,
          progress: Progress, adapters: dict[str, Adapter] | None, workers: int, ordered: bool,
-         stop: Stop) -> Summary:
-    pipeline = Pipeline(rules, dead_letter=dead_letter, adapters=adapters, output=_binary_writer(out))
+         stop: Stop, journal: ProgressJournal | None = None) -> Summary:
+    pipeline = Pipeline(rules, dead_letter=dead_letter, adapters=adapters, output=_binary_writer(out),
+                        journal=journal)
+    finished = False
     try:
         if workers == 1:
             for item in stop.guard(inputs):
@@ -134,11 +140,14 @@ def _run(rules: RuleSet, inputs: Iterable[Input], *, dry_run: bool, out: IO[Any]
                     progress.tick(pipeline.summary.events)
                     if pipeline.problem:
                         break
+        finished = stop.signal is None and not pipeline.problem
     finally:
         summary = pipeline.close()
         progress.done()
     if stop.signal is not None:
         summary.stopped_by = stop.signal.name
+    if finished and journal is not None and not summary.lost:
+        journal.finish()  # everything read was booked: the same command again starts from the beginning
     return summary
 
 
