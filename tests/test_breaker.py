@@ -87,7 +87,8 @@ def test_paused_calls_send_no_request_then_a_probe_closes_the_breaker(scripted):
 
 
 def test_a_refusal_or_an_auth_error_says_the_destination_is_up(scripted):
-    adapter = WebhookAdapter(webhook_context({"circuit_breaker": {"failures": 2}}), retrier=fast_retrier(max_attempts=1))
+    adapter = WebhookAdapter(webhook_context({"circuit_breaker": {"failures": 2}}),
+                             retrier=fast_retrier(max_attempts=1))
     call = send_call(scripted.url + "/hook", {"a": 1})
     scripted.script(Reply(503), Reply(400), Reply(503), Reply(401), Reply(503), Reply(503))
     states = [o.state for o in adapter.deliver([call] * 7)]

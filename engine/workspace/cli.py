@@ -69,6 +69,10 @@ def add_workspace_commands(subparsers) -> None:
     serve.add_argument("--port", type=int, default=8600, help="(default: %(default)s)")
     serve.add_argument("--site-id", dest="site_id", required=True, help="the basic-auth user clients must send")
     serve.add_argument("--api-key", dest="api_key", required=True, help="the basic-auth password clients must send")
+    serve.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
+                       help="close a connection idle or stalled this long (default: %(default)s)")
+    serve.add_argument("--max-connections", dest="max_connections", type=int, default=64, metavar="N",
+                       help="connections served at once; one more is answered 503 (default: %(default)s)")
 
 
 def run_workspace(args) -> int:
@@ -202,6 +206,10 @@ def _settings(args) -> int:
 def _serve(args) -> int:
     from .server import serve
 
+    if not args.site_id or not args.api_key:
+        print("switchyard: --site-id and --api-key must not be empty: anyone could write to the workspace",
+              file=sys.stderr)
+        return EXIT_USAGE
     def log(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
@@ -210,7 +218,11 @@ def _serve(args) -> int:
 
     try:
         serve(args.db, args.host, args.port, args.site_id, args.api_key, destination=args.destination,
-              create=_may_create(args), log=log, on_ready=ready)
+              create=_may_create(args), log=log, on_ready=ready, timeout=args.timeout,
+              max_connections=args.max_connections)
+    except ValueError as error:
+        print(f"switchyard: {error}", file=sys.stderr)
+        return EXIT_USAGE
     except OSError as error:
         print(f"switchyard: cannot listen on {args.host}:{args.port}: {error.strerror or error}", file=sys.stderr)
         return EXIT_PROBLEMS
