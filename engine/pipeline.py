@@ -213,7 +213,8 @@ class Lane:
                 continue  # not a call of this lane, or already settled: the contract says once
             settled.append((outcome.for_call(entry[0]) if outcome.call is not entry[0] else outcome, entry[1]))
         self.ledger.book(settled)
-        if self._booked is not None and settled:
+        # A dead-letter record that could not be written is not booked: the journal stops there.
+        if self._booked is not None and settled and not self.ledger.summary.lost:
             below = self._booked.settled([outcome.call for outcome, _ in settled])
             if below is not None:
                 self.journal.advance(self.name, below)  # type: ignore[union-attr]
@@ -282,6 +283,7 @@ class Part:
     dead_letters: bytes           # NDJSON records
     dead_letter_count: int
     calls: list[Sourced]          # calls to deliver, unless --dry-run
+    last_source: str | None = None  # the chunk's last event's, for the progress journal
 
 
 class Pipeline:
@@ -330,11 +332,18 @@ class Pipeline:
         """Evaluate ``(source, event)`` pairs, in order, counting them under one lock."""
         records: list[bytes] = []
         emitted: list[Sourced] = []
+        source = None
         with self.ledger.lock:
             summary, evaluate, keep = self.ledger.summary, self.rules.evaluate, records.append
-            for source, event in items:
-                account(evaluate, source, event, summary, keep, emitted)
-        self._take(emitted, records, len(records))
+            if self._skipping:
+                kept = self.journal.kept  # type: ignore[union-attr]
+                for source, event in items:
+                    # An earlier run wrote this event's own records (unreadable, invalid): count, do not repeat.
+                    account(evaluate, source, event, summary, _forget if kept(source) else keep, emitted)
+            else:
+                for source, event in items:
+                    account(evaluate, source, event, summary, keep, emitted)
+        self._take(emitted, records, len(records), source)
         self.hand_over_all()  # a live stream's calls go now, not when more input comes
 
     def submit_part(self, part: Part) -> None:
@@ -343,7 +352,10 @@ class Pipeline:
             self.ledger.summary.add(part.summary)
         if self.dry_run and self.output is not None and part.output:
             self.output(part.output)
-        self._take(part.calls if not self.dry_run else [], [part.dead_letters], part.dead_letter_count)
+        records, count = part.dead_letters, part.dead_letter_count
+        if self._skipping and count:
+            records, count = self.journal.not_kept(records)  # type: ignore[union-attr]
+        self._take(part.calls if not self.dry_run else [], [records], count, part.last_source)
 
     def send(self, call: ActionCall, source: str | None = None) -> None:
         """Deliver a call built earlier (``replay``): counted as a call, not as an event."""
@@ -351,9 +363,14 @@ class Pipeline:
             self.ledger.summary.calls[call.destination, call.mapping] += 1
         self._take([(call, source)], [], 0)
 
-    def _take(self, calls: list[Sourced], records: list[bytes], record_count: int) -> None:
+    def _take(self, calls: list[Sourced], records: list[bytes], record_count: int,
+              last_source: str | None = None) -> None:
+        """Write the events' own records, then hand their calls to the lanes; ``last_source``: the last
+        event's, once its records are written (the journal notes it)."""
         if record_count:
             self.ledger.keep(b"".join(records), record_count)
+            if self.journal is not None and not self.ledger.summary.lost:
+                self.journal.records_written(last_source)
         if not calls:
             return
         if self.dry_run:
@@ -385,7 +402,7 @@ class Pipeline:
             else:
                 kept.append(entry)
         last = journal.position(calls[-1][1]) if calls else None
-        if last is not None and last >= max(journal.resumed.values()):
+        if last is not None and journal.passed(last):
             self._skipping = False  # input is read in order: past every destination's point, no more checks
         return kept
 
@@ -418,6 +435,10 @@ class Pipeline:
             with self.ledger.lock:
                 self.ledger.summary.dead_lettered = self.dead_letter.count
         return self.ledger.summary
+
+
+def _forget(record: bytes) -> None:
+    """Drop a record already written by an earlier run of the same command."""
 
 
 def account(evaluate: Callable[[Any], Any], source: str | None, event: Any, summary: Summary,

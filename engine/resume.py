@@ -7,6 +7,8 @@ dead-letter file (``deadletter.ndjson.progress``)::
     {"key": "<sha256 of the rule files and the input paths>", "inputs": ["a.jsonl", "b.jsonl"],
      "done": {"audit": [0, 3975], "crm": [0, 3913]}}
 
+``records`` (in ``done`` under the name ``""``) is the same for the records of the events themselves
+(unreadable lines, invalid events and payloads): they are not written twice either.
 ``done[destination] = [input, line]`` means: every call for that destination from an event
 before line ``line`` of input number ``input`` (a JSON array: before item ``line``) has its
 outcome booked (delivered, or written to the dead-letter file). Lanes book outcomes in input
@@ -28,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,6 +38,8 @@ from pathlib import Path
 Position = tuple[int, int]  # (index of the input, line number or array index)
 
 SUFFIX = ".progress"
+EVENTS = ""  # the journal's name for the events' own dead-letter records
+_SOURCE = re.compile(rb'"source":("(?:[^"\\]|\\.)*"|null)')
 
 
 def journal_path(dead_letter_path: str) -> str:
@@ -101,6 +106,26 @@ class ProgressJournal:
             return False
         position = self.position(source)
         return position is not None and position < done
+
+    def kept(self, source: str | None) -> bool:
+        """Whether an earlier run already wrote the dead-letter records of the event at ``source``."""
+        return self.skips(EVENTS, source)
+
+    def not_kept(self, records: bytes) -> tuple[bytes, int]:
+        """Those of ``records`` (NDJSON dead-letter lines) that an earlier run did not write, and their count."""
+        lines = [line for line in records.splitlines(keepends=True)
+                 if not ((found := _SOURCE.search(line)) and self.kept(json.loads(found.group(1))))]
+        return b"".join(lines), len(lines)
+
+    def passed(self, position: Position) -> bool:
+        """Whether input at ``position`` and after is past everything an earlier run did."""
+        return not self.resumed or position >= max(self.resumed.values())
+
+    def records_written(self, source: str | None) -> None:
+        """Note that the dead-letter records of every event up to the one at ``source`` are written."""
+        position = self.position(source)
+        if position is not None:
+            self.advance(EVENTS, (position[0], position[1] + 1))
 
     def advance(self, destination: str, below: Position) -> None:
         """Note that every call for ``destination`` from events before ``below`` has its outcome booked."""

@@ -162,13 +162,14 @@ def _evaluate_chunk(rules: RuleSet, dry_run: bool, chunk: list[Input]) -> Part:
 
     summary, dead_letters, calls = Summary(dry_run_calls=dry_run), [], []  # type: ignore[var-annotated]
     emitted: list[Sourced] = calls
+    source = None
     for item in chunk:
         for source, event in _events(item):
             account(rules.evaluate, source, event, summary, dead_letters.append, emitted)
     if dry_run:
         return Part(summary, b"".join(call_line(call) for call, _ in calls), b"".join(dead_letters),
-                    len(dead_letters), [])
-    return Part(summary, b"", b"".join(dead_letters), len(dead_letters), calls)
+                    len(dead_letters), [], source)
+    return Part(summary, b"", b"".join(dead_letters), len(dead_letters), calls, source)
 
 
 def _chunks(inputs: Iterable[Input]) -> Iterator[list[Input]]:

@@ -58,6 +58,7 @@ class Hook:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body at once: no delayed-ACK stall per request
 
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -184,3 +185,24 @@ def test_a_run_from_stdin_keeps_no_journal(tmp_path):
     assert process.returncode == 0
     assert len(out.read_text().splitlines()) == 3
     assert not (tmp_path / "dead.ndjson.progress").exists()
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_resumed_run_writes_no_dead_letter_record_twice(tmp_path, capsys, workers):
+    out, dead, rules, events = tmp_path / "audit.ndjson", tmp_path / "dead.ndjson", tmp_path / "r.yaml", tmp_path / "e"
+    rules.write_text(FILE_RULES.format(out=out))
+    orders(events, 10)
+    lines = events.read_text().splitlines(keepends=True)
+    events.write_text("".join(lines[:3] + ["not json 1\n"] + lines[3:7] + ["not json 2\n"] + lines[7:]))
+    from engine.resume import command_key, journal_path
+    # An earlier run wrote the record of line 4 and delivered the calls of lines 1 to 5, then was killed.
+    dead.write_text(json.dumps({"kind": "unreadable", "source": f"{events}:4", "line": "not json 1"}) + "\n")
+    with open(journal_path(str(dead)), "w") as stream:
+        json.dump({"key": command_key(str(rules), [str(events)]), "inputs": [str(events)],
+                   "done": {"audit": [0, 6], "": [0, 5]}}, stream)
+    assert main(["run", str(rules), str(events), "--dead-letter", str(dead), "--workers", workers]) == 0
+    assert [json.loads(line)["source"] for line in dead.read_text().splitlines()] == [f"{events}:4", f"{events}:9"]
+    assert [json.loads(line)["payload"]["data"]["id"] for line in out.read_text().splitlines()] == \
+        [f"o{n}" for n in range(4, 10)]
+    summary = capsys.readouterr().err
+    assert "unreadable lines       2" in summary and "already done           4 calls" in summary
