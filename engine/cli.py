@@ -132,6 +132,9 @@ def add_run_command(commands) -> None:
     run.add_argument("--workspace", metavar="PATH",
                      help="the SQLite workspace for destinations with transport: workspace (default: their "
                           "`workspace` setting, else switchyard.db)")
+    run.add_argument("--restart", action="store_true",
+                     help="start from the beginning: ignore the progress journal an interrupted run of the same "
+                          "command left beside the dead-letter file")
     run.set_defaults(handler=_run)
 
 
@@ -410,11 +413,15 @@ def _run(args) -> int:
     except DeadLetterError as error:
         return _usage_error(str(error))
     out: IO[Any] = _MaskedOutput(sys.stdout, secrets) if secrets.values else sys.stdout  # type: ignore[assignment]
+    journal = None
+    if args.events and STDIN not in args.events and not args.dry_run:  # stdin cannot be read again: nothing to resume
+        from .resume import ProgressJournal
+        journal = ProgressJournal.open(dead_letter_path, args.rules, args.events, restart=args.restart)
     stop = Stop().install()
     try:
         summary = run(rules, inputs(), dry_run=args.dry_run, out=out, dead_letter=dead_letter,
                       progress=Progress(), workspace=args.workspace, workers=args.workers, ordered=args.ordered,
-                      stop=stop, lanes=args.lanes)
+                      stop=stop, lanes=args.lanes, journal=journal)
     except SetupError as error:
         _say(str(error), secrets)
         return EXIT_PROBLEMS

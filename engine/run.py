@@ -22,6 +22,7 @@ from .adapters.registry import preparer
 from .deadletter import DeadLetter
 from .events import Lines
 from .pipeline import Part, Pipeline, Sourced, account
+from .resume import ProgressJournal
 from .ruleset import RuleSet
 from .stopping import Stop
 from .summary import Summary, per_mapping
@@ -78,7 +79,7 @@ def open_adapters(rules: RuleSet, *, store: str | None = None, processes: bool =
 
 def run(rules: RuleSet, inputs: Iterable[Input], *, dry_run: bool, out: IO[Any], dead_letter: DeadLetter,
         progress: Progress, workspace: str | None = None, workers: int = 1, ordered: bool = False,
-        stop: Stop | None = None, lanes: str = "thread") -> Summary:
+        stop: Stop | None = None, lanes: str = "thread", journal: ProgressJournal | None = None) -> Summary:
     """Evaluate every event from ``inputs`` (``(source, event)`` pairs) and deliver or print the calls.
 
     ``inputs`` may also hold :class:`~engine.events.Lines` (from :func:`engine.events.read_parts`),
@@ -88,12 +89,16 @@ def run(rules: RuleSet, inputs: Iterable[Input], *, dry_run: bool, out: IO[Any],
     calls reach each destination in event order. A ``stop`` (SIGTERM, SIGINT) ends the reading; what
     was read is still delivered and counted. ``lanes="process"`` runs each destination's adapter in a
     process of its own, beside the evaluation (docs/delivery.md, "Lanes").
+
+
+    ``journal`` keeps each destination's progress, so that the same command after a crash goes on
+    where it stopped (:mod:`engine.resume`); it is removed once the input is read to the end.
     """
     stop = stop or Stop()
     adapters = None if dry_run else open_adapters(rules, store=workspace, processes=lanes == "process")
     with _collector_for_streams():
         return _run(rules, inputs, dry_run=dry_run, out=out, dead_letter=dead_letter, progress=progress,
-                    adapters=adapters, workers=workers, ordered=ordered, stop=stop)
+                    adapters=adapters, workers=workers, ordered=ordered, stop=stop, journal=journal)
 
 
 @contextmanager
@@ -116,8 +121,10 @@ def _collector_for_streams() -> Iterator[None]:
 
 def _run(rules: RuleSet, inputs: Iterable[Input], *, dry_run: bool, out: IO[Any], dead_letter: DeadLetter,
          progress: Progress, adapters: dict[str, Adapter] | None, workers: int, ordered: bool,
-         stop: Stop) -> Summary:
-    pipeline = Pipeline(rules, dead_letter=dead_letter, adapters=adapters, output=_binary_writer(out))
+         stop: Stop, journal: ProgressJournal | None = None) -> Summary:
+    pipeline = Pipeline(rules, dead_letter=dead_letter, adapters=adapters, output=_binary_writer(out),
+                        journal=journal)
+    finished = False
     try:
         if workers == 1:
             for item in stop.guard(inputs):
@@ -138,11 +145,14 @@ def _run(rules: RuleSet, inputs: Iterable[Input], *, dry_run: bool, out: IO[Any]
                     progress.tick(pipeline.summary.events)
                     if pipeline.problem:
                         break
+        finished = stop.signal is None and not pipeline.problem
     finally:
         summary = pipeline.close()
         progress.done()
     if stop.signal is not None:
         summary.stopped_by = stop.signal.name
+    if finished and journal is not None and not summary.lost:
+        journal.finish()  # everything read was booked: the same command again starts from the beginning
     return summary
 
 
@@ -157,18 +167,19 @@ def _evaluate_chunk(rules: RuleSet, dry_run: bool, chunk: list[Input]) -> Part:
 
     summary, dead_letters, calls = Summary(dry_run_calls=dry_run), [], []  # type: ignore[var-annotated]
     emitted: list[Sourced] = calls
+    source = None
     for item in chunk:
         for source, event in _events(item):
             account(rules.evaluate, source, event, summary, dead_letters.append, emitted)
     if dry_run:
         return Part(summary, b"".join(call_line(call) for call, _ in calls), b"".join(dead_letters),
-                    len(dead_letters), [])
+                    len(dead_letters), [], source)
     preparers = _preparers(rules)
     ready = []
     for call, source in calls:
         prepare = preparers.get(call.destination)
         ready.append((call.with_prepared(prepare(call)) if prepare is not None else call, source))
-    return Part(summary, b"", b"".join(dead_letters), len(dead_letters), ready)
+    return Part(summary, b"", b"".join(dead_letters), len(dead_letters), ready, source)
 
 
 _PREPARERS: dict[int, dict[str, Prepare | None]] = {}

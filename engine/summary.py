@@ -35,6 +35,7 @@ class Summary:
     retried: Counter[Pair] = field(default_factory=Counter)        # accepted after more than one attempt
     refused: Counter[Pair] = field(default_factory=Counter)        # the destination said no to the call
     failed: Counter[Pair] = field(default_factory=Counter)         # not delivered: unreachable, retries used up
+    already_done: Counter[Pair] = field(default_factory=Counter)   # booked by an earlier run (progress journal)
     dead_lettered: int = 0
     dry_run_calls: bool = False   # a dry run: calls are printed, not delivered, so they have no outcome
     stopped_by: str | None = None  # the signal that stopped the reading (SIGTERM, SIGINT), if one did
@@ -46,7 +47,8 @@ class Summary:
         """Whether every event read is in exactly one bucket, and every call has its outcome."""
         events = self.sent + self.payload_errors_only + self.filtered + self.unmatched + self.invalid_events
         return self.events == events and (self.dry_run_calls or all(
-            self.calls[pair] == self.delivered[pair] + self.refused[pair] + self.failed[pair] for pair in self.calls))
+            self.calls[pair] == self.delivered[pair] + self.refused[pair] + self.failed[pair] + self.already_done[pair]
+            for pair in self.calls))
 
     @property
     def lost(self) -> bool:
@@ -80,6 +82,7 @@ class Summary:
             "retried": per_mapping(self.retried),
             "refused": per_mapping(self.refused),
             "failed": per_mapping(self.failed),
+            "already_done": per_mapping(self.already_done),
         }
 
     def render(self, dry_run: bool, dead_letter_path: str | None) -> str:
@@ -103,6 +106,9 @@ class Summary:
                     self.calls[pair], self.delivered[pair], self.retried[pair], self.refused[pair],
                     self.failed[pair], self.invalid_payloads[pair]]
                 lines.append(f"  {pair[0] + ' / ' + pair[1]:<{width - 2}}" + "".join(f"{v:>11}" for v in values))
+        if self.already_done:
+            lines.append(f"already done           {sum(self.already_done.values())} calls, booked by an earlier run "
+                         f"of this command (its progress journal); counted in calls, not sent again")
         if self.dead_lettered:
             where = dead_letter_path or "not kept (a dry run writes no file; --dead-letter FILE keeps them)"
             lines.append(f"dead-lettered          {self.dead_lettered} -> {where}")

@@ -96,7 +96,7 @@ def test_metrics_are_stored_against_the_delivery(served):
     assert (metric["delivery_id"], metric["metric"], metric["href"]) == ("dlv_1", "clicked", "https://example.com")
 
 
-@pytest.mark.parametrize("raw", [b"{not json", b"\xff\xfe", b'{"type": NaN}', b"", b"[" * 100_000],
+@pytest.mark.parametrize("raw", [b"{not json", b"\xff\xfe", b'{"type": NaN}', b"", b"[" * 30_000],
                          ids=["syntax", "not utf-8", "NaN", "empty", "too deep"])
 def test_a_body_that_is_not_json_is_400_and_stored(served, raw):
     post, path = served

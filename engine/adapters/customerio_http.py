@@ -24,6 +24,7 @@ from typing import Any, Callable, Sequence
 
 from ..customerio.requests import BATCH_ENVELOPE, BATCH_SEPARATOR, PATHS, batch_bytes, host_for, to_request
 from ..delivery.batcher import DEFAULT_BATCH_SIZE, DEFAULT_MAX_AGE, Batch, Batcher
+from ..delivery.breaker import circuit_breaker
 from ..delivery.encoding import encode
 from ..delivery.http import Response, Sender
 from ..delivery.outcome import REFUSED, Outcome, from_http
@@ -51,6 +52,7 @@ class CustomerioHttpAdapter:
         self.sender = Sender(timeout)
         self.retrier = retrier or Retrier()
         self.rate = rate_limit(settings, context.options)  # max_requests_per_second, every attempt counts
+        self.breaker = circuit_breaker(context.destination, settings)
         self.batcher = Batcher(max_age=max_age, clock=clock, envelope=BATCH_ENVELOPE, separator=BATCH_SEPARATOR)
 
     @staticmethod
@@ -106,7 +108,9 @@ class CustomerioHttpAdapter:
             if rate is not None:
                 rate.wait()
             return self.sender.send("POST", url, data, self.headers)
-        return from_http(self.retrier.run(attempt, call))
+        breaker = self.breaker
+        outcome = self.retrier.run(attempt, call) if breaker is None else breaker.run(self.retrier, attempt, call)
+        return from_http(outcome)
 
     def _send_batches(self, batches: list[Batch]) -> list[Outcome]:
         outcomes = []

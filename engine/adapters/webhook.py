@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, Mapping, Sequence
 
+from ..delivery.breaker import circuit_breaker
 from ..delivery.encoding import UnencodableBody, encode
 from ..delivery.http import Response, Sender
 from ..delivery.oauth import ClientCredentials
@@ -27,6 +28,7 @@ class WebhookAdapter:
         self.headers = dict(settings.get("headers") or {})
         self.retrier = retrier or Retrier(RetryPolicy(max_attempts=int(settings.get("max_attempts", 5))))
         self.rate = rate_limit(settings, context.options)  # max_requests_per_second, every attempt counts
+        self.breaker = circuit_breaker(context.destination, settings)
         oauth = settings.get("oauth")
         self.oauth = None
         if oauth:
@@ -69,7 +71,8 @@ class WebhookAdapter:
             refreshed |= did_refresh
             return response
 
-        outcome = self.retrier.run(attempt, call)
+        breaker = self.breaker
+        outcome = self.retrier.run(attempt, call) if breaker is None else breaker.run(self.retrier, attempt, call)
         if refreshed:  # the resend after a token refresh is one more request, and a retry to the user
             outcome = replace(outcome, attempts=outcome.attempts + 1,
                               state=RETRIED if outcome.state == DELIVERED else outcome.state)

@@ -79,6 +79,10 @@ def add_workspace_commands(subparsers) -> None:
                        help="the basic-auth password clients must send (User.com: the API key)")
     serve.add_argument("--catalog", choices=("customerio", "userengage"),
                        help="serve as this API, for a file or destination that has no state yet (default: customerio)")
+    serve.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
+                       help="close a connection idle or stalled this long (default: %(default)s)")
+    serve.add_argument("--max-connections", dest="max_connections", type=int, default=64, metavar="N",
+                       help="connections served at once; one more is answered 503 (default: %(default)s)")
     _add_userengage_commands(add)
 
 
@@ -236,8 +240,9 @@ def _settings(args) -> int:
 def _serve(args) -> int:
     from .server import serve
 
-    if not args.site_id:
-        print("switchyard: serving a Customer.io workspace needs --site-id", file=sys.stderr)
+    if not args.site_id or not args.api_key:
+        print("switchyard: --site-id and --api-key must not be empty: anyone could write to the workspace",
+              file=sys.stderr)
         return EXIT_USAGE
 
     def log(line: str) -> None:
@@ -248,7 +253,11 @@ def _serve(args) -> int:
 
     try:
         serve(args.db, args.host, args.port, args.site_id, args.api_key, destination=args.destination,
-              create=_may_create(args), log=log, on_ready=ready)
+              create=_may_create(args), log=log, on_ready=ready, timeout=args.timeout,
+              max_connections=args.max_connections)
+    except ValueError as error:
+        print(f"switchyard: {error}", file=sys.stderr)
+        return EXIT_USAGE
     except OSError as error:
         print(f"switchyard: cannot listen on {args.host}:{args.port}: {error.strerror or error}", file=sys.stderr)
         return EXIT_PROBLEMS

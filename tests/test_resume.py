@@ -1,0 +1,208 @@
+"""The progress journal: after ``kill -9``, the same command goes on where it stopped; ``--restart`` does not."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from conftest import ROOT
+from engine.cli import main
+from engine.pipeline import JOURNAL_GATHER
+
+RULES = """\
+version: 1
+destination:
+  name: hooks
+  catalog: webhook
+  settings: {{url: "{url}/orders", max_attempts: 1, timeout: 5}}
+mappings:
+  - name: Orders
+    trigger: event = "Order Completed"
+    action: send
+    fields:
+      data: {{id: properties.order_id}}
+"""
+
+FILE_RULES = """\
+version: 1
+destination:
+  name: audit
+  catalog: webhook
+  transport: file
+  settings: {{path: "{out}"}}
+mappings:
+  - name: Orders
+    trigger: event = "Order Completed"
+    action: send
+    fields:
+      url: "'http://example.invalid/orders'"
+      data: {{id: properties.order_id}}
+"""
+
+
+class Hook:
+    """A real webhook on 127.0.0.1 that notes the order id of every request it accepts."""
+
+    def __init__(self, delay: float = 0.0):
+        self.received: list[str] = []
+        self.delay = delay
+        hook = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body at once: no delayed-ACK stall per request
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if hook.delay:
+                    time.sleep(hook.delay)
+                hook.received.append(body["id"])
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def hook():
+    server = Hook(delay=0.002)
+    yield server
+    server.close()
+
+
+def orders(path, count: int, start: int = 0) -> None:
+    with open(path, "w") as stream:
+        for n in range(start, start + count):
+            stream.write(json.dumps({"type": "track", "event": "Order Completed", "messageId": f"m{n}",
+                                     "properties": {"order_id": f"o{n}"}}) + "\n")
+
+
+def command(rules, events, dead, *extra) -> list[str]:
+    return [sys.executable, "-m", "engine", "run", str(rules), *map(str, events), "--dead-letter", str(dead), *extra]
+
+
+def wait_for(check, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_kill_9_then_the_same_command_sends_the_rest_and_at_most_one_batch_twice(hook, tmp_path):
+    rules, events, dead = tmp_path / "rules.yaml", tmp_path / "events.ndjson", tmp_path / "dead.ndjson"
+    rules.write_text(RULES.format(url=hook.url))
+    orders(events, 3000)
+    process = subprocess.Popen(command(rules, [events], dead), cwd=ROOT, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE)
+    wait_for(lambda: len(hook.received) >= 400)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(timeout=10)
+    first = list(hook.received)
+    assert len(first) < 3000, "the run ended before the kill: nothing tested"
+    journal = json.loads((tmp_path / "dead.ndjson.progress").read_text())
+    assert journal["done"]["hooks"][0] == 0 and journal["done"]["hooks"][1] > 1
+
+    hook.delay = 0
+    again = subprocess.run(command(rules, [events], dead), cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    counts = Counter(hook.received)
+    assert set(counts) == {f"o{n}" for n in range(3000)}  # none lost
+    twice = [order_id for order_id, count in counts.items() if count > 1]
+    assert len(twice) <= JOURNAL_GATHER  # at most the calls in flight at the kill
+    assert all(count <= 2 for count in counts.values())
+    already = 3000 - (len(hook.received) - len(first))
+    assert f"already done           {already} calls" in again.stderr
+    assert "every event accounted for" in again.stderr
+    assert not (tmp_path / "dead.ndjson.progress").exists()  # read to the end: nothing left to resume
+
+
+def test_restart_ignores_the_journal_and_sends_everything(hook, tmp_path):
+    rules, events, dead = tmp_path / "rules.yaml", tmp_path / "events.ndjson", tmp_path / "dead.ndjson"
+    rules.write_text(RULES.format(url=hook.url))
+    orders(events, 300)
+    process = subprocess.Popen(command(rules, [events], dead), cwd=ROOT, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    wait_for(lambda: len(hook.received) >= 150)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(timeout=10)
+    sent = len(hook.received)
+    assert (tmp_path / "dead.ndjson.progress").exists()
+    hook.delay = 0
+    assert main(["run", str(rules), str(events), "--dead-letter", str(dead), "--restart"]) == 0
+    assert len(hook.received) == sent + 300
+
+
+def test_a_journal_of_other_rules_or_inputs_is_not_used(tmp_path, capsys):
+    out, dead = tmp_path / "audit.ndjson", tmp_path / "dead.ndjson"
+    rules, events, other = tmp_path / "rules.yaml", tmp_path / "a.ndjson", tmp_path / "b.ndjson"
+    rules.write_text(FILE_RULES.format(out=out))
+    orders(events, 10)
+    orders(other, 10, start=10)
+    # A journal an interrupted run of the same command would leave: 6 events of a.ndjson done.
+    from engine.resume import command_key, journal_path
+    key = command_key(str(rules), [str(events)])
+    progress = journal_path(str(dead))
+    with open(progress, "w") as stream:
+        json.dump({"key": key, "inputs": [str(events)], "done": {"audit": [0, 7]}}, stream)
+    assert main(["run", str(rules), str(other), "--dead-letter", str(dead)]) == 0  # other inputs: all sent
+    assert len(out.read_text().splitlines()) == 10
+    with open(progress, "w") as stream:
+        json.dump({"key": key, "inputs": [str(events)], "done": {"audit": [0, 7]}}, stream)
+    assert main(["run", str(rules), str(events), "--dead-letter", str(dead)]) == 0  # the same command
+    sent = [json.loads(line)["payload"]["data"]["id"] for line in out.read_text().splitlines()[10:]]
+    assert sent == [f"o{n}" for n in range(6, 10)]  # lines 1..6 done before
+    summary = capsys.readouterr().err
+    assert "already done           6 calls" in summary and "every event accounted for" in summary
+    assert not os.path.exists(progress)
+
+
+def test_a_run_from_stdin_keeps_no_journal(tmp_path):
+    out, dead, rules = tmp_path / "audit.ndjson", tmp_path / "dead.ndjson", tmp_path / "rules.yaml"
+    rules.write_text(FILE_RULES.format(out=out))
+    orders(tmp_path / "in.ndjson", 3)
+    process = subprocess.run(command(rules, [], dead), cwd=ROOT, stdin=open(tmp_path / "in.ndjson", "rb"),
+                             capture_output=True, timeout=60)
+    assert process.returncode == 0
+    assert len(out.read_text().splitlines()) == 3
+    assert not (tmp_path / "dead.ndjson.progress").exists()
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_resumed_run_writes_no_dead_letter_record_twice(tmp_path, capsys, workers):
+    out, dead, rules, events = tmp_path / "audit.ndjson", tmp_path / "dead.ndjson", tmp_path / "r.yaml", tmp_path / "e"
+    rules.write_text(FILE_RULES.format(out=out))
+    orders(events, 10)
+    lines = events.read_text().splitlines(keepends=True)
+    events.write_text("".join(lines[:3] + ["not json 1\n"] + lines[3:7] + ["not json 2\n"] + lines[7:]))
+    from engine.resume import command_key, journal_path
+    # An earlier run wrote the record of line 4 and delivered the calls of lines 1 to 5, then was killed.
+    dead.write_text(json.dumps({"kind": "unreadable", "source": f"{events}:4", "line": "not json 1"}) + "\n")
+    with open(journal_path(str(dead)), "w") as stream:
+        json.dump({"key": command_key(str(rules), [str(events)]), "inputs": [str(events)],
+                   "done": {"audit": [0, 6], "": [0, 5]}}, stream)
+    assert main(["run", str(rules), str(events), "--dead-letter", str(dead), "--workers", workers]) == 0
+    assert [json.loads(line)["source"] for line in dead.read_text().splitlines()] == [f"{events}:4", f"{events}:9"]
+    assert [json.loads(line)["payload"]["data"]["id"] for line in out.read_text().splitlines()] == \
+        [f"o{n}" for n in range(4, 10)]
+    summary = capsys.readouterr().err
+    assert "unreadable lines       2" in summary and "already done           4 calls" in summary
