@@ -62,6 +62,7 @@ class DestinationWorker:
         self._stop = threading.Event()
         self._deadline = float("inf")
         self.error: str | None = None
+        self.left_unsettled = False   # stopped at the deadline with calls in hand (they stay in the spool)
         self._thread = threading.Thread(target=self._work, name=f"deliver {self.name}", daemon=True)
 
     def start(self) -> DestinationWorker:
@@ -69,13 +70,13 @@ class DestinationWorker:
         return self
 
     def stop(self, deadline: float) -> bool:
-        """Finish the chunk in hand until ``deadline`` (time.monotonic()); True if it ended in time."""
+        """Finish the chunk in hand until ``deadline`` (time.monotonic()); True if every call in hand settled."""
         self._deadline = deadline
         self._stop.set()
         with self.spool.arrived:
             self.spool.arrived.notify_all()
         self._thread.join(max(0.0, deadline - time.monotonic()) + 1.0)
-        return not self._thread.is_alive()
+        return not self._thread.is_alive() and not self.left_unsettled
 
     def _work(self) -> None:
         db = self.spool.reader()
@@ -92,6 +93,7 @@ class DestinationWorker:
                 self.pipeline.submit_many((str(row_id), orjson.loads(event)) for row_id, event in rows)
                 while not self.pipeline.flush(timeout=0.25):
                     if self._stop.is_set() and time.monotonic() >= self._deadline:
+                        self.left_unsettled = True
                         return  # what is not settled stays after ``done`` in the spool: delivered after a restart
                 done = rows[-1][0]
                 spool.mark(db, name, done)
