@@ -8,21 +8,20 @@ SIGHUP, and a change to a rule file with ``--reload``, load the rules again.
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 import signal
 import sys
 import threading
 import time
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
-from ..deadletter import DeadLetterError
-from .service import Limits, Options, RulesError, Service, load_rules
-from .spool import DURABILITY, SpoolError
+from .limits import DURABILITY, Limits
+
+if TYPE_CHECKING:
+    from .service import Service
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
-log = logging.getLogger("switchyard.serve")
 
 
 def add_serve_command(subparsers) -> argparse.ArgumentParser:
@@ -61,27 +60,37 @@ def add_serve_command(subparsers) -> argparse.ArgumentParser:
     return serve
 
 
-class _JsonLines(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        entry = {"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"), "level": record.levelname.lower(),
-                 "logger": record.name, "message": record.getMessage()}
-        if record.exc_info:
-            entry["error"] = self.formatException(record.exc_info)
-        return json.dumps(entry)
+def _logging(form: str):
+    """Log lines to stderr, as text or one JSON object each; returns the server's logger."""
+    import json
+    import logging
 
+    class JsonLines(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            entry = {"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"), "level": record.levelname.lower(),
+                     "logger": record.name, "message": record.getMessage()}
+            if record.exc_info:
+                entry["error"] = self.formatException(record.exc_info)
+            return json.dumps(entry)
 
-def _logging(form: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_JsonLines() if form == "json" else logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    handler.setFormatter(JsonLines() if form == "json" else logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     for name in ("switchyard.serve", "uvicorn", "uvicorn.error"):
         logger = logging.getLogger(name)
         logger.handlers[:] = [handler]
         logger.setLevel(logging.INFO)
         logger.propagate = False
+    return logging.getLogger("switchyard.serve")
 
 
 def run_serve(args) -> int:
-    _logging(args.log_format)
+    """Serve until SIGTERM or SIGINT; 0 after a clean stop, 1 when the rules or the spool cannot be used."""
+    # Imported here: `switchyard --help` and the other commands do not pay for the server's modules.
+    from ..deadletter import DeadLetterError
+    from .service import Options, RulesError, Service, load_rules
+    from .spool import SpoolError
+
+    log = _logging(args.log_format)
     try:
         rules = load_rules(args.rules)
     except RulesError as error:
@@ -134,6 +143,9 @@ def serve(service: Service, host: str, port: int, *, watch: bool = False) -> Non
         signal.signal(signal.SIGHUP, lambda *_: threading.Thread(target=service.reload, daemon=True).start())
     if watch:
         threading.Thread(target=_watch, args=(service, stopped), daemon=True, name="rule watcher").start()
+    import logging
+
+    log = logging.getLogger("switchyard.serve")
     log.info("listening on http://%s:%d (spool %s, durability %s)", host, port, service.options.spool,
              service.options.durability)
     try:

@@ -18,20 +18,11 @@ from ..diagnostics import ERROR, format_text
 from ..loader import compile_paths
 from ..ruleset import RuleSet
 from .delivery import Delivery
+from .limits import Limits
 from .metrics import Metrics
 from .spool import DEDUPE_WINDOW, Spool
 
 log = logging.getLogger("switchyard.serve")
-
-
-@dataclass(frozen=True)
-class Limits:
-    """When the spool refuses more (429 with ``Retry-After``), and how long clients wait before retrying."""
-
-    max_events: int = 1_000_000        # events some destination has still to take
-    max_bytes: int = 2 << 30           # the spool's files on disk
-    min_free_bytes: int = 256 << 20    # free disk under the spool folder
-    retry_after: int = 5               # seconds
 
 
 @dataclass

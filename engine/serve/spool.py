@@ -29,7 +29,8 @@ import time
 from concurrent.futures import Future
 from pathlib import Path
 
-DURABILITY = {"power": "FULL", "process": "NORMAL"}
+from .limits import DURABILITY, Limits  # noqa: F401 - Limits: read with the spool
+
 DEDUPE_WINDOW = 24 * 3600.0  # Segment keeps messageIds at least 24 h (HTTP API docs)
 PRUNE_EVERY = 1.0            # seconds between deletions of delivered events and expired ids
 
