@@ -162,3 +162,17 @@ def test_sigint_stops_with_exit_code_zero_and_the_spool_keeps_what_was_not_deliv
     assert server.post("/v1/batch", {"batch": [track(n) for n in range(5)]})[0] == 200
     assert server.stop(signal.SIGINT) == 0
     assert "deliveries not settled by the deadline stay in the spool" in server.log.read_text()
+
+
+def test_reload_watches_the_rule_files(tmp_path):
+    rules = tmp_path / "customerio.yaml"
+    rules.write_text(PACK)
+    server = Served(rules, tmp_path, "--reload").start()
+    time.sleep(1.1)  # the watcher compares modification times once a second
+    rules.write_text(PACK.replace("action: trackEvent", "action: trackEvent\n    enabled: false", 1))
+    wait(lambda: "reload: rules loaded" in server.log.read_text())
+    assert server.post("/v1/batch", {"batch": [track(1)]})[0] == 200
+    wait(lambda: server.metric("switchyard_spool_depth") == 0)
+    time.sleep(0.2)
+    assert workspace_event_ids(server.workspace) == []  # the mapping was switched off
+    assert server.stop() == 0
