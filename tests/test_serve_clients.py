@@ -41,7 +41,8 @@ def calls(people: int = PEOPLE) -> list[dict]:
 
 
 def workspace_json(db: Path, command: str) -> list:
-    result = switchyard("workspace", command, "--db", db, "--json", "--limit", "100000")
+    every = ("--limit", "100000") if command == "events" else ()  # `events` shows the last 50 unless told
+    result = switchyard("workspace", command, "--db", db, "--json", *every)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
