@@ -195,7 +195,12 @@ class _Started:
         self.url = f"http://127.0.0.1:{self.port}"
         self.process = subprocess.Popen([*argv, "--port", str(self.port)], cwd=cwd, env=env,
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        _wait_up(self.url + ready_path, self.process)
+        try:
+            _wait_up(self.url + ready_path, self.process)
+        except BaseException:
+            self.process.kill()  # never leave a server behind
+            self.process.wait()
+            raise
 
     def stop(self) -> None:
         import signal

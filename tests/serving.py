@@ -24,6 +24,18 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+_running: list[subprocess.Popen] = []
+
+
+def stop_all() -> None:
+    """Kill every server a test left running (a test that failed half-way); for an autouse fixture."""
+    while _running:
+        process = _running.pop()
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+
+
 class Served:
     """One server process; ``url`` is its base URL."""
 
@@ -41,6 +53,7 @@ class Served:
                    "--dead-letter", str(self.folder / "deadletter.ndjson"), *self.args]
         self.process = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL,
                                         stderr=open(self.log, "ab"))
+        _running.append(self.process)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

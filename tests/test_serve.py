@@ -13,7 +13,14 @@ import pytest
 
 from conftest import ROOT
 from engine.serve.ingest import Refused, parse
-from serving import Served, workspace_event_ids
+from serving import Served, stop_all, workspace_event_ids
+
+
+@pytest.fixture(autouse=True)
+def _no_server_left_running():
+    yield
+    stop_all()
+
 
 PACK = ROOT / "rules" / "customerio.yaml"
 KEY = "write-key-1"

@@ -15,7 +15,14 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, switchyard
-from serving import Served
+from serving import Served, stop_all
+
+
+@pytest.fixture(autouse=True)
+def _no_server_left_running():
+    yield
+    stop_all()
+
 
 PACK = ROOT / "rules" / "customerio.yaml"
 PEOPLE = 200

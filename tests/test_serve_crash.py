@@ -9,8 +9,17 @@ import urllib.error
 import urllib.request
 from collections import defaultdict
 
+import pytest
+
 from conftest import ROOT
-from serving import Served, workspace_event_ids
+from serving import Served, stop_all, workspace_event_ids
+
+
+@pytest.fixture(autouse=True)
+def _no_server_left_running():
+    yield
+    stop_all()
+
 
 PACK = ROOT / "rules" / "customerio.yaml"
 EVENTS, BATCH, USERS = 20_000, 100, 50

@@ -10,7 +10,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from conftest import ROOT
-from serving import Served, workspace_event_ids
+from serving import Served, stop_all, workspace_event_ids
+
+
+@pytest.fixture(autouse=True)
+def _no_server_left_running():
+    yield
+    stop_all()
+
 
 PACK = (ROOT / "rules" / "customerio.yaml").read_text()
 
