@@ -2,9 +2,10 @@
 
 Each destination reads the spool from where it stopped, evaluates its own rules over a chunk of
 events through a :class:`~engine.pipeline.Pipeline` (its lane delivers them in spool order, so
-calls for one person reach it in the order the events arrived), waits until every call of the
-chunk has an outcome (delivered, or refused or failed and in the dead-letter file), and only then
-records the chunk's last event id as its progress. After a crash it starts again after that id:
+calls for one person reach it in the order the events arrived), and records a chunk's last event id
+as its progress once every call of that chunk and of those before it has an outcome (delivered, or
+refused or failed and in the dead-letter file). Two chunks are in hand at a time: the next one is
+evaluated while the lane delivers the last (SQLite and HTTP work run outside the GIL). After a crash it starts again after that id:
 every acknowledged event is delivered at least once, and the embedded workspace applies a repeated
 call once. A destination that is slow or down holds back only its own progress; its backlog waits
 in the spool while the others go on.
@@ -16,7 +17,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -32,22 +35,39 @@ from .spool import Spool
 CHUNK = 2000
 #: Seconds an idle destination waits for new events before looking again.
 IDLE_WAIT = 0.2
+#: Chunks a destination has in the pipeline at once: the next is evaluated while the last is delivered.
+IN_FLIGHT = 2
 
 Settled = Callable[[str, Sequence[tuple[Outcome, "str | None"]]], None]
 
 
-class _Hooks:
-    """Tells the metrics about each outcome of one destination (after its dead letter is written)."""
+@dataclass
+class _Chunk:
+    """Spool rows ``first``..``last`` handed to the pipeline, and how many of their calls have an outcome."""
 
-    def __init__(self, destination: str, settled: Settled | None):
-        self.destination, self._settled = destination, settled
+    first: int
+    last: int
+    expected: int | None = None   # known once the chunk is evaluated
+    settled: int = 0
+
+    @property
+    def done(self) -> bool:
+        return self.expected is not None and self.settled >= self.expected
+
+
+class _Hooks:
+    """Counts each outcome against its chunk (the source is its spool row id), then tells the metrics."""
+
+    def __init__(self, worker: DestinationWorker, settled: Settled | None):
+        self.worker, self._settled = worker, settled
 
     def annotate(self, outcome: Outcome) -> dict[str, Any]:
         return {}
 
     def settled(self, settled: Sequence[tuple[Outcome, str | None]]) -> None:
+        self.worker.count_settled(settled)
         if self._settled is not None:
-            self._settled(self.destination, settled)
+            self._settled(self.worker.name, settled)
 
 
 class DestinationWorker:
@@ -58,7 +78,9 @@ class DestinationWorker:
         self.spool, self.name, self.chunk = spool, destination.name, chunk
         adapter = open_adapter(destination, store=store)  # a SetupError stops the start or the reload
         self.pipeline = Pipeline(RuleSet([destination]), dead_letter=dead_letter, adapters={self.name: adapter},
-                                 hooks=_Hooks(self.name, settled))
+                                 hooks=_Hooks(self, settled))
+        self._chunks: deque[_Chunk] = deque()
+        self._progress = threading.Condition()
         self._stop = threading.Event()
         self._deadline = float("inf")
         self.error: str | None = None
@@ -78,25 +100,72 @@ class DestinationWorker:
         self._thread.join(max(0.0, deadline - time.monotonic()) + 1.0)
         return not self._thread.is_alive() and not self.left_unsettled
 
+    def count_settled(self, settled: Sequence[tuple[Outcome, str | None]]) -> None:
+        """Called by the lane's thread for outcomes just booked."""
+        with self._progress:
+            chunks = self._chunks
+            for _, source in settled:
+                row = int(source) if source is not None else 0
+                for chunk in chunks:  # at most IN_FLIGHT of them
+                    if chunk.first <= row <= chunk.last:
+                        chunk.settled += 1
+                        break
+            self._progress.notify_all()
+
+    def _finished(self) -> int | None:
+        """The last row of the chunks at the front whose calls all have outcomes, removing them; else None."""
+        last = None
+        with self._progress:
+            while self._chunks and self._chunks[0].done:
+                last = self._chunks.popleft().last
+        return last
+
     def _work(self) -> None:
         db = self.spool.reader()
-        spool, name = self.spool, self.name
-        done = spool.progress(name)
+        spool, name, chunks = self.spool, self.name, self._chunks
+        read = spool.progress(name)  # the last row handed to the pipeline
         try:
             while not self._stop.is_set():
-                rows = spool.read(db, done, self.chunk)
-                if not rows:
-                    with spool.arrived:
-                        if spool.last_id <= done and not self._stop.is_set():
-                            spool.arrived.wait(IDLE_WAIT)
+                finished = self._finished()
+                if finished is not None:
+                    spool.mark(db, name, finished)
+                if len(chunks) >= IN_FLIGHT:
+                    with self._progress:
+                        if not chunks[0].done:
+                            self._progress.wait(0.25)
                     continue
+                rows = spool.read(db, read, self.chunk)
+                if not rows:
+                    if chunks:
+                        with self._progress:
+                            if not chunks[0].done:
+                                self._progress.wait(0.05)
+                    else:
+                        with spool.arrived:
+                            if spool.last_id <= read and not self._stop.is_set():
+                                spool.arrived.wait(IDLE_WAIT)
+                    continue
+                chunk = _Chunk(rows[0][0], rows[-1][0])
+                with self._progress:
+                    chunks.append(chunk)
+                calls = self.pipeline.summary.calls
+                before = sum(calls.values())
                 self.pipeline.submit_many((str(row_id), orjson.loads(event)) for row_id, event in rows)
-                while not self.pipeline.flush(timeout=0.25):
-                    if self._stop.is_set() and time.monotonic() >= self._deadline:
-                        self.left_unsettled = True
-                        return  # what is not settled stays after ``done`` in the spool: delivered after a restart
-                done = rows[-1][0]
-                spool.mark(db, name, done)
+                with self._progress:
+                    chunk.expected = sum(calls.values()) - before
+                    self._progress.notify_all()
+                read = rows[-1][0]
+            # Stopping: what is in hand may settle until the deadline; what does not stays in the spool.
+            while chunks and time.monotonic() < self._deadline:
+                finished = self._finished()
+                if finished is not None:
+                    spool.mark(db, name, finished)
+                with self._progress:
+                    if chunks and not chunks[0].done:
+                        self._progress.wait(0.05)
+            if chunks:
+                self.left_unsettled = True
+                return  # delivered again after a restart
             self.pipeline.close()
         except Exception as error:  # noqa: BLE001 - reported by /ready and the log; the events stay spooled
             self.error = f"{type(error).__name__}: {error}"
