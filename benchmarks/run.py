@@ -63,7 +63,7 @@ from benchmarks.delivery import write_rules
 from benchmarks.generate import events as generate_events
 from benchmarks.sink import Sink
 
-SECTIONS = ("triggers", "end-to-end", "scaling", "workers", "load", "memory", "delivery", "spark")
+SECTIONS = ("triggers", "end-to-end", "scaling", "workers", "load", "memory", "delivery", "spark", "serve")
 
 
 @dataclass(frozen=True)
@@ -665,6 +665,28 @@ def bench_spark(sizes: Sizes, work: Path) -> list[Row]:
     ]
 
 
+def bench_serve(sizes: Sizes, work: Path) -> list[Row]:
+    """``switchyard serve`` taking batches from 4 clients vs a bare uvicorn app, p99 latency: benchmarks/serve.py."""
+    from benchmarks.serve import measure
+
+    seconds, latency_seconds = (60.0, 10.0) if sizes is FULL else (8.0, 3.0)
+    got = measure(ROOT, work, child_env(work), seconds=seconds, latency_seconds=latency_seconds)
+    accepted, floor, delivered, depths = got["accepted"], got["floor"], got["delivered"], got["depths"]
+    steady = bool(depths) and depths[-1] <= max(depths[len(depths) // 2] * 1.1, 1000)
+    p99 = got["latency"]["p99_ms"]
+    return [
+        Row(f"serve: events accepted, 4 clients x batches of 100, {seconds:.0f} s vs floor",
+            f"{accepted:,.0f} ev/s", f"{floor:,.0f} ev/s", accepted / floor, ">= 0.50x", accepted / floor >= 0.5),
+        Row("serve: events accepted a second", f"{accepted:,.0f} ev/s", target=">= 20,000 ev/s",
+            passed=accepted >= 20_000),
+        Row("serve: delivered into the workspace during that run; spool depth at 1/6 ... 6/6",
+            f"{delivered:,.0f} ev/s", " ".join(f"{depth:,.0f}" for depth in depths), target="depth stable",
+            passed=steady),
+        Row(f"serve: p99 latency of single events at 1,000 requests/s ({got['latency']['requests']:,} requests)",
+            f"{p99:.1f} ms", f"p50 {got['latency']['p50_ms']:.1f} ms", target="<= 50 ms", passed=p99 <= 50),
+    ]
+
+
 BENCHMARKS = {
     "triggers": bench_triggers,
     "end-to-end": bench_end_to_end,
@@ -674,6 +696,7 @@ BENCHMARKS = {
     "memory": bench_memory,
     "delivery": bench_delivery,
     "spark": bench_spark,
+    "serve": bench_serve,
 }
 
 

@@ -21,6 +21,7 @@ from . import __version__
 from .diagnostics import ERROR, WARNING, format_github, format_text
 from .env import Secrets, mask_url_credentials
 from .loader import RULE_SUFFIXES, compile_paths
+from .serve import add_serve_command, run_serve
 from .spark.cli import add_spark_command, run_spark
 from .workspace.cli import add_workspace_commands, run_workspace
 
@@ -71,6 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     add_run_command(commands)
     add_workspace_commands(commands)
     add_spark_command(commands)
+    add_serve_command(commands)
     add_replay_command(commands)
     return parser
 
@@ -168,7 +170,7 @@ def main(argv=None) -> int:
         args = _parser().parse_args(argv)
     except SystemExit as exit_:  # argparse's --help (0) and usage errors (2)
         return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
-    handler = getattr(args, "handler", None) or {"workspace": run_workspace, "spark": run_spark}[args.command]
+    handler = getattr(args, "handler", None) or {"workspace": run_workspace, "spark": run_spark, "serve": run_serve}[args.command]
     try:
         return handler(args)
     except BrokenPipeError:

@@ -1,0 +1,183 @@
+"""``switchyard serve``: the command line, the process's signals and logs around :class:`Service`.
+
+The only module of the package that prints or picks exit codes. SIGTERM and SIGINT stop the server:
+new requests get 503, requests in flight finish, each destination settles its chunk in hand up to
+``--stop-deadline``, and the process exits 0 (what is left stays in the spool for the next start).
+SIGHUP, and a change to a rule file with ``--reload``, load the rules again.
+"""
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
+
+from .limits import DURABILITY, Limits
+
+if TYPE_CHECKING:
+    from .service import Service
+
+EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
+
+
+def add_serve_command(subparsers) -> argparse.ArgumentParser:
+    serve = subparsers.add_parser("serve", help="take events from Segment's client libraries over HTTP, spool "
+                                                "them durably and deliver them")
+    serve.add_argument("rules", nargs="+", metavar="PATH", help="rule files or folders of them, as for `run`")
+    serve.add_argument("--host", default="127.0.0.1", help="the address to listen on (default: %(default)s; "
+                                                           "0.0.0.0 for every interface)")
+    serve.add_argument("--port", type=int, default=8088, help="default: %(default)s")
+    serve.add_argument("--spool", metavar="DIR", default="spool",
+                       help="the folder of the spool, where acknowledged events wait (default: %(default)s)")
+    serve.add_argument("--workspace", metavar="DB", help="the SQLite workspace for destinations with "
+                                                         "transport: workspace, as for `run`")
+    serve.add_argument("--dead-letter", metavar="FILE", default="deadletter.ndjson",
+                       help="where calls that were not delivered go, as for `run` (default: %(default)s)")
+    serve.add_argument("--write-key", metavar="KEY", action="append", default=[],
+                       help="a write key to accept (repeat for more); without any, every key is accepted")
+    serve.add_argument("--durability", choices=sorted(DURABILITY), default="power",
+                       help="power: each commit is synced to disk (survives a power cut); process: survives "
+                            "the server being killed, not the machine (faster). Default: %(default)s")
+    serve.add_argument("--dedupe-window", metavar="SECONDS", type=float, default=24 * 3600,
+                       help="a messageId seen this recently is dropped as a retry (default: 24 h)")
+    serve.add_argument("--max-spool-events", metavar="N", type=int, default=Limits.max_events,
+                       help="answer 429 while this many events wait for a destination (default: %(default)s)")
+    serve.add_argument("--max-spool-bytes", metavar="N", type=int, default=Limits.max_bytes,
+                       help="answer 429 while the spool's files are this big (default: %(default)s)")
+    serve.add_argument("--min-free-bytes", metavar="N", type=int, default=Limits.min_free_bytes,
+                       help="answer 429 while less disk than this is free (default: %(default)s)")
+    serve.add_argument("--retry-after", metavar="SECONDS", type=int, default=Limits.retry_after,
+                       help="the Retry-After of a 429 (default: %(default)s)")
+    serve.add_argument("--stop-deadline", metavar="SECONDS", type=float, default=10.0,
+                       help="how long deliveries may take to settle at a stop (default: %(default)s)")
+    serve.add_argument("--reload", action="store_true", help="load the rules again when a rule file changes")
+    serve.add_argument("--log-format", choices=("text", "json"), default="text",
+                       help="json: one JSON object a line (default: %(default)s)")
+    return serve
+
+
+def _logging(form: str):
+    """Log lines to stderr, as text or one JSON object each; returns the server's logger."""
+    import json
+    import logging
+
+    class JsonLines(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            entry = {"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"), "level": record.levelname.lower(),
+                     "logger": record.name, "message": record.getMessage()}
+            if record.exc_info:
+                entry["error"] = self.formatException(record.exc_info)
+            return json.dumps(entry)
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonLines() if form == "json" else logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    for name in ("switchyard.serve", "uvicorn", "uvicorn.error"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [handler]
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+    return logging.getLogger("switchyard.serve")
+
+
+def run_serve(args) -> int:
+    """Serve until SIGTERM or SIGINT; 0 after a clean stop, 1 when the rules or the spool cannot be used."""
+    # Imported here: `switchyard --help` and the other commands do not pay for the server's modules.
+    from ..deadletter import DeadLetterError
+    from .service import Options, RulesError, Service, load_rules
+    from .spool import SpoolError
+
+    log = _logging(args.log_format)
+    try:
+        rules = load_rules(args.rules)
+    except RulesError as error:
+        for problem in error.problems:
+            print(problem, file=sys.stderr)
+        return EXIT_PROBLEMS
+    except FileNotFoundError as error:
+        print(f"switchyard serve: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    options = Options(paths=args.rules, spool=args.spool, workspace=args.workspace, dead_letter=args.dead_letter,
+                      write_keys=frozenset(args.write_key), durability=args.durability,
+                      dedupe_window=args.dedupe_window, stop_deadline=args.stop_deadline,
+                      limits=Limits(args.max_spool_events, args.max_spool_bytes, args.min_free_bytes,
+                                    args.retry_after))
+    try:
+        service = Service(options, rules).start()
+    except (SpoolError, DeadLetterError) as error:
+        print(f"switchyard serve: {error}", file=sys.stderr)
+        return EXIT_PROBLEMS
+    except Exception as error:  # noqa: BLE001 - an adapter cannot open (SetupError and the like)
+        print(f"switchyard serve: {error}", file=sys.stderr)
+        return EXIT_PROBLEMS
+    if not options.write_keys:
+        log.warning("no --write-key given: every write key is accepted")
+    serve(service, args.host, args.port, watch=args.reload)
+    settled = service.stop()
+    log.info("stopped; %s", "every delivery in hand settled" if settled else
+             "deliveries not settled by the deadline stay in the spool")
+    return EXIT_OK
+
+
+def serve(service: Service, host: str, port: int, *, watch: bool = False) -> None:
+    """Answer HTTP on ``host:port`` until SIGTERM or SIGINT (uvicorn, its h11 or httptools parser)."""
+    import uvicorn
+
+    from .app import App
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            service.draining = True  # requests on open connections get 503 from now on
+            if self.should_exit and sig == signal.SIGINT:
+                self.force_exit = True
+            self.should_exit = True  # not re-raised at the end: the process exits 0 after the stop
+
+    config = uvicorn.Config(App(service), host=host, port=port, log_config=None, access_log=False,
+                            lifespan="on", timeout_graceful_shutdown=5, server_header=False)
+    server = Server(config)
+    stopped = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGHUP, lambda *_: threading.Thread(target=service.reload, daemon=True).start())
+    if watch:
+        threading.Thread(target=_watch, args=(service, stopped), daemon=True, name="rule watcher").start()
+    import logging
+
+    log = logging.getLogger("switchyard.serve")
+    log.info("listening on http://%s:%d (spool %s, durability %s)", host, port, service.options.spool,
+             service.options.durability)
+    try:
+        server.run()
+    finally:
+        stopped.set()
+
+
+def _watch(service: Service, stopped: threading.Event, every: float = 1.0) -> None:
+    """Reload when a rule file's modification time or the set of rule files changes."""
+    def snapshot() -> dict[str, float]:
+        times = {}
+        for root in service.options.paths:
+            path = Path(root)
+            for file in ([path] if path.is_file() else sorted(path.rglob("*.y*ml"))):
+                try:
+                    times[str(file)] = file.stat().st_mtime
+                except OSError:
+                    pass
+        return times
+
+    seen = snapshot()
+    while not stopped.wait(every):
+        now = snapshot()
+        if now != seen:
+            seen = now
+            time.sleep(0.1)  # an editor's save may come in two writes
+            service.reload()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m engine.serve``: the command alone (``switchyard serve`` is the same)."""
+    parser = argparse.ArgumentParser(prog="switchyard")
+    add_serve_command(parser.add_subparsers(dest="command", required=True))
+    return run_serve(parser.parse_args(["serve", *(sys.argv[1:] if argv is None else argv)]))

@@ -1,0 +1,227 @@
+"""Delivery from the spool: one thread per destination, each with its own pipeline and progress.
+
+Each destination reads the spool from where it stopped, evaluates its own rules over a chunk of
+events through a :class:`~engine.pipeline.Pipeline` (its lane delivers them in spool order, so
+calls for one person reach it in the order the events arrived), and records a chunk's last event id
+as its progress once every call of that chunk and of those before it has an outcome (delivered, or
+refused or failed and in the dead-letter file). Two chunks are in hand at a time: the next one is
+evaluated while the lane delivers the last (SQLite and HTTP work run outside the GIL). After a crash it starts again after that id:
+every acknowledged event is delivered at least once, and the embedded workspace applies a repeated
+call once. A destination that is slow or down holds back only its own progress; its backlog waits
+in the spool while the others go on.
+
+Thread safety: each :class:`DestinationWorker` owns its pipeline, adapter and spool connection;
+the shared dead-letter file and spool take their own locks.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from ..adapters import open_adapter
+from ..deadletter import DeadLetter
+from ..delivery.outcome import Outcome
+from ..pipeline import Pipeline
+from ..ruleset import Destination, RuleSet
+from .spool import Spool
+
+#: Events a destination takes from the spool at a time.
+CHUNK = 2000
+#: Seconds an idle destination waits for new events before looking again.
+IDLE_WAIT = 0.2
+#: Chunks a destination has in the pipeline at once: the next is evaluated while the last is delivered.
+IN_FLIGHT = 2
+
+Settled = Callable[[str, Sequence[tuple[Outcome, "str | None"]]], None]
+
+
+@dataclass
+class _Chunk:
+    """Spool rows ``first``..``last`` handed to the pipeline, and how many of their calls have an outcome."""
+
+    first: int
+    last: int
+    expected: int | None = None   # known once the chunk is evaluated
+    settled: int = 0
+
+    @property
+    def done(self) -> bool:
+        return self.expected is not None and self.settled >= self.expected
+
+
+class _Hooks:
+    """Counts each outcome against its chunk (the source is its spool row id), then tells the metrics."""
+
+    def __init__(self, worker: DestinationWorker, settled: Settled | None):
+        self.worker, self._settled = worker, settled
+
+    def annotate(self, outcome: Outcome) -> dict[str, Any]:
+        return {}
+
+    def settled(self, settled: Sequence[tuple[Outcome, str | None]]) -> None:
+        self.worker.count_settled(settled)
+        if self._settled is not None:
+            self._settled(self.worker.name, settled)
+
+
+class DestinationWorker:
+    """One destination's delivery thread: spool -> its rules -> its lane, progress after each chunk."""
+
+    def __init__(self, spool: Spool, destination: Destination, *, dead_letter: DeadLetter, store: str | None,
+                 settled: Settled | None = None, chunk: int = CHUNK):
+        self.spool, self.name, self.chunk = spool, destination.name, chunk
+        adapter = open_adapter(destination, store=store)  # a SetupError stops the start or the reload
+        self.pipeline = Pipeline(RuleSet([destination]), dead_letter=dead_letter, adapters={self.name: adapter},
+                                 hooks=_Hooks(self, settled))
+        self._chunks: deque[_Chunk] = deque()
+        self._progress = threading.Condition()
+        self._stop = threading.Event()
+        self._deadline = float("inf")
+        self.error: str | None = None
+        self.left_unsettled = False   # stopped at the deadline with calls in hand (they stay in the spool)
+        self._thread = threading.Thread(target=self._work, name=f"deliver {self.name}", daemon=True)
+
+    def start(self) -> DestinationWorker:
+        self._thread.start()
+        return self
+
+    def stop(self, deadline: float) -> bool:
+        """Finish the chunk in hand until ``deadline`` (time.monotonic()); True if every call in hand settled."""
+        self._deadline = deadline
+        self._stop.set()
+        with self.spool.arrived:
+            self.spool.arrived.notify_all()
+        self._thread.join(max(0.0, deadline - time.monotonic()) + 1.0)
+        return not self._thread.is_alive() and not self.left_unsettled
+
+    def count_settled(self, settled: Sequence[tuple[Outcome, str | None]]) -> None:
+        """Called by the lane's thread for outcomes just booked."""
+        with self._progress:
+            chunks = self._chunks
+            for _, source in settled:
+                row = int(source) if source is not None else 0
+                for chunk in chunks:  # at most IN_FLIGHT of them
+                    if chunk.first <= row <= chunk.last:
+                        chunk.settled += 1
+                        break
+            self._progress.notify_all()
+
+    def _finished(self) -> int | None:
+        """The last row of the chunks at the front whose calls all have outcomes, removing them; else None."""
+        last = None
+        with self._progress:
+            while self._chunks and self._chunks[0].done:
+                last = self._chunks.popleft().last
+        return last
+
+    def _work(self) -> None:
+        db = self.spool.reader()
+        spool, name, chunks = self.spool, self.name, self._chunks
+        read = spool.progress(name)  # the last row handed to the pipeline
+        try:
+            while not self._stop.is_set():
+                finished = self._finished()
+                if finished is not None:
+                    spool.mark(db, name, finished)
+                if len(chunks) >= IN_FLIGHT:
+                    with self._progress:
+                        if not chunks[0].done:
+                            self._progress.wait(0.25)
+                    continue
+                rows = spool.read(db, read, self.chunk)
+                if not rows:
+                    if chunks:
+                        with self._progress:
+                            if not chunks[0].done:
+                                self._progress.wait(0.05)
+                    else:
+                        with spool.arrived:
+                            if spool.last_id <= read and not self._stop.is_set():
+                                spool.arrived.wait(IDLE_WAIT)
+                    continue
+                chunk = _Chunk(rows[0][0], rows[-1][0])
+                with self._progress:
+                    chunks.append(chunk)
+                calls = self.pipeline.summary.calls
+                before = sum(calls.values())
+                self.pipeline.submit_many((str(row_id), orjson.loads(event)) for row_id, event in rows)
+                with self._progress:
+                    chunk.expected = sum(calls.values()) - before
+                    self._progress.notify_all()
+                read = rows[-1][0]
+            # Stopping: what is in hand may settle until the deadline; what does not stays in the spool.
+            while chunks and time.monotonic() < self._deadline:
+                finished = self._finished()
+                if finished is not None:
+                    spool.mark(db, name, finished)
+                with self._progress:
+                    if chunks and not chunks[0].done:
+                        self._progress.wait(0.05)
+            if chunks:
+                self.left_unsettled = True
+                return  # delivered again after a restart
+            self.pipeline.close()
+        except Exception as error:  # noqa: BLE001 - reported by /ready and the log; the events stay spooled
+            self.error = f"{type(error).__name__}: {error}"
+        finally:
+            db.close()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+
+class Delivery:
+    """Every destination of the loaded rules, delivering from the spool; swapped whole on reload."""
+
+    def __init__(self, spool: Spool, rules: RuleSet, *, dead_letter: DeadLetter, store: str | None,
+                 settled: Settled | None = None):
+        self.spool, self.dead_letter, self.store, self.settled = spool, dead_letter, store, settled
+        self.rules = rules
+        self.workers: list[DestinationWorker] = []
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        self.workers = self._open(self.rules)
+        self.spool.destinations = {worker.name for worker in self.workers}
+        for worker in self.workers:
+            worker.start()
+
+    def _open(self, rules: RuleSet) -> list[DestinationWorker]:
+        workers: list[DestinationWorker] = []
+        try:
+            for destination in rules.destinations:
+                workers.append(DestinationWorker(self.spool, destination, dead_letter=self.dead_letter,
+                                                 store=self.store, settled=self.settled))
+        except BaseException:
+            for worker in workers:
+                worker.pipeline.close()
+            raise
+        return workers
+
+    def swap(self, rules: RuleSet, deadline: float) -> None:
+        """Deliver with ``rules`` from now on: the current chunks finish, then the new rules take over
+        from each destination's progress. A destination that cannot open keeps the old rules running."""
+        with self._lock:
+            fresh = self._open(rules)
+            self.stop(deadline)
+            self.rules, self.workers = rules, fresh
+            self.spool.destinations = {worker.name for worker in fresh}
+            for worker in fresh:
+                worker.start()
+
+    def stop(self, deadline: float) -> bool:
+        """Stop every destination after its chunk in hand, waiting until ``deadline`` at most."""
+        for worker in self.workers:
+            worker._stop.set()
+        return all([worker.stop(deadline) for worker in self.workers])
+
+    @property
+    def problems(self) -> list[str]:
+        return [f"{worker.name}: {worker.error}" for worker in self.workers if worker.error]

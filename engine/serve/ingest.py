@@ -1,0 +1,180 @@
+"""What a Segment client sent, turned into events ready for the spool, or the 400/401 that says why not.
+
+Pure functions, no I/O: the ASGI app (:mod:`engine.serve.app`) hands over the path, the headers
+and the body it read; this module owns the Tracking API's rules as Segment documents them
+(/work/shared/reference/segment-http-api.md): the paths, where the write key comes from, the
+limits, the batch's shared ``context``/``integrations``, ``receivedAt``, the clock-skew fix of
+``timestamp`` and a ``messageId`` for events that have none.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+import zlib
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+
+#: Segment's limits (HTTP API docs): per event, per request, events per batch.
+EVENT_BYTES = 32 * 1024
+REQUEST_BYTES = 500 * 1024
+BATCH_EVENTS = 2500
+
+#: The path's last part -> the event type it carries (None: a batch). Short paths are analytics.js's
+#: and the mobile libraries'; ``import`` is analytics-java's name for a batch.
+PATHS: dict[str, str | None] = {
+    "track": "track", "identify": "identify", "page": "page", "screen": "screen", "group": "group",
+    "alias": "alias", "batch": None, "import": None,
+    "t": "track", "i": "identify", "p": "page", "s": "screen", "g": "group", "a": "alias", "b": None,
+}
+
+
+class Refused(Exception):
+    """A request answered with ``status`` and ``{"code": code, "message": message}``."""
+
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+    def body(self) -> bytes:
+        return orjson.dumps({"code": self.code, "message": self.message})
+
+
+@dataclass
+class Request:
+    """What one request carried: its write key (or None) and its events, each encoded for the spool."""
+
+    write_key: str | None
+    events: list[tuple[str, bytes]]     # (messageId, the event as JSON)
+    invalid: list[dict]                 # objects in a batch with no valid ``type``: dead letters, not errors
+
+
+def route(path: str) -> tuple[bool, str | None]:
+    """Whether ``path`` is a Tracking API path, and the event type it carries (None: a batch)."""
+    parts = path.strip("/").split("/")
+    if len(parts) == 2 and parts[0] == "v1":
+        name = parts[1]
+    elif len(parts) == 1 and len(parts[0]) == 1:  # the mobile libraries' and older builds' bare short paths
+        name = parts[0]
+    else:
+        return False, None
+    return (name in PATHS), PATHS.get(name)
+
+
+def decode(body: bytes, encoding: str | None) -> bytes:
+    """The body, gunzipped if the client said so; over REQUEST_BYTES once unpacked is a 400."""
+    if encoding and encoding.strip().lower() == "gzip":
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            body = inflater.decompress(body, REQUEST_BYTES + 1)
+        except zlib.error as error:
+            raise Refused(400, "invalid_gzip", f"the body is not valid gzip: {error}") from None
+        if len(body) > REQUEST_BYTES or inflater.unconsumed_tail:
+            raise too_large()
+    elif encoding and encoding.strip().lower() not in ("identity", ""):
+        raise Refused(400, "unsupported_encoding", f"Content-Encoding {encoding!r} is not supported (gzip is)")
+    return body
+
+
+def too_large() -> Refused:
+    return Refused(400, "request_too_large", f"the request is over the limit of {REQUEST_BYTES // 1024} KB")
+
+
+def parse(kind: str | None, body: bytes, authorization: str | None, now: datetime | None = None) -> Request:
+    """The events of one request to a path carrying ``kind`` (None: a batch)."""
+    if len(body) > REQUEST_BYTES:
+        raise too_large()
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        raise Refused(400, "invalid_json", f"the body is not valid JSON: {error}") from None
+    if not isinstance(data, dict):
+        raise Refused(400, "not_an_object", "the body must be a JSON object")
+    write_key = _write_key(authorization, data)
+    received = now or datetime.now(timezone.utc)
+    if kind is None:
+        items = data.get("batch")
+        if not isinstance(items, list):
+            raise Refused(400, "invalid_batch", "a batch needs a 'batch' array of events")
+        if len(items) > BATCH_EVENTS:
+            raise Refused(400, "batch_too_large", f"a batch holds at most {BATCH_EVENTS:,} events; "
+                                                  f"this one has {len(items):,}")
+        shared = {key: data[key] for key in ("context", "integrations") if isinstance(data.get(key), dict)}
+        sent_at = data.get("sentAt")
+    else:
+        items, shared, sent_at = [data], {}, None
+    events, invalid = [], []
+    for position, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise Refused(400, "not_an_object", f"batch item {position} is not a JSON object")
+        event = _event(item, kind, shared, sent_at, received)
+        encoded = orjson.dumps(event)
+        if len(encoded) > EVENT_BYTES:
+            raise Refused(400, "event_too_large", f"event {position} is over the limit of "
+                                                  f"{EVENT_BYTES // 1024} KB per event")
+        if event.get("type") not in _TYPES:
+            invalid.append(event)
+        else:
+            events.append((event["messageId"], encoded))
+    return Request(write_key, events, invalid)
+
+
+_TYPES = frozenset(t for t in PATHS.values() if t)
+
+
+def _write_key(authorization: str | None, data: dict) -> str | None:
+    """Basic auth's user name; else ``writeKey`` in the body (alone, or beside an OAuth bearer token)."""
+    if authorization:
+        scheme, _, credentials = authorization.strip().partition(" ")
+        if scheme.lower() == "basic":
+            try:
+                user = base64.b64decode(credentials.strip(), validate=True).decode("utf-8").partition(":")[0]
+            except (binascii.Error, UnicodeDecodeError):
+                raise Refused(401, "invalid_authorization", "the Basic authorization header cannot be read") from None
+            if user:
+                return user
+    key = data.get("writeKey")
+    return key if isinstance(key, str) and key else None
+
+
+def _event(item: dict, kind: str | None, shared: dict, sent_at: Any, received: datetime) -> dict:
+    event = dict(item)
+    event.pop("writeKey", None)
+    if kind is not None:
+        event["type"] = kind
+    for key, value in shared.items():
+        own = event.get(key)
+        event[key] = {**value, **own} if isinstance(own, dict) else value
+    if not isinstance(event.get("messageId"), str) or not event["messageId"]:
+        event["messageId"] = f"switchyard-{uuid.uuid4()}"
+    received_text = _iso(received)
+    event["receivedAt"] = received_text
+    sent = _time(event.get("sentAt", sent_at))
+    original = _time(event.get("timestamp"))
+    if original is None:
+        event["timestamp"] = received_text
+    elif sent is not None:
+        # Segment's clock-skew fix (spec: common fields): the device clock's error is sentAt - receivedAt.
+        event.setdefault("originalTimestamp", event["timestamp"])
+        event["timestamp"] = _iso(received - (sent - original))
+    return event
+
+
+def _time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00") if value.endswith("Z") else value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=timezone.utc)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+__all__ = ["BATCH_EVENTS", "EVENT_BYTES", "REQUEST_BYTES", "Refused", "Request", "decode", "parse", "route"]

@@ -1,0 +1,20 @@
+"""The spool's settings a user picks: how durable a commit is, and when the spool refuses more.
+
+Kept apart with no imports so that the command line reads its defaults without loading the server.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: --durability -> SQLite's ``synchronous`` setting in WAL mode (see :mod:`engine.serve.spool`).
+DURABILITY = {"power": "FULL", "process": "NORMAL"}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """When the spool refuses more (429 with ``Retry-After``), and how long clients wait before retrying."""
+
+    max_events: int = 1_000_000        # events some destination has still to take
+    max_bytes: int = 2 << 30           # the spool's files on disk
+    min_free_bytes: int = 256 << 20    # free disk under the spool folder
+    retry_after: int = 5               # seconds

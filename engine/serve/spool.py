@@ -1,0 +1,209 @@
+"""The spool: events acknowledged to clients, kept in SQLite until every destination has them.
+
+One file, ``spool.db`` in the spool folder, in WAL mode. A request's events are appended by one
+writer thread that gathers every request waiting at that moment into one transaction (group
+commit), so concurrent requests share one commit and one sync; :meth:`Spool.append` returns
+only after that commit. How durable a commit is, is chosen by ``durability``:
+
+- ``power`` (SQLite ``synchronous=FULL``): the WAL is synced to disk at each commit, so an
+  acknowledged event survives the process being killed *and* the machine losing power.
+- ``process`` (``synchronous=NORMAL``): the commit reaches the operating system but is not
+  synced; it survives ``kill -9`` of the server, not a power cut of the machine.
+
+``messageId``s seen within ``dedupe_window`` seconds are kept in the same transaction; a
+repeated one (a client retrying after a lost answer) is dropped at ingest. Each destination's
+progress (the last event id whose calls all have an outcome) is a row of its own; events that
+every destination has passed are deleted. Row ids never repeat (AUTOINCREMENT), so a progress
+row always means the same events.
+
+Thread safety: ``append`` from any thread (the writer thread owns the writing connection);
+:meth:`reader` gives each delivery thread a connection of its own.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import threading
+import time
+from concurrent.futures import Future
+from pathlib import Path
+
+from .limits import DURABILITY, Limits  # noqa: F401 - Limits: read with the spool
+
+DEDUPE_WINDOW = 24 * 3600.0  # Segment keeps messageIds at least 24 h (HTTP API docs)
+PRUNE_EVERY = 1.0            # seconds between deletions of delivered events and expired ids
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY AUTOINCREMENT, event BLOB NOT NULL,
+                                   received REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS seen (message_id TEXT PRIMARY KEY, at REAL NOT NULL) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS seen_at ON seen (at);
+CREATE TABLE IF NOT EXISTS progress (destination TEXT PRIMARY KEY, done INTEGER NOT NULL);
+"""
+
+
+class SpoolError(Exception):
+    """The spool cannot be opened or written: nothing more can be acknowledged."""
+
+
+def connect(path: Path, durability: str) -> sqlite3.Connection:
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute(f"PRAGMA synchronous={DURABILITY[durability]}")
+    return db
+
+
+class Spool:
+    def __init__(self, folder: str | os.PathLike, *, durability: str = "power",
+                 dedupe_window: float = DEDUPE_WINDOW):
+        if durability not in DURABILITY:
+            raise ValueError(f"durability must be one of {', '.join(DURABILITY)}")
+        self.folder = Path(folder)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self.path = self.folder / "spool.db"
+            self._db = connect(self.path, durability)
+            self._db.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as error:
+            raise SpoolError(f"cannot open the spool in {self.folder}: {error}") from None
+        self.durability, self.dedupe_window = durability, dedupe_window
+        row = self._db.execute("SELECT max(id), min(id) FROM events").fetchone()
+        seq = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+        self.last_id = max(row[0] or 0, seq[0] if seq else 0)
+        self.done: dict[str, int] = dict(self._db.execute("SELECT destination, done FROM progress").fetchall())
+        self.destinations: set[str] = set()
+        self.problem: str | None = None
+        self.arrived = threading.Condition()
+        self._pending: list[tuple[list[tuple[str, bytes]], Future]] = []
+        self._wake = threading.Condition()
+        self._closing = False
+        self._pruned = time.monotonic()
+        self._writer = threading.Thread(target=self._write_loop, name="spool writer", daemon=True)
+        self._writer.start()
+
+    # -- ingest ---------------------------------------------------------------------------------
+
+    def append(self, events: list[tuple[str, bytes]]) -> Future:
+        """Append ``(messageId, event JSON)`` pairs; the future gives ``(accepted, duplicates)`` after the commit."""
+        future: Future = Future()
+        with self._wake:
+            if self._closing:
+                future.set_exception(SpoolError("the spool is closed"))
+                return future
+            self._pending.append((events, future))
+            self._wake.notify()
+        return future
+
+    def _write_loop(self) -> None:
+        while True:
+            with self._wake:
+                while not self._pending and not self._closing:
+                    self._wake.wait(PRUNE_EVERY)
+                    if not self._pending:
+                        break
+                work, self._pending = self._pending, []
+                closing = self._closing
+            if work:
+                self._commit(work)
+            if time.monotonic() - self._pruned >= PRUNE_EVERY:
+                self._prune()
+            if closing and not work:
+                return
+
+    def _commit(self, work: list[tuple[list[tuple[str, bytes]], Future]]) -> None:
+        db, now = self._db, time.time()
+        results = []
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            remember = "INSERT OR IGNORE INTO seen (message_id, at) VALUES (?, ?)"
+            for events, _ in work:
+                fresh = []
+                for message_id, event in events:
+                    if db.execute(remember, (message_id, now)).rowcount:
+                        fresh.append((event, now))
+                db.executemany("INSERT INTO events (event, received) VALUES (?, ?)", fresh)
+                results.append((len(fresh), len(events) - len(fresh)))
+            last = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+            db.execute("COMMIT")
+        except sqlite3.Error as error:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            self.problem = f"cannot write the spool {self.path}: {error}"
+            for _, future in work:
+                future.set_exception(SpoolError(self.problem))
+            return
+        self.problem = None
+        with self.arrived:
+            self.last_id = last[0] if last else self.last_id
+            self.arrived.notify_all()
+        for (_, future), result in zip(work, results):
+            future.set_result(result)
+
+    def _prune(self) -> None:
+        """Delete events every destination has passed, and ids older than the dedupe window."""
+        self._pruned = time.monotonic()
+        floor = self.floor()
+        try:
+            self._db.execute("DELETE FROM events WHERE id <= ?", (floor,))
+            self._db.execute("DELETE FROM seen WHERE at < ?", (time.time() - self.dedupe_window,))
+        except sqlite3.Error:
+            pass  # tried again in a second; the writer keeps going
+
+    # -- delivery -------------------------------------------------------------------------------
+
+    def reader(self) -> sqlite3.Connection:
+        """A connection of its own for a delivery thread."""
+        return connect(self.path, self.durability)
+
+    @staticmethod
+    def read(db: sqlite3.Connection, after: int, limit: int) -> list[tuple[int, bytes]]:
+        return db.execute("SELECT id, event FROM events WHERE id > ? ORDER BY id LIMIT ?", (after, limit)).fetchall()
+
+    def progress(self, destination: str) -> int:
+        """The last event id ``destination`` is done with (0: none yet, it starts at the oldest event kept)."""
+        return self.done.get(destination, 0)
+
+    def mark(self, db: sqlite3.Connection, destination: str, done: int) -> None:
+        """Record that every call of events up to ``done`` has its outcome for ``destination``."""
+        db.execute("INSERT INTO progress (destination, done) VALUES (?, ?) "
+                   "ON CONFLICT (destination) DO UPDATE SET done = excluded.done", (destination, done))
+        self.done[destination] = done
+
+    def floor(self) -> int:
+        """The last event id every current destination is done with."""
+        destinations = self.destinations or set(self.done)
+        return min((self.done.get(name, 0) for name in destinations), default=self.last_id)
+
+    def depth(self) -> int:
+        """Events kept that some destination has still to take."""
+        return self.last_id - self.floor()
+
+    def lag(self, db: sqlite3.Connection, destination: str) -> float:
+        """Seconds since the oldest event ``destination`` has not taken was received (0: none waiting)."""
+        row = db.execute("SELECT received FROM events WHERE id > ? ORDER BY id LIMIT 1",
+                         (self.progress(destination),)).fetchone()
+        return max(0.0, time.time() - row[0]) if row else 0.0
+
+    def size(self) -> int:
+        """Bytes the spool's files take on disk."""
+        total = 0
+        for suffix in ("", "-wal"):
+            try:
+                total += os.stat(f"{self.path}{suffix}").st_size
+            except OSError:
+                pass
+        return total
+
+    def free(self) -> int:
+        return shutil.disk_usage(self.folder).free
+
+    def writable(self) -> bool:
+        return self.problem is None and self._writer.is_alive()
+
+    def close(self) -> None:
+        with self._wake:
+            self._closing = True
+            self._wake.notify()
+        self._writer.join()
+        self._db.close()

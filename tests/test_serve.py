@@ -1,0 +1,184 @@
+"""``switchyard serve``: what Segment's clients send is acknowledged only once spooled, and delivered.
+
+Servers run as real processes on 127.0.0.1 (tests/serving.py); clients are real HTTP requests.
+"""
+from __future__ import annotations
+
+import gzip
+import http.client
+import json
+from datetime import datetime, timezone
+
+import pytest
+
+from conftest import ROOT
+from engine.serve.ingest import Refused, parse
+from serving import Served, stop_all, workspace_event_ids
+
+
+@pytest.fixture(autouse=True)
+def _no_server_left_running():
+    yield
+    stop_all()
+
+
+PACK = ROOT / "rules" / "customerio.yaml"
+KEY = "write-key-1"
+
+
+@pytest.fixture
+def served(tmp_path):
+    """Start servers with ``served(*args, rules=PACK)``; each must stop with exit code 0 at the end."""
+    started: list[Served] = []
+
+    def start(*args, rules=PACK, folder=None, env=None) -> Served:
+        server = Served(rules, folder or tmp_path, *args, env=env).start()
+        started.append(server)
+        return server
+    yield start
+    for server in started:
+        if server.process and server.process.poll() is None:
+            assert server.stop() == 0, server.log.read_text()
+
+
+def track(user: str, number: int, **extra) -> dict:
+    return {"type": "track", "userId": user, "event": "Clicked", "messageId": f"{user}-{number}",
+            "properties": {"n": number}, **extra}
+
+
+# -- what a request means ---------------------------------------------------------------------------
+
+def test_a_batch_shares_its_context_and_the_timestamp_is_corrected_for_the_clock_skew():
+    received = datetime(2024, 1, 1, 12, 0, 10, tzinfo=timezone.utc)
+    body = json.dumps({"batch": [{"type": "track", "userId": "u", "event": "E", "timestamp": "2024-01-01T12:00:00Z",
+                                  "context": {"ip": "1.2.3.4"}},
+                                 {"type": "identify", "userId": "u"}],
+                       "context": {"library": {"name": "analytics-python"}, "ip": "9.9.9.9"},
+                       "integrations": {"All": True}, "sentAt": "2024-01-01T12:00:05Z", "writeKey": "k"}).encode()
+    request = parse(None, body, None, now=received)
+    first, second = (json.loads(event) for _, event in request.events)
+    assert request.write_key == "k"
+    # The device clock ran 5 s behind: the event happened 5 s after its own clock said.
+    assert first["timestamp"] == "2024-01-01T12:00:05.000Z"
+    assert first["originalTimestamp"] == "2024-01-01T12:00:00Z"
+    assert first["receivedAt"] == "2024-01-01T12:00:10.000Z"
+    assert first["context"] == {"library": {"name": "analytics-python"}, "ip": "1.2.3.4"}  # its own wins
+    assert first["integrations"] == {"All": True} and "writeKey" not in first
+    assert second["timestamp"] == second["receivedAt"]  # none sent: the server's clock
+    assert second["messageId"].startswith("switchyard-")
+
+
+@pytest.mark.parametrize("authorization, body, key", [
+    ("Basic " + "a2V5LWZyb20tYmFzaWM6", {"writeKey": "in-body"}, "key-from-basic"),
+    ("Bearer some-oauth-token", {"writeKey": "in-body"}, "in-body"),
+    (None, {"writeKey": "in-body"}, "in-body"),
+    (None, {}, None),
+])
+def test_the_write_key_comes_from_basic_auth_else_the_body(authorization, body, key):
+    request = parse("track", json.dumps({"userId": "u", "event": "E", **body}).encode(), authorization)
+    assert request.write_key == key
+
+
+@pytest.mark.parametrize("kind, body, code", [
+    (None, b"{not json", "invalid_json"),
+    (None, b"[1, 2]", "not_an_object"),
+    (None, b'{"batch": {}}', "invalid_batch"),
+    (None, b'{"batch": [1]}', "not_an_object"),
+    (None, json.dumps({"batch": [track("u", n) for n in range(2501)]}).encode(), "batch_too_large"),
+    ("track", json.dumps(track("u", 1, properties={"x": "y" * 33_000})).encode(), "event_too_large"),
+    (None, b" " * (500 * 1024 + 1), "request_too_large"),
+])
+def test_requests_past_segments_limits_are_refused_naming_the_limit(kind, body, code):
+    with pytest.raises(Refused) as refused:
+        parse(kind, body, None)
+    assert refused.value.status == 400 and refused.value.code == code
+
+
+# -- over HTTP ------------------------------------------------------------------------------------------
+
+def test_analytics_js_requests_are_taken_as_the_browser_sends_them(served):
+    server = served("--write-key", KEY)
+    # analytics.js: text/plain (no preflight), short paths, the write key in the body only.
+    for path, event in [("/v1/i", {"userId": "u1", "traits": {"email": "u1@example.com"}}),
+                        ("/v1/t", {"userId": "u1", "event": "Clicked", "messageId": "t-1"}),
+                        ("/v1/p", {"userId": "u1", "name": "Home", "messageId": "p-1",
+                                 "properties": {"url": "https://shop.example/"}})]:
+        status, headers, answer = server.post(path, {**event, "writeKey": KEY},
+                                              headers={"Content-Type": "text/plain", "Origin": "https://shop.example"})
+        assert (status, answer) == (200, {"success": True})
+        assert headers["access-control-allow-origin"] == "*"
+    status, headers, _ = server.post("/v1/t", b"", method="OPTIONS", headers={
+        "Origin": "https://shop.example", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization, content-type, x-retry-count"})
+    assert status == 204
+    allowed = headers["access-control-allow-headers"].lower()
+    assert all(name in allowed for name in ("authorization", "content-type", "x-retry-count"))
+    server.wait_delivered(3)
+    assert workspace_event_ids(server.workspace) == ["t-1", "p-1"]
+
+
+def test_gzip_and_chunked_bodies_without_a_length_are_taken(served):
+    server = served()
+    body = gzip.compress(json.dumps({"batch": [track("u", n) for n in range(50)], "writeKey": "k"}).encode())
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    # The mobile libraries' shape: text/plain, gzip, Transfer-Encoding: chunked and no Content-Length.
+    connection.request("POST", "/v1/b", body=iter([body[:100], body[100:]]), encode_chunked=True,
+                       headers={"Content-Type": "text/plain", "Content-Encoding": "gzip"})
+    response = connection.getresponse()
+    assert (response.status, json.loads(response.read())) == (200, {"success": True})
+    server.wait_delivered(50)
+    assert sorted(workspace_event_ids(server.workspace)) == sorted(f"u-{n}" for n in range(50))
+
+
+def test_errors_answer_with_a_code_and_nothing_refused_is_kept(served):
+    server = served("--write-key", KEY)
+    big = {"batch": [track("u", 1, properties={"x": "y" * 33_000})]}
+    cases = [
+        ("/v1/batch", {"batch": [track("u", 1)]}, None, 401, "invalid_write_key"),
+        ("/v1/batch", {"batch": [track("u", 1)]}, "wrong", 401, "invalid_write_key"),
+        ("/v1/batch", big, KEY, 400, "event_too_large"),
+        ("/v1/batch", {"batch": [track("u", n) for n in range(2501)]}, KEY, 400, "batch_too_large"),
+        ("/v1/batch", b"{oops", KEY, 400, "invalid_json"),
+        ("/v1/track", b'"a string"', KEY, 400, "not_an_object"),
+        ("/v2/track", {}, KEY, 404, "not_found"),
+    ]
+    for path, body, key, status, code in cases:
+        got = server.post(path, body, key=key)
+        assert (got[0], got[2].get("code")) == (status, code), (path, got)
+        assert got[2]["message"]
+    status, _, answer = server.post("/v1/batch", {"batch": [track("u", 2)]}, key=KEY)
+    assert status == 200
+    server.wait_delivered(1)
+    assert workspace_event_ids(server.workspace) == ["u-2"]
+    assert server.metric('switchyard_requests_total{status="401"}') == 2
+
+
+def test_a_retried_message_id_is_dropped_at_ingest(served):
+    server = served()
+    for _ in range(3):  # a client that never saw the answer sends the same batch again
+        assert server.post("/v1/batch", {"batch": [track("u", 1), track("u", 2)]}, key="k")[0] == 200
+    server.wait_delivered(2)
+    assert workspace_event_ids(server.workspace) == ["u-1", "u-2"]
+    assert server.metric("switchyard_events_deduplicated_total") == 4
+    assert server.metric("switchyard_events_accepted_total") == 2
+
+
+def test_an_event_without_a_valid_type_is_acknowledged_and_dead_lettered(served, tmp_path):
+    server = served()
+    assert server.post("/v1/batch", {"batch": [{"type": "tarck", "userId": "u"}, track("u", 1)]})[0] == 200
+    server.wait_delivered(1)
+    records = [json.loads(line) for line in (tmp_path / "deadletter.ndjson").read_text().splitlines()]
+    assert [(r["kind"], r["event"]["type"]) for r in records] == [("invalid_event", "tarck")]
+
+
+def test_health_ready_and_metrics(served):
+    server = served()
+    assert server.get("/health") == (200, b'{"status":"ok"}')
+    assert json.loads(server.get("/ready")[1]) == {"ready": True, "problems": []}
+    server.post("/v1/batch", {"batch": [track("u", n) for n in range(5)]})
+    server.wait_delivered(5)
+    text = server.get("/metrics")[1].decode()
+    for line in ('switchyard_requests_total{status="200"}', "switchyard_events_accepted_total 5.0",
+                 'switchyard_calls_total{destination="customerio",outcome="delivered"} 5.0',
+                 "switchyard_spool_depth 0.0", 'switchyard_delivery_lag_seconds{destination="customerio"} 0.0'):
+        assert line in text, line

@@ -1,0 +1,185 @@
+"""Running ``switchyard serve``: a hung destination, back-pressure, stopping and reloading."""
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from conftest import ROOT
+from serving import Served, stop_all, workspace_event_ids
+
+
+@pytest.fixture(autouse=True)
+def _no_server_left_running():
+    yield
+    stop_all()
+
+
+PACK = (ROOT / "rules" / "customerio.yaml").read_text()
+
+
+class HangingHook:
+    """A webhook receiver that holds every request until ``release()``, then answers 200."""
+
+    def __init__(self):
+        self.released, self.received = threading.Event(), []
+        hook = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if not hook.released.wait(60):
+                    return
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Length", "2")
+                    self.end_headers()
+                    self.wfile.write(b"{}")
+                except OSError:
+                    return  # the sender is gone (stopped): it never saw this answer
+                hook.received.append(json.loads(body))
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def release(self) -> None:
+        self.released.set()
+
+    def close(self) -> None:
+        self.released.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def hook():
+    hook = HangingHook()
+    yield hook
+    hook.close()
+
+
+def rules_folder(tmp_path, hook_url: str):
+    folder = tmp_path / "rules"
+    folder.mkdir()
+    (folder / "customerio.yaml").write_text(PACK)
+    (folder / "hook.yaml").write_text(f"""
+version: 1
+destination:
+  name: hook
+  catalog: webhook
+  transport: http
+  settings:
+    url: {hook_url}
+    timeout: 30
+    max_attempts: 1
+mappings:
+  - name: Every track
+    trigger: type = "track"
+    action: send
+    fields:
+      data:
+        n: properties.n
+""")
+    return folder
+
+
+def track(number: int) -> dict:
+    return {"type": "track", "userId": f"u{number % 3}", "event": "Clicked", "messageId": f"m-{number}",
+            "properties": {"n": number}}
+
+
+def wait(condition, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_a_hung_destination_holds_back_only_itself_and_its_backlog_waits_in_the_spool(tmp_path, hook):
+    server = Served(rules_folder(tmp_path, hook.url), tmp_path, "--stop-deadline", "1").start()
+    assert server.post("/v1/batch", {"batch": [track(n) for n in range(40)]})[0] == 200
+    wait(lambda: len(workspace_event_ids(server.workspace)) == 40)  # the workspace goes on
+    assert server.metric('switchyard_calls_total{destination="hook"') == 0
+    assert server.metric("switchyard_spool_depth") == 40
+    assert server.stop() == 0  # stops within the deadline although a delivery hangs
+    assert hook.received == []
+
+    hook.release()  # the destination is back: a restart delivers the backlog from the spool
+    server.start()
+    wait(lambda: len(hook.received) == 40)
+    assert [body["n"] for body in hook.received] == list(range(40))  # in order
+    wait(lambda: server.metric("switchyard_spool_depth") == 0)
+    assert server.stop() == 0
+    assert len(workspace_event_ids(server.workspace)) == 40  # nothing applied twice
+
+
+def test_a_full_spool_answers_429_with_retry_after_then_takes_events_again(tmp_path, hook):
+    server = Served(rules_folder(tmp_path, hook.url), tmp_path, "--max-spool-events", "30",
+                    "--retry-after", "2").start()
+    assert server.post("/v1/batch", {"batch": [track(n) for n in range(20)]})[0] == 200
+    assert server.post("/v1/batch", {"batch": [track(n) for n in range(20, 40)]})[0] == 200
+    time.sleep(0.1)  # the spool's fill is looked at every 50 ms
+    status, headers, answer = server.post("/v1/batch", {"batch": [track(n) for n in range(40, 60)]})
+    assert (status, answer["code"], headers["retry-after"]) == (429, "spool_full", "2")
+    assert "30" in answer["message"]
+    hook.release()
+    wait(lambda: server.metric("switchyard_spool_depth") == 0)
+    time.sleep(0.1)
+    assert server.post("/v1/batch", {"batch": [track(n) for n in range(40, 60)]})[0] == 200
+    wait(lambda: len(hook.received) == 60)
+    assert server.stop() == 0
+
+
+def test_sighup_reloads_the_rules_and_a_broken_change_keeps_the_old_ones(tmp_path):
+    rules = tmp_path / "customerio.yaml"
+    rules.write_text(PACK)
+    server = Served(rules, tmp_path, "--log-format", "json").start()
+
+    rules.write_text(PACK.replace('trigger: type = "identify"', 'trigger: type = "identify" and'))
+    server.process.send_signal(signal.SIGHUP)
+    wait(lambda: "the rules were not changed" in server.log.read_text())
+    lines = [json.loads(line) for line in server.log.read_text().splitlines()]
+    problems = [line["message"] for line in lines if line["level"] == "error"]
+    assert any(f"{rules}:" in message and " error " in message for message in problems), problems
+    assert server.post("/v1/batch", {"batch": [track(1)]})[0] == 200
+    wait(lambda: workspace_event_ids(server.workspace) == ["m-1"])  # the old rules still deliver
+
+    rules.write_text(PACK.replace('    trigger: |\n      type = "track"\n', '    trigger: |\n      type = "track" '
+                                  'and properties.n > 1\n', 1))
+    server.process.send_signal(signal.SIGHUP)
+    wait(lambda: "reload: rules loaded" in server.log.read_text())
+    assert server.post("/v1/batch", {"batch": [track(0), track(2)]})[0] == 200
+    wait(lambda: server.metric("switchyard_spool_depth") == 0)
+    time.sleep(0.2)
+    assert workspace_event_ids(server.workspace) == ["m-1", "m-2"]  # n = 0 no longer matches
+    assert server.stop() == 0
+
+
+def test_sigint_stops_with_exit_code_zero_and_the_spool_keeps_what_was_not_delivered(tmp_path, hook):
+    server = Served(rules_folder(tmp_path, hook.url), tmp_path, "--stop-deadline", "0.5").start()
+    assert server.post("/v1/batch", {"batch": [track(n) for n in range(5)]})[0] == 200
+    assert server.stop(signal.SIGINT) == 0
+    assert "deliveries not settled by the deadline stay in the spool" in server.log.read_text()
+
+
+def test_reload_watches_the_rule_files(tmp_path):
+    rules = tmp_path / "customerio.yaml"
+    rules.write_text(PACK)
+    server = Served(rules, tmp_path, "--reload").start()
+    time.sleep(1.1)  # the watcher compares modification times once a second
+    rules.write_text(PACK.replace("action: trackEvent", "action: trackEvent\n    enabled: false", 1))
+    wait(lambda: "reload: rules loaded" in server.log.read_text())
+    assert server.post("/v1/batch", {"batch": [track(1)]})[0] == 200
+    wait(lambda: server.metric("switchyard_spool_depth") == 0)
+    time.sleep(0.2)
+    assert workspace_event_ids(server.workspace) == []  # the mapping was switched off
+    assert server.stop() == 0
