@@ -170,7 +170,8 @@ def main(argv=None) -> int:
         args = _parser().parse_args(argv)
     except SystemExit as exit_:  # argparse's --help (0) and usage errors (2)
         return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
-    handler = getattr(args, "handler", None) or {"workspace": run_workspace, "spark": run_spark, "serve": run_serve}[args.command]
+    handler = getattr(args, "handler", None) or {
+        "workspace": run_workspace, "spark": run_spark, "serve": run_serve}[args.command]
     try:
         return handler(args)
     except BrokenPipeError:
@@ -416,7 +417,8 @@ def _run(args) -> int:
         return _usage_error(str(error))
     out: IO[Any] = _MaskedOutput(sys.stdout, secrets) if secrets.values else sys.stdout  # type: ignore[assignment]
     journal = None
-    if args.events and STDIN not in args.events and not args.dry_run:  # stdin cannot be read again: nothing to resume
+    # stdin cannot be read again: nothing to resume.
+    if args.events and STDIN not in args.events and dead_letter_path is not None and not args.dry_run:
         from .resume import ProgressJournal
         journal = ProgressJournal.open(dead_letter_path, args.rules, args.events, restart=args.restart)
     stop = Stop().install()

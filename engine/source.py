@@ -434,11 +434,14 @@ class _Builder:
             self.plain[text] = value
             return value
         if tag not in _SCALAR_TAGS:
-            raise yaml.constructor.ConstructorError(None, None, f"tag {tag!r} is not allowed", event.start_mark)
+            raise yaml.constructor.ConstructorError(None, None, f"tag {tag!r} is not allowed",
+                                                    event.start_mark)  # type: ignore[arg-type]
         return text if tag == _STR_TAG else self.construct(tag, event)
 
     def construct(self, tag: str, event: ScalarEvent) -> Any:
-        node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, event.style)
+        # libyaml's marks stand in for pure-Python ones here, as they do inside PyYAML itself.
+        node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark,  # type: ignore[arg-type]
+                               event.style)
         return yaml.SafeLoader.yaml_constructors[tag](self.loader, node)
 
 

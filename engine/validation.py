@@ -13,8 +13,8 @@ from __future__ import annotations
 import functools
 import re
 from datetime import datetime
-from urllib.parse import urlsplit
 from typing import Any
+from urllib.parse import urlsplit
 
 import fastjsonschema
 

@@ -129,7 +129,8 @@ lines[-1] = lines[-1].replace('"ip": "203.0.113.', '"ip": "10.0.0.')
 emit("page", userId="ada-1001", name="Account", properties={"path": "/account"})
 
 # Malformed lines: a truncated write, a value that is not an event, an event with no type.
-lines.insert(len(lines) // 3, '{"type": "track", "userId": "bob-1002", "event": "Order Completed", "properties": {"order_')
+lines.insert(len(lines) // 3,
+             '{"type": "track", "userId": "bob-1002", "event": "Order Completed", "properties": {"order_')
 lines.insert(len(lines) // 2, '[1, 2, 3]')
 lines.insert(2 * len(lines) // 3, json.dumps({"userId": "ada-1001", "event": "Order Completed"}))
 

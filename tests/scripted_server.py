@@ -13,8 +13,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from engine.delivery import ManualClock, Retrier, RetryPolicy
 from engine.adapters.contract import AdapterContext
+from engine.delivery import ManualClock, Retrier, RetryPolicy
 from engine.model import ActionCall
 
 

@@ -6,10 +6,9 @@ import threading
 
 import pytest
 
-from engine.explain import explain
-
 import engine
 from conftest import ROOT
+from engine.explain import explain
 
 ORDER = {"type": "track", "event": "Order Completed", "messageId": "m-1",
          "properties": {"order_id": "o1", "total": 30, "ssn": "123"}, "context": {"ip": "203.0.113.9"}}

@@ -5,7 +5,6 @@ import marshal
 import os
 
 from conftest import switchyard
-
 from engine import cache
 
 # A rule file with a trigger Lark refuses, one it reads, and a structure the rules check refuses:

@@ -11,11 +11,9 @@ from engine.customerio.requests import (
     PATHS,
     US_HOST,
     TrackRequest,
-    UnencodableBody,
     batch_body,
     batch_bytes,
     build_entity,
-    encode,
     host_for,
     resolve_identifiers,
     to_request,
@@ -24,6 +22,7 @@ from engine.customerio.timestamps import (
     convert_attribute_timestamps,
     convert_valid_timestamp,
 )
+from engine.delivery.encoding import UnencodableBody, encode
 
 __all__ = [
     "BATCH_ENVELOPE",

@@ -55,7 +55,8 @@ def could_be_date(text: str) -> bool:
     if "(" in text:
         return True
     for word in _WORD_RUN.finditer(text):
-        if _keyword(word.group()) is None and (word.start() > first.start() or text[word.end():word.end() + 1] in _DIGITS):
+        after = text[word.end():word.end() + 1]
+        if _keyword(word.group()) is None and (word.start() > first.start() or after in _DIGITS):
             return False
     return True
 

@@ -2,7 +2,8 @@
 
 Every transport (HTTP, the local workspace server, files) sends what :func:`to_request`
 returns, so they cannot drift apart. This module builds bodies, their bytes (:func:`encode`,
-:func:`batch_bytes`) and hosts; it never sends anything, retries, or reads settings files. The rules follow Segment's Customer.io Actions
+:func:`batch_bytes`) and hosts; it never sends anything, retries, or reads settings files.
+The rules follow Segment's Customer.io Actions
 destination step by step (segmentio/action-destinations, ``destinations/customerio``: each
 action's ``mapPayload``, then ``utils.ts`` ``buildPayload`` and ``resolveIdentifiers``):
 
@@ -14,7 +15,6 @@ action's ``mapPayload``, then ``utils.ts`` ``buildPayload`` and ``resolveIdentif
 """
 from __future__ import annotations
 
-import json
 import math
 import re
 import time
@@ -22,9 +22,6 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
-from engine.delivery.encoding import UnencodableBody, encode
 from engine.mapping.functions import text_of
 
 from .timestamps import (

@@ -4,7 +4,8 @@ This module owns the date rules of the ``customerio`` catalog and nothing else: 
 builds request bodies (that is :mod:`engine.customerio.requests`) and never reads files.
 
 Segment's destination runs JavaScript, so "is this a date" means what V8's ``Date.parse``
-and dayjs say; :mod:`engine.customerio.jsdate` reads dates as they do. The rules, from Customer.io's Segment guide (its table is in docs/customerio.md)
+and dayjs say; :mod:`engine.customerio.jsdate` reads dates as they do. The rules, from
+Customer.io's Segment guide (its table is in docs/customerio.md)
 and Segment's ``destinations/customerio/utils.ts``:
 
 - :func:`convert_attribute_timestamps` (the Convert Timestamps setting): a string that is

@@ -1,7 +1,8 @@
 """One JMESPath expression: parsed and checked once, then evaluated against many events.
 
 This module owns the JMESPath problems (SY201 syntax, SY202 unknown function or wrong number of
-arguments), the fast paths for plain dotted paths and ``coalesce`` (:func:`direct`), and :class:`MappingError`. It knows nothing
+arguments), the fast paths for plain dotted paths and ``coalesce`` (:func:`direct`), and
+:class:`MappingError`. It knows nothing
 about how fields nest; that is :mod:`engine.mapping.fields`.
 """
 from __future__ import annotations

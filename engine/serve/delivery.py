@@ -5,7 +5,8 @@ events through a :class:`~engine.pipeline.Pipeline` (its lane delivers them in s
 calls for one person reach it in the order the events arrived), and records a chunk's last event id
 as its progress once every call of that chunk and of those before it has an outcome (delivered, or
 refused or failed and in the dead-letter file). Two chunks are in hand at a time: the next one is
-evaluated while the lane delivers the last (SQLite and HTTP work run outside the GIL). After a crash it starts again after that id:
+evaluated while the lane delivers the last (SQLite and HTTP work run outside the GIL). After a crash
+it starts again after that id:
 every acknowledged event is delivered at least once, and the embedded workspace applies a repeated
 call once. A destination that is slow or down holds back only its own progress; its backlog waits
 in the spool while the others go on.

@@ -27,8 +27,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..summary import Summary
-from .job import (FIELDS, Job, alias_links, dead_letter_record, joined_by_alias, keyed, partition_of,
-                  refuse_local_transports, route_partition)
+from .job import (
+    FIELDS,
+    Job,
+    alias_links,
+    dead_letter_record,
+    joined_by_alias,
+    keyed,
+    partition_of,
+    refuse_local_transports,
+    route_partition,
+)
 from .job import summarize as summarize_counts
 from .shipment import RulesRefused, Shipment, ship
 

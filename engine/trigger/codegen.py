@@ -28,7 +28,8 @@ from engine.trigger.compiler import Compiled
 from engine.trigger.operators import instant, numeric, utc_seconds
 from engine.trigger.regex import Regex
 
-_EMPTY = MappingProxyType({})  # what a missing intermediate key reads as: .get answers the default
+# What a missing intermediate key reads as: .get answers the default.
+_EMPTY: MappingProxyType[str, Any] = MappingProxyType({})
 _NUMBER_TYPES = frozenset({int, float})
 _ORDER = {"is less than": "<", "is less than or equal to": "<=", "is greater than": ">",
           "is greater than or equal to": ">="}
@@ -94,7 +95,8 @@ def generate_matching(entries: Sequence[tuple[Compiled, Any]], known: Known) -> 
     """
     try:
         writer = _Writer(known, _shared_reads([compiled for compiled, _ in entries], known))
-        first, body = [], []  # the items that always match before any that may not: the list's start
+        first: list[Any] = []
+        body: list[Any] = []  # the items that always match before any that may not: the list's start
         for compiled, item in entries:
             expression = writer.expression(compiled)
             if expression is False:
@@ -145,7 +147,7 @@ class _Writer:
     object raises AttributeError there; the prologue then answers with the closures.
     """
 
-    def __init__(self, known: Known, shared: set[tuple] = frozenset()):
+    def __init__(self, known: Known, shared: frozenset[tuple] | set[tuple] = frozenset()):
         self.known = known
         self.constants: dict[str, Any] = {}
         self.locals = 0
@@ -181,7 +183,8 @@ class _Writer:
                     parts.append(part)
             if not parts:
                 return every
-            return parts[0] if len(parts) == 1 else "(" + (" and " if every else " or ").join(parts) + ")"
+            joined = [str(part) for part in parts]
+            return joined[0] if len(joined) == 1 else "(" + (" and " if every else " or ").join(joined) + ")"
         if isinstance(node, nodes.Negation):
             inner = self.expression(compiled.children[0])
             return (not inner) if isinstance(inner, bool) else f"(not {inner})"

@@ -27,15 +27,19 @@ Match = Callable[[Any], bool]
 
 @dataclass(frozen=True)
 class Compiled:
-    """A compiled node: ``match(event)``, plus what explain needs to show its working."""
+    """A compiled node: ``match(event)``, plus what explain needs to show its working.
+
+    ``path``, ``operator`` and ``test`` are set on a condition and only there: the code that reads
+    them reads conditions (a group has ``children``), so they are typed as a condition has them.
+    """
 
     node: nodes.Node
     match: Match
     children: tuple["Compiled", ...] = ()
-    path: Path | None = None
-    operator: Operator | None = None
+    path: Path = None  # type: ignore[assignment]
+    operator: Operator = None  # type: ignore[assignment]
     operand: Any = None
-    test: Test | None = None
+    test: Test = None  # type: ignore[assignment]
 
 
 def compile_tree(tree: nodes.Node, text: str) -> Compiled:
