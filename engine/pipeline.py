@@ -317,6 +317,7 @@ class Pipeline:
         self.lanes = {name: Lane(name, adapter, self.ledger, capacity=capacity, journal=self.journal)
                       for name, adapter in (adapters or {}).items()}
         self._skipping = bool(self.journal is not None and self.journal.resumed)
+        self._handing = threading.Lock()  # one thread at a time hands calls to the lanes, in order
         self._waiting: dict[str, list[Sourced]] = {name: [] for name in self.lanes}
         self._closed = False
 
@@ -389,17 +390,18 @@ class Pipeline:
                 self.output(b"".join(call_line(call) for call, _ in calls))
             return
         ready: list[tuple[Lane, list[Sourced]]] = []
-        with self.ledger.lock:
-            if self._skipping:
-                calls = self._not_done(calls)
-            for entry in calls:
-                waiting = self._waiting[entry[0].destination]
-                waiting.append(entry)
-                if len(waiting) >= self.hand_over:
-                    ready.append((self.lanes[entry[0].destination], waiting[:]))
-                    waiting.clear()
-        for lane, batch in ready:
-            lane.put(batch)
+        with self._handing:  # batches reach a lane in the order they were gathered, whatever the threads
+            with self.ledger.lock:
+                if self._skipping:
+                    calls = self._not_done(calls)
+                for entry in calls:
+                    waiting = self._waiting[entry[0].destination]
+                    waiting.append(entry)
+                    if len(waiting) >= self.hand_over:
+                        ready.append((self.lanes[entry[0].destination], waiting[:]))
+                        waiting.clear()
+            for lane, batch in ready:
+                lane.put(batch)
 
     def _not_done(self, calls: list[Sourced]) -> list[Sourced]:
         """``calls`` without those an earlier run of this command booked (under the ledger's lock)."""
@@ -421,12 +423,13 @@ class Pipeline:
 
     def hand_over_all(self) -> None:
         """Hand every call gathered so far to its lane, without waiting for outcomes."""
-        with self.ledger.lock:
-            ready = [(self.lanes[name], waiting[:]) for name, waiting in self._waiting.items() if waiting]
-            for waiting in self._waiting.values():
-                waiting.clear()
-        for lane, batch in ready:
-            lane.put(batch)
+        with self._handing:
+            with self.ledger.lock:
+                ready = [(self.lanes[name], waiting[:]) for name, waiting in self._waiting.items() if waiting]
+                for waiting in self._waiting.values():
+                    waiting.clear()
+            for lane, batch in ready:
+                lane.put(batch)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every call submitted so far has its outcome, batches included.
