@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from ..delivery.outcome import DELIVERED, FAILED, REFUSED, Outcome
+from ..delivery.outcome import Outcome
 from ..model import ActionCall
 from ..userengage.app import App, Rejected
-from ..userengage.requests import to_request
+from ..userengage.requests import UserRequest, to_request
 from ..userengage.store import AppError
 from .contract import AdapterContext, SetupError
+from .embedded import apply_calls
 
 DEFAULT_PATH = "switchyard.db"
 
@@ -29,32 +30,17 @@ class UserengageWorkspaceAdapter:
         except AppError as error:
             raise SetupError(f"cannot open the User.com stand-in in {self.path}: {error}") from None
 
+    @staticmethod
+    def prepare(call: ActionCall) -> UserRequest | str:
+        """The requests of ``call`` (a pure function of it), or why they cannot be built."""
+        try:
+            return to_request(call)
+        except ValueError as error:
+            return f"cannot build the request: {error}"
+
     def deliver(self, calls: Sequence[ActionCall]) -> list[Outcome]:
-        outcomes: list[Outcome | None] = [None] * len(calls)
-        requests, positions = [], []
-        for position, call in enumerate(calls):
-            try:
-                requests.append(to_request(call))
-            except ValueError as error:
-                outcomes[position] = Outcome(REFUSED, 1, message=f"cannot build the request: {error}", call=call)
-                continue
-            positions.append(position)
-        if requests:
-            try:
-                results = self.app.apply_many(requests)
-            except AppError as error:
-                for position in positions:
-                    outcomes[position] = Outcome(FAILED, 1, message=f"workspace {self.path}: {error}",
-                                                 call=calls[position])
-            else:
-                for position, result in zip(positions, results):
-                    call = calls[position]
-                    if isinstance(result, Rejected):
-                        outcomes[position] = Outcome(REFUSED, 1, result.status, result.reason,
-                                                     f"refused by the User.com stand-in: {result.reason}", call=call)
-                    else:
-                        outcomes[position] = Outcome(DELIVERED, 1, call=call)
-        return [outcome for outcome in outcomes if outcome is not None]
+        return apply_calls(calls, self.prepare, self.app.apply_many, failure=AppError, rejected=Rejected,
+                           where=f"workspace {self.path}", refused_by="the User.com stand-in")
 
     def poll(self) -> list[Outcome]:
         return []

@@ -15,10 +15,11 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from ..customerio.requests import to_request
-from ..delivery.outcome import DELIVERED, FAILED, REFUSED, Outcome
+from ..delivery.outcome import Outcome
 from ..model import ActionCall
 from ..workspace import Rejected, Workspace, WorkspaceError
 from .contract import AdapterContext, SetupError
+from .embedded import apply_calls
 
 DEFAULT_PATH = "switchyard.db"
 
@@ -45,33 +46,8 @@ class WorkspaceAdapter:
         return request.endpoint, request.body
 
     def deliver(self, calls: Sequence[ActionCall]) -> list[Outcome]:
-        outcomes: list[Outcome | None] = [None] * len(calls)
-        requests: list[tuple[str, dict[str, Any]]] = []
-        positions = []
-        prepare = self.prepare
-        for position, call in enumerate(calls):
-            prepared = call.prepared if call.prepared is not None else prepare(call)
-            if isinstance(prepared, str):
-                outcomes[position] = Outcome(REFUSED, 1, message=prepared, call=call)
-                continue
-            requests.append(prepared)
-            positions.append(position)
-        if requests:
-            try:
-                results = self.workspace.apply_many(requests)
-            except WorkspaceError as error:
-                for position in positions:
-                    outcomes[position] = Outcome(FAILED, 1, message=f"workspace {self.path}: {error}",
-                                                 call=calls[position])
-            else:
-                for position, result in zip(positions, results):
-                    call = calls[position]
-                    if isinstance(result, Rejected):
-                        outcomes[position] = Outcome(REFUSED, 1, 400, result.reason,
-                                                     f"refused by the workspace: {result.reason}", call=call)
-                    else:
-                        outcomes[position] = Outcome(DELIVERED, 1, call=call)
-        return [outcome for outcome in outcomes if outcome is not None]
+        return apply_calls(calls, self.prepare, self.workspace.apply_many, failure=WorkspaceError,
+                           rejected=Rejected, where=f"workspace {self.path}", refused_by="the workspace")
 
     def poll(self) -> list[Outcome]:
         return []

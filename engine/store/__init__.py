@@ -21,7 +21,9 @@ from .namespace import (
                         destinations,
                         rewrite,
                         statements,
+                        transaction,
 )
 
 __all__ = ["BUSY_TIMEOUT", "FILE_FORMAT", "Catalog", "Connection", "DestinationError", "Namespace", "StoreError",
-           "connect", "destinations", "rewrite", "statements"]
+           "connect", "destinations", "rewrite", "statements",
+           "transaction"]

@@ -343,3 +343,29 @@ def _write(db: sqlite3.Connection) -> Iterator[None]:
         db.execute("ROLLBACK")
         raise
     db.execute("COMMIT")
+
+
+@contextmanager
+def transaction(db: sqlite3.Connection, error: type[Exception] = StoreError) -> Iterator[sqlite3.Connection]:
+    """One write transaction (``BEGIN IMMEDIATE``): committed when the block ends, rolled back if it raises.
+
+    A failure of the database itself (a full disk, an I/O error) is raised as ``error``, the store's
+    own exception, since it is not the caller's input that was wrong.
+    """
+    try:
+        db.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as failure:
+        raise error(f"cannot start a write transaction: {failure}") from None
+    try:
+        yield db
+    except sqlite3.OperationalError as failure:
+        db.execute("ROLLBACK")
+        raise error(f"write failed: {failure}") from failure
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    try:
+        db.execute("COMMIT")
+    except sqlite3.OperationalError as failure:
+        db.execute("ROLLBACK")
+        raise error(f"cannot commit: {failure}") from None

@@ -9,9 +9,8 @@ writing one file are serialised and a counter (``page_views``) never loses an up
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ContextManager
 
 from .. import store
 from ..store import BUSY_TIMEOUT, Catalog, Connection
@@ -126,26 +125,10 @@ def destinations(path: Any) -> list[str]:
         raise AppError(str(error)) from None
 
 
-@contextmanager
-def transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """One write transaction: committed when the block ends, rolled back if it raises."""
-    try:
-        db.execute("BEGIN IMMEDIATE")
-    except sqlite3.OperationalError as error:
-        raise AppError(f"cannot start a write transaction: {error}") from None
-    try:
-        yield db
-    except sqlite3.OperationalError as error:
-        db.execute("ROLLBACK")
-        raise AppError(f"write failed: {error}") from error
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    try:
-        db.execute("COMMIT")
-    except sqlite3.OperationalError as error:
-        db.execute("ROLLBACK")
-        raise AppError(f"cannot commit: {error}") from None
+def transaction(db: sqlite3.Connection) -> ContextManager[sqlite3.Connection]:
+    """One write transaction: committed when the block ends, rolled back if it raises
+    (:func:`engine.store.transaction`, failures of the database raised as AppError)."""
+    return store.transaction(db, AppError)
 
 
 # -- attribute definitions -------------------------------------------------------------------------

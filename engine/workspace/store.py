@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ContextManager
 
 from .. import store
 from ..store import BUSY_TIMEOUT, Catalog, Connection
@@ -197,26 +196,10 @@ def destinations(path: Any) -> list[str]:
         raise WorkspaceError(str(error)) from None
 
 
-@contextmanager
-def transaction(db: sqlite3.Connection):
-    """One write transaction: committed when the block ends, rolled back if it raises."""
-    try:
-        db.execute("BEGIN IMMEDIATE")
-    except sqlite3.OperationalError as error:
-        raise WorkspaceError(f"cannot start a write transaction: {error}") from None
-    try:
-        yield db
-    except sqlite3.OperationalError as error:  # a full disk, an I/O error: not the caller's input
-        db.execute("ROLLBACK")
-        raise WorkspaceError(f"write failed: {error}") from error
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    try:
-        db.execute("COMMIT")
-    except sqlite3.OperationalError as error:
-        db.execute("ROLLBACK")
-        raise WorkspaceError(f"cannot commit: {error}") from None
+def transaction(db: sqlite3.Connection) -> ContextManager[sqlite3.Connection]:
+    """One write transaction: committed when the block ends, rolled back if it raises
+    (:func:`engine.store.transaction`, failures of the database raised as WorkspaceError)."""
+    return store.transaction(db, WorkspaceError)
 
 
 # -- settings ----------------------------------------------------------------------------------
