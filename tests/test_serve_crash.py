@@ -60,8 +60,11 @@ def test_every_acknowledged_event_is_in_the_workspace_once_after_two_kills(tmp_p
     client = RetryingClient(server.url)
     client.start()
     chosen = random.Random()
-    for _ in range(2):
-        time.sleep(chosen.uniform(0.3, 2.0))
+    # Each kill lands while the client is still sending: after a random share of the events was acknowledged.
+    for low, high in ((0.1, 0.4), (0.5, 0.8)):
+        mark = int(EVENTS * chosen.uniform(low, high))
+        while len(client.acknowledged) < mark and client.is_alive():
+            time.sleep(0.005)
         server.kill()
         server.start()
     client.join(300)
