@@ -12,8 +12,26 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# The suite starts the CLI in many processes: let them (and pytest's rewritten test modules) keep their
+# bytecode, as Python does by default, even where the environment says not to write it.
+sys.dont_write_bytecode = False
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def load_yaml(path: Path):
+    """A case file, as ``yaml.safe_load`` reads it, with libyaml's faster loader where it can: libyaml
+    refuses the escape of a lone surrogate (``"\\udfff"``), which some cases hold."""
+    text = path.read_text(encoding="utf-8")
+    try:
+        return yaml.load(text, Loader=_SAFE_LOADER)
+    except yaml.YAMLError:
+        return yaml.safe_load(text)
 
 # Switchyard's cache (engine/cache.py) lives in a directory of this test session, not the user's;
 # the processes tests start inherit it.

@@ -6,10 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 
 import engine
-from conftest import ROOT
+from conftest import ROOT, load_yaml
 from engine.customerio import (
     EU_HOST,
     PATHS,
@@ -22,7 +21,7 @@ from engine.customerio import (
 )
 from engine.model import ActionCall
 
-CASES = yaml.safe_load((Path(__file__).parent / "cases" / "customerio-requests.yaml").read_text(encoding="utf-8"))
+CASES = load_yaml(Path(__file__).parent / "cases" / "customerio-requests.yaml")
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 
+from conftest import load_yaml
 from engine.customerio.timestamps import (
     convert_attribute_timestamps,
     convert_valid_timestamp,
@@ -16,7 +16,7 @@ from engine.customerio.timestamps import (
     js_date_parse,
 )
 
-CASES = yaml.safe_load((Path(__file__).parent / "cases" / "customerio-timestamps.yaml").read_text(encoding="utf-8"))
+CASES = load_yaml(Path(__file__).parent / "cases" / "customerio-timestamps.yaml")
 SEED_ROWS = [
     "25 Mar 2015", "Mar 25 2015", "01/01/2019", "2019-02-01", "2007-01-02T18:04:07", "2006-01-02T18:04:07Z",
     "2006-01-02T18:04:07+01:00", "2006-01-02T15:04:05.007", "2006-01-02T15:04:05.007Z",

@@ -7,13 +7,13 @@ import re
 from pathlib import Path
 
 import pytest
-import yaml
 
+from conftest import load_yaml
 from engine.mapping import CUSTOM_FUNCTION_NAMES, MappingError, compile_expression
 from engine.mapping.functions import SwitchyardFunctions
 
 ROOT = Path(__file__).resolve().parent.parent
-CASES = yaml.safe_load((ROOT / "tests/cases/functions.yaml").read_text(encoding="utf-8"))
+CASES = load_yaml(ROOT / "tests/cases/functions.yaml")
 DOCS = (ROOT / "docs/mappings.md").read_text(encoding="utf-8")
 EXAMPLE_LINE = re.compile(r"^\s*(?P<expr>\S.*?)\s+=>\s+(?P<result>.+?)\s*$")
 

@@ -6,9 +6,10 @@ from pathlib import Path
 import pytest
 import yaml  # type: ignore[import-untyped]
 
+from conftest import load_yaml
 from engine.loader import compile_paths, lint_paths
 
-CASES = yaml.safe_load((Path(__file__).parent / "cases" / "lint.yaml").read_text(encoding="utf-8"))
+CASES = load_yaml(Path(__file__).parent / "cases" / "lint.yaml")
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case["name"] for case in CASES])
@@ -86,8 +87,6 @@ def _mutations(rng, document):
 def test_the_fast_structure_check_agrees_with_jsonschema():
     """Rule files are checked by a compiled yes/no check first; jsonschema only explains a failure."""
     import random
-
-    import yaml
 
     from engine.loader import _rules_check, _rules_validator
 

@@ -7,15 +7,15 @@ from pathlib import Path
 
 import jmespath
 import pytest
-import yaml
 
+from conftest import load_yaml
 from engine.mapping import MappingError, compile_expression, compile_fields, merge_defaults
 from engine.mapping.expressions import direct
 from engine.mapping.fields import Array, Object
 from engine.mapping.functions import OPTIONS
 
 ROOT = Path(__file__).resolve().parent.parent
-CASES = yaml.safe_load((ROOT / "tests/cases/mappings.yaml").read_text(encoding="utf-8"))
+CASES = load_yaml(ROOT / "tests/cases/mappings.yaml")
 WHERE = ("mappings", 0, "fields")
 
 

@@ -6,14 +6,15 @@ cover what a table cannot: the syntax tree's shape, explain, and the error objec
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import random
 from pathlib import Path
 
 import pytest
-import yaml
 
 import random_triggers
+from conftest import load_yaml
 from engine.diagnostics import ERROR, WARNING
 from engine.paths import MISSING
 from engine.trigger import Explanation, Trigger, TriggerError, compile_trigger, nodes, operators, parser
@@ -21,10 +22,11 @@ from engine.trigger import Explanation, Trigger, TriggerError, compile_trigger, 
 CASES = Path(__file__).parent / "cases"
 
 
+@functools.cache  # three tables are built from the same files
 def _load_cases() -> list[dict]:
     cases = []
     for file in sorted(CASES.glob("triggers*.yaml")):
-        for case in yaml.safe_load(file.read_text(encoding="utf-8")):
+        for case in load_yaml(file):
             cases.append(dict(case, file=file.name))
     return cases
 

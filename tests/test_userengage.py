@@ -7,10 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 
 import engine
-from conftest import ROOT
+from conftest import ROOT, load_yaml
 from engine.adapters.contract import AdapterContext
 from engine.adapters.userengage_http import UserengageHttpAdapter
 from engine.adapters.userengage_workspace import UserengageWorkspaceAdapter
@@ -23,7 +22,7 @@ from engine.userengage.server import start_server
 from engine.userengage.store import connect, definitions
 
 PACK = ROOT / "rules" / "userengage.yaml"
-CASES = yaml.safe_load((ROOT / "tests" / "cases" / "userengage-stand-in.yaml").read_text())
+CASES = load_yaml(ROOT / "tests" / "cases" / "userengage-stand-in.yaml")
 
 
 @pytest.fixture(scope="module")

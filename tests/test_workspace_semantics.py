@@ -5,12 +5,12 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 
+from conftest import load_yaml
 from engine.workspace import Rejected, Workspace, inspect
 
 ROOT = Path(__file__).resolve().parent.parent
-CASES = yaml.safe_load((ROOT / "tests/cases/workspace-semantics.yaml").read_text(encoding="utf-8"))
+CASES = load_yaml(ROOT / "tests/cases/workspace-semantics.yaml")
 NOW = 1_700_000_000
 
 
