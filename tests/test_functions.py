@@ -120,3 +120,13 @@ def test_timestamps_parse_to_the_moment_dateutil_reads():
             assert actual.utcoffset() == expected.utcoffset(), text
         checked += expected is not None
     assert checked > 500
+
+
+def test_an_integer_longer_than_python_prints_by_default_is_written_whole_as_text():
+    # A numeric userId of 5,000 digits becomes the text Customer.io is sent; Python alone refuses at 4,300.
+    from engine.integers import any_size
+    from engine.mapping.functions import text_of
+
+    with any_size():
+        number = int("7" * 5000)
+    assert text_of(number) == "7" * 5000

@@ -20,6 +20,8 @@ from dateutil.parser import isoparse
 from jmespath.exceptions import ArityError, JMESPathTypeError
 from jmespath.functions import TYPES_MAP, Functions, signature
 
+from ..integers import any_size, too_long
+
 _SCALARS = ["string", "number", "boolean", "null"]
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _SECOND = timedelta(seconds=1)
@@ -61,7 +63,13 @@ def text_of(value: Any) -> str:
     # JSON has one number type: 1.0 in an event is the number 1, and JavaScript prints it "1".
     if isinstance(value, float) and value.is_integer() and abs(value) < 1e16:
         return str(int(value))
-    return repr(value)
+    try:
+        return repr(value)
+    except ValueError as error:  # an integer of more than 4,300 digits, which events may hold
+        if not too_long(error):
+            raise
+        with any_size():
+            return repr(value)
 
 
 class SwitchyardFunctions(Functions):
