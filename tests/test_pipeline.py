@@ -125,3 +125,15 @@ def test_flush_waits_for_every_outcome_and_the_dead_letters_are_on_disk(scripted
     assert pipeline.flush(timeout=10)
     assert len(dead.read_text().splitlines()) == 10  # before close: flushed as they were booked
     pipeline.close()
+
+
+def test_a_batch_answer_settles_each_call_with_every_field_of_the_answer():
+    from dataclasses import fields, replace
+
+    from engine.model import ActionCall
+
+    answer = Outcome("failed", 3, 503, "busy", "retries used up", 1.5, None, response=object())
+    call = ActionCall("customerio", "m", "event", "id-1", {"name": "x"})
+    settled = answer.for_call(call)
+    assert settled.call is call
+    assert all(getattr(settled, f.name) is getattr(replace(answer, call=call), f.name) for f in fields(Outcome))

@@ -65,7 +65,9 @@ class Outcome:
 
     def for_call(self, call: ActionCall) -> Outcome:
         """This outcome about ``call`` (a batch's one answer settles each of its calls)."""
-        return replace(self, call=call)
+        # Made directly: dataclasses.replace looks the fields up again for each of a batch's calls.
+        return Outcome(self.state, self.attempts, self.status, self.body, self.message, self.waited, call,
+                       self.response)
 
     def failed_as(self, message: str, status: int | None = None, body: str | None = None, *,
                   refused: bool = False) -> Outcome:
