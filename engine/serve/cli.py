@@ -1,8 +1,9 @@
 """``switchyard serve``: the command line, the process's signals and logs around :class:`Service`.
 
 The only module of the package that prints or picks exit codes. SIGTERM and SIGINT stop the server:
-new requests get 503, requests in flight finish, each destination settles its chunk in hand up to
-``--stop-deadline``, and the process exits 0 (what is left stays in the spool for the next start).
+new requests get 503 while the requests in flight finish (up to 5 s), then the listener closes, each
+destination settles its chunk in hand up to ``--stop-deadline``, and the process exits 0 (what is
+left stays in the spool for the next start).
 SIGHUP, and a change to a rule file with ``--reload``, load the rules again.
 """
 from __future__ import annotations
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
     from .service import Service
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
+#: Seconds the listener stays open after SIGTERM/SIGINT while requests are in flight (new ones get 503).
+DRAIN = 5.0
 
 
 def add_serve_command(subparsers) -> argparse.ArgumentParser:
@@ -158,14 +161,26 @@ def serve(service: Service, host: str, port: int, *, watch: bool = False) -> Non
 
     from .app import App
 
+    app = App(service)
+
     class Server(uvicorn.Server):
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-            service.draining = True  # requests on open connections get 503 from now on
-            if self.should_exit and sig == signal.SIGINT:
-                self.force_exit = True
+            if service.draining:  # a second signal: close now (a second SIGINT does not wait at all)
+                self.force_exit = self.force_exit or sig == signal.SIGINT
+                self.should_exit = True
+                return
+            # New requests get 503 "stopping" from now on; the listener stays open until the requests in
+            # flight are answered (DRAIN seconds at most), then uvicorn closes it and finishes.
+            service.draining = True
+            threading.Thread(target=self._drain, name="drain", daemon=True).start()
+
+        def _drain(self) -> None:
+            deadline = time.monotonic() + DRAIN
+            while app.in_flight and time.monotonic() < deadline:
+                time.sleep(0.02)
             self.should_exit = True  # not re-raised at the end: the process exits 0 after the stop
 
-    config = uvicorn.Config(App(service), host=host, port=port, log_config=None, access_log=False,
+    config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,
                             lifespan="on", timeout_graceful_shutdown=5, server_header=False)
     server = Server(config)
     stopped = threading.Event()
