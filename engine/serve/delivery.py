@@ -189,11 +189,11 @@ class DestinationWorker:
             self.patient.let_go()
             lane = self.pipeline.lanes[name]
             while chunks and time.monotonic() < self._deadline:
-                if lane.pending <= self.patient.waiting:
-                    break  # only held calls are left: nothing more will settle
                 finished = self._finished()
                 if finished is not None:
                     spool.mark(db, name, finished)
+                if chunks and 0 < lane.pending <= self.patient.waiting:
+                    break  # only held calls are left: nothing more will settle
                 with self._progress:
                     if chunks and not chunks[0].done:
                         self._progress.wait(0.05)
