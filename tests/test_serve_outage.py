@@ -239,3 +239,104 @@ def test_a_request_after_sigterm_while_one_is_in_flight_gets_503_stopping_and_th
     server.start()
     wait(lambda: workspace_event_ids(server.workspace) == ["m-1"])
     assert server.stop() == 0
+
+
+# -- the held calls, with a real webhook adapter and a scripted server --------------------------------
+
+class Now:
+    """A clock the test moves by hand."""
+
+    def __init__(self):
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def patient_webhook(scripted, patience):
+    from engine.adapters.patient import PatientAdapter
+    from engine.adapters.webhook import WebhookAdapter
+    from scripted_server import fast_retrier, webhook_context
+
+    clock = Now()
+    people = {}
+
+    def call(message_id: str, person: str):
+        from engine.model import ActionCall
+
+        people[message_id] = (person, clock.now)
+        return ActionCall("hooks", "Orders", "send", {"url": f"{scripted.url}/{message_id}", "data": {}},
+                          message_id)
+
+    adapter = PatientAdapter(WebhookAdapter(webhook_context({"circuit_breaker": {"failures": 0}}),
+                                            retrier=fast_retrier(max_attempts=1)),
+                             patience, lambda c: people[c.message_id], clock=clock, random=lambda: 1.0)
+    return adapter, call, clock
+
+
+def states(outcomes) -> list[tuple[str, str]]:
+    return [(outcome.call.message_id, outcome.state) for outcome in outcomes]
+
+
+def test_a_held_persons_later_calls_wait_behind_while_other_people_go_on(scripted):
+    from engine.adapters.patient import Patience
+    from scripted_server import Reply
+
+    adapter, call, clock = patient_webhook(scripted, Patience(give_up_after=60, first_wait=1, max_wait=4))
+    scripted.script(Reply(503), path="/a1")
+    assert states(adapter.deliver([call("a1", "ann"), call("b1", "bob")])) == [("b1", "delivered")]
+    # ann is held: her next call waits behind, bob's and cid's go.
+    assert states(adapter.deliver([call("a2", "ann"), call("b2", "bob"), call("c1", "cid")])) == [
+        ("b2", "delivered"), ("c1", "delivered")]
+    assert adapter.waiting == 2 and adapter.poll() == []  # the round is not due yet
+    clock.now += 1
+    assert states(adapter.poll()) == [("a1", "retried"), ("a2", "delivered")]
+    assert [r["path"] for r in scripted.requests] == ["/a1", "/b1", "/b2", "/c1", "/a1", "/a2"]
+    assert adapter.waiting == 0 and adapter.oldest is None
+
+
+def test_the_wait_doubles_to_its_cap_and_the_limit_gives_up_in_order_with_the_last_answer(scripted):
+    from engine.adapters.patient import Patience
+    from scripted_server import Reply
+
+    scripted.default = Reply(503, b"down")
+    adapter, call, clock = patient_webhook(scripted, Patience(give_up_after=20, first_wait=1, max_wait=4))
+    assert adapter.deliver([call("a1", "ann"), call("a2", "ann")]) == []
+    waits = []
+    for _ in range(4):
+        waits.append(adapter.next_round - clock.now)
+        clock.now = adapter.next_round
+        assert adapter.poll() == []
+    assert waits == [1, 2, 4, 4]
+    clock.now += 20
+    first, second = adapter.poll()
+    assert (first.call.message_id, first.state, first.status, first.body, first.attempts) == (
+        "a1", "failed", 503, "down", 5)
+    assert "not delivered within 20s" in first.reason
+    assert (second.call.message_id, second.attempts) == ("a2", 1)  # tried with a1 at first, then held behind
+    assert adapter.waiting == 0
+
+
+def test_refused_is_final_and_close_settles_what_is_held(scripted):
+    from engine.adapters.patient import Patience
+    from scripted_server import Reply
+
+    scripted.script(Reply(400), path="/a1")
+    scripted.script(Reply(503), path="/b1")
+    adapter, call, clock = patient_webhook(scripted, Patience())
+    assert states(adapter.deliver([call("a1", "ann"), call("b1", "bob")])) == [("a1", "refused")]
+    assert states(adapter.close()) == [("b1", "failed")]
+
+
+@pytest.mark.parametrize("text, seconds", [("30s", 30), ("15m", 900), ("24h", 86400), ("2d", 172800),
+                                           ("500ms", 0.5), ("0", 0), ("1.5", 1.5)])
+def test_durations(text, seconds):
+    from engine.serve.cli import duration
+
+    assert duration(text) == seconds
+
+
+def test_a_bad_duration_is_a_usage_error(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "engine", "serve", str(ROOT / "rules" / "customerio.yaml"),
+                           "--give-up-after", "soon"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "not a duration" in done.stderr

@@ -22,7 +22,7 @@ from collections import deque
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, replace
 
-from ..delivery.outcome import FAILED, Outcome
+from ..delivery.outcome import FAILED, RETRIED, Outcome
 from ..model import ActionCall
 from .contract import Adapter
 
@@ -190,7 +190,9 @@ class PatientAdapter:
             self._delivered = True
             if not queue:
                 del self._queues[person]
-            return [replace(outcome, attempts=held.attempts) if outcome.ok else outcome]
+            if outcome.ok and held.tries > 1:  # accepted on a later delivery: a retry to the user
+                outcome = replace(outcome, state=RETRIED)
+            return [replace(outcome, attempts=held.attempts)]
         # Keep the last real answer (a status) over a breaker's "not sent" note.
         held.last = outcome if outcome.status is not None or held.last is None else \
             replace(held.last, message=outcome.message)
