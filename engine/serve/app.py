@@ -36,6 +36,7 @@ class App:
 
     def __init__(self, service: Service):
         self.service = service
+        self.in_flight = 0   # HTTP requests being answered (the event loop's thread only)
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -43,7 +44,11 @@ class App:
             return
         if scope["type"] != "http":
             return
-        status = await self._answer(scope, receive, send)
+        self.in_flight += 1
+        try:
+            status = await self._answer(scope, receive, send)
+        finally:
+            self.in_flight -= 1
         self.service.metrics.requests.labels(str(status)).inc()
 
     async def _lifespan(self, receive: Any, send: Any) -> None:

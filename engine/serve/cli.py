@@ -1,8 +1,9 @@
 """``switchyard serve``: the command line, the process's signals and logs around :class:`Service`.
 
 The only module of the package that prints or picks exit codes. SIGTERM and SIGINT stop the server:
-new requests get 503, requests in flight finish, each destination settles its chunk in hand up to
-``--stop-deadline``, and the process exits 0 (what is left stays in the spool for the next start).
+new requests get 503 while the requests in flight finish (up to 5 s), then the listener closes, each
+destination settles its chunk in hand up to ``--stop-deadline``, and the process exits 0 (what is
+left stays in the spool for the next start).
 SIGHUP, and a change to a rule file with ``--reload``, load the rules again.
 """
 from __future__ import annotations
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
     from .service import Service
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
+#: Seconds the listener stays open after SIGTERM/SIGINT while requests are in flight (new ones get 503).
+DRAIN = 5.0
 
 
 def add_serve_command(subparsers) -> argparse.ArgumentParser:
@@ -54,10 +57,37 @@ def add_serve_command(subparsers) -> argparse.ArgumentParser:
                        help="the Retry-After of a 429 (default: %(default)s)")
     serve.add_argument("--stop-deadline", metavar="SECONDS", type=float, default=10.0,
                        help="how long deliveries may take to settle at a stop (default: %(default)s)")
+    serve.add_argument("--give-up-after", metavar="DURATION", type=duration, default="24h",
+                       help="a call that failed is held and delivered again until this long after its event "
+                            "was received, then dead-lettered (30s, 15m, 24h; 0: at the first failure; "
+                            "default: 24h)")
+    serve.add_argument("--max-delivery-attempts", metavar="N", type=int, default=0,
+                       help="dead-letter a failed call after this many deliveries, each with the destination's "
+                            "own retries (default: 0, no limit but --give-up-after)")
+    serve.add_argument("--backoff-first", metavar="DURATION", type=duration, default="1s",
+                       help="the wait before held calls are delivered again (default: 1s)")
+    serve.add_argument("--backoff-max", metavar="DURATION", type=duration, default="5m",
+                       help="the longest wait, doubling from --backoff-first, with jitter (default: 5m)")
     serve.add_argument("--reload", action="store_true", help="load the rules again when a rule file changes")
     serve.add_argument("--log-format", choices=("text", "json"), default="text",
                        help="json: one JSON object a line (default: %(default)s)")
     return serve
+
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def duration(text: str) -> float:
+    """Seconds from ``30s``, ``15m``, ``24h``, ``2d``, ``500ms`` or a plain number of seconds."""
+    value = text.strip().lower()
+    unit = next((unit for unit in ("ms", "s", "m", "h", "d") if value.endswith(unit)), "")
+    try:
+        seconds = float(value[:len(value) - len(unit)]) * _UNITS.get(unit, 1.0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (say 30s, 15m, 24h)") from None
+    if not seconds >= 0:
+        raise argparse.ArgumentTypeError(f"a duration cannot be negative: {text!r}")
+    return seconds
 
 
 def _logging(form: str):
@@ -86,6 +116,7 @@ def _logging(form: str):
 def run_serve(args) -> int:
     """Serve until SIGTERM or SIGINT; 0 after a clean stop, 1 when the rules or the spool cannot be used."""
     # Imported here: `switchyard --help` and the other commands do not pay for the server's modules.
+    from ..adapters.patient import Patience
     from ..deadletter import DeadLetterError
     from .service import Options, RulesError, Service, load_rules
     from .spool import SpoolError
@@ -104,7 +135,9 @@ def run_serve(args) -> int:
                       write_keys=frozenset(args.write_key), durability=args.durability,
                       dedupe_window=args.dedupe_window, stop_deadline=args.stop_deadline,
                       limits=Limits(args.max_spool_events, args.max_spool_bytes, args.min_free_bytes,
-                                    args.retry_after))
+                                    args.retry_after),
+                      patience=Patience(args.give_up_after, max(0, args.max_delivery_attempts),
+                                        args.backoff_first, max(args.backoff_first, args.backoff_max)))
     try:
         service = Service(options, rules).start()
     except (SpoolError, DeadLetterError) as error:
@@ -128,14 +161,26 @@ def serve(service: Service, host: str, port: int, *, watch: bool = False) -> Non
 
     from .app import App
 
+    app = App(service)
+
     class Server(uvicorn.Server):
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-            service.draining = True  # requests on open connections get 503 from now on
-            if self.should_exit and sig == signal.SIGINT:
-                self.force_exit = True
+            if service.draining:  # a second signal: close now (a second SIGINT does not wait at all)
+                self.force_exit = self.force_exit or sig == signal.SIGINT
+                self.should_exit = True
+                return
+            # New requests get 503 "stopping" from now on; the listener stays open until the requests in
+            # flight are answered (DRAIN seconds at most), then uvicorn closes it and finishes.
+            service.draining = True
+            threading.Thread(target=self._drain, name="drain", daemon=True).start()
+
+        def _drain(self) -> None:
+            deadline = time.monotonic() + DRAIN
+            while app.in_flight and time.monotonic() < deadline:
+                time.sleep(0.02)
             self.should_exit = True  # not re-raised at the end: the process exits 0 after the stop
 
-    config = uvicorn.Config(App(service), host=host, port=port, log_config=None, access_log=False,
+    config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,
                             lifespan="on", timeout_graceful_shutdown=5, server_header=False)
     server = Server(config)
     stopped = threading.Event()

@@ -4,10 +4,12 @@ Each destination reads the spool from where it stopped, evaluates its own rules 
 events through a :class:`~engine.pipeline.Pipeline` (its lane delivers them in spool order, so
 calls for one person reach it in the order the events arrived), and records a chunk's last event id
 as its progress once every call of that chunk and of those before it has an outcome (delivered, or
-refused or failed and in the dead-letter file). Two chunks are in hand at a time: the next one is
-evaluated while the lane delivers the last (SQLite and HTTP work run outside the GIL). After a crash
-it starts again after that id:
-every acknowledged event is delivered at least once, and the embedded workspace applies a repeated
+refused or failed and in the dead-letter file). A failed call is held and delivered again with
+backoff (:mod:`engine.adapters.patient`), with the person's later calls behind it, until it is
+delivered or its limit passes; meanwhile its chunk is not done, so progress stays before it.
+Two chunks are in hand at a time: the next one is evaluated while the lane delivers the last
+(SQLite and HTTP work run outside the GIL). After a crash it starts again after that id: every
+acknowledged event is delivered at least once, and the embedded workspace applies a repeated
 call once. A destination that is slow or down holds back only its own progress; its backlog waits
 in the spool while the others go on.
 
@@ -26,6 +28,7 @@ from typing import Any
 import orjson
 
 from ..adapters import open_adapter
+from ..adapters.patient import Patience, PatientAdapter
 from ..deadletter import DeadLetter
 from ..delivery.outcome import Outcome
 from ..pipeline import Pipeline
@@ -36,6 +39,8 @@ from .spool import Spool
 CHUNK = 2000
 #: Seconds an idle destination waits for new events before looking again.
 IDLE_WAIT = 0.2
+#: Failed calls held 24 h from their event, tried again after 1 s doubling to 5 min (serve's defaults).
+PATIENCE = Patience()
 #: Chunks a destination has in the pipeline at once: the next is evaluated while the last is delivered.
 IN_FLIGHT = 2
 
@@ -50,6 +55,7 @@ class _Chunk:
     last: int
     expected: int | None = None   # known once the chunk is evaluated
     settled: int = 0
+    message_ids: tuple[str, ...] = ()   # whose people the worker remembers while the chunk is in hand
 
     @property
     def done(self) -> bool:
@@ -75,11 +81,13 @@ class DestinationWorker:
     """One destination's delivery thread: spool -> its rules -> its lane, progress after each chunk."""
 
     def __init__(self, spool: Spool, destination: Destination, *, dead_letter: DeadLetter, store: str | None,
-                 settled: Settled | None = None, chunk: int = CHUNK):
+                 settled: Settled | None = None, chunk: int = CHUNK, patience: Patience = PATIENCE):
         self.spool, self.name, self.chunk = spool, destination.name, chunk
         adapter = open_adapter(destination, store=store)  # a SetupError stops the start or the reload
-        self.pipeline = Pipeline(RuleSet([destination]), dead_letter=dead_letter, adapters={self.name: adapter},
-                                 hooks=_Hooks(self, settled))
+        self._people: dict[str, tuple[Any, float]] = {}  # messageId -> (person, received), chunks in hand
+        self.patient = PatientAdapter(adapter, patience, self._about)
+        self.pipeline = Pipeline(RuleSet([destination]), dead_letter=dead_letter,
+                                 adapters={self.name: self.patient}, hooks=_Hooks(self, settled))
         self._chunks: deque[_Chunk] = deque()
         self._progress = threading.Condition()
         self._stop = threading.Event()
@@ -101,6 +109,22 @@ class DestinationWorker:
         self._thread.join(max(0.0, deadline - time.monotonic()) + 1.0)
         return not self._thread.is_alive() and not self.left_unsettled
 
+    def _about(self, call: Any) -> tuple[Any, float]:
+        """The person a call is for (userId, else anonymousId) and when its event was received."""
+        return self._people.get(call.message_id) or (None, time.time())
+
+    def _remember(self, rows: list[tuple[int, bytes, float]]) -> tuple[list[tuple[str, Any]], tuple[str, ...]]:
+        """The chunk's events, parsed, and their messageIds; each one's person is remembered for the adapter."""
+        events, ids, people = [], [], self._people
+        for row_id, raw, received in rows:
+            event = orjson.loads(raw)
+            if isinstance(event, dict) and isinstance(event.get("messageId"), str):
+                person = event.get("userId") or event.get("anonymousId")
+                people[event["messageId"]] = (person if isinstance(person, (str, int, float)) else None, received)
+                ids.append(event["messageId"])
+            events.append((str(row_id), event))
+        return events, tuple(ids)
+
     def count_settled(self, settled: Sequence[tuple[Outcome, str | None]]) -> None:
         """Called by the lane's thread for outcomes just booked."""
         with self._progress:
@@ -118,7 +142,10 @@ class DestinationWorker:
         last = None
         with self._progress:
             while self._chunks and self._chunks[0].done:
-                last = self._chunks.popleft().last
+                chunk = self._chunks.popleft()
+                last = chunk.last
+                for message_id in chunk.message_ids:
+                    self._people.pop(message_id, None)
         return last
 
     def _work(self) -> None:
@@ -146,21 +173,27 @@ class DestinationWorker:
                             if spool.last_id <= read and not self._stop.is_set():
                                 spool.arrived.wait(IDLE_WAIT)
                     continue
-                chunk = _Chunk(rows[0][0], rows[-1][0])
+                events, message_ids = self._remember(rows)
+                chunk = _Chunk(rows[0][0], rows[-1][0], message_ids=message_ids)
                 with self._progress:
                     chunks.append(chunk)
                 calls = self.pipeline.summary.calls
                 before = sum(calls.values())
-                self.pipeline.submit_many((str(row_id), orjson.loads(event)) for row_id, event in rows)
+                self.pipeline.submit_many(events)
                 with self._progress:
                     chunk.expected = sum(calls.values()) - before
                     self._progress.notify_all()
                 read = rows[-1][0]
             # Stopping: what is in hand may settle until the deadline; what does not stays in the spool.
+            # Held calls are not tried again: they are delivered after the restart, not dead-lettered.
+            self.patient.let_go()
+            lane = self.pipeline.lanes[name]
             while chunks and time.monotonic() < self._deadline:
                 finished = self._finished()
                 if finished is not None:
                     spool.mark(db, name, finished)
+                if chunks and 0 < lane.pending <= self.patient.waiting:
+                    break  # only held calls are left: nothing more will settle
                 with self._progress:
                     if chunks and not chunks[0].done:
                         self._progress.wait(0.05)
@@ -182,8 +215,9 @@ class Delivery:
     """Every destination of the loaded rules, delivering from the spool; swapped whole on reload."""
 
     def __init__(self, spool: Spool, rules: RuleSet, *, dead_letter: DeadLetter, store: str | None,
-                 settled: Settled | None = None):
+                 settled: Settled | None = None, patience: Patience = PATIENCE):
         self.spool, self.dead_letter, self.store, self.settled = spool, dead_letter, store, settled
+        self.patience = patience
         self.rules = rules
         self.workers: list[DestinationWorker] = []
         self._lock = threading.Lock()
@@ -199,7 +233,8 @@ class Delivery:
         try:
             for destination in rules.destinations:
                 workers.append(DestinationWorker(self.spool, destination, dead_letter=self.dead_letter,
-                                                 store=self.store, settled=self.settled))
+                                                 store=self.store, settled=self.settled,
+                                                 patience=self.patience))
         except BaseException:
             for worker in workers:
                 worker.pipeline.close()

@@ -5,6 +5,7 @@ destination's outcomes); the spool depth and each destination's delivery lag are
 """
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
@@ -29,8 +30,38 @@ class _Lag(Collector):
         yield family
 
 
+Held = Callable[[], Iterable[tuple[str, int, "float | None", "float | None"]]]
+
+
+class _Held(Collector):
+    """Calls a destination holds to deliver again after a failure (engine.adapters.patient)."""
+
+    def __init__(self, held: Held):
+        self.held = held
+
+    def collect(self):
+        waiting = GaugeMetricFamily("switchyard_calls_waiting_retry",
+                                    "Calls that failed (or wait behind one of the same person), held to be "
+                                    "delivered again", labels=["destination"])
+        oldest = GaugeMetricFamily("switchyard_oldest_waiting_retry_seconds",
+                                   "Age of the event of the oldest call held for a retry (0: none held)",
+                                   labels=["destination"])
+        upcoming = GaugeMetricFamily("switchyard_next_retry_seconds",
+                                     "Seconds until held calls are delivered again (0: none held, or now)",
+                                     labels=["destination"])
+        now = time.time()
+        for destination, count, received, next_round in self.held():
+            waiting.add_metric([destination], count)
+            oldest.add_metric([destination], max(0.0, now - received) if received is not None else 0.0)
+            upcoming.add_metric([destination], max(0.0, next_round - now) if next_round is not None else 0.0)
+        yield waiting
+        yield oldest
+        yield upcoming
+
+
 class Metrics:
-    def __init__(self, depth: Callable[[], float], lags: Callable[[], Iterable[tuple[str, float]]]):
+    def __init__(self, depth: Callable[[], float], lags: Callable[[], Iterable[tuple[str, float]]],
+                 held: Held | None = None):
         self.registry = registry = CollectorRegistry()
         self.requests = Counter("switchyard_requests", "HTTP requests answered, by status", ["status"],
                                 registry=registry)
@@ -47,6 +78,8 @@ class Metrics:
         Gauge("switchyard_spool_depth", "Spooled events some destination has still to take",
               registry=registry).set_function(depth)
         registry.register(_Lag(lags))
+        if held is not None:
+            registry.register(_Held(held))
 
     def settled(self, destination: str, settled: Sequence[tuple[Outcome, str | None]]) -> None:
         counts: dict[str, int] = {}

@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..adapters.patient import Patience
 from ..deadletter import DeadLetter
 from ..diagnostics import ERROR, format_text
 from ..loader import compile_paths
@@ -36,6 +37,7 @@ class Options:
     dedupe_window: float = DEDUPE_WINDOW
     limits: Limits = field(default_factory=Limits)
     stop_deadline: float = 10.0   # seconds deliveries may take to settle at a stop or a reload
+    patience: Patience = field(default_factory=Patience)   # how failed calls are held and tried again
 
 
 class RulesError(Exception):
@@ -63,9 +65,9 @@ class Service:
         self.spool = Spool(options.spool, durability=options.durability, dedupe_window=options.dedupe_window)
         self._lag_db = self.spool.reader()
         self._lag_lock = threading.Lock()
-        self.metrics = Metrics(self.spool.depth, self._lags)
+        self.metrics = Metrics(self.spool.depth, self._lags, self._held)
         self.delivery = Delivery(self.spool, rules, dead_letter=self.dead_letter, store=options.workspace,
-                                 settled=self.metrics.settled)
+                                 settled=self.metrics.settled, patience=options.patience)
         self._reload_lock = threading.Lock()
         self._refusal_checked = 0.0
         self._refusal: str | None = None
@@ -82,6 +84,13 @@ class Service:
         with self._lag_lock:
             for worker in self.delivery.workers:
                 yield worker.name, self.spool.lag(self._lag_db, worker.name)
+
+    def _held(self) -> Iterator[tuple[str, int, float | None, float | None]]:
+        """Per destination: calls held for a retry, when the oldest one's event came, when the next round is."""
+        for worker in self.delivery.workers:
+            patient = worker.patient
+            waiting = patient.waiting
+            yield worker.name, waiting, patient.oldest, patient.next_round if waiting else None
 
     def key_accepted(self, key: str | None) -> bool:
         return not self.options.write_keys or key in self.options.write_keys

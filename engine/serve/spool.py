@@ -157,8 +157,10 @@ class Spool:
         return connect(self.path, self.durability)
 
     @staticmethod
-    def read(db: sqlite3.Connection, after: int, limit: int) -> list[tuple[int, bytes]]:
-        return db.execute("SELECT id, event FROM events WHERE id > ? ORDER BY id LIMIT ?", (after, limit)).fetchall()
+    def read(db: sqlite3.Connection, after: int, limit: int) -> list[tuple[int, bytes, float]]:
+        """Up to ``limit`` events after ``after``: ``(id, event JSON, received)``, in order."""
+        return db.execute("SELECT id, event, received FROM events WHERE id > ? ORDER BY id LIMIT ?",
+                          (after, limit)).fetchall()
 
     def progress(self, destination: str) -> int:
         """The last event id ``destination`` is done with (0: none yet, it starts at the oldest event kept)."""

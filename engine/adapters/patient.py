@@ -1,0 +1,249 @@
+"""Ride out a destination outage: hold its failed calls and deliver them again later, in per-person order.
+
+:class:`PatientAdapter` wraps a destination's real adapter and keeps the adapter contract
+(:mod:`engine.adapters.contract`). Calls pass through; a ``failed`` outcome (unreachable, 5xx or
+429 after the destination's own retries) is not handed back but held, and so is every later call
+of the same person, behind it and in order. Held calls are delivered again in rounds, the first
+``first_wait`` after a failure, the wait doubling (with jitter) up to ``max_wait``; a round stops
+at its first failure (the destination is still down). A call comes back as ``failed`` only when
+``give_up_after`` seconds have passed since its event was received, or it was tried
+``max_attempts`` times; its outcome then carries the last answer and every request made.
+``refused`` is final and passes through at once.
+
+Who a call is for, and when its event was received, come from ``about(call)``: the adapter sees
+calls, not events. Used from its lane's thread only, except :meth:`let_go` and the read-only
+figures (``waiting``, ``oldest``, ``next_round``), which any thread may call.
+"""
+from __future__ import annotations
+
+import random as _random
+import time
+from collections import deque
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, replace
+
+from ..delivery.outcome import FAILED, RETRIED, Outcome
+from ..model import ActionCall
+from .contract import Adapter
+
+#: ``about(call)``: the person the call is for (None when its event named none) and when its event was received.
+About = Callable[[ActionCall], tuple[Hashable, float]]
+
+
+@dataclass(frozen=True)
+class Patience:
+    """How long a failed call is held and how often it is tried again (seconds)."""
+
+    give_up_after: float = 24 * 3600.0   # since the event was received; 0: dead-letter at the first failure
+    max_attempts: int = 0                # deliveries of one call in all; 0: no limit
+    first_wait: float = 1.0
+    max_wait: float = 300.0
+
+    def wait(self, failures: int, draw: Callable[[], float]) -> float:
+        """The pause after ``failures`` rounds failed in a row: half fixed, half jitter."""
+        full = min(self.max_wait, self.first_wait * 2 ** max(0, failures - 1))
+        return full / 2 + draw() * full / 2
+
+
+@dataclass
+class _Held:
+    call: ActionCall
+    received: float
+    tries: int = 0             # times handed to the real adapter
+    attempts: int = 0          # requests those made
+    last: Outcome | None = None
+    in_flight: bool = False    # handed to a batching adapter, its outcome comes on poll
+
+
+class PatientAdapter:
+    def __init__(self, adapter: Adapter, patience: Patience, about: About, *,
+                 clock: Callable[[], float] = time.time, random: Callable[[], float] = _random.random):
+        self.adapter, self.patience, self.about, self.clock, self.random = adapter, patience, about, clock, random
+        self._queues: dict[Hashable, deque[_Held]] = {}   # per person, oldest first; insertion order = round order
+        self._failures = 0                                # rounds failed in a row
+        self.next_round = 0.0                             # clock time of the next round
+        self.waiting = 0                                  # calls held
+        self.oldest: float | None = None                  # when the oldest held call's event was received
+        self._letting_go = False
+        self._delivered = False                           # a call was delivered again in this round
+
+    # -- the contract -----------------------------------------------------------------------------
+
+    def deliver(self, calls: Sequence[ActionCall]) -> list[Outcome]:
+        ready = self._due()
+        if not self._queues:
+            ready += self._sort(self.adapter.deliver(calls))
+            return ready
+        # Holding calls: a held person's later calls wait behind; the others go a call per person at a
+        # time, so a failure among them holds that person's next call instead of letting it pass.
+        segment: list[ActionCall] = []
+        persons: set[Hashable] = set()
+        for call in calls:
+            person, received = self.about(call)
+            queue = self._queues.get(person)
+            if queue is not None:
+                queue.append(_Held(call, received))
+                self.waiting += 1
+                continue
+            if person in persons:
+                ready += self._sort(self.adapter.deliver(segment))
+                segment, persons = [], set()
+                if person in self._queues:
+                    self._queues[person].append(_Held(call, received))
+                    self.waiting += 1
+                    continue
+            segment.append(call)
+            persons.add(person)
+        if segment:
+            ready += self._sort(self.adapter.deliver(segment))
+        return ready
+
+    def poll(self) -> list[Outcome]:
+        return self._due() + self._sort(self.adapter.poll())
+
+    def close(self) -> list[Outcome]:
+        """Settle everything: what is still held fails (with its last answer), then the real adapter closes."""
+        self._letting_go = True
+        outcomes = [self._given_up(held, "the destination was closed while it was held for a retry")
+                    for queue in self._queues.values() for held in queue]
+        self._queues.clear()
+        self.waiting = 0
+        self._counted()
+        return outcomes + self.adapter.close()
+
+    def let_go(self) -> None:
+        """Stop trying held calls again (the server is stopping): they stay unsettled, and so in the spool."""
+        self._letting_go = True
+
+    # -- holding and trying again -------------------------------------------------------------------
+
+    def _sort(self, outcomes: list[Outcome]) -> list[Outcome]:
+        """Outcomes the real adapter gave: a held call's answer, else a first answer (a failure is held)."""
+        ready: list[Outcome] = []
+        for outcome in outcomes:
+            if outcome.call is None or (outcome.state != FAILED and not self._queues):
+                ready.append(outcome)
+                continue
+            person, received = self.about(outcome.call)
+            queue = self._queues.get(person)
+            if queue and queue[0].in_flight and queue[0].call is outcome.call:
+                ready += self._answered(person, queue, outcome)
+                continue
+            if outcome.state != FAILED:
+                ready.append(outcome)
+                continue
+            held = _Held(outcome.call, received, 1, outcome.attempts, outcome)
+            if self._expired(held):
+                ready.append(self._given_up(held))
+                continue
+            if not self._queues:
+                self._failures = 1
+                self.next_round = self.clock() + self.patience.wait(1, self.random)
+            self._queues.setdefault(person, deque()).append(held)
+            self.waiting += 1
+        self._counted()
+        return ready
+
+    def _due(self) -> list[Outcome]:
+        """Give up what is past its limit; deliver held calls again if a round is due."""
+        if not self._queues or self._letting_go:
+            return []
+        ready = self._give_up_due()
+        if self._queues and self.clock() >= self.next_round:
+            ready += self._round()
+        self._counted()
+        return ready
+
+    def _round(self) -> list[Outcome]:
+        """Each held person's calls in order, until one fails; then the next round is set."""
+        ready: list[Outcome] = []
+        self._delivered = False
+        for person in list(self._queues):
+            queue = self._queues.get(person)
+            while queue and not self._letting_go:
+                held = queue[0]
+                if held.in_flight:
+                    return ready  # a batching adapter has it: its answer comes on poll
+                outcomes = self.adapter.deliver([held.call])
+                mine = [outcome for outcome in outcomes if outcome.call is held.call]
+                ready += self._sort([outcome for outcome in outcomes if outcome.call is not held.call])
+                if not mine:
+                    held.in_flight = True
+                    return ready
+                ready += self._answered(person, queue, mine[0])
+                if self._queues.get(person) is queue and queue and queue[0] is held:
+                    return ready  # it failed again: the next round is set
+            if queue is not None and not queue:
+                self._queues.pop(person, None)
+        self._failures = 0
+        return ready
+
+    def _answered(self, person: Hashable, queue: deque[_Held], outcome: Outcome) -> list[Outcome]:
+        """The answer to a held call delivered again: it goes back, is given up, or waits for the next round."""
+        held = queue[0]
+        held.in_flight = False
+        held.tries += 1
+        held.attempts += outcome.attempts
+        if outcome.state != FAILED:
+            queue.popleft()
+            self.waiting -= 1
+            self._delivered = True
+            if not queue:
+                del self._queues[person]
+            if outcome.ok and held.tries > 1:  # accepted on a later delivery: a retry to the user
+                outcome = replace(outcome, state=RETRIED)
+            return [replace(outcome, attempts=held.attempts)]
+        # Keep the last real answer (a status) over a breaker's "not sent" note.
+        held.last = outcome if outcome.status is not None or held.last is None else \
+            replace(held.last, message=outcome.message)
+        if self._expired(held):
+            queue.popleft()
+            self.waiting -= 1
+            if not queue:
+                del self._queues[person]
+            return [self._given_up(held)]
+        self._queues[person] = self._queues.pop(person)  # tried last in the next round
+        self._failures = 1 if self._delivered else self._failures + 1
+        self._delivered = False
+        self.next_round = self.clock() + self.patience.wait(self._failures, self.random)
+        return []
+
+    def _give_up_due(self) -> list[Outcome]:
+        ready = []
+        for person in list(self._queues):
+            queue = self._queues[person]
+            while queue and not queue[0].in_flight and self._expired(queue[0]):
+                ready.append(self._given_up(queue.popleft()))
+                self.waiting -= 1
+            if not queue:
+                del self._queues[person]
+        return ready
+
+    def _expired(self, held: _Held) -> bool:
+        patience = self.patience
+        return (self.clock() - held.received >= patience.give_up_after
+                or 0 < patience.max_attempts <= held.tries)
+
+    def _given_up(self, held: _Held, why: str = "") -> Outcome:
+        """The final ``failed`` outcome of a held call: its last answer, every request made."""
+        patience = self.patience
+        if not why:
+            why = (f"not delivered within {_duration(patience.give_up_after)} of its event"
+                   if self.clock() - held.received >= patience.give_up_after
+                   else f"not delivered in {held.tries} deliveries")
+        if held.last is None:
+            return Outcome(FAILED, 0, message=f"not sent: held behind an earlier call for the same person that was "
+                                              f"not delivered; {why}", call=held.call)
+        tries = f"; tried {held.tries} time{'s' * (held.tries != 1)}" if held.tries > 1 else ""
+        return replace(held.last, state=FAILED, attempts=held.attempts, call=held.call,
+                       message=f"{held.last.message} ({why}{tries})")
+
+    def _counted(self) -> None:
+        self.oldest = min((queue[0].received for queue in self._queues.values() if queue), default=None)
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"

@@ -1,0 +1,342 @@
+"""``switchyard serve`` through a destination outage: held, delivered again in order, or dead-lettered at a limit.
+
+A real webhook receiver on 127.0.0.1 answers 503 while it is "down"; the server runs as a real
+process (tests/serving.py) with short backoff options, so an outage lasts a second, not an hour.
+"""
+from __future__ import annotations
+
+import http.client
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from conftest import ROOT
+from serving import Served, stop_all, workspace_event_ids
+
+PACK = (ROOT / "rules" / "customerio.yaml").read_text()
+FAST = ("--backoff-first", "50ms", "--backoff-max", "200ms")
+
+
+@pytest.fixture(autouse=True)
+def _no_server_left_running():
+    yield
+    stop_all()
+
+
+class FlakyHook:
+    """A webhook receiver that answers 503 while ``down``, else 200; keeps the bodies it accepted, in order."""
+
+    def __init__(self):
+        self.down, self.received, self.refused = True, [], 0
+        hook = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                status = 503 if hook.down else 200
+                if hook.down:
+                    hook.refused += 1
+                else:
+                    hook.received.append(json.loads(body))
+                self.send_response(status)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def hook():
+    hook = FlakyHook()
+    yield hook
+    hook.close()
+
+
+def rules_folder(tmp_path, hook_url: str):
+    folder = tmp_path / "rules"
+    folder.mkdir(exist_ok=True)
+    (folder / "customerio.yaml").write_text(PACK)
+    (folder / "hook.yaml").write_text(f"""
+version: 1
+destination:
+  name: hook
+  catalog: webhook
+  transport: http
+  settings:
+    url: {hook_url}
+    timeout: 5
+    max_attempts: 1
+    circuit_breaker: {{failures: 0}}
+mappings:
+  - name: Every track
+    trigger: type = "track"
+    action: send
+    fields:
+      data:
+        user: userId
+        n: properties.n
+""")
+    return folder
+
+
+def track(number: int, users: int = 3) -> dict:
+    return {"type": "track", "userId": f"u{number % users}", "event": "Clicked", "messageId": f"m-{number}",
+            "properties": {"n": number}}
+
+
+def wait(condition, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def dead_letters(tmp_path) -> list[dict]:
+    path = tmp_path / "deadletter.ndjson"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def in_person_order(received: list[dict]) -> bool:
+    """Each person's calls arrived with their numbers rising (first deliveries; a repeat may follow)."""
+    seen: dict[str, list[int]] = {}
+    for body in received:
+        numbers = seen.setdefault(body["user"], [])
+        if body["n"] not in numbers:
+            numbers.append(body["n"])
+    return all(numbers == sorted(numbers) for numbers in seen.values())
+
+
+def test_an_outage_holds_the_calls_and_delivers_them_in_order_after_it_while_the_others_go_on(tmp_path, hook):
+    server = Served(rules_folder(tmp_path, hook.url), tmp_path, *FAST).start()
+    for start in (0, 10, 20):
+        assert server.post("/v1/batch", {"batch": [track(n) for n in range(start, start + 10)]})[0] == 200
+    wait(lambda: len(workspace_event_ids(server.workspace)) == 30)  # the other destination goes on
+    wait(lambda: hook.refused >= 6)  # tried again, not given up
+    assert server.metric('switchyard_calls_waiting_retry{destination="hook"}') == 30
+    assert server.metric('switchyard_oldest_waiting_retry_seconds{destination="hook"}') > 0
+    assert server.metric('switchyard_calls_total{destination="hook"') == 0
+    assert server.metric("switchyard_spool_depth") == 30  # the backlog waits in the spool
+    assert server.post("/v1/batch", {"batch": [track(n) for n in range(30, 33)]})[0] == 200  # ingestion goes on
+
+    hook.down = False
+    wait(lambda: len(hook.received) == 33)
+    assert [body["n"] for body in hook.received if body["user"] == "u0"] == list(range(0, 33, 3))
+    assert in_person_order(hook.received)
+    wait(lambda: server.metric("switchyard_spool_depth") == 0)
+    assert server.metric('switchyard_calls_waiting_retry{destination="hook"}') == 0
+    assert server.metric('switchyard_calls_total{destination="hook",outcome="delivered"}') == 33
+    assert dead_letters(tmp_path) == []
+    assert server.stop() == 0
+
+
+def test_past_give_up_after_the_calls_are_dead_lettered_as_failed_and_replay_delivers_them(tmp_path, hook):
+    rules = rules_folder(tmp_path, hook.url)
+    server = Served(rules, tmp_path, *FAST, "--give-up-after", "1s").start()
+    assert server.post("/v1/batch", {"batch": [track(n, users=2) for n in range(6)]})[0] == 200
+    wait(lambda: len(dead_letters(tmp_path)) == 6)
+    records = dead_letters(tmp_path)
+    assert {(r["outcome"], r["status"], r["call"]["destination"]) for r in records} == {("failed", 503, "hook")}
+    assert all(r["attempts"] >= 2 for r in records if r["call"]["messageId"] in ("m-0", "m-1")), records
+    assert "not delivered within 1s" in records[0]["reason"]
+    # In each person's order in the file, so a replay keeps it.
+    for user in ("u0", "u1"):
+        numbers = [r["call"]["payload"]["data"]["n"] for r in records if r["call"]["payload"]["data"]["user"] == user]
+        assert numbers == sorted(numbers)
+    wait(lambda: server.metric("switchyard_spool_depth") == 0)  # dead-lettered: the destination moved on
+    assert server.stop() == 0
+
+    hook.down = False
+    replayed = subprocess.run([sys.executable, "-m", "engine", "replay", str(tmp_path / "deadletter.ndjson"),
+                               "--rules", str(rules / "hook.yaml"), "--dead-letter", str(tmp_path / "again.ndjson")],
+                              cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert replayed.returncode == 0, replayed.stderr
+    assert sorted(body["n"] for body in hook.received) == list(range(6))
+    assert in_person_order(hook.received)
+
+
+def test_max_delivery_attempts_dead_letters_after_that_many_deliveries(tmp_path, hook):
+    server = Served(rules_folder(tmp_path, hook.url), tmp_path, *FAST, "--max-delivery-attempts", "3").start()
+    assert server.post("/v1/batch", {"batch": [track(0)]})[0] == 200
+    wait(lambda: len(dead_letters(tmp_path)) == 1)
+    (record,) = dead_letters(tmp_path)
+    assert (record["outcome"], record["status"], record["attempts"]) == ("failed", 503, 3)
+    assert hook.refused == 3
+    assert server.stop() == 0
+
+
+def test_kill_9_during_an_outage_then_a_restart_after_it_delivers_everything(tmp_path, hook):
+    rules = rules_folder(tmp_path, hook.url)
+    server = Served(rules, tmp_path, *FAST).start()
+    for start in range(0, 40, 10):
+        assert server.post("/v1/batch", {"batch": [track(n) for n in range(start, start + 10)]})[0] == 200
+    wait(lambda: len(workspace_event_ids(server.workspace)) == 40)
+    wait(lambda: server.metric('switchyard_calls_waiting_retry{destination="hook"}') == 40)
+    server.kill()
+
+    hook.down = False
+    server.start()
+    wait(lambda: {body["n"] for body in hook.received} == set(range(40)))
+    assert in_person_order(hook.received)
+    wait(lambda: server.metric("switchyard_spool_depth") == 0)
+    assert dead_letters(tmp_path) == []
+    assert server.stop() == 0
+    assert len(workspace_event_ids(server.workspace)) == 40  # applied once
+
+
+def test_a_stop_during_an_outage_leaves_held_calls_in_the_spool_not_the_dead_letter_file(tmp_path, hook):
+    server = Served(rules_folder(tmp_path, hook.url), tmp_path, *FAST, "--stop-deadline", "5").start()
+    assert server.post("/v1/batch", {"batch": [track(n) for n in range(9)]})[0] == 200
+    wait(lambda: server.metric('switchyard_calls_waiting_retry{destination="hook"}') == 9)
+    began = time.monotonic()
+    assert server.stop() == 0
+    assert time.monotonic() - began < 4  # held calls do not keep the stop waiting for its deadline
+    assert dead_letters(tmp_path) == []
+
+    hook.down = False
+    server.start()
+    wait(lambda: sorted(body["n"] for body in hook.received) == list(range(9)))
+    assert in_person_order(hook.received)
+    assert server.stop() == 0
+
+
+def test_a_request_after_sigterm_while_one_is_in_flight_gets_503_stopping_and_the_process_exits_0(tmp_path):
+    rules = tmp_path / "customerio.yaml"
+    rules.write_text(PACK)
+    server = Served(rules, tmp_path).start()
+    slow = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    body = json.dumps({"batch": [track(1)]}).encode()
+    slow.putrequest("POST", "/v1/batch")
+    slow.putheader("Content-Type", "application/json")
+    slow.putheader("Content-Length", str(len(body)))
+    slow.endheaders()
+    slow.send(body[:5])  # the request is in flight: its body is still coming
+    time.sleep(0.2)
+    server.process.send_signal(signal.SIGTERM)
+    time.sleep(0.2)
+    status, _, answer = server.post("/v1/batch", {"batch": [track(2)]})
+    assert (status, answer["code"]) == (503, "stopping")
+    slow.send(body[5:])
+    assert slow.getresponse().status == 200  # the request in flight finished
+    assert server.process.wait(30) == 0
+    assert workspace_event_ids(server.workspace) in ([], ["m-1"])  # spooled; delivered unless the stop came first
+    server.start()
+    wait(lambda: workspace_event_ids(server.workspace) == ["m-1"])
+    assert server.stop() == 0
+
+
+# -- the held calls, with a real webhook adapter and a scripted server --------------------------------
+
+class Now:
+    """A clock the test moves by hand."""
+
+    def __init__(self):
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def patient_webhook(scripted, patience):
+    from engine.adapters.patient import PatientAdapter
+    from engine.adapters.webhook import WebhookAdapter
+    from scripted_server import fast_retrier, webhook_context
+
+    clock = Now()
+    people = {}
+
+    def call(message_id: str, person: str):
+        from engine.model import ActionCall
+
+        people[message_id] = (person, clock.now)
+        return ActionCall("hooks", "Orders", "send", {"url": f"{scripted.url}/{message_id}", "data": {}},
+                          message_id)
+
+    adapter = PatientAdapter(WebhookAdapter(webhook_context({"circuit_breaker": {"failures": 0}}),
+                                            retrier=fast_retrier(max_attempts=1)),
+                             patience, lambda c: people[c.message_id], clock=clock, random=lambda: 1.0)
+    return adapter, call, clock
+
+
+def states(outcomes) -> list[tuple[str, str]]:
+    return [(outcome.call.message_id, outcome.state) for outcome in outcomes]
+
+
+def test_a_held_persons_later_calls_wait_behind_while_other_people_go_on(scripted):
+    from engine.adapters.patient import Patience
+    from scripted_server import Reply
+
+    adapter, call, clock = patient_webhook(scripted, Patience(give_up_after=60, first_wait=1, max_wait=4))
+    scripted.script(Reply(503), path="/a1")
+    assert states(adapter.deliver([call("a1", "ann"), call("b1", "bob")])) == [("b1", "delivered")]
+    # ann is held: her next call waits behind, bob's and cid's go.
+    assert states(adapter.deliver([call("a2", "ann"), call("b2", "bob"), call("c1", "cid")])) == [
+        ("b2", "delivered"), ("c1", "delivered")]
+    assert adapter.waiting == 2 and adapter.poll() == []  # the round is not due yet
+    clock.now += 1
+    assert states(adapter.poll()) == [("a1", "retried"), ("a2", "delivered")]
+    assert [r["path"] for r in scripted.requests] == ["/a1", "/b1", "/b2", "/c1", "/a1", "/a2"]
+    assert adapter.waiting == 0 and adapter.oldest is None
+
+
+def test_the_wait_doubles_to_its_cap_and_the_limit_gives_up_in_order_with_the_last_answer(scripted):
+    from engine.adapters.patient import Patience
+    from scripted_server import Reply
+
+    scripted.default = Reply(503, b"down")
+    adapter, call, clock = patient_webhook(scripted, Patience(give_up_after=20, first_wait=1, max_wait=4))
+    assert adapter.deliver([call("a1", "ann"), call("a2", "ann")]) == []
+    waits = []
+    for _ in range(4):
+        waits.append(adapter.next_round - clock.now)
+        clock.now = adapter.next_round
+        assert adapter.poll() == []
+    assert waits == [1, 2, 4, 4]
+    clock.now += 20
+    first, second = adapter.poll()
+    assert (first.call.message_id, first.state, first.status, first.body, first.attempts) == (
+        "a1", "failed", 503, "down", 5)
+    assert "not delivered within 20s" in first.reason
+    assert (second.call.message_id, second.attempts) == ("a2", 1)  # tried with a1 at first, then held behind
+    assert adapter.waiting == 0
+
+
+def test_refused_is_final_and_close_settles_what_is_held(scripted):
+    from engine.adapters.patient import Patience
+    from scripted_server import Reply
+
+    scripted.script(Reply(400), path="/a1")
+    scripted.script(Reply(503), path="/b1")
+    adapter, call, clock = patient_webhook(scripted, Patience())
+    assert states(adapter.deliver([call("a1", "ann"), call("b1", "bob")])) == [("a1", "refused")]
+    assert states(adapter.close()) == [("b1", "failed")]
+
+
+@pytest.mark.parametrize("text, seconds", [("30s", 30), ("15m", 900), ("24h", 86400), ("2d", 172800),
+                                           ("500ms", 0.5), ("0", 0), ("1.5", 1.5)])
+def test_durations(text, seconds):
+    from engine.serve.cli import duration
+
+    assert duration(text) == seconds
+
+
+def test_a_bad_duration_is_a_usage_error(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "engine", "serve", str(ROOT / "rules" / "customerio.yaml"),
+                           "--give-up-after", "soon"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "not a duration" in done.stderr
