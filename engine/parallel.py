@@ -9,6 +9,8 @@ from __future__ import annotations
 import signal
 import sys
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -22,6 +24,8 @@ if TYPE_CHECKING:
 # was preempted, say) holds back the results after it; with two per worker the other workers soon ran
 # out of work and waited, with four they keep busy. A chunk is about 1 MB of input.
 AHEAD = 4
+
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 
 class WorkerError(Exception):
@@ -46,10 +50,15 @@ def imap(function, chunks, workers: int, *, ordered: bool):
     executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
                                    initializer=_start_worker, initargs=(function,))
     pending: deque[Future[Any]] = deque()
-    finished = broken = False
+    finished = broken = forked = False
     try:
         for chunk in chunks:
-            pending.append(executor.submit(_call, chunk))
+            if not forked:  # the first submit forks the workers
+                with _stop_signals_held():
+                    pending.append(executor.submit(_call, chunk))
+                forked = True
+            else:
+                pending.append(executor.submit(_call, chunk))
             yield from _done(pending, ordered, block=len(pending) >= AHEAD * workers)
         while pending:
             yield from _done(pending, ordered, block=True)
@@ -58,13 +67,39 @@ def imap(function, chunks, workers: int, *, ordered: bool):
         broken = True
         raise WorkerError("a worker process died unexpectedly") from None
     finally:
-        if broken:
-            # A worker died: the others are not waited for.
-            for process in list((getattr(executor, "_processes", None) or {}).values()):
-                process.kill()  # SIGKILL: workers ignore SIGTERM, which a service manager sends the whole group
-        # Stopped early (a stop signal, a closed generator): chunks not started are dropped, and a
-        # worker busy with one finishes it (a chunk is about 1 MB), so no result is cut mid-write.
-        executor.shutdown(wait=True, cancel_futures=not finished)
+        _end(executor, finished, broken)
+
+
+#: Seconds a worker stopped early has to finish the chunk in hand before it is killed.
+STOP_GRACE = 10.0
+
+
+def _end(executor: Any, finished: bool, broken: bool) -> None:
+    """Shut the workers down. Stopped early (a stop signal, a closed generator), chunks not started
+    are dropped and a worker busy with one has ``STOP_GRACE`` seconds to finish it; a worker that
+    died (``broken``) means the others are not waited for. Whatever is left is killed: workers ignore
+    SIGTERM, and the pool's own clean-up would wait for them for ever."""
+    import time
+
+    processes = list((getattr(executor, "_processes", None) or {}).values())
+    executor.shutdown(wait=False, cancel_futures=not finished)
+    deadline = time.monotonic() + (0.0 if broken else STOP_GRACE)
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+        if process.is_alive():
+            process.kill()  # SIGKILL
+    executor.shutdown(wait=True)
+
+
+@contextmanager
+def _stop_signals_held() -> Iterator[None]:
+    """SIGINT and SIGTERM held back while the workers are forked: a worker takes them only once it
+    ignores them (:func:`_start_worker`), and the parent gets them as soon as the forks are done."""
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 def _done(pending: deque, ordered: bool, block: bool):
@@ -91,6 +126,7 @@ def _start_worker(function) -> None:
     # Ctrl-C (and systemd's SIGTERM to the whole group) reach every process; the parent stops the workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # held since the fork: one that came is dropped now
 
 
 def _call(chunk):

@@ -220,8 +220,8 @@ def test_ctrl_c_stops_the_workers_and_says_so(tmp_path):
     try:
         workers = _workers_of(process.pid, 2)
         os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: every process of the group
-        err = process.stderr.read().decode()
-        assert process.wait(timeout=60) == 130
+        err = process.communicate(timeout=60)[1].decode()
+        assert process.returncode == 130
     finally:
         process.kill()
     assert "stopped by SIGINT" in err and "every event accounted for" in err and "Traceback" not in err
@@ -229,6 +229,7 @@ def test_ctrl_c_stops_the_workers_and_says_so(tmp_path):
     while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.02)
     assert not any(_alive(pid) for pid in workers)
+
 
 
 def test_work_is_taken_from_the_input_only_as_results_come_back():
