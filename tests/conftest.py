@@ -39,6 +39,11 @@ _CACHE = tempfile.mkdtemp(prefix="switchyard-test-cache-")
 os.environ["SWITCHYARD_CACHE_DIR"] = _CACHE
 
 
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto``: two workers a core, since many tests spend their time waiting on servers and processes."""
+    return 2 * (os.cpu_count() or 1)
+
+
 def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(_CACHE, ignore_errors=True)
 
