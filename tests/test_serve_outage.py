@@ -129,7 +129,10 @@ def test_an_outage_holds_the_calls_and_delivers_them_in_order_after_it_while_the
         assert server.post("/v1/batch", {"batch": [track(n) for n in range(start, start + 10)]})[0] == 200
     wait(lambda: len(workspace_event_ids(server.workspace)) == 30)  # the other destination goes on
     wait(lambda: hook.refused >= 6)  # tried again, not given up
-    assert server.metric('switchyard_calls_waiting_retry{destination="hook"}') == 30
+    # Held: the calls of the chunks in hand (at most two; how the 30 events fell into chunks depends on
+    # when the destination read them); the rest waits in the spool.
+    wait(lambda: server.metric('switchyard_calls_waiting_retry{destination="hook"}') >= 10)
+    assert server.metric('switchyard_calls_waiting_retry{destination="hook"}') <= 30
     assert server.metric('switchyard_oldest_waiting_retry_seconds{destination="hook"}') > 0
     assert server.metric('switchyard_calls_total{destination="hook"') == 0
     assert server.metric("switchyard_spool_depth") == 30  # the backlog waits in the spool
