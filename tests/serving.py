@@ -123,3 +123,46 @@ def workspace_event_ids(db: Path, destination: str = "customerio") -> list[str]:
 
 def env_without_proxy() -> dict:
     return {key: value for key, value in os.environ.items() if "proxy" not in key.lower()}
+
+
+def hook_rules(tmp_path: Path, hook_url: str, *, timeout: float, breaker: bool = True) -> Path:
+    """A rules folder: the Customer.io pack into the workspace, and a webhook ``hook`` at ``hook_url``
+    tried once a call (``breaker``: with its circuit breaker; off, every call reaches the server)."""
+    folder = tmp_path / "rules"
+    folder.mkdir(exist_ok=True)
+    (folder / "customerio.yaml").write_text((ROOT / "rules" / "customerio.yaml").read_text())
+    no_breaker = "" if breaker else "\n    circuit_breaker: {failures: 0}"
+    (folder / "hook.yaml").write_text(f"""
+version: 1
+destination:
+  name: hook
+  catalog: webhook
+  transport: http
+  settings:
+    url: {hook_url}
+    timeout: {timeout}
+    max_attempts: 1{no_breaker}
+mappings:
+  - name: Every track
+    trigger: type = "track"
+    action: send
+    fields:
+      data:
+        user: userId
+        n: properties.n
+""")
+    return folder
+
+
+def track(number: int, users: int = 3) -> dict:
+    """A track event numbered ``number`` (``properties.n``), of one of ``users`` people."""
+    return {"type": "track", "userId": f"u{number % users}", "event": "Clicked", "messageId": f"m-{number}",
+            "properties": {"n": number}}
+
+
+def wait(condition, timeout: float = 30) -> None:
+    """Wait until ``condition()`` holds; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)

@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from conftest import ROOT
-from serving import Served, stop_all, workspace_event_ids
+from serving import Served, hook_rules, stop_all, track, wait, workspace_event_ids
 
 
 @pytest.fixture(autouse=True)
@@ -67,45 +67,14 @@ def hook():
     hook.close()
 
 
-def rules_folder(tmp_path, hook_url: str):
-    folder = tmp_path / "rules"
-    folder.mkdir()
-    (folder / "customerio.yaml").write_text(PACK)
-    (folder / "hook.yaml").write_text(f"""
-version: 1
-destination:
-  name: hook
-  catalog: webhook
-  transport: http
-  settings:
-    url: {hook_url}
-    timeout: 30
-    max_attempts: 1
-mappings:
-  - name: Every track
-    trigger: type = "track"
-    action: send
-    fields:
-      data:
-        n: properties.n
-""")
-    return folder
 
 
-def track(number: int) -> dict:
-    return {"type": "track", "userId": f"u{number % 3}", "event": "Clicked", "messageId": f"m-{number}",
-            "properties": {"n": number}}
 
 
-def wait(condition, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def test_a_hung_destination_holds_back_only_itself_and_its_backlog_waits_in_the_spool(tmp_path, hook):
-    server = Served(rules_folder(tmp_path, hook.url), tmp_path, "--stop-deadline", "1").start()
+    server = Served(hook_rules(tmp_path, hook.url, timeout=30), tmp_path, "--stop-deadline", "1").start()
     assert server.post("/v1/batch", {"batch": [track(n) for n in range(40)]})[0] == 200
     wait(lambda: len(workspace_event_ids(server.workspace)) == 40)  # the workspace goes on
     assert server.metric('switchyard_calls_total{destination="hook"') == 0
@@ -126,7 +95,7 @@ def test_a_hung_destination_holds_back_only_itself_and_its_backlog_waits_in_the_
 
 
 def test_a_full_spool_answers_429_with_retry_after_then_takes_events_again(tmp_path, hook):
-    server = Served(rules_folder(tmp_path, hook.url), tmp_path, "--max-spool-events", "30",
+    server = Served(hook_rules(tmp_path, hook.url, timeout=30), tmp_path, "--max-spool-events", "30",
                     "--retry-after", "2").start()
     assert server.post("/v1/batch", {"batch": [track(n) for n in range(20)]})[0] == 200
     assert server.post("/v1/batch", {"batch": [track(n) for n in range(20, 40)]})[0] == 200
@@ -168,7 +137,7 @@ def test_sighup_reloads_the_rules_and_a_broken_change_keeps_the_old_ones(tmp_pat
 
 
 def test_sigint_stops_with_exit_code_zero_and_the_spool_keeps_what_was_not_delivered(tmp_path, hook):
-    server = Served(rules_folder(tmp_path, hook.url), tmp_path, "--stop-deadline", "0.5").start()
+    server = Served(hook_rules(tmp_path, hook.url, timeout=30), tmp_path, "--stop-deadline", "0.5").start()
     assert server.post("/v1/batch", {"batch": [track(n) for n in range(5)]})[0] == 200
     assert server.stop(signal.SIGINT) == 0
     assert "deliveries not settled by the deadline stay in the spool" in server.log.read_text()

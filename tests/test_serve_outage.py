@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from conftest import ROOT
-from serving import Served, stop_all, workspace_event_ids
+from serving import Served, hook_rules, stop_all, track, wait, workspace_event_ids
 
 PACK = (ROOT / "rules" / "customerio.yaml").read_text()
 FAST = ("--backoff-first", "50ms", "--backoff-max", "200ms")
@@ -69,43 +69,10 @@ def hook():
     hook.close()
 
 
-def rules_folder(tmp_path, hook_url: str):
-    folder = tmp_path / "rules"
-    folder.mkdir(exist_ok=True)
-    (folder / "customerio.yaml").write_text(PACK)
-    (folder / "hook.yaml").write_text(f"""
-version: 1
-destination:
-  name: hook
-  catalog: webhook
-  transport: http
-  settings:
-    url: {hook_url}
-    timeout: 5
-    max_attempts: 1
-    circuit_breaker: {{failures: 0}}
-mappings:
-  - name: Every track
-    trigger: type = "track"
-    action: send
-    fields:
-      data:
-        user: userId
-        n: properties.n
-""")
-    return folder
 
 
-def track(number: int, users: int = 3) -> dict:
-    return {"type": "track", "userId": f"u{number % users}", "event": "Clicked", "messageId": f"m-{number}",
-            "properties": {"n": number}}
 
 
-def wait(condition, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def dead_letters(tmp_path) -> list[dict]:
@@ -124,7 +91,7 @@ def in_person_order(received: list[dict]) -> bool:
 
 
 def test_an_outage_holds_the_calls_and_delivers_them_in_order_after_it_while_the_others_go_on(tmp_path, hook):
-    server = Served(rules_folder(tmp_path, hook.url), tmp_path, *FAST).start()
+    server = Served(hook_rules(tmp_path, hook.url, timeout=5, breaker=False), tmp_path, *FAST).start()
     for start in (0, 10, 20):
         assert server.post("/v1/batch", {"batch": [track(n) for n in range(start, start + 10)]})[0] == 200
     wait(lambda: len(workspace_event_ids(server.workspace)) == 30)  # the other destination goes on
@@ -150,7 +117,7 @@ def test_an_outage_holds_the_calls_and_delivers_them_in_order_after_it_while_the
 
 
 def test_past_give_up_after_the_calls_are_dead_lettered_as_failed_and_replay_delivers_them(tmp_path, hook):
-    rules = rules_folder(tmp_path, hook.url)
+    rules = hook_rules(tmp_path, hook.url, timeout=5, breaker=False)
     server = Served(rules, tmp_path, *FAST, "--give-up-after", "1s").start()
     assert server.post("/v1/batch", {"batch": [track(n, users=2) for n in range(6)]})[0] == 200
     wait(lambda: len(dead_letters(tmp_path)) == 6)
@@ -175,7 +142,7 @@ def test_past_give_up_after_the_calls_are_dead_lettered_as_failed_and_replay_del
 
 
 def test_max_delivery_attempts_dead_letters_after_that_many_deliveries(tmp_path, hook):
-    server = Served(rules_folder(tmp_path, hook.url), tmp_path, *FAST, "--max-delivery-attempts", "3").start()
+    server = Served(hook_rules(tmp_path, hook.url, timeout=5, breaker=False), tmp_path, *FAST, "--max-delivery-attempts", "3").start()
     assert server.post("/v1/batch", {"batch": [track(0)]})[0] == 200
     wait(lambda: len(dead_letters(tmp_path)) == 1)
     (record,) = dead_letters(tmp_path)
@@ -185,7 +152,7 @@ def test_max_delivery_attempts_dead_letters_after_that_many_deliveries(tmp_path,
 
 
 def test_kill_9_during_an_outage_then_a_restart_after_it_delivers_everything(tmp_path, hook):
-    rules = rules_folder(tmp_path, hook.url)
+    rules = hook_rules(tmp_path, hook.url, timeout=5, breaker=False)
     server = Served(rules, tmp_path, *FAST).start()
     for start in range(0, 40, 10):
         assert server.post("/v1/batch", {"batch": [track(n) for n in range(start, start + 10)]})[0] == 200
@@ -204,7 +171,7 @@ def test_kill_9_during_an_outage_then_a_restart_after_it_delivers_everything(tmp
 
 
 def test_a_stop_during_an_outage_leaves_held_calls_in_the_spool_not_the_dead_letter_file(tmp_path, hook):
-    server = Served(rules_folder(tmp_path, hook.url), tmp_path, *FAST, "--stop-deadline", "5").start()
+    server = Served(hook_rules(tmp_path, hook.url, timeout=5, breaker=False), tmp_path, *FAST, "--stop-deadline", "5").start()
     assert server.post("/v1/batch", {"batch": [track(n) for n in range(9)]})[0] == 200
     wait(lambda: server.metric('switchyard_calls_waiting_retry{destination="hook"}') == 9)
     began = time.monotonic()
