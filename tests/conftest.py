@@ -21,6 +21,27 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.dont_write_bytecode = False
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
+def audit_rules(out: Path) -> str:
+    """A rule file that writes each "Order Completed" event's order id to the file ``out`` (transport: file)."""
+    return _AUDIT_RULES.format(out=out)
+
+
+_AUDIT_RULES = """\
+version: 1
+destination:
+  name: audit
+  catalog: webhook
+  transport: file
+  settings: {{path: "{out}"}}
+mappings:
+  - name: Orders
+    trigger: event = "Order Completed"
+    action: send
+    fields:
+      url: "'http://example.invalid/orders'"
+      data: {{id: properties.order_id}}
+"""
+
 _SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 

@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from conftest import audit_rules
 from engine.adapters.customerio_http import CustomerioHttpAdapter
 from engine.adapters.webhook import WebhookAdapter
 from engine.cli import main
@@ -27,28 +28,12 @@ mappings:
       data: {{id: properties.order_id}}
 """
 
-AUDIT = """\
-version: 1
-destination:
-  name: audit
-  catalog: webhook
-  transport: file
-  settings: {{path: "{out}"}}
-mappings:
-  - name: Orders
-    trigger: event = "Order Completed"
-    action: send
-    fields:
-      url: "'http://example.invalid/orders'"
-      data: {{id: properties.order_id}}
-"""
-
 
 def test_a_refused_port_pauses_its_destination_and_the_other_goes_on(tmp_path):
     rules, events, dead, out = tmp_path / "rules", tmp_path / "e.ndjson", tmp_path / "dead.ndjson", tmp_path / "a"
     rules.mkdir()
     (rules / "down.yaml").write_text(RULES.format(url=refused_url()))
-    (rules / "audit.yaml").write_text(AUDIT.format(out=out))
+    (rules / "audit.yaml").write_text(audit_rules(out))
     events.write_text("".join(json.dumps({"type": "track", "event": "Order Completed", "messageId": f"m{n}",
                                           "properties": {"order_id": f"o{n}"}}) + "\n" for n in range(500)))
     started = time.monotonic()

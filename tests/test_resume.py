@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, audit_rules
 from engine.cli import main
 from engine.pipeline import JOURNAL_GATHER
 
@@ -28,22 +28,6 @@ mappings:
     trigger: event = "Order Completed"
     action: send
     fields:
-      data: {{id: properties.order_id}}
-"""
-
-FILE_RULES = """\
-version: 1
-destination:
-  name: audit
-  catalog: webhook
-  transport: file
-  settings: {{path: "{out}"}}
-mappings:
-  - name: Orders
-    trigger: event = "Order Completed"
-    action: send
-    fields:
-      url: "'http://example.invalid/orders'"
       data: {{id: properties.order_id}}
 """
 
@@ -164,7 +148,7 @@ def test_restart_ignores_the_journal_and_sends_everything(hook, tmp_path):
 def test_a_journal_of_other_rules_or_inputs_is_not_used(tmp_path, capsys):
     out, dead = tmp_path / "audit.ndjson", tmp_path / "dead.ndjson"
     rules, events, other = tmp_path / "rules.yaml", tmp_path / "a.ndjson", tmp_path / "b.ndjson"
-    rules.write_text(FILE_RULES.format(out=out))
+    rules.write_text(audit_rules(out))
     orders(events, 10)
     orders(other, 10, start=10)
     # A journal an interrupted run of the same command would leave: 6 events of a.ndjson done.
@@ -187,7 +171,7 @@ def test_a_journal_of_other_rules_or_inputs_is_not_used(tmp_path, capsys):
 
 def test_a_run_from_stdin_keeps_no_journal(tmp_path):
     out, dead, rules = tmp_path / "audit.ndjson", tmp_path / "dead.ndjson", tmp_path / "rules.yaml"
-    rules.write_text(FILE_RULES.format(out=out))
+    rules.write_text(audit_rules(out))
     orders(tmp_path / "in.ndjson", 3)
     process = subprocess.run(command(rules, [], dead), cwd=ROOT, stdin=open(tmp_path / "in.ndjson", "rb"),
                              capture_output=True, timeout=60)
@@ -199,7 +183,7 @@ def test_a_run_from_stdin_keeps_no_journal(tmp_path):
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_a_resumed_run_writes_no_dead_letter_record_twice(tmp_path, capsys, workers):
     out, dead, rules, events = tmp_path / "audit.ndjson", tmp_path / "dead.ndjson", tmp_path / "r.yaml", tmp_path / "e"
-    rules.write_text(FILE_RULES.format(out=out))
+    rules.write_text(audit_rules(out))
     orders(events, 10)
     lines = events.read_text().splitlines(keepends=True)
     events.write_text("".join(lines[:3] + ["not json 1\n"] + lines[3:7] + ["not json 2\n"] + lines[7:]))

@@ -12,23 +12,7 @@ import time
 
 import pytest
 
-from conftest import ROOT
-
-RULES = """\
-version: 1
-destination:
-  name: audit
-  catalog: webhook
-  transport: file
-  settings: {{path: "{out}"}}
-mappings:
-  - name: Orders
-    trigger: event = "Order Completed"
-    action: send
-    fields:
-      url: "'http://example.invalid/orders'"
-      data: {{id: properties.order_id}}
-"""
+from conftest import ROOT, audit_rules
 
 
 def order(n: int) -> str:
@@ -51,7 +35,7 @@ def lines(path) -> list[str]:
 def test_a_signal_while_waiting_for_input_delivers_what_was_read_and_prints_the_summary(tmp_path, sent, code):
     out, dead = tmp_path / "audit.ndjson", tmp_path / "dead.ndjson"
     rules = tmp_path / "rules.yaml"
-    rules.write_text(RULES.format(out=out))
+    rules.write_text(audit_rules(out))
     process = subprocess.Popen([sys.executable, "-m", "engine", "run", str(rules), "--dead-letter", str(dead)],
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
     assert process.stdin is not None
@@ -73,7 +57,7 @@ def test_a_signal_while_waiting_for_input_delivers_what_was_read_and_prints_the_
 def test_sigterm_with_workers_stops_the_workers_and_prints_the_summary(tmp_path):
     out, dead = tmp_path / "audit.ndjson", tmp_path / "dead.ndjson"
     rules = tmp_path / "rules.yaml"
-    rules.write_text(RULES.format(out=out))
+    rules.write_text(audit_rules(out))
     process = subprocess.Popen([sys.executable, "-m", "engine", "run", str(rules), "--workers", "2",
                                 "--dead-letter", str(dead)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, cwd=ROOT, start_new_session=True)
