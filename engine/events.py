@@ -74,6 +74,21 @@ class Lines:
             yield source, event
 
 
+def person_of(event: Any) -> str:
+    """Whose event this is: ``userId``, else ``anonymousId``; "" for none (unreadable lines too)."""
+    if event.__class__ is dict:
+        for name in ("userId", "anonymousId"):
+            value = event.get(name)
+            if value is not None and value != "":
+                if value.__class__ is str:
+                    return value
+                try:
+                    return str(value)
+                except RecursionError:  # an id nested deeper than Python writes: grouped with the nameless
+                    return ""
+    return ""
+
+
 def read(stream: IO, name: str) -> Iterator[tuple[str, object]]:
     """Yield ``(source, event)`` for every event, or ``(source, Unreadable)``; blank lines are skipped.
 

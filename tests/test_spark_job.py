@@ -241,3 +241,12 @@ def test_the_spark_command_refuses_rules_with_errors_before_starting_spark(write
     assert main([str(path), str(EXAMPLES), "--output", str(tmp_path / "out")]) == 1
     assert time.monotonic() - started < 5  # no JVM was started
     assert not Path(tmp_path / "out").exists()
+
+
+def test_an_id_nested_deeper_than_python_writes_is_nobodys_rather_than_an_error():
+    nested: list = []
+    inner = nested
+    for _ in range(5000):
+        inner.append([])
+        inner = inner[0]
+    assert person_of({"userId": nested, "anonymousId": "a"}) == ""

@@ -31,6 +31,7 @@ from ..adapters import open_adapter
 from ..adapters.patient import Patience, PatientAdapter
 from ..deadletter import DeadLetter
 from ..delivery.outcome import Outcome
+from ..events import person_of
 from ..pipeline import Pipeline
 from ..ruleset import Destination, RuleSet
 from .spool import Spool
@@ -110,7 +111,7 @@ class DestinationWorker:
         return not self._thread.is_alive() and not self.left_unsettled
 
     def _about(self, call: Any) -> tuple[Any, float]:
-        """The person a call is for (userId, else anonymousId) and when its event was received."""
+        """The person a call is for (:func:`~engine.events.person_of` its event) and when its event was received."""
         return self._people.get(call.message_id) or (None, time.time())
 
     def _remember(self, rows: list[tuple[int, bytes, float]]) -> tuple[list[tuple[str, Any]], tuple[str, ...]]:
@@ -119,8 +120,7 @@ class DestinationWorker:
         for row_id, raw, received in rows:
             event = orjson.loads(raw)
             if isinstance(event, dict) and isinstance(event.get("messageId"), str):
-                person = event.get("userId") or event.get("anonymousId")
-                people[event["messageId"]] = (person if isinstance(person, (str, int, float)) else None, received)
+                people[event["messageId"]] = (person_of(event), received)
                 ids.append(event["messageId"])
             events.append((str(row_id), event))
         return events, tuple(ids)

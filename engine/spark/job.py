@@ -25,7 +25,7 @@ from ..adapters import Adapter, SetupError, open_adapter
 from ..deadletter import DeadLetter
 from ..delivery.outcome import Outcome
 from ..delivery.ratelimit import SHARES
-from ..events import parse, to_line
+from ..events import parse, person_of, to_line
 from ..model import ActionCall
 from ..pipeline import Pipeline, Sourced, account
 from ..summary import Summary
@@ -100,16 +100,6 @@ def joined_by_alias(links: Iterable[tuple[str, str]]) -> dict[str, str]:
         if a != b:
             parent[max(a, b)] = min(a, b)
     return {name: root(name) for name in parent}
-
-
-def person_of(event: Any) -> str:
-    """Whose event this is: ``userId``, else ``anonymousId``; "" for none (unreadable lines too)."""
-    if event.__class__ is dict:
-        for name in ("userId", "anonymousId"):
-            value = event.get(name)
-            if value is not None and value != "":
-                return value if value.__class__ is str else str(value)
-    return ""
 
 
 def instant_of(event: Any) -> float:
