@@ -82,13 +82,16 @@ def _end(executor: Any, finished: bool, broken: bool) -> None:
     import time
 
     processes = list((getattr(executor, "_processes", None) or {}).values())
+    manager = getattr(executor, "_executor_manager_thread", None)  # shutdown(wait=False) forgets it
     executor.shutdown(wait=False, cancel_futures=not finished)
     deadline = time.monotonic() + (0.0 if broken else STOP_GRACE)
     for process in processes:
         process.join(max(0.0, deadline - time.monotonic()))
         if process.is_alive():
             process.kill()  # SIGKILL
-    executor.shutdown(wait=True)
+    if manager is not None:
+        # Ended here, not at interpreter exit, where Python 3.11 may race it to a closed pipe.
+        manager.join(STOP_GRACE)
 
 
 @contextmanager
