@@ -122,8 +122,13 @@ def test_past_give_up_after_the_calls_are_dead_lettered_as_failed_and_replay_del
     assert server.post("/v1/batch", {"batch": [track(n, users=2) for n in range(6)]})[0] == 200
     wait(lambda: len(dead_letters(tmp_path)) == 6)
     records = dead_letters(tmp_path)
-    assert {(r["outcome"], r["status"], r["call"]["destination"]) for r in records} == {("failed", 503, "hook")}
-    assert all(r["attempts"] >= 2 for r in records if r["call"]["messageId"] in ("m-0", "m-1")), records
+    first = [r for r in records if r["call"]["messageId"] in ("m-0", "m-1")]
+    behind = [r for r in records if r not in first]
+    assert {(r["outcome"], r["status"], r["call"]["destination"]) for r in first} == {("failed", 503, "hook")}
+    assert all(r["attempts"] >= 2 for r in first), records
+    # Each person's later calls were never sent: they waited behind the first one.
+    assert {(r["outcome"], r["status"], r["attempts"]) for r in behind} == {("failed", None, 0)}
+    assert all("held behind an earlier call" in r["reason"] for r in behind)
     assert "not delivered within 1s" in records[0]["reason"]
     # In each person's order in the file, so a replay keeps it.
     for user in ("u0", "u1"):
@@ -283,7 +288,9 @@ def test_the_wait_doubles_to_its_cap_and_the_limit_gives_up_in_order_with_the_la
     assert (first.call.message_id, first.state, first.status, first.body, first.attempts) == (
         "a1", "failed", 503, "down", 5)
     assert "not delivered within 20s" in first.reason
-    assert (second.call.message_id, second.attempts) == ("a2", 1)  # tried with a1 at first, then held behind
+    # Never sent: held behind a1 from the first delivery on.
+    assert (second.call.message_id, second.state, second.attempts) == ("a2", "failed", 0)
+    assert "held behind an earlier call" in second.reason
     assert adapter.waiting == 0
 
 
@@ -310,3 +317,18 @@ def test_a_bad_duration_is_a_usage_error(tmp_path):
     done = subprocess.run([sys.executable, "-m", "engine", "serve", str(ROOT / "rules" / "customerio.yaml"),
                            "--give-up-after", "soon"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "not a duration" in done.stderr
+
+
+def test_a_persons_next_call_never_overtakes_their_failed_one_when_the_destination_comes_back_between(scripted):
+    from engine.adapters.patient import Patience
+    from scripted_server import Reply
+
+    # a1 meets the outage; the destination is back for a2, sent next in the same delivery.
+    scripted.script(Reply(503), path="/a1")
+    adapter, call, clock = patient_webhook(scripted, Patience(give_up_after=60, first_wait=1, max_wait=4))
+    assert states(adapter.deliver([call("a1", "ann"), call("b1", "bob"), call("a2", "ann")])) == [
+        ("b1", "delivered")]
+    assert adapter.waiting == 2  # a2 waits behind a1 instead of going first
+    clock.now += 1
+    assert states(adapter.poll()) == [("a1", "retried"), ("a2", "delivered")]
+    assert [r["path"] for r in scripted.requests] == ["/a1", "/b1", "/a1", "/a2"]

@@ -23,6 +23,11 @@ Optionally, a factory has a ``prepare(call)`` attribute: a pure function of one 
 adapter state) that builds what ``deliver`` sends, such as the encoded request body. ``run
 --workers`` then calls it in the process that evaluated the event and hands the result over as
 ``call.prepared``; ``deliver`` builds it itself when that is None. The answers must be the same.
+
+Optionally, an adapter has ``sends_each_call = True``: ``deliver`` sends each call in a request of
+its own, in order, and answers them all before it returns (the webhook). Serve's held calls
+(:mod:`engine.adapters.patient`) then hand it one call per person at a time, so that a person's call
+that fails is never overtaken by their next one.
 """
 from __future__ import annotations
 

@@ -10,6 +10,11 @@ at its first failure (the destination is still down). A call comes back as ``fai
 ``max_attempts`` times; its outcome then carries the last answer and every request made.
 ``refused`` is final and passes through at once.
 
+An adapter that sends each call on its own request (``sends_each_call``, see
+:mod:`engine.adapters.contract`) gets at most one call per person per ``deliver``: otherwise, if the
+destination came back between a person's failed call and the next one, the next one would arrive
+first. A batching adapter gets calls as they come (a failed request fails its whole batch in order).
+
 Who a call is for, and when its event was received, come from ``about(call)``: the adapter sees
 calls, not events. Used from its lane's thread only, except :meth:`let_go` and the read-only
 figures (``waiting``, ``oldest``, ``next_round``), which any thread may call.
@@ -66,16 +71,17 @@ class PatientAdapter:
         self.oldest: float | None = None                  # when the oldest held call's event was received
         self._letting_go = False
         self._delivered = False                           # a call was delivered again in this round
+        self._one_each = bool(getattr(adapter, "sends_each_call", False))  # a person's calls go one at a time
 
     # -- the contract -----------------------------------------------------------------------------
 
     def deliver(self, calls: Sequence[ActionCall]) -> list[Outcome]:
         ready = self._due()
-        if not self._queues:
+        if not self._queues and not self._one_each:
             ready += self._sort(self.adapter.deliver(calls))
             return ready
-        # Holding calls: a held person's later calls wait behind; the others go a call per person at a
-        # time, so a failure among them holds that person's next call instead of letting it pass.
+        # A held person's later calls wait behind; the others go a call per person at a time, so a
+        # failure among them holds that person's next call instead of letting it pass.
         segment: list[ActionCall] = []
         persons: set[Hashable] = set()
         for call in calls:

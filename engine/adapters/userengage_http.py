@@ -39,6 +39,8 @@ class _Stop(Exception):
 
 
 class UserengageHttpAdapter:
+    sends_each_call = True   # one request a call: serve keeps a person's failed call from being overtaken
+
     def __init__(self, context: AdapterContext, *, retrier: Retrier | None = None, timeout: float = 10.0):
         settings = context.settings
         api_key = settings.get("api_key")

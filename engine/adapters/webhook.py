@@ -22,6 +22,8 @@ from .contract import AdapterContext, SetupError
 
 
 class WebhookAdapter:
+    sends_each_call = True   # one request a call: serve keeps a person's failed call from being overtaken
+
     def __init__(self, context: AdapterContext, *, retrier: Retrier | None = None):
         settings: Mapping[str, Any] = context.settings
         self.sender = Sender(float(settings.get("timeout", 10)))
