@@ -125,6 +125,7 @@ class Lane:
         self._sources: dict[int, Sourced] = {}   # id(call) -> (call, source), while the adapter holds it
         self._pending = 0                         # calls submitted whose outcome is not booked yet
         self._state = threading.Condition()
+        self._abandoned = False
         self._thread = threading.Thread(target=self._work, name=f"lane {name}", daemon=True)
         self._thread.start()
 
@@ -146,6 +147,16 @@ class Lane:
         self._queue.put(None)
         self._thread.join()
 
+    def abandon(self, timeout: float) -> bool:
+        """Stop after the ``deliver`` in progress and close the adapter, leaving every call not answered
+        by then without an outcome (nothing booked, nothing dead-lettered): for a server whose events
+        stay in its spool and are delivered again after the next start. False if the thread was
+        still in a delivery after ``timeout`` seconds (it ends on its own when that returns)."""
+        self._abandoned = True
+        self._queue.put(None)
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
     @property
     def pending(self) -> int:
         return self._pending
@@ -162,12 +173,12 @@ class Lane:
                 except queue.Empty:
                     self._settle(adapter.poll())
                     continue
-                if calls is None:
+                if calls is None or self._abandoned:
                     break
                 calls = self._more(calls)
                 booked = self._booked
                 start = 0
-                while start < len(calls):
+                while start < len(calls) and not self._abandoned:
                     some = calls[start:] if booked is None else calls[start:start + self._slice]
                     start += len(some)
                     began = time.perf_counter()
@@ -188,17 +199,24 @@ class Lane:
         except Exception as error:  # noqa: BLE001 - poll or close raised: what is left fails below
             broken = f": {type(error).__name__}: {error}"
         finally:
-            # Whatever the adapter never answered for is failed, never lost from the count.
-            self._settle([Outcome(FAILED, 0, message=f"the adapter of '{self.name}' gave no outcome for this "
-                                  f"call{broken}", call=call) for call, _ in list(self._sources.values())])
-            left = self._drain_queue()
-            if left:
-                for call, source in left:
-                    self._sources[id(call)] = (call, source)
-                    if self._booked is not None:
-                        self._booked.handed(call, self.journal.position(source))  # type: ignore[union-attr]
-                self._settle([Outcome(FAILED, 0, message=f"the lane of '{self.name}' stopped{broken}", call=call)
-                              for call, _ in left])
+            if self._abandoned:  # left unanswered on purpose: the caller keeps those calls' events
+                self._sources.clear()
+                self._drain_queue()
+            else:
+                self._fail_unanswered(broken)
+
+    def _fail_unanswered(self, broken: str) -> None:
+        """Whatever the adapter never answered for is failed, never lost from the count."""
+        self._settle([Outcome(FAILED, 0, message=f"the adapter of '{self.name}' gave no outcome for this "
+                              f"call{broken}", call=call) for call, _ in list(self._sources.values())])
+        left = self._drain_queue()
+        if left:
+            for call, source in left:
+                self._sources[id(call)] = (call, source)
+                if self._booked is not None:
+                    self._booked.handed(call, self.journal.position(source))  # type: ignore[union-attr]
+            self._settle([Outcome(FAILED, 0, message=f"the lane of '{self.name}' stopped{broken}", call=call)
+                          for call, _ in left])
 
     def _more(self, calls: list[Sourced]) -> list[Sourced]:
         """``calls`` and whatever else is queued behind them, up to ``GATHER`` calls: one bigger ``deliver``
@@ -438,6 +456,13 @@ class Pipeline:
         """
         self.hand_over_all()
         return all(lane.wait_idle(timeout) for lane in self.lanes.values())
+
+    def abandon(self, timeout: float) -> bool:
+        """Close every lane and adapter without settling what is left (:meth:`Lane.abandon`), waiting up to
+        ``timeout`` seconds; False if a lane was still in a delivery then."""
+        self._closed = True
+        deadline = time.monotonic() + timeout
+        return all([lane.abandon(max(0.0, deadline - time.monotonic())) for lane in self.lanes.values()])
 
     def close(self) -> Summary:
         """Deliver everything, close every adapter, and return the summary."""

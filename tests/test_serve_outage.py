@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -188,6 +189,28 @@ def test_a_stop_during_an_outage_leaves_held_calls_in_the_spool_not_the_dead_let
     server.start()
     wait(lambda: sorted(body["n"] for body in hook.received) == list(range(9)))
     assert in_person_order(hook.received)
+    assert server.stop() == 0
+
+
+def test_reloads_during_an_outage_leave_no_thread_behind_and_lose_nothing(tmp_path, hook):
+    server = Served(hook_rules(tmp_path, hook.url, timeout=5, breaker=False), tmp_path, *FAST).start()
+    assert server.post("/v1/batch", {"batch": [track(n) for n in range(9)]})[0] == 200
+    wait(lambda: server.metric('switchyard_calls_waiting_retry{destination="hook"}') == 9)
+    tasks = Path(f"/proc/{server.process.pid}/task")
+    before = len(list(tasks.iterdir()))
+    for reloads in range(1, 4):
+        server.process.send_signal(signal.SIGHUP)
+        wait(lambda reloads=reloads: server.log.read_text().count("reload: rules loaded") == reloads)
+        wait(lambda: server.metric('switchyard_calls_waiting_retry{destination="hook"}') == 9)
+    # The old rules' delivery threads ended with their reload (they used to stay, idle, one a reload).
+    wait(lambda: len(list(tasks.iterdir())) <= before)
+    assert dead_letters(tmp_path) == []
+
+    hook.down = False
+    wait(lambda: sorted({body["n"] for body in hook.received}) == list(range(9)))
+    assert in_person_order(hook.received)
+    wait(lambda: server.metric("switchyard_spool_depth") == 0)
+    assert dead_letters(tmp_path) == []
     assert server.stop() == 0
 
 

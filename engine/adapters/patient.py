@@ -69,7 +69,8 @@ class PatientAdapter:
         self.next_round = 0.0                             # clock time of the next round
         self.waiting = 0                                  # calls held
         self.oldest: float | None = None                  # when the oldest held call's event was received
-        self._letting_go = False
+        self._letting_go = False                          # held calls are not tried again
+        self._kept = False                                # ... and stay unsettled at the close (let_go)
         self._delivered = False                           # a call was delivered again in this round
         self._one_each = bool(getattr(adapter, "sends_each_call", False))  # a person's calls go one at a time
 
@@ -108,7 +109,15 @@ class PatientAdapter:
         return self._due() + self._sort(self.adapter.poll())
 
     def close(self) -> list[Outcome]:
-        """Settle everything: what is still held fails (with its last answer), then the real adapter closes."""
+        """Settle everything: what is still held fails (with its last answer), then the real adapter closes.
+
+        After :meth:`let_go`, what is held is dropped instead: its events stay in the spool.
+        """
+        if self._kept:
+            self._queues.clear()
+            self.waiting = 0
+            self._counted()
+            return self.adapter.close()
         self._letting_go = True
         outcomes = [self._given_up(held, "the destination was closed while it was held for a retry")
                     for queue in self._queues.values() for held in queue]
@@ -119,7 +128,7 @@ class PatientAdapter:
 
     def let_go(self) -> None:
         """Stop trying held calls again (the server is stopping): they stay unsettled, and so in the spool."""
-        self._letting_go = True
+        self._letting_go = self._kept = True
 
     # -- holding and trying again -------------------------------------------------------------------
 

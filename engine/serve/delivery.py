@@ -198,8 +198,9 @@ class DestinationWorker:
                     if chunks and not chunks[0].done:
                         self._progress.wait(0.05)
             if chunks:
-                self.left_unsettled = True
-                return  # delivered again after a restart
+                self.left_unsettled = True  # delivered again after a restart, or by the reloaded rules
+                self.pipeline.abandon(max(0.0, self._deadline - time.monotonic()))
+                return
             self.pipeline.close()
         except Exception as error:  # noqa: BLE001 - reported by /ready and the log; the events stay spooled
             self.error = f"{type(error).__name__}: {error}"
