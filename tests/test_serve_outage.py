@@ -117,6 +117,40 @@ def test_an_outage_holds_the_calls_and_delivers_them_in_order_after_it_while_the
     assert server.stop() == 0
 
 
+def customerio_over_http(tmp_path, url: str) -> Path:
+    """The Customer.io pack over HTTP to ``url`` (batching on, as shipped), one attempt a request, no breaker."""
+    folder = tmp_path / "rules"
+    folder.mkdir(exist_ok=True)
+    settings = (f"  settings:\n    site_id: s\n    api_key: k\n    base_url: {url}\n    max_attempts: 1\n"
+                "    timeout: 5\n    circuit_breaker: {failures: 0}\n")
+    shipped = PACK[PACK.index("  settings:\n"):PACK.index("\nmappings:")]
+    pack = PACK.replace(shipped, "  transport: http\n" + settings, 1)
+    (folder / "customerio.yaml").write_text(pack)
+    return folder
+
+
+def test_a_batching_transport_holds_failed_batches_and_delivers_them_in_order_after_the_outage(tmp_path, hook):
+    server = Served(customerio_over_http(tmp_path, hook.url.removesuffix("/hook")), tmp_path, *FAST).start()
+    for start in (0, 10, 20):
+        assert server.post("/v1/batch", {"batch": [track(n) for n in range(start, start + 10)]})[0] == 200
+    wait(lambda: server.metric('switchyard_calls_waiting_retry{destination="customerio"}') == 30)
+    wait(lambda: hook.refused >= 3)  # batches tried again while it is down
+    assert server.metric("switchyard_spool_depth") == 30 and dead_letters(tmp_path) == []
+
+    hook.down = False
+    wait(lambda: server.metric("switchyard_spool_depth") == 0)
+    items = [item for body in hook.received for item in body.get("batch", [body])]
+    numbers = [(item["identifiers"]["id"], item["attributes"]["n"]) for item in items]
+    assert sorted({n for _, n in numbers}) == list(range(30))
+    for user in ("u0", "u1", "u2"):
+        mine = [n for who, n in numbers if who == user]
+        assert mine == sorted(mine), mine
+    assert server.metric('switchyard_calls_total{destination="customerio"') == 30
+    assert server.metric('switchyard_calls_waiting_retry{destination="customerio"}') == 0
+    assert dead_letters(tmp_path) == []
+    assert server.stop() == 0
+
+
 def test_past_give_up_after_the_calls_are_dead_lettered_as_failed_and_replay_delivers_them(tmp_path, hook):
     rules = hook_rules(tmp_path, hook.url, timeout=5, breaker=False)
     server = Served(rules, tmp_path, *FAST, "--give-up-after", "1s").start()
@@ -355,3 +389,24 @@ def test_a_persons_next_call_never_overtakes_their_failed_one_when_the_destinati
     clock.now += 1
     assert states(adapter.poll()) == [("a1", "retried"), ("a2", "delivered")]
     assert [r["path"] for r in scripted.requests] == ["/a1", "/b1", "/a1", "/a2"]
+
+
+def test_a_round_while_still_down_costs_one_request_and_after_it_the_backlog_goes_in_waves(scripted):
+    from engine.adapters.patient import Patience
+    from scripted_server import Reply
+
+    scripted.default = Reply(503)
+    adapter, call, clock = patient_webhook(scripted, Patience(give_up_after=60, first_wait=1, max_wait=1))
+    assert adapter.deliver([call("a1", "ann"), call("b1", "bob"), call("a2", "ann"), call("b2", "bob")]) == []
+    assert [r["path"] for r in scripted.requests] == ["/a1", "/b1"]  # one call per person at a time
+    for _ in range(3):  # still down: each round tries one call
+        clock.now = adapter.next_round
+        assert adapter.poll() == []
+    assert len(scripted.requests) == 5
+    scripted.default = Reply(200)
+    clock.now = adapter.next_round
+    delivered = states(adapter.poll())
+    assert sorted(delivered) == [("a1", "retried"), ("a2", "delivered"), ("b1", "retried"), ("b2", "delivered")]
+    paths = [r["path"] for r in scripted.requests[5:]]
+    assert paths.index("/a1") < paths.index("/a2") and paths.index("/b1") < paths.index("/b2")
+    assert adapter.waiting == 0

@@ -24,6 +24,10 @@ adapter state) that builds what ``deliver`` sends, such as the encoded request b
 --workers`` then calls it in the process that evaluated the event and hands the result over as
 ``call.prepared``; ``deliver`` builds it itself when that is None. The answers must be the same.
 
+Optionally, an adapter that batches has ``flush() -> outcomes``: send what it holds back now and
+return those outcomes, as ``close`` does, but stay open. Serve's held calls use it to deliver a
+backlog in full batches without waiting out each batch's time.
+
 Optionally, an adapter has ``sends_each_call = True``: ``deliver`` sends each call in a request of
 its own, in order, and answers them all before it returns (the webhook). Serve's held calls
 (:mod:`engine.adapters.patient`) then hand it one call per person at a time, so that a person's call

@@ -29,7 +29,7 @@ from ..delivery.encoding import encode
 from ..delivery.http import Response, Sender
 from ..delivery.outcome import REFUSED, Outcome, from_http
 from ..delivery.ratelimit import RateLimit, rate_limit
-from ..delivery.retry import Retrier
+from ..delivery.retry import Retrier, RetryPolicy
 from ..model import ActionCall
 from .contract import AdapterContext, SetupError
 
@@ -49,8 +49,8 @@ class CustomerioHttpAdapter:
         credentials = base64.b64encode(f"{site_id}:{api_key}".encode()).decode("ascii")
         self.headers = {"Content-Type": "application/json", "Authorization": f"Basic {credentials}"}
         self.host = host_for(settings)
-        self.sender = Sender(timeout)
-        self.retrier = retrier or Retrier()
+        self.sender = Sender(float(settings.get("timeout", timeout)))
+        self.retrier = retrier or Retrier(RetryPolicy(max_attempts=int(settings.get("max_attempts", 5))))
         self.rate = rate_limit(settings, context.options)  # max_requests_per_second, every attempt counts
         self.breaker = circuit_breaker(context.destination, settings)
         self.batcher = Batcher(max_age=max_age, clock=clock, envelope=BATCH_ENVELOPE, separator=BATCH_SEPARATOR)
@@ -92,9 +92,13 @@ class CustomerioHttpAdapter:
         """Send the batches whose time is up."""
         return self._send_batches(self.batcher.flush_due())
 
+    def flush(self) -> list[Outcome]:
+        """Send every batch now, whatever its age."""
+        return self._send_batches(self.batcher.flush_all())
+
     def close(self) -> list[Outcome]:
         """Send everything still waiting."""
-        outcomes = self._send_batches(self.batcher.flush_all())
+        outcomes = self.flush()
         self.sender.close()
         return outcomes
 

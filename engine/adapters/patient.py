@@ -4,11 +4,14 @@
 (:mod:`engine.adapters.contract`). Calls pass through; a ``failed`` outcome (unreachable, 5xx or
 429 after the destination's own retries) is not handed back but held, and so is every later call
 of the same person, behind it and in order. Held calls are delivered again in rounds, the first
-``first_wait`` after a failure, the wait doubling (with jitter) up to ``max_wait``; a round stops
-at its first failure (the destination is still down). A call comes back as ``failed`` only when
-``give_up_after`` seconds have passed since its event was received, or it was tried
-``max_attempts`` times; its outcome then carries the last answer and every request made.
-``refused`` is final and passes through at once.
+``first_wait`` after a failure, the wait doubling (with jitter) up to ``max_wait``. A round starts
+with one call (while the destination is down, a round costs one request); once that is delivered,
+it goes on in waves, each the first held call of every held person, until a wave meets a failure.
+A batching adapter sends a wave in as few requests as it can (its ``flush`` sends it at once), and
+since a wave never holds two calls of one person, no split into requests can reorder a person's
+calls. A call comes back as ``failed`` only when ``give_up_after`` seconds have passed since its
+event was received, or it was tried ``max_attempts`` times; its outcome then carries the last
+answer and every request made. ``refused`` is final and passes through at once.
 
 An adapter that sends each call on its own request (``sends_each_call``, see
 :mod:`engine.adapters.contract`) gets at most one call per person per ``deliver``: otherwise, if the
@@ -30,6 +33,8 @@ from dataclasses import dataclass, replace
 from ..delivery.outcome import FAILED, RETRIED, Outcome
 from ..model import ActionCall
 from .contract import Adapter
+
+_NOBODY = object()
 
 #: ``about(call)``: the person the call is for (None when its event named none) and when its event was received.
 About = Callable[[ActionCall], tuple[Hashable, float]]
@@ -73,6 +78,7 @@ class PatientAdapter:
         self._kept = False                                # ... and stay unsettled at the close (let_go)
         self._delivered = False                           # a call was delivered again in this round
         self._one_each = bool(getattr(adapter, "sends_each_call", False))  # a person's calls go one at a time
+        self._flush: Callable[[], list[Outcome]] | None = getattr(adapter, "flush", None)  # send batches now
 
     # -- the contract -----------------------------------------------------------------------------
 
@@ -142,7 +148,10 @@ class PatientAdapter:
             person, received = self.about(outcome.call)
             queue = self._queues.get(person)
             if queue and queue[0].in_flight and queue[0].call is outcome.call:
-                ready += self._answered(person, queue, outcome)
+                answered, again = self._answered(person, queue, outcome)
+                ready += answered
+                if again:
+                    self._failed_round()
                 continue
             if outcome.state != FAILED:
                 ready.append(outcome)
@@ -170,31 +179,42 @@ class PatientAdapter:
         return ready
 
     def _round(self) -> list[Outcome]:
-        """Each held person's calls in order, until one fails; then the next round is set."""
+        """Waves of held calls, each the first held call of every held person (so a wave never holds two
+        calls of one person, however an adapter splits it into requests), until a wave has a failure.
+        The first wave is one call: while the destination is still down, a round costs one request."""
         ready: list[Outcome] = []
         self._delivered = False
-        for person in list(self._queues):
-            queue = self._queues.get(person)
-            while queue and not self._letting_go:
-                held = queue[0]
-                if held.in_flight:
-                    return ready  # a batching adapter has it: its answer comes on poll
-                outcomes = self.adapter.deliver([held.call])
-                mine = [outcome for outcome in outcomes if outcome.call is held.call]
-                ready += self._sort([outcome for outcome in outcomes if outcome.call is not held.call])
-                if not mine:
-                    held.in_flight = True
-                    return ready
-                ready += self._answered(person, queue, mine[0])
-                if self._queues.get(person) is queue and queue and queue[0] is held:
-                    return ready  # it failed again: the next round is set
-            if queue is not None and not queue:
-                self._queues.pop(person, None)
+        while self._queues and not self._letting_go:
+            if any(queue[0].in_flight for queue in self._queues.values()):
+                return ready  # a batching adapter has some: their answers come on poll
+            heads = [(person, queue[0].call) for person, queue in self._queues.items()]
+            if not self._delivered:
+                heads = heads[:1]  # the round's first call goes alone: while the destination is down, one request
+            wave = {id(call): person for person, call in heads}
+            outcomes = self.adapter.deliver([call for _, call in heads])
+            if self._flush is not None:
+                outcomes += self._flush()
+            failed = False
+            for outcome in outcomes:
+                person = wave.pop(id(outcome.call), _NOBODY)
+                if person is _NOBODY:
+                    ready += self._sort([outcome])
+                    continue
+                answered, again = self._answered(person, self._queues[person], outcome)
+                ready += answered
+                failed |= again
+            for person in wave.values():  # not answered yet: a batching adapter without flush has it
+                self._queues[person][0].in_flight = True
+            if failed:
+                self._failed_round()
+            if failed or wave:
+                return ready
         self._failures = 0
         return ready
 
-    def _answered(self, person: Hashable, queue: deque[_Held], outcome: Outcome) -> list[Outcome]:
-        """The answer to a held call delivered again: it goes back, is given up, or waits for the next round."""
+    def _answered(self, person: Hashable, queue: deque[_Held], outcome: Outcome) -> tuple[list[Outcome], bool]:
+        """The answer to a held call delivered again: it goes back, is given up, or waits for the next
+        round; and whether it failed again."""
         held = queue[0]
         held.in_flight = False
         held.tries += 1
@@ -207,7 +227,7 @@ class PatientAdapter:
                 del self._queues[person]
             if outcome.ok and held.tries > 1:  # accepted on a later delivery: a retry to the user
                 outcome = replace(outcome, state=RETRIED)
-            return [replace(outcome, attempts=held.attempts)]
+            return [replace(outcome, attempts=held.attempts)], False
         # Keep the last real answer (a status) over a breaker's "not sent" note.
         held.last = outcome if outcome.status is not None or held.last is None else \
             replace(held.last, message=outcome.message)
@@ -216,12 +236,16 @@ class PatientAdapter:
             self.waiting -= 1
             if not queue:
                 del self._queues[person]
-            return [self._given_up(held)]
+            return [self._given_up(held)], True
         self._queues[person] = self._queues.pop(person)  # tried last in the next round
+        return [], True
+
+    def _failed_round(self) -> None:
+        """A round met a failure: the destination is still down; the next round waits longer, unless
+        this one delivered something first."""
         self._failures = 1 if self._delivered else self._failures + 1
         self._delivered = False
         self.next_round = self.clock() + self.patience.wait(self._failures, self.random)
-        return []
 
     def _give_up_due(self) -> list[Outcome]:
         ready = []

@@ -20,7 +20,7 @@ from ..delivery.encoding import encode
 from ..delivery.http import Response, Sender
 from ..delivery.outcome import DELIVERED, FAILED, REFUSED, RETRIED, Outcome, from_http
 from ..delivery.ratelimit import rate_limit
-from ..delivery.retry import Retrier
+from ..delivery.retry import Retrier, RetryPolicy
 from ..model import ActionCall
 from ..userengage.requests import ACCEPT, PATHS, base_url, to_request
 from ..userengage.steps import Lookups, perform
@@ -50,8 +50,8 @@ class UserengageHttpAdapter:
             raise SetupError("userengage over http needs the 'app' setting (your app's subdomain) or 'base_url'")
         self.headers = {"Content-Type": "application/json", "Accept": ACCEPT, "Authorization": f"Token {api_key}"}
         self.base = base_url(settings)
-        self.sender = Sender(timeout)
-        self.retrier = retrier or Retrier()
+        self.sender = Sender(float(settings.get("timeout", timeout)))
+        self.retrier = retrier or Retrier(RetryPolicy(max_attempts=int(settings.get("max_attempts", 5))))
         self.rate = rate_limit(settings, context.options)
         self.lookups = Lookups()
 
