@@ -41,15 +41,16 @@ from .summary import Summary
 LANE_CAPACITY = 20_000
 #: Calls gathered per destination before they are handed to its lane (fewer thread hand-overs).
 HAND_OVER = 512
-#: At most this many calls queued for a lane are handed to its adapter in one ``deliver``.
+#: At most this many calls queued for a lane are handed to its adapter in one ``deliver``, unless the
+#: adapter names its own number (``gather``, see :mod:`engine.adapters.contract`).
 GATHER = 4096
 #: Seconds between an idle lane's ``poll`` calls while its adapter holds calls (batches).
 POLL_INTERVAL = 0.05
 #: With a progress journal, calls per ``deliver`` are as many as the adapter settles in
 #: ``JOURNAL_SLICE`` seconds, but at least ``JOURNAL_GATHER``: outcomes are booked, and the journal
-#: moved on, that often, so a crash sends at most that much twice. A webhook stays near 64 calls;
-#: the embedded workspace, which applies thousands in that time, keeps its big transactions (with
-#: 64 a call, 50,000 events into it took 20% more CPU than without a journal; now the same).
+#: moved on, that often, so a crash sends at most that much twice. A webhook stays near 64 calls.
+#: An adapter that names its ``gather`` (the embedded stores) always gets that many: its transactions
+#: are what it costs (each commit writes every page it touched), and it applies a repeat once.
 JOURNAL_GATHER = 64
 JOURNAL_SLICE = 0.05
 
@@ -120,7 +121,11 @@ class Lane:
         self.name, self.adapter, self.ledger, self.capacity = name, adapter, ledger, capacity
         self.journal = journal
         self._booked = _Booked() if journal is not None else None
-        self._slice = JOURNAL_GATHER  # calls per deliver while journaling, from the adapter's pace
+        # Calls per deliver: what the adapter asks for (an embedded store: one transaction), else up to
+        # GATHER, and while journaling as many as the adapter settles in JOURNAL_SLICE.
+        asked = int(getattr(adapter, "gather", 0))
+        self._gather, self._paced = asked or GATHER, not asked
+        self._slice = JOURNAL_GATHER if self._paced else self._gather
         self._queue: queue.SimpleQueue[list[Sourced] | None] = queue.SimpleQueue()
         self._sources: dict[int, Sourced] = {}   # id(call) -> (call, source), while the adapter holds it
         self._pending = 0                         # calls submitted whose outcome is not booked yet
@@ -191,7 +196,7 @@ class Lane:
                     except Exception as error:  # noqa: BLE001 - one adapter's bug fails its own calls, not the run
                         reason = f"the adapter of '{self.name}' failed: {type(error).__name__}: {error}"
                         outcomes = [Outcome(FAILED, 0, message=reason, call=call) for call, _ in some]
-                    if booked is not None:
+                    if booked is not None and self._paced:
                         pace = (time.perf_counter() - began) / len(some)
                         self._slice = max(JOURNAL_GATHER, min(GATHER, int(JOURNAL_SLICE / max(pace, 1e-9))))
                     self._settle(outcomes)
@@ -221,7 +226,7 @@ class Lane:
     def _more(self, calls: list[Sourced]) -> list[Sourced]:
         """``calls`` and whatever else is queued behind them, up to ``GATHER`` calls: one bigger ``deliver``
         (one transaction, fuller batches) instead of many small ones while the lane is behind."""
-        while len(calls) < GATHER:
+        while len(calls) < self._gather:
             try:
                 more = self._queue.get_nowait()
             except queue.Empty:

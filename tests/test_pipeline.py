@@ -137,3 +137,39 @@ def test_a_batch_answer_settles_each_call_with_every_field_of_the_answer():
     settled = answer.for_call(call)
     assert settled.call is call
     assert all(getattr(settled, f.name) is getattr(replace(answer, call=call), f.name) for f in fields(Outcome))
+
+
+class Recording:
+    """An adapter that delivers at once and notes the size of each ``deliver``; ``gather`` if given."""
+
+    def __init__(self, gather: int | None = None):
+        self.sizes: list[int] = []
+        if gather is not None:
+            self.gather = gather
+
+    def deliver(self, calls):
+        self.sizes.append(len(calls))
+        return [Outcome(DELIVERED, 1, call=call) for call in calls]
+
+    def poll(self):
+        return []
+
+    def close(self):
+        return []
+
+
+def test_a_lane_hands_an_adapter_that_names_its_gather_that_many_calls_even_while_journaling(tmp_path):
+    from engine.resume import ProgressJournal
+
+    (tmp_path / "rules.yaml").write_text(TWO_WEBHOOKS.format(name="hooks", url="http://127.0.0.1:9"))
+    rules, problems = compile_paths([str(tmp_path / "rules.yaml")])
+    assert rules is not None, problems
+    for gather, biggest in ((None, 64), (300, 300)):
+        adapter = Recording(gather)
+        journal = ProgressJournal(str(tmp_path / "progress"), "key", ["events"])
+        pipeline = Pipeline(rules, dead_letter=DeadLetter(None), adapters={"hooks": adapter}, journal=journal)
+        pipeline.submit_many([(f"events:{n + 1}", order(n)) for n in range(1000)])
+        pipeline.close()
+        assert sum(adapter.sizes) == 1000
+        # Paced, a journaling lane starts at 64 calls; an adapter with a gather gets its number at once.
+        assert adapter.sizes[0] == biggest and max(adapter.sizes) <= (4096 if gather is None else gather)

@@ -24,6 +24,10 @@ adapter state) that builds what ``deliver`` sends, such as the encoded request b
 --workers`` then calls it in the process that evaluated the event and hands the result over as
 ``call.prepared``; ``deliver`` builds it itself when that is None. The answers must be the same.
 
+Optionally, an adapter has ``gather: int``: the number of calls it takes best in one ``deliver`` (an
+embedded store applies them in one transaction). Its lane then hands it up to that many at a
+time, with or without a progress journal, instead of pacing ``deliver`` by time.
+
 Optionally, an adapter that batches has ``flush() -> outcomes``: send what it holds back now and
 return those outcomes, as ``close`` does, but stay open. Serve's held calls use it to deliver a
 backlog in full batches without waiting out each batch's time.

@@ -13,6 +13,13 @@ from typing import Any
 from ..delivery.outcome import DELIVERED, FAILED, REFUSED, Outcome
 from ..model import ActionCall
 
+#: Calls an embedded stand-in takes in one ``deliver``, and so in one transaction (the contract's
+#: ``gather``). Every commit writes each page the transaction changed, and calls keyed by random ids
+#: change pages all over the file's indexes, so bigger transactions write far fewer pages a call:
+#: 200,000 events ran into the workspace 27% faster than at ~900 calls a commit (16,384 gained no
+#: more). The changed pages wait in memory until the commit: about 20 KB a call, 70 MB more at peak.
+GATHER = 4096
+
 
 def apply_calls(calls: Sequence[ActionCall], prepare: Callable[[ActionCall], Any],
                 apply_many: Callable[[list[Any]], Sequence[Any]], *, failure: type[Exception],

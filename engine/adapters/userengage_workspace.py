@@ -17,12 +17,14 @@ from ..userengage.app import App, Rejected
 from ..userengage.requests import UserRequest, to_request
 from ..userengage.store import AppError
 from .contract import AdapterContext, SetupError
-from .embedded import apply_calls
+from .embedded import GATHER, apply_calls
 
 DEFAULT_PATH = "switchyard.db"
 
 
 class UserengageWorkspaceAdapter:
+    gather = GATHER   # calls a transaction (engine.adapters.embedded)
+
     def __init__(self, context: AdapterContext):
         self.path = context.store or context.settings.get("workspace") or DEFAULT_PATH
         try:

@@ -19,12 +19,14 @@ from ..delivery.outcome import Outcome
 from ..model import ActionCall
 from ..workspace import Rejected, Workspace, WorkspaceError
 from .contract import AdapterContext, SetupError
-from .embedded import apply_calls
+from .embedded import GATHER, apply_calls
 
 DEFAULT_PATH = "switchyard.db"
 
 
 class WorkspaceAdapter:
+    gather = GATHER   # calls a transaction (engine.adapters.embedded)
+
     def __init__(self, context: AdapterContext):
         self.path = context.store or context.settings.get("workspace") or DEFAULT_PATH
         try:

@@ -193,6 +193,7 @@ def connect(path: Any, catalog: Catalog, *, destination: str | None = None, crea
         db.row_factory = sqlite3.Row
         _use_wal(db, timeout)
         db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA cache_size=-65536")
         # Copy the WAL into the file (and fsync it) every 16 MB rather than 4: at a few hundred
         # calls a transaction, the default's fsyncs cost a quarter of the time. Trim it after.
         db.execute(f"PRAGMA wal_autocheckpoint={_CHECKPOINT_PAGES:d}")
