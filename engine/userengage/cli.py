@@ -6,16 +6,14 @@ command's: 0 success, 1 problems (no such user, a definition refused, the port t
 """
 from __future__ import annotations
 
-import json
 import sqlite3
 import sys
-from contextlib import closing
 from pathlib import Path
 
 from .. import store
+from ..store.commands import EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, reading, run_command, show
 from ..store.namespace import REGISTRY
 
-EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
 #: Commands only a User.com stand-in has.
 COMMANDS = ("users", "user", "companies", "company")
 #: Commands both kinds of embedded state have.
@@ -60,28 +58,13 @@ def run(args) -> int:
     """Run a ``switchyard workspace`` subcommand against a User.com stand-in."""
     from .store import AppError, DestinationError
 
-    if args.workspace_command not in ("settings", "serve") and not Path(args.db).is_file():
-        print(f"switchyard: no workspace at {args.db} (run `switchyard run` first, or pass --db)", file=sys.stderr)
-        return EXIT_USAGE
-    try:
-        return _HANDLERS[args.workspace_command](args)
-    except DestinationError as error:
-        print(f"switchyard: {error} (--destination NAME)", file=sys.stderr)
-        return EXIT_USAGE
-    except AppError as error:
-        print(f"switchyard: {error}", file=sys.stderr)
-        return EXIT_PROBLEMS
-
-
-def _show(args, data, render) -> int:
-    print(json.dumps(data, indent=2, ensure_ascii=False) if args.json else render(data))
-    return EXIT_OK
+    return run_command(args, _HANDLERS, destination_error=DestinationError, problems=(AppError,))
 
 
 def _open(args):
     from .store import connect
 
-    return closing(connect(args.db, create=False, destination=args.destination))
+    return reading(args, connect)
 
 
 def _users(args) -> int:
@@ -90,7 +73,7 @@ def _users(args) -> int:
     with _open(args) as db:
         rows = inspect.users(db, id=args.id, anonymous_id=args.anonymous_id)
         counts = inspect.totals(db)
-    return _show(args, rows, lambda data: inspect.render_users(data, counts))
+    return show(args, rows, lambda data: inspect.render_users(data, counts))
 
 
 def _user(args) -> int:
@@ -102,7 +85,7 @@ def _user(args) -> int:
         given = f"custom id '{args.id}'" if args.id is not None else f"anonymous id '{args.anonymous_id}'"
         print(f"switchyard: no user with {given}", file=sys.stderr)
         return EXIT_PROBLEMS
-    return _show(args, found, inspect.render_user)
+    return show(args, found, inspect.render_user)
 
 
 def _companies(args) -> int:
@@ -110,7 +93,7 @@ def _companies(args) -> int:
 
     with _open(args) as db:
         rows = inspect.companies(db, id=args.id)
-    return _show(args, rows, inspect.render_companies)
+    return show(args, rows, inspect.render_companies)
 
 
 def _company(args) -> int:
@@ -121,7 +104,7 @@ def _company(args) -> int:
     if found is None:
         print(f"switchyard: no company with custom id '{args.id}'", file=sys.stderr)
         return EXIT_PROBLEMS
-    return _show(args, found, inspect.render_company)
+    return show(args, found, inspect.render_company)
 
 
 def _events(args) -> int:
@@ -129,7 +112,7 @@ def _events(args) -> int:
 
     with _open(args) as db:
         rows = inspect.events(db, id=args.id, anonymous_id=args.anonymous_id, name=args.name, limit=args.limit)
-    return _show(args, rows, inspect.render_events)
+    return show(args, rows, inspect.render_events)
 
 
 def _settings(args) -> int:
@@ -150,7 +133,7 @@ def _settings(args) -> int:
     definitions = parse_definitions(declared)
     with App.open(args.db, destination=args.destination, create=not Path(args.db).is_file()) as app:
         found = app.define(definitions) if definitions else app.definitions()
-    return _show(args, found, inspect.render_definitions)
+    return show(args, found, inspect.render_definitions)
 
 
 def _serve(args) -> int:

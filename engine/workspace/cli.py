@@ -8,12 +8,11 @@ engine/cli.py wires it in: :func:`add_workspace_commands` adds the ``workspace``
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from contextlib import closing
 from pathlib import Path
 
-EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
+from ..store.commands import EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, reading, run_command, show
+
 DEFAULT_DB = "switchyard.db"  # the same default as a destination's settings.workspace
 
 
@@ -110,32 +109,14 @@ def run_workspace(args) -> int:
 
     if userengage.is_userengage(args):
         return userengage.run(args)
-    if args.workspace_command not in ("settings", "serve") and not Path(args.db).is_file():
-        print(f"switchyard: no workspace at {args.db} (run `switchyard run` first, or pass --db)", file=sys.stderr)
-        return EXIT_USAGE
-    try:
-        return _HANDLERS[args.workspace_command](args)
-    except DestinationError as error:
-        print(f"switchyard: {error} (--destination NAME)", file=sys.stderr)
-        return EXIT_USAGE
-    except SettingsError as error:  # a setting given on the command line: a bad argument
-        print(f"switchyard: {error}", file=sys.stderr)
-        return EXIT_USAGE
-    except WorkspaceError as error:
-        print(f"switchyard: {error}", file=sys.stderr)
-        return EXIT_PROBLEMS
-
-
-def _show(args, data, render) -> int:
-    print(json.dumps(data, indent=2, ensure_ascii=False) if args.json else render(data))
-    return EXIT_OK
+    return run_command(args, _HANDLERS, destination_error=DestinationError, usage=(SettingsError,),
+                       problems=(WorkspaceError,))
 
 
 def _open(args):
-    """A read connection that ``with`` closes (a bare sqlite3 connection's ``with`` only commits)."""
     from .store import connect
 
-    return closing(connect(args.db, create=False, destination=args.destination))
+    return reading(args, connect)
 
 
 def _may_create(args) -> bool:
@@ -150,7 +131,7 @@ def _people(args) -> int:
     with _open(args) as db:
         rows = inspect.people(db, id=args.id, email=args.email, cio_id=args.cio_id)
         counts = inspect.totals(db)
-    return _show(args, rows, lambda data: inspect.render_people(data, counts))
+    return show(args, rows, lambda data: inspect.render_people(data, counts))
 
 
 def _person(args) -> int:
@@ -162,9 +143,9 @@ def _person(args) -> int:
         person = inspect.find_person(db, **{kind: value}, recent=args.events)
         suppression = None if person is not None else inspect.find_suppression(db, kind, value)
     if person is not None:
-        return _show(args, person, inspect.render_person)
+        return show(args, person, inspect.render_person)
     if suppression is not None:
-        return _show(args, {"suppressed": suppression},
+        return show(args, {"suppressed": suppression},
                      lambda data: inspect.render_suppression(kind, value, data["suppressed"]))
     print(f"switchyard: no person with {kind} '{value}'", file=sys.stderr)
     return EXIT_PROBLEMS
@@ -177,8 +158,8 @@ def _objects(args) -> int:
         rows = inspect.objects(db, type=args.type, id=args.id)
         waiting = inspect.waiting(db)
     if args.json:
-        return _show(args, {"objects": rows, "waiting": waiting}, None)
-    return _show(args, rows, lambda data: inspect.render_objects(data, waiting))
+        return show(args, {"objects": rows, "waiting": waiting}, None)
+    return show(args, rows, lambda data: inspect.render_objects(data, waiting))
 
 
 def _object(args) -> int:
@@ -189,7 +170,7 @@ def _object(args) -> int:
     if found is None:
         print(f"switchyard: no object {args.type}/{args.id}", file=sys.stderr)
         return EXIT_PROBLEMS
-    return _show(args, found, inspect.render_object)
+    return show(args, found, inspect.render_object)
 
 
 def _events(args) -> int:
@@ -198,7 +179,7 @@ def _events(args) -> int:
     with _open(args) as db:
         rows = inspect.events(db, id=args.id, email=args.email, cio_id=args.cio_id, anonymous_id=args.anonymous_id,
                               type=args.type, limit=args.limit)
-    return _show(args, rows, inspect.render_events)
+    return show(args, rows, inspect.render_events)
 
 
 def _rejected(args) -> int:
@@ -206,7 +187,7 @@ def _rejected(args) -> int:
 
     with _open(args) as db:
         rows = inspect.rejected(db, code=args.code, limit=args.limit)
-    return _show(args, rows, inspect.render_rejected)
+    return show(args, rows, inspect.render_rejected)
 
 
 def _metrics(args) -> int:
@@ -214,7 +195,7 @@ def _metrics(args) -> int:
 
     with _open(args) as db:
         rows = inspect.metrics(db, delivery_id=args.delivery_id, limit=args.limit)
-    return _show(args, rows, inspect.render_metrics)
+    return show(args, rows, inspect.render_metrics)
 
 
 def _settings(args) -> int:
@@ -234,7 +215,7 @@ def _settings(args) -> int:
         changes["attribute_types"] = types
     with Workspace.open(args.db, destination=args.destination, create=_may_create(args)) as workspace:
         settings = workspace.configure(changes) if changes else workspace.settings()
-    return _show(args, settings.to_dict(), inspect.render_settings)
+    return show(args, settings.to_dict(), inspect.render_settings)
 
 
 def _serve(args) -> int:
