@@ -6,22 +6,7 @@ import os
 
 import pytest
 
-from conftest import switchyard
-
-RULES = """\
-version: 1
-destination:
-  name: audit
-  catalog: webhook
-  transport: file
-  settings: {{path: "{out}"}}
-mappings:
-  - name: Orders
-    trigger: event = "Order Completed"
-    action: send
-    fields:
-      url: "'http://example.invalid/orders'"
-"""
+from conftest import audit_rules, switchyard
 
 EVENTS = "\n".join([json.dumps({"type": "track", "event": "Order Completed"}), '{"type": "bogus"}', "not json"])
 
@@ -30,7 +15,7 @@ EVENTS = "\n".join([json.dumps({"type": "track", "event": "Order Completed"}), '
 def test_an_unusable_dead_letter_path_stops_before_the_first_event(tmp_path, where):
     rules = tmp_path / "rules.yaml"
     out = tmp_path / "out.ndjson"
-    rules.write_text(RULES.format(out=out))
+    rules.write_text(audit_rules(out))
     path = tmp_path if where == "a folder" else tmp_path / "nowhere" / "dead.ndjson"
     result = switchyard("run", rules, "--dead-letter", path, stdin=EVENTS)
     assert result.returncode == 2
@@ -41,7 +26,7 @@ def test_an_unusable_dead_letter_path_stops_before_the_first_event(tmp_path, whe
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
 def test_a_full_disk_for_the_dead_letter_file_stops_the_run_with_a_summary(tmp_path):
     rules = tmp_path / "rules.yaml"
-    rules.write_text(RULES.format(out=tmp_path / "out.ndjson"))
+    rules.write_text(audit_rules(tmp_path / "out.ndjson"))
     result = switchyard("run", rules, "--dead-letter", "/dev/full", stdin=EVENTS)
     assert result.returncode == 1
     assert "STOPPED: cannot write the dead-letter file /dev/full" in result.stderr

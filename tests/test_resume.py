@@ -6,12 +6,11 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from hooks import Hook
 
 from conftest import ROOT, audit_rules
 from engine.cli import main
@@ -30,41 +29,6 @@ mappings:
     fields:
       data: {{id: properties.order_id}}
 """
-
-
-class Hook:
-    """A real webhook on 127.0.0.1 that notes the order id of every request it accepts."""
-
-    def __init__(self, delay: float = 0.0):
-        self.received: list[str] = []
-        self.delay = delay
-        hook = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True  # headers and body at once: no delayed-ACK stall per request
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                if hook.delay:
-                    time.sleep(hook.delay)
-                hook.received.append(body["id"])
-                self.send_response(200)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"{}")
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
@@ -94,7 +58,7 @@ def wait_for(check, timeout: float = 30.0) -> None:
 
 def test_kill_9_then_the_same_command_sends_the_rest_and_at_most_one_batch_twice(hook, tmp_path):
     rules, events, dead = tmp_path / "rules.yaml", tmp_path / "events.ndjson", tmp_path / "dead.ndjson"
-    rules.write_text(RULES.format(url=hook.url))
+    rules.write_text(RULES.format(url=hook.base))
     orders(events, 3000)
     process = subprocess.Popen(command(rules, [events], dead), cwd=ROOT, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE)
@@ -109,7 +73,7 @@ def test_kill_9_then_the_same_command_sends_the_rest_and_at_most_one_batch_twice
     hook.delay = 0
     again = subprocess.run(command(rules, [events], dead), cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0, again.stderr
-    counts = Counter(hook.received)
+    counts = Counter(body["id"] for body in hook.received)
     assert set(counts) == {f"o{n}" for n in range(3000)}  # none lost
     twice = [order_id for order_id, count in counts.items() if count > 1]
     assert len(twice) <= JOURNAL_GATHER  # at most the calls in flight at the kill
@@ -131,7 +95,7 @@ def settled_count(hook) -> int:
 
 def test_restart_ignores_the_journal_and_sends_everything(hook, tmp_path):
     rules, events, dead = tmp_path / "rules.yaml", tmp_path / "events.ndjson", tmp_path / "dead.ndjson"
-    rules.write_text(RULES.format(url=hook.url))
+    rules.write_text(RULES.format(url=hook.base))
     orders(events, 300)
     process = subprocess.Popen(command(rules, [events], dead), cwd=ROOT, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)

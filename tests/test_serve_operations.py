@@ -3,11 +3,10 @@ from __future__ import annotations
 
 import json
 import signal
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from hooks import Hook
 
 from conftest import ROOT
 from serving import Served, hook_rules, stop_all, track, wait, workspace_event_ids
@@ -22,47 +21,9 @@ def _no_server_left_running():
 PACK = (ROOT / "rules" / "customerio.yaml").read_text()
 
 
-class HangingHook:
-    """A webhook receiver that holds every request until ``release()``, then answers 200."""
-
-    def __init__(self):
-        self.released, self.received = threading.Event(), []
-        hook = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                if not hook.released.wait(60):
-                    return
-                try:
-                    self.send_response(200)
-                    self.send_header("Content-Length", "2")
-                    self.end_headers()
-                    self.wfile.write(b"{}")
-                except OSError:
-                    return  # the sender is gone (stopped): it never saw this answer
-                hook.received.append(json.loads(body))
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def release(self) -> None:
-        self.released.set()
-
-    def close(self) -> None:
-        self.released.set()
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
 def hook():
-    hook = HangingHook()
+    hook = Hook(held=True)
     yield hook
     hook.close()
 

@@ -10,12 +10,11 @@ import json
 import signal
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from hooks import Hook
 
 from conftest import ROOT
 from serving import Served, hook_rules, stop_all, track, wait, workspace_event_ids
@@ -30,50 +29,11 @@ def _no_server_left_running():
     stop_all()
 
 
-class FlakyHook:
-    """A webhook receiver that answers 503 while ``down``, else 200; keeps the bodies it accepted, in order."""
-
-    def __init__(self):
-        self.down, self.received, self.refused = True, [], 0
-        hook = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                status = 503 if hook.down else 200
-                if hook.down:
-                    hook.refused += 1
-                else:
-                    hook.received.append(json.loads(body))
-                self.send_response(status)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"{}")
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
 def hook():
-    hook = FlakyHook()
+    hook = Hook(down=True)
     yield hook
     hook.close()
-
-
-
-
-
-
 
 
 def dead_letters(tmp_path) -> list[dict]:
