@@ -157,6 +157,46 @@ def parse(line: bytes, source: str):
         return Unreadable(source, refused.text, refused.reason)
 
 
+def loads_exact(data: bytes, *, ours: bool = False) -> tuple[Any, bool]:
+    """One JSON document (a request body, a spooled event) read as :meth:`Lines.events` reads a line,
+    and whether a key is written twice in an object in it.
+
+    orjson reads it where it reads it exactly; otherwise json does: integers beyond 64 bits, lone
+    surrogates, deep nesting are kept as written. An object in which a key is written twice is
+    kept, marked: :func:`duplicate_key` and :func:`written_twice` find it, so a caller can refuse
+    just the part that holds it. ``ours``: the bytes were written by :func:`to_line` (no key can be
+    written twice in them). Raises ValueError saying why the document cannot be read.
+    """
+    if _LONG_NUMBER not in data.translate(_DIGITS_AS_ZEROS) and (ours or b"\\u003" not in data):
+        try:
+            value = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass
+        else:
+            if ours:
+                return value, False
+            try:  # orjson keeps the last of a key written twice: see Lines.events
+                if data.count(b":") == orjson.dumps(value).count(b":"):
+                    return value, False
+            except TypeError:
+                pass
+    try:
+        value = _loads(data, duplicates=True)
+    except _NotRead as refused:
+        raise ValueError(refused.reason) from None
+    return value, _duplicate_key(value) is not None
+
+
+def duplicate_key(value: Any) -> str | None:
+    """The first key written twice in an object anywhere in a value :func:`loads_exact` read, or None."""
+    return _duplicate_key(value)
+
+
+def written_twice(value: Any) -> str | None:
+    """The key written twice in this very object (not in the values inside it) that :func:`loads_exact` read."""
+    return value.key if isinstance(value, _Duplicated) else None  # type: ignore[attr-defined]
+
+
 def to_line(value) -> bytes:
     """``value`` as one NDJSON line (compact JSON and a newline) in UTF-8.
 
@@ -179,6 +219,11 @@ def _json_dumps(value: Any) -> str:
             raise
     with any_size(), _deep():
         return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def stored_json(value: Any) -> str:
+    """``value`` as JSON text a store can keep whatever it holds: :func:`to_line`'s, a lone surrogate as its escape."""
+    return to_line(value)[:-1].decode("utf-8")
 
 
 def call_line(call) -> bytes:
@@ -243,8 +288,9 @@ def _object(pairs: list[tuple[str, Any]]) -> dict:
     return duplicated
 
 
-def _loads(data: bytes):
-    """Parse JSON exactly, with json: raises :class:`_NotRead` with the reason it cannot be read."""
+def _loads(data: bytes, *, duplicates: bool = False):
+    """Parse JSON exactly, with json: raises :class:`_NotRead` with the reason it cannot be read
+    (a key written twice too, unless ``duplicates``: then the object is kept, marked)."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -267,7 +313,7 @@ def _loads(data: bytes):
     except RecursionError:
         raise _NotRead(data, f"arrays and objects nest too deeply to read (an event may nest {MAX_DEPTH:,} levels)") \
             from None
-    if not isinstance(value, list) and (key := _duplicate_key(value)) is not None:
+    if not duplicates and not isinstance(value, list) and (key := _duplicate_key(value)) is not None:
         raise _NotRead(data, f"the key {json.dumps(key, ensure_ascii=False)} is written twice in one object; "
                              "JSON leaves its meaning open")
     return value

@@ -4,7 +4,8 @@ Every non-blank line must end as exactly one accounted outcome (an unreadable li
 event, or what the rules made of it: calls, invalid payloads, a discard), and whatever that
 outcome is written as must be written: the dry-run line of a call, the dead-letter record, the
 request body of every transport (refused with a reason when JSON cannot carry it, never a crash).
-Hostile means lone surrogates, integers of thousands of digits, deep nesting, control characters,
+The embedded stand-ins (the Customer.io workspace, the User.com app) apply every call in one
+transaction: a call whose values SQLite cannot take is refused alone. Hostile means lone surrogates, integers of thousands of digits, deep nesting, control characters,
 keys written twice and bytes that are not UTF-8, mixed with ordinary events.
 """
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from engine.adapters.registry import open_adapter
 from engine.customerio.requests import to_request
 from engine.delivery.encoding import UnencodableBody, encode
 from engine.events import Unreadable, any_json, call_line, read, to_line
@@ -27,6 +29,12 @@ from engine.model import ActionCall, Discarded
 ROOT = Path(__file__).parent.parent
 RULE_FILES = sorted((ROOT / "rules").glob("*.yaml"))
 RULES = {path.stem: compile_paths([path], environ={})[0] for path in RULE_FILES}
+#: The rule sets whose default transport is an embedded stand-in, and an ordinary call of each, applied
+#: after the hostile ones in the same transaction.
+EMBEDDED = ("customerio", "userengage")
+ORDINARY = {name: RULES[name].evaluate({"type": "track", "event": "Order Completed", "userId": "plain",
+                                        "messageId": "plain-1", "properties": {"total": 1}}).calls
+            for name in EMBEDDED}
 
 
 class Pairs(list):
@@ -143,6 +151,18 @@ def account(name: str, event) -> list[str]:
     return outcomes
 
 
+def stored(name: str, calls: list[ActionCall]) -> None:
+    """The calls applied to a real embedded stand-in in one transaction, as ``run`` delivers them: each
+    is delivered or refused on its own, and none fails its neighbours."""
+    adapter = open_adapter(RULES[name].destination(name), store=":memory:")
+    try:
+        outcomes = adapter.deliver(calls)
+    finally:
+        adapter.close()
+    assert [outcome.call for outcome in outcomes] == calls
+    assert all(outcome.state in ("delivered", "refused") for outcome in outcomes), [o.reason for o in outcomes]
+
+
 def check(batch: list[bytes]) -> None:
     data = b"\n\n".join(batch) + b"\n"  # a blank line between: skipped, but counted in line numbers
     items = list(read(io.BytesIO(data), "f"))
@@ -150,6 +170,7 @@ def check(batch: list[bytes]) -> None:
         assert items
         return
     assert [source for source, _ in items] == [f"f:{2 * index + 1}" for index in range(len(batch))]
+    embedded: dict[str, list[ActionCall]] = {name: [] for name in EMBEDDED}
     for source, event in items:
         if isinstance(event, Unreadable):
             assert event.source == source and event.reason
@@ -157,6 +178,10 @@ def check(batch: list[bytes]) -> None:
             continue
         for name in RULES:
             assert account(name, event)
+            if name in embedded:
+                embedded[name] += RULES[name].evaluate(event).calls
+    for name, calls in embedded.items():
+        stored(name, [*calls, *ORDINARY[name]])
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

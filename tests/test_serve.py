@@ -94,6 +94,71 @@ def test_requests_past_segments_limits_are_refused_naming_the_limit(kind, body, 
     assert refused.value.status == 400 and refused.value.code == code
 
 
+# One hostile event never costs its batch: each is kept exactly as written, or refused alone.
+HOSTILE = [
+    ("a lone surrogate", rb'{"type":"track","userId":"u","event":"x\udfff","messageId":"h"}', "kept"),
+    ("an integer of 30 digits", b'{"type":"track","userId":"u","event":"E","messageId":"h",'
+                                b'"properties":{"n":123456789012345678901234567890}}', "kept"),
+    ("a key written twice", b'{"type":"track","userId":"u","event":"E","messageId":"h","properties":{"a":1,"a":2}}',
+     "dead-lettered"),
+    ("a clock fix off the calendar", b'{"type":"track","userId":"u","event":"E","messageId":"h",'
+                                     b'"timestamp":"9999-12-31T00:00:00Z","sentAt":"0001-01-01T00:00:00Z"}', "kept"),
+    ("nesting 500 deep", b'{"type":"track","userId":"u","event":"E","messageId":"h","properties":'
+                         + b'{"a":' * 500 + b"1" + b"}" * 500 + b"}", "kept"),
+]
+
+
+def numbered(item: bytes, number: int) -> bytes:
+    return item.replace(b'"messageId":"h"', b'"messageId":"h%d"' % number)
+
+
+@pytest.mark.parametrize("name, item, fate", HOSTILE, ids=[name for name, _, _ in HOSTILE])
+def test_a_hostile_event_in_a_batch_is_kept_as_written_or_dead_lettered_alone(name, item, fate):
+    from engine.events import loads_exact
+
+    good = json.dumps(track("u", 1)).encode()
+    request = parse(None, b'{"batch":[' + item + b"," + good + b"]}", None)
+    kept = {message_id: event for message_id, event in request.events}
+    assert "u-1" in kept  # its neighbour is taken whatever it holds
+    if fate == "kept":
+        assert "h" in kept and not request.invalid
+        original, _ = loads_exact(item)
+        event, _ = loads_exact(kept["h"], ours=True)
+        assert {key: event[key] for key in original if key not in ("timestamp", "sentAt")} == \
+               {key: value for key, value in original.items() if key not in ("timestamp", "sentAt")}
+    else:
+        assert "h" not in kept
+        ((event, reason),) = request.invalid
+        assert event["messageId"] == "h" and reason.startswith('the key "a" is written twice')
+
+
+def test_a_key_written_twice_in_the_body_itself_refuses_the_request():
+    with pytest.raises(Refused) as refused:
+        parse(None, b'{"batch":[],"batch":[]}', None)
+    assert (refused.value.status, refused.value.code) == (400, "invalid_json")
+    assert '"batch" is written twice' in refused.value.message
+
+
+def test_hostile_events_reach_the_workspace_or_the_dead_letter_file_and_their_neighbours_are_delivered(
+        served, tmp_path):
+    server = served()
+    items = [numbered(item, number) for number, (_, item, _) in enumerate(HOSTILE)]
+    body = b'{"batch":[' + b",".join(items) + b"," + json.dumps(track("u", 1)).encode() + b"]}"
+    status, _, answer = server.post("/v1/batch", body)
+    assert (status, answer) == (200, {"success": True})
+    kept = sum(fate == "kept" for _, _, fate in HOSTILE)
+    server.wait_delivered(kept + 1)
+    stored = workspace_event_ids(server.workspace)
+    assert "u-1" in stored and "h1" in stored  # the neighbour, and the 30-digit integer
+    records = [json.loads(line) for line in (tmp_path / "deadletter.ndjson").read_text().splitlines()]
+    # The key written twice is dead-lettered at ingest; what the workspace cannot store is refused alone.
+    assert sorted((r["kind"], r.get("outcome", "")) for r in records) == [
+        ("delivery_failed", "refused"), ("invalid_event", "")]
+    assert "lone surrogate" in next(r["reason"] for r in records if r["kind"] == "delivery_failed")
+    assert server.metric("switchyard_spool_depth") == 0
+    assert server.get("/ready")[0] == 200  # no delivery stopped on what it read back from the spool
+
+
 # -- over HTTP ------------------------------------------------------------------------------------------
 
 def test_analytics_js_requests_are_taken_as_the_browser_sends_them(served):

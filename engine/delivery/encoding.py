@@ -35,14 +35,37 @@ def encode(body: dict) -> bytes:
         return _encode_with_json(body)
 
 
+def unencodable(error: UnicodeEncodeError, body: Any) -> str:
+    """Why ``body`` cannot be sent, for a store that met a lone surrogate in it (the words of a transport's refusal)."""
+    code = ord(error.object[error.start]) if isinstance(error.object, str) else 0xFFFD
+    return (f"{_lone_surrogate(body, 'body') or 'the body'} holds a lone surrogate (U+{code:04X}), which JSON text "
+            "cannot carry: the call cannot be sent")
+
+
+#: What storing a value can raise that says the value, not the store, is at fault: a lone surrogate
+#: (UnicodeEncodeError, a ValueError), an integer beyond 64 bits (OverflowError), a value of no column's type.
+UNSTORABLE = (ValueError, TypeError, OverflowError, RecursionError)
+
+
+def unstorable(error: BaseException, body: Any) -> str:
+    """Why an embedded stand-in refuses ``body``, from what storing one of its values raised."""
+    if isinstance(error, UnicodeEncodeError):
+        return unencodable(error, body)
+    try:
+        where = _lone_surrogate(body, "body")
+    except RecursionError:  # nested deeper than this stack walks: the error says what it can
+        where = None
+    if where is not None:  # orjson says so with a TypeError
+        return f"{where} holds a lone surrogate, which JSON text cannot carry: the call cannot be sent"
+    return f"a value in the body cannot be stored ({type(error).__name__}: {error}): the call cannot be applied"
+
+
 def _encode_with_json(body: dict) -> bytes:
     try:
         with any_json():  # an integer of more than 4,300 digits, or nesting of 900 levels, is written as read
             return json.dumps(_finite(body), ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
     except UnicodeEncodeError as error:
-        code = ord(error.object[error.start])
-        raise UnencodableBody(f"{_lone_surrogate(body, 'body') or 'the body'} holds a lone surrogate "
-                              f"(U+{code:04X}), which JSON text cannot carry: the call cannot be sent") from None
+        raise UnencodableBody(unencodable(error, body)) from None
     except (RecursionError, TypeError, ValueError) as error:
         raise UnencodableBody(f"the body cannot be written as JSON: {error}") from None
 

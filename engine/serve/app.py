@@ -106,11 +106,9 @@ class App:
                                  [(b"retry-after", b"5")])
         return await _send(send, 200, SUCCESS, [JSON])
 
-    async def _dead_letter(self, events: list[dict]) -> None:
-        from ..ruleset import invalid_event_reason
-
-        lines = b"".join(to_line({"kind": "invalid_event", "source": "serve", "reason": invalid_event_reason(event),
-                                  "event": event}) for event in events)
+    async def _dead_letter(self, events: list[tuple[dict, str]]) -> None:
+        lines = b"".join(to_line({"kind": "invalid_event", "source": "serve", "reason": reason, "event": event})
+                         for event, reason in events)
         await asyncio.get_running_loop().run_in_executor(None, self.service.dead_letter.write_lines, lines,
                                                          len(events))
         self.service.metrics.invalid.inc(len(events))

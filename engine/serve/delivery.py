@@ -25,13 +25,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from ..adapters import open_adapter
 from ..adapters.patient import Patience, PatientAdapter
 from ..deadletter import DeadLetter
 from ..delivery.outcome import Outcome
-from ..events import person_of
+from ..events import loads_exact, person_of
 from ..pipeline import Pipeline
 from ..ruleset import Destination, RuleSet
 from .spool import Spool
@@ -118,7 +116,7 @@ class DestinationWorker:
         """The chunk's events, parsed, and their messageIds; each one's person is remembered for the adapter."""
         events, ids, people = [], [], self._people
         for row_id, raw, received in rows:
-            event = orjson.loads(raw)
+            event, _ = loads_exact(raw, ours=True)  # an integer beyond 64 bits, a lone surrogate: as received
             if isinstance(event, dict) and isinstance(event.get("messageId"), str):
                 people[event["messageId"]] = (person_of(event), received)
                 ids.append(event["messageId"])

@@ -18,6 +18,8 @@ from typing import Any
 
 import orjson
 
+from ..events import duplicate_key, loads_exact, to_line, written_twice
+
 #: Segment's limits (HTTP API docs): per event, per request, events per batch.
 EVENT_BYTES = 32 * 1024
 REQUEST_BYTES = 500 * 1024
@@ -49,7 +51,7 @@ class Request:
 
     write_key: str | None
     events: list[tuple[str, bytes]]     # (messageId, the event as JSON)
-    invalid: list[dict]                 # objects in a batch with no valid ``type``: dead letters, not errors
+    invalid: list[tuple[dict, str]]     # (event, why): batch items that are no event, dead letters, not errors
 
 
 def route(path: str) -> tuple[bool, str | None]:
@@ -88,13 +90,16 @@ def parse(kind: str | None, body: bytes, authorization: str | None, now: datetim
     if len(body) > REQUEST_BYTES:
         raise too_large()
     try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError as error:
+        data, twice = loads_exact(body)
+    except ValueError as error:
         raise Refused(400, "invalid_json", f"the body is not valid JSON: {error}") from None
     if not isinstance(data, dict):
         raise Refused(400, "not_an_object", "the body must be a JSON object")
+    if twice and (key := written_twice(data)) is not None:
+        raise Refused(400, "invalid_json", f"the key {orjson.dumps(key).decode()} is written twice in the body")
     write_key = _write_key(authorization, data)
     received = now or datetime.now(timezone.utc)
+    stamp = _Stamp(received)
     if kind is None:
         items = data.get("batch")
         if not isinstance(items, list):
@@ -103,20 +108,29 @@ def parse(kind: str | None, body: bytes, authorization: str | None, now: datetim
             raise Refused(400, "batch_too_large", f"a batch holds at most {BATCH_EVENTS:,} events; "
                                                   f"this one has {len(items):,}")
         shared = {key: data[key] for key in ("context", "integrations") if isinstance(data.get(key), dict)}
-        sent_at = data.get("sentAt")
+        if twice and (key := duplicate_key(shared)) is not None:
+            raise Refused(400, "invalid_json", f"the key {orjson.dumps(key).decode()} is written twice in the "
+                                               "batch's context or integrations")
+        batch_sent = _time(data.get("sentAt"))
     else:
-        items, shared, sent_at = [data], {}, None
+        items, shared, batch_sent = [data], {}, None
     events, invalid = [], []
     for position, item in enumerate(items):
         if not isinstance(item, dict):
             raise Refused(400, "not_an_object", f"batch item {position} is not a JSON object")
-        event = _event(item, kind, shared, sent_at, received)
-        encoded = orjson.dumps(event)
+        event = _event(item, kind, shared, batch_sent, stamp)
+        try:
+            encoded = orjson.dumps(event)
+        except TypeError:  # an integer beyond 64 bits, a lone surrogate, deep nesting: written as read
+            encoded = to_line(event)[:-1]
         if len(encoded) > EVENT_BYTES:
             raise Refused(400, "event_too_large", f"event {position} is over the limit of "
                                                   f"{EVENT_BYTES // 1024} KB per event")
-        if event.get("type") not in _TYPES:
-            invalid.append(event)
+        if twice and (key := duplicate_key(item)) is not None:
+            invalid.append((event, f"the key {orjson.dumps(key).decode()} is written twice in one "
+                                   "object; JSON leaves its meaning open"))
+        elif event.get("type") not in _TYPES:
+            invalid.append((event, _invalid_reason(event)))
         else:
             events.append((event["messageId"], encoded))
     return Request(write_key, events, invalid)
@@ -140,7 +154,15 @@ def _write_key(authorization: str | None, data: dict) -> str | None:
     return key if isinstance(key, str) and key else None
 
 
-def _event(item: dict, kind: str | None, shared: dict, sent_at: Any, received: datetime) -> dict:
+class _Stamp:
+    """When a request was received, and that time as Segment writes it, worked out once per request."""
+
+    def __init__(self, received: datetime):
+        self.received = received
+        self.text = _iso(received)
+
+
+def _event(item: dict, kind: str | None, shared: dict, batch_sent: datetime | None, stamp: _Stamp) -> dict:
     event = dict(item)
     event.pop("writeKey", None)
     if kind is not None:
@@ -150,16 +172,19 @@ def _event(item: dict, kind: str | None, shared: dict, sent_at: Any, received: d
         event[key] = {**value, **own} if isinstance(own, dict) else value
     if not isinstance(event.get("messageId"), str) or not event["messageId"]:
         event["messageId"] = f"switchyard-{uuid.uuid4()}"
-    received_text = _iso(received)
-    event["receivedAt"] = received_text
-    sent = _time(event.get("sentAt", sent_at))
+    event["receivedAt"] = stamp.text
+    sent = _time(event["sentAt"]) if "sentAt" in event else batch_sent
     original = _time(event.get("timestamp"))
     if original is None:
-        event["timestamp"] = received_text
+        event["timestamp"] = stamp.text
     elif sent is not None:
         # Segment's clock-skew fix (spec: common fields): the device clock's error is sentAt - receivedAt.
+        try:
+            corrected = _iso(stamp.received - (sent - original))
+        except OverflowError:  # a clock so wrong the fix leaves the calendar: the timestamp stays as sent
+            return event
         event.setdefault("originalTimestamp", event["timestamp"])
-        event["timestamp"] = _iso(received - (sent - original))
+        event["timestamp"] = corrected
     return event
 
 
@@ -174,7 +199,14 @@ def _time(value: Any) -> datetime | None:
 
 
 def _iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """``2026-11-23T08:59:59.999Z``: UTC, to the millisecond (isoformat of a naive time is the fast one)."""
+    return moment.astimezone(timezone.utc).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+
+
+def _invalid_reason(event: dict) -> str:
+    from ..ruleset import invalid_event_reason
+
+    return invalid_event_reason(event) or "invalid event"
 
 
 __all__ = ["BATCH_EVENTS", "EVENT_BYTES", "REQUEST_BYTES", "Refused", "Request", "decode", "parse", "route"]

@@ -26,6 +26,8 @@ from typing import Any, Self
 
 import orjson
 
+from ..delivery.encoding import UNSTORABLE, unstorable
+from ..events import stored_json
 from ..store import Connection
 from .attributes import IGNORED, convert
 from .requests import COMPANY_FIELDS, USER_FIELDS, UserRequest, to_json
@@ -99,7 +101,10 @@ class App:
             for request in requests:
                 self.db.execute("SAVEPOINT request")
                 try:
-                    perform(request, operations)
+                    try:
+                        perform(request, operations)
+                    except (*UNSTORABLE, sqlite3.InterfaceError) as error:  # a value SQLite cannot take
+                        raise Refusal(400, "invalid_body", unstorable(error, to_json(request))) from None
                 except Refusal as refusal:
                     self.db.execute("ROLLBACK TO request")
                     operations.forget()  # what it read may have been rolled back
@@ -135,7 +140,7 @@ class App:
     def _record(self, refusal: Refusal, request: str, body: Any) -> None:
         self.db.execute("INSERT INTO rejected (received_at, request, code, reason, body) VALUES (?, ?, ?, ?, ?)",
                         (self._clock(), request, refusal.code, refusal.reason,
-                         json.dumps(body, ensure_ascii=False, default=str)))
+                         stored_json(body)))
 
 
 def user_key(custom_id: str) -> str:

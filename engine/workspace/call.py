@@ -10,11 +10,13 @@ Nothing here commits: the transaction belongs to the caller (:func:`~engine.work
 """
 from __future__ import annotations
 
-import json
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from ..delivery.encoding import UNSTORABLE, unstorable
+from ..events import stored_json
 from ..store import Connection
 from .store import Settings
 from .values import Refusal
@@ -68,7 +70,7 @@ def record(db: Connection, now: float, source: str, index: int | None, outcome: 
     db.execute("INSERT INTO rejected (received_at, source, batch_index, code, field, reason, body) "
                "VALUES (?, ?, ?, ?, ?, ?, ?)",
                (now, source, index, outcome.code, outcome.field, outcome.reason,
-                json.dumps(body, ensure_ascii=False, default=repr)))
+                stored_json(body)))
 
 
 class Call:
@@ -93,7 +95,7 @@ class Call:
         outer, self.ignored = self.ignored, []
         self.db.execute("SAVEPOINT call")
         try:
-            summary = handler(self, body)
+            summary = _unless_unstorable(handler, self, body)
         except Refusal as refusal:
             self.db.execute("ROLLBACK TO call")
             self.db.execute("RELEASE call")
@@ -112,7 +114,7 @@ class Call:
         outer, self.ignored = self.ignored, []
         changes = self.db.total_changes
         try:
-            summary = handler(self, body)
+            summary = _unless_unstorable(handler, self, body)
         except Refusal as refusal:
             if self.db.total_changes != changes:
                 return DIRTY
@@ -135,3 +137,12 @@ class Call:
         if ignored:
             summary += f"; not stored: {', '.join(field for field, _ in ignored)}"
         return Applied(summary)
+
+
+def _unless_unstorable(handler: Handler, call: Call, body: Any) -> str:
+    """``handler(call, body)``; a value SQLite cannot take (a lone surrogate, an integer beyond 64 bits)
+    refuses this call, as the Track API would, rather than failing every call of the transaction."""
+    try:
+        return handler(call, body)
+    except (*UNSTORABLE, sqlite3.InterfaceError) as error:
+        raise Refusal("invalid_body", unstorable(error, body)) from None
