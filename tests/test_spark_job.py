@@ -250,3 +250,17 @@ def test_an_id_nested_deeper_than_python_writes_is_nobodys_rather_than_an_error(
         inner.append([])
         inner = inner[0]
     assert person_of({"userId": nested, "anonymousId": "a"}) == ""
+
+
+def test_hostile_events_are_one_row_each_and_never_fail_their_partition():
+    lines = ['{"type":"bogus","userId":"u\\udfff"}',                       # an invalid event holding a lone surrogate
+             '{"type":"track","event":"x\\udfff","userId":"u"}',            # a call holding one
+             '{"type":"identify","userId":"u","traits":{"n":123456789012345678901234567890}}',
+             '{"type":"track","event":"ok","userId":"v"}']
+    rows = partition_rows(ROOT / "rules" / "customerio.yaml", lines, dry_run=True)
+    assert sorted(r["event_bucket"] for r in rows if r["event_bucket"]) == ["invalid_event", "sent", "sent", "sent"]
+    payloads = [json.loads(r["payload"]) for r in rows if r["kind"] == "call"]
+    assert {"x\udfff", "ok"} <= {p.get("name") for p in payloads}
+    assert {"n": 123456789012345678901234567890} in [p.get("custom_attributes") for p in payloads]
+    (invalid,) = [r for r in rows if r["kind"] == "invalid_event"]
+    assert dead_letter_record(invalid)["event"] == {"type": "bogus", "userId": "u\udfff"}

@@ -19,13 +19,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
-
 from ..adapters import Adapter, SetupError, open_adapter
 from ..deadletter import DeadLetter
 from ..delivery.outcome import Outcome
 from ..delivery.ratelimit import SHARES
-from ..events import parse, person_of, to_line
+from ..events import loads_exact, parse, person_of, to_line
 from ..model import ActionCall
 from ..pipeline import Pipeline, Sourced, account
 from ..summary import Summary
@@ -195,7 +193,7 @@ class _Router:
                     assert pipeline is not None
                     pipeline.send(call, source)
             for record in records:
-                rows.append(_record_row(orjson.loads(record), bucket, where))
+                rows.append(_record_row(loads_exact(record, ours=True)[0], bucket, where))
                 bucket = None
             if bucket is not None:  # filtered or no matching mapping: no record, one row
                 reason = last.result.reason if last.result is not None else None
@@ -351,7 +349,7 @@ def dead_letter_record(row: dict[str, Any]) -> dict[str, Any] | None:
         if row["outcome"] not in ("refused", "failed"):
             return None
         call = {"destination": row["destination"], "mapping": row["mapping"], "action": row["action"],
-                "messageId": row["messageId"], "payload": orjson.loads(row["payload"])}
+                "messageId": row["messageId"], "payload": loads_exact(row["payload"].encode(), ours=True)[0]}
         return {"kind": "delivery_failed", "outcome": row["outcome"], "source": row["source"],
                 "reason": row["reason"], "status": row["status"], "body": row["body"],
                 "attempts": row["attempts"], "call": call}
