@@ -154,9 +154,10 @@ class Lane:
 
     def abandon(self, timeout: float) -> bool:
         """Stop after the ``deliver`` in progress and close the adapter, leaving every call not answered
-        by then without an outcome (nothing booked, nothing dead-lettered): for a server whose events
-        stay in its spool and are delivered again after the next start. False if the thread was
-        still in a delivery after ``timeout`` seconds (it ends on its own when that returns)."""
+        by then without an outcome (nothing booked, nothing dead-lettered, not even what the adapter
+        answers as it closes, such as a batch it sends then): for a server whose events stay in its
+        spool and are delivered again after the next start. False if the thread was still in a
+        delivery after ``timeout`` seconds (it ends on its own when that returns)."""
         self._abandoned = True
         self._queue.put(None)
         self._thread.join(timeout)
@@ -200,7 +201,9 @@ class Lane:
                         pace = (time.perf_counter() - began) / len(some)
                         self._slice = max(JOURNAL_GATHER, min(GATHER, int(JOURNAL_SLICE / max(pace, 1e-9))))
                     self._settle(outcomes)
-            self._settle(adapter.close())
+            closing = adapter.close()
+            if not self._abandoned:  # abandoned: whatever the close sent is delivered again by the caller
+                self._settle(closing)
         except Exception as error:  # noqa: BLE001 - poll or close raised: what is left fails below
             broken = f": {type(error).__name__}: {error}"
         finally:

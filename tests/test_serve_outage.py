@@ -90,7 +90,7 @@ def customerio_over_http(tmp_path, url: str) -> Path:
 
 
 def test_a_batching_transport_holds_failed_batches_and_delivers_them_in_order_after_the_outage(tmp_path, hook):
-    server = Served(customerio_over_http(tmp_path, hook.url.removesuffix("/hook")), tmp_path, *FAST).start()
+    server = Served(customerio_over_http(tmp_path, hook.base), tmp_path, *FAST).start()
     for start in (0, 10, 20):
         assert server.post("/v1/batch", {"batch": [track(n) for n in range(start, start + 10)]})[0] == 200
     wait(lambda: server.metric('switchyard_calls_waiting_retry{destination="customerio"}') == 30)
@@ -107,6 +107,23 @@ def test_a_batching_transport_holds_failed_batches_and_delivers_them_in_order_af
         assert mine == sorted(mine), mine
     assert server.metric('switchyard_calls_total{destination="customerio"') == 30
     assert server.metric('switchyard_calls_waiting_retry{destination="customerio"}') == 0
+    assert dead_letters(tmp_path) == []
+    assert server.stop() == 0
+
+
+def test_a_reload_at_its_deadline_with_a_batch_in_hand_dead_letters_nothing_and_loses_nothing(tmp_path, hook):
+    server = Served(customerio_over_http(tmp_path, hook.base), tmp_path, *FAST, "--stop-deadline", "0.2").start()
+    assert server.post("/v1/batch", {"batch": [track(n) for n in range(9)]})[0] == 200
+    time.sleep(0.3)  # read from the spool and handed to the transport, whose batch waits a second
+    server.process.send_signal(signal.SIGHUP)  # the deadline passes first; closing, the old transport sends
+    wait(lambda: "reload: rules loaded" in server.log.read_text())  # its batch, which fails
+    time.sleep(0.5)
+    assert dead_letters(tmp_path) == []  # the new rules deliver those events again from the spool
+
+    hook.down = False
+    wait(lambda: server.metric("switchyard_spool_depth") == 0)
+    items = [item for body in hook.received for item in body.get("batch", [body])]
+    assert {item["attributes"]["n"] for item in items} == set(range(9))
     assert dead_letters(tmp_path) == []
     assert server.stop() == 0
 
