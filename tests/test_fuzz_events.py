@@ -206,3 +206,28 @@ def test_what_the_hostile_lines_become():
         'the key "type" is written twice in one object; JSON leaves its meaning open',
         "read"]
     assert len(outcomes) == len(SPECIAL_LINES)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(st.lists(events(), min_size=1, max_size=5), st.one_of(st.none(), st.sampled_from(
+    ["2024-01-01T00:00:05Z", "0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z", "not a date", "\udfff"])))
+def test_serve_takes_each_item_of_a_hostile_batch_or_refuses_the_request_with_a_400(items, sent_at):
+    """What `switchyard serve` makes of a batch of random events: every item spooled (written so that it
+    reads back as sent) or dead-lettered with a reason; or, for the whole request, a 400 naming why."""
+    from engine.events import loads_exact
+    from engine.serve.ingest import Refused, parse
+
+    head = b'{"sentAt":' + write(sent_at, False).encode("utf-8", "surrogatepass") + b',"batch":['
+    body = head + b",".join(items) + b"]}"
+    try:
+        request = parse(None, body, None)
+    except Refused as refused:
+        assert refused.status == 400 and refused.code and refused.message
+        return
+    assert len(request.events) + len(request.invalid) == len(items)
+    for message_id, spooled in request.events:
+        event, twice = loads_exact(spooled, ours=True)
+        assert not twice and event["messageId"] == message_id and event["receivedAt"]
+    for event, reason in request.invalid:
+        assert reason
+        written(to_line({"kind": "invalid_event", "source": "serve", "reason": reason, "event": event}))

@@ -159,6 +159,23 @@ def test_hostile_events_reach_the_workspace_or_the_dead_letter_file_and_their_ne
     assert server.get("/ready")[0] == 200  # no delivery stopped on what it read back from the spool
 
 
+def test_a_message_id_holding_a_lone_surrogate_is_spooled_deduplicated_and_refused_alone(served, tmp_path):
+    server = served()
+    odd = rb'{"type":"track","userId":"u","event":"E","messageId":"m\udfff"}'
+    body = b'{"batch":[' + odd + b"," + json.dumps(track("u", 1)).encode() + b"]}"
+    assert server.post("/v1/batch", body)[0] == 200
+    assert server.post("/v1/batch", body)[0] == 200  # a client's retry: both are dropped as seen
+    assert server.post("/v1/batch", {"batch": [track("u", 2)]})[0] == 200  # the spool writer lives on
+    server.wait_delivered(3)
+    assert server.metric("switchyard_events_deduplicated_total") == 2
+    assert set(workspace_event_ids(server.workspace)) == {"u-1", "u-2"}
+    # The Track API could not have received it (JSON text cannot carry it): refused, and kept for the record.
+    (record,) = [json.loads(line) for line in (tmp_path / "deadletter.ndjson").read_text().splitlines()]
+    assert (record["outcome"], record["call"]["messageId"]) == ("refused", "m\udfff")
+    assert "lone surrogate" in record["reason"]
+    assert server.get("/ready")[0] == 200
+
+
 # -- over HTTP ------------------------------------------------------------------------------------------
 
 def test_analytics_js_requests_are_taken_as_the_browser_sends_them(served):

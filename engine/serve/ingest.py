@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import uuid
 import zlib
 from dataclasses import dataclass
@@ -96,7 +97,7 @@ def parse(kind: str | None, body: bytes, authorization: str | None, now: datetim
     if not isinstance(data, dict):
         raise Refused(400, "not_an_object", "the body must be a JSON object")
     if twice and (key := written_twice(data)) is not None:
-        raise Refused(400, "invalid_json", f"the key {orjson.dumps(key).decode()} is written twice in the body")
+        raise Refused(400, "invalid_json", f"the key {_quoted(key)} is written twice in the body")
     write_key = _write_key(authorization, data)
     received = now or datetime.now(timezone.utc)
     stamp = _Stamp(received)
@@ -109,7 +110,7 @@ def parse(kind: str | None, body: bytes, authorization: str | None, now: datetim
                                                   f"this one has {len(items):,}")
         shared = {key: data[key] for key in ("context", "integrations") if isinstance(data.get(key), dict)}
         if twice and (key := duplicate_key(shared)) is not None:
-            raise Refused(400, "invalid_json", f"the key {orjson.dumps(key).decode()} is written twice in the "
+            raise Refused(400, "invalid_json", f"the key {_quoted(key)} is written twice in the "
                                                "batch's context or integrations")
         batch_sent = _time(data.get("sentAt"))
     else:
@@ -127,7 +128,7 @@ def parse(kind: str | None, body: bytes, authorization: str | None, now: datetim
             raise Refused(400, "event_too_large", f"event {position} is over the limit of "
                                                   f"{EVENT_BYTES // 1024} KB per event")
         if twice and (key := duplicate_key(item)) is not None:
-            invalid.append((event, f"the key {orjson.dumps(key).decode()} is written twice in one "
+            invalid.append((event, f"the key {_quoted(key)} is written twice in one "
                                    "object; JSON leaves its meaning open"))
         elif event.get("type") not in _TYPES:
             invalid.append((event, _invalid_reason(event)))
@@ -201,6 +202,11 @@ def _time(value: Any) -> datetime | None:
 def _iso(moment: datetime) -> str:
     """``2026-11-23T08:59:59.999Z``: UTC, to the millisecond (isoformat of a naive time is the fast one)."""
     return moment.astimezone(timezone.utc).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+
+
+def _quoted(key: str) -> str:
+    """A key as JSON writes it, for a reason (json, since a key may hold a lone surrogate)."""
+    return json.dumps(key, ensure_ascii=False)
 
 
 def _invalid_reason(event: dict) -> str:

@@ -21,6 +21,7 @@ Thread safety: ``append`` from any thread (the writer thread owns the writing co
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sqlite3
@@ -105,7 +106,10 @@ class Spool:
                 work, self._pending = self._pending, []
                 closing = self._closing
             if work:
-                self._commit(work)
+                try:
+                    self._commit(work)
+                except Exception as error:  # noqa: BLE001 - the writer must live on: these requests get a 503
+                    self._failed(work, f"cannot write the spool {self.path}: {type(error).__name__}: {error}")
             if time.monotonic() - self._pruned >= PRUNE_EVERY:
                 self._prune()
             if closing and not work:
@@ -113,32 +117,47 @@ class Spool:
 
     def _commit(self, work: list[tuple[list[tuple[str, bytes]], Future]]) -> None:
         db, now = self._db, time.time()
-        results = []
+        results: list[tuple[int, int] | SpoolError] = []
         try:
             db.execute("BEGIN IMMEDIATE")
             remember = "INSERT OR IGNORE INTO seen (message_id, at) VALUES (?, ?)"
             for events, _ in work:
-                fresh = []
-                for message_id, event in events:
-                    if db.execute(remember, (message_id, now)).rowcount:
-                        fresh.append((event, now))
-                db.executemany("INSERT INTO events (event, received) VALUES (?, ?)", fresh)
-                results.append((len(fresh), len(events) - len(fresh)))
+                db.execute("SAVEPOINT request")
+                try:
+                    fresh = []
+                    for message_id, event in events:
+                        if db.execute(remember, (_seen_key(message_id), now)).rowcount:
+                            fresh.append((event, now))
+                    db.executemany("INSERT INTO events (event, received) VALUES (?, ?)", fresh)
+                except (ValueError, TypeError, OverflowError) as error:  # one request's data: it alone fails
+                    db.execute("ROLLBACK TO request")
+                    results.append(SpoolError(f"cannot spool this request's events: {error}"))
+                else:
+                    results.append((len(fresh), len(events) - len(fresh)))
+                db.execute("RELEASE request")
             last = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
             db.execute("COMMIT")
         except sqlite3.Error as error:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            self.problem = f"cannot write the spool {self.path}: {error}"
-            for _, future in work:
-                future.set_exception(SpoolError(self.problem))
+            self._failed(work, f"cannot write the spool {self.path}: {error}")
             return
         self.problem = None
         with self.arrived:
             self.last_id = last[0] if last else self.last_id
             self.arrived.notify_all()
         for (_, future), result in zip(work, results):
-            future.set_result(result)
+            if isinstance(result, SpoolError):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+
+    def _failed(self, work: list[tuple[list[tuple[str, bytes]], Future]], problem: str) -> None:
+        """Nothing of ``work`` was kept: roll back, and answer each of its requests with ``problem``."""
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
+        self.problem = problem
+        for _, future in work:
+            if not future.done():
+                future.set_exception(SpoolError(problem))
 
     def _prune(self) -> None:
         """Delete events every destination has passed, and ids older than the dedupe window."""
@@ -209,3 +228,13 @@ class Spool:
             self._wake.notify()
         self._writer.join()
         self._db.close()
+
+
+def _seen_key(message_id: str) -> str:
+    """The text a messageId is remembered by: itself, or, when it holds a lone surrogate that SQLite
+    cannot take, its JSON form (ASCII, and no id of plain text is written that way)."""
+    try:
+        message_id.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(message_id)
+    return message_id
