@@ -80,13 +80,22 @@ def person_of(event: Any) -> str:
         for name in ("userId", "anonymousId"):
             value = event.get(name)
             if value is not None and value != "":
-                if value.__class__ is str:
-                    return value
-                try:
-                    return str(value)
-                except RecursionError:  # an id nested deeper than Python writes: grouped with the nameless
-                    return ""
+                return value if value.__class__ is str else id_text(value)
     return ""
+
+
+def id_text(value: Any) -> str:
+    """An id as text: a string as it is; anything else as Python writes it, an integer of any length
+    whole; "" for one nested deeper than Python writes (grouped with the nameless)."""
+    if value.__class__ is str:
+        return value
+    try:
+        return str(value)
+    except RecursionError:
+        return ""
+    except ValueError:  # an integer of more than 4,300 digits
+        with any_size():
+            return str(value)
 
 
 def read(stream: IO, name: str) -> Iterator[tuple[str, object]]:

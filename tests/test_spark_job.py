@@ -67,11 +67,17 @@ def run_dry(rules_path, path) -> tuple[list[dict], dict]:
     ({"userId": None, "anonymousId": "a1"}, "a1"),
     ({"userId": "", "anonymousId": "a1"}, "a1"),
     ({"userId": 42}, "42"),
+    ({"userId": 7 * (10 ** 5000 - 1) // 9}, "7" * 5000),  # past Python's 4,300 digits: whole, not an error
     ({"type": "track"}, ""),
     ([1, 2], ""),
 ])
 def test_an_event_belongs_to_its_user_else_its_anonymous_id(value, person):
     assert person_of(value) == person
+
+
+def test_an_alias_between_ids_of_any_length_joins_them():
+    line = '{"type":"alias","previousId":"anon-1","userId":' + "7" * 5000 + "}"
+    assert list(alias_links([(line,)])) == [("anon-1", "7" * 5000)]
 
 
 def test_timestamps_are_ordered_as_instants_whatever_their_zone():

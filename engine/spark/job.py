@@ -23,7 +23,7 @@ from ..adapters import Adapter, SetupError, open_adapter
 from ..deadletter import DeadLetter
 from ..delivery.outcome import Outcome
 from ..delivery.ratelimit import SHARES
-from ..events import loads_exact, parse, person_of, to_line
+from ..events import id_text, loads_exact, parse, person_of, to_line
 from ..model import ActionCall
 from ..pipeline import Pipeline, Sourced, account
 from ..summary import Summary
@@ -77,7 +77,9 @@ def alias_links(rows: Iterable[Sequence[Any]]) -> Iterator[tuple[str, str]]:
         if event.__class__ is dict and event.get("type") == "alias":
             previous, user = event.get("previousId"), event.get("userId")
             if previous not in (None, "") and user not in (None, ""):
-                yield str(previous), str(user)
+                previous, user = id_text(previous), id_text(user)
+                if previous and user:
+                    yield previous, user
 
 
 def joined_by_alias(links: Iterable[tuple[str, str]]) -> dict[str, str]:
