@@ -8,12 +8,12 @@ delivery that stopped on what it read back from the spool would leave the depth 
 from __future__ import annotations
 
 import pytest
+from hooks import Hook
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from hooks import Hook
-from serving import Served, hook_rules, stop_all, wait
 from test_fuzz_events import events
+
+from serving import Served, hook_rules, stop_all, wait
 
 
 @pytest.fixture(scope="module")
