@@ -37,6 +37,7 @@ from .adapters import Adapter, open_adapter
 from .deadletter import DeadLetter
 from .delivery.outcome import REFUSED, Outcome, refusal_status
 from .env import Secrets
+from .events import any_json
 from .model import ActionCall
 from .pipeline import Pipeline
 from .ruleset import RuleSet
@@ -118,8 +119,10 @@ def journal_path(dead_letter_path: str | Path) -> Path:
 
 def record_key(call: dict[str, Any], occurrence: int) -> str:
     """The stable key of the ``occurrence``-th (0-based) record with this call in its file."""
-    canonical = json.dumps(call, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-    return f"{hashlib.sha256(canonical.encode()).hexdigest()[:32]}#{occurrence}"
+    with any_json():  # whatever a record can hold: an integer of 5,000 digits, deep nesting
+        canonical = json.dumps(call, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    # surrogatepass: a lone surrogate has bytes of its own; any other text's bytes are its UTF-8, as before
+    return f"{hashlib.sha256(canonical.encode('utf-8', 'surrogatepass')).hexdigest()[:32]}#{occurrence}"
 
 
 def replay(rules: RuleSet, dead_letter_path: str | Path, *, out_dead_letter: str | Path,
@@ -172,8 +175,9 @@ def _read(path: Path, summary: ReplaySummary) -> list[tuple[str, dict[str, Any]]
             if not line.strip():
                 continue
             try:
-                record = json.loads(line)
-            except ValueError:
+                with any_json():  # the file keeps integers of any length and deep nesting as they were
+                    record = json.loads(line)
+            except (ValueError, RecursionError):
                 summary.unreadable += 1
                 continue
             if not isinstance(record, dict):

@@ -232,3 +232,23 @@ def test_calls_settled_later_by_a_batching_adapter_are_journaled_too(scripted, t
         ("m0", "delivered"), ("m1", "delivered"), ("m2", "requeued")]
     assert replay(rules, dead, out_dead_letter=tmp_path / "again.ndjson").already_replayed == 3
     assert len(scripted.requests) == 1
+
+
+def test_records_holding_a_lone_surrogate_or_a_5000_digit_integer_are_replayed_not_a_traceback(scripted, tmp_path):
+    path = tmp_path / "rules.yaml"
+    path.write_text(RULES.replace("$URL", scripted.url))
+    rules, _ = compile_paths([str(path)])
+    big = 7 * (10 ** 5000 - 1) // 9  # 5,000 sevens
+    dead = tmp_path / "dead.ndjson"
+    writer = DeadLetter(str(dead))
+    for message_id, order_id in (("m1", "o\udfff"), ("m2", big), ("m3", "o3")):
+        writer.write({"kind": "delivery_failed", "outcome": "failed", "source": "f:1", "reason": "HTTP 503",
+                      "call": {"destination": "hooks", "mapping": "Orders", "action": "send", "messageId": message_id,
+                               "payload": {"url": f"{scripted.url}/orders", "data": {"id": order_id}}}})
+    writer.close()
+    summary = replay(rules, dead, out_dead_letter=tmp_path / "again.ndjson")
+    # The surrogate cannot be sent (JSON text cannot carry it): refused again; the others are delivered.
+    bodies = [request["raw"] for request in scripted.requests]
+    assert bodies == [b'{"id":' + b"7" * 5000 + b"}", b'{"id":"o3"}']  # the integer as written, whole
+    assert (sum(summary.delivered.values()), sum(summary.refused.values())) == (2, 1)
+    assert record_key({"id": "o\udfff"}, 0) != record_key({"id": "o\ufffd"}, 0)  # keys stay distinct
