@@ -193,12 +193,7 @@ def loads_exact(data: bytes, *, ours: bool = False) -> tuple[Any, bool]:
         value = _loads(data, duplicates=True)
     except _NotRead as refused:
         raise ValueError(refused.reason) from None
-    return value, _duplicate_key(value) is not None
-
-
-def duplicate_key(value: Any) -> str | None:
-    """The first key written twice in an object anywhere in a value :func:`loads_exact` read, or None."""
-    return _duplicate_key(value)
+    return value, duplicate_key(value) is not None
 
 
 def written_twice(value: Any) -> str | None:
@@ -322,14 +317,15 @@ def _loads(data: bytes, *, duplicates: bool = False):
     except RecursionError:
         raise _NotRead(data, f"arrays and objects nest too deeply to read (an event may nest {MAX_DEPTH:,} levels)") \
             from None
-    if not duplicates and not isinstance(value, list) and (key := _duplicate_key(value)) is not None:
+    if not duplicates and not isinstance(value, list) and (key := duplicate_key(value)) is not None:
         raise _NotRead(data, f"the key {json.dumps(key, ensure_ascii=False)} is written twice in one object; "
                              "JSON leaves its meaning open")
     return value
 
 
-def _duplicate_key(value: Any) -> str | None:
-    """The first key written twice anywhere in ``value`` (walked without recursion), or None."""
+def duplicate_key(value: Any) -> str | None:
+    """The first key written twice in an object anywhere in ``value`` (read by :func:`loads_exact` or
+    :func:`_loads`; walked without recursion), or None."""
     stack = [value]
     while stack:
         item = stack.pop()
@@ -352,7 +348,7 @@ def _array(data: bytes, name: str):
         return
     for index, item in enumerate(items):
         source = f"{name}[{index}]"
-        key = _duplicate_key(item)
+        key = duplicate_key(item)
         if key is None:
             yield source, item
         else:

@@ -119,8 +119,11 @@ def journal_path(dead_letter_path: str | Path) -> Path:
 
 def record_key(call: dict[str, Any], occurrence: int) -> str:
     """The stable key of the ``occurrence``-th (0-based) record with this call in its file."""
-    with any_json():  # whatever a record can hold: an integer of 5,000 digits, deep nesting
+    try:
         canonical = json.dumps(call, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    except (ValueError, RecursionError):  # an integer of 5,000 digits, deep nesting: as a record holds them
+        with any_json():
+            canonical = json.dumps(call, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
     # surrogatepass: a lone surrogate has bytes of its own; any other text's bytes are its UTF-8, as before
     return f"{hashlib.sha256(canonical.encode('utf-8', 'surrogatepass')).hexdigest()[:32]}#{occurrence}"
 
@@ -174,10 +177,8 @@ def _read(path: Path, summary: ReplaySummary) -> list[tuple[str, dict[str, Any]]
         for line in stream:
             if not line.strip():
                 continue
-            try:
-                with any_json():  # the file keeps integers of any length and deep nesting as they were
-                    record = json.loads(line)
-            except (ValueError, RecursionError):
+            record = _record(line)
+            if record is None:
                 summary.unreadable += 1
                 continue
             if not isinstance(record, dict):
@@ -195,6 +196,18 @@ def _read(path: Path, summary: ReplaySummary) -> list[tuple[str, dict[str, Any]]
             out.append((record_key(call, seen[identity]), record))
             seen[identity] += 1
     return out
+
+
+def _record(line: str) -> Any:
+    """One line of a dead-letter file, as JSON, or None; integers of any length and deep nesting as written."""
+    try:
+        return json.loads(line)
+    except (ValueError, RecursionError):
+        try:
+            with any_json():
+                return json.loads(line)
+        except (ValueError, RecursionError):
+            return None
 
 
 def _valid_call(call: Any) -> bool:

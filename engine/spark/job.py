@@ -23,7 +23,7 @@ from ..adapters import Adapter, SetupError, open_adapter
 from ..deadletter import DeadLetter
 from ..delivery.outcome import Outcome
 from ..delivery.ratelimit import SHARES
-from ..events import id_text, loads_exact, parse, person_of, to_line
+from ..events import id_text, loads_exact, parse, person_of, stored_json
 from ..model import ActionCall
 from ..pipeline import Pipeline, Sourced, account
 from ..summary import Summary
@@ -269,7 +269,7 @@ def _row(**values: Any) -> tuple:
 
 def _call_row(call: ActionCall, bucket: str | None, where: tuple) -> tuple:
     return _row(kind=CALL, event_bucket=bucket, destination=call.destination, mapping=call.mapping,
-                action=call.action, messageId=_text(call.message_id), payload=_json(call.payload), where=where)
+                action=call.action, messageId=_text(call.message_id), payload=stored_json(call.payload), where=where)
 
 
 def _with_outcome(row: tuple, outcome: Outcome) -> tuple:
@@ -287,7 +287,7 @@ def _record_row(record: dict[str, Any], bucket: str | None, where: tuple) -> tup
     kind = record["kind"]
     if kind == UNREADABLE:
         return _row(kind=kind, event_bucket=bucket, reason=record["reason"], event=record["line"], where=where)
-    event = _json(record["event"]) if record.get("event") is not None else None
+    event = stored_json(record["event"]) if record.get("event") is not None else None
     if kind == INVALID_PAYLOAD:
         return _row(kind=kind, event_bucket=bucket, destination=record["destination"], mapping=record["mapping"],
                     action=record["action"], reason=record["reason"], event=event, where=where)
@@ -298,13 +298,9 @@ def _parse(line: str, source: str) -> Any:
     return parse(line.encode("utf-8", "surrogatepass"), source)
 
 
-def _json(value: Any) -> str:
-    return to_line(value)[:-1].decode("utf-8", "replace")
-
-
 def _text(value: Any) -> str | None:
     """A message id as text: strings as they are, anything else as JSON."""
-    return value if value is None or value.__class__ is str else _json(value)
+    return value if value is None or value.__class__ is str else stored_json(value)
 
 
 # -- reading outcome rows back -------------------------------------------------------------------
