@@ -59,6 +59,27 @@ def test_the_size_counts_the_exact_encoded_request_body():
     assert batch.size == len(body(batch))
 
 
+def test_withdrawn_items_leave_the_batch_in_order_and_its_size_stays_exact():
+    clock = Tick()
+    batcher = Batcher(clock=clock)
+    for n in range(6):
+        add(batcher, "k", {"who": "ann" if n % 2 else "bob", "n": n})
+    clock.now += 0.5
+    taken = batcher.withdraw("k", lambda item: item["who"] == "ann")
+    assert [item["n"] for item in taken] == [1, 3, 5]
+    assert batcher.withdraw("k", lambda item: False) == [] and batcher.withdraw("other", lambda item: True) == []
+    clock.now += 0.5  # the batch keeps its age: due one second after its first item, as before
+    (batch,) = batcher.flush_due()
+    assert [item["n"] for item in batch.items] == [0, 2, 4] and batch.size == len(body(batch))
+
+
+def test_a_batch_whose_items_are_all_withdrawn_is_gone():
+    batcher = Batcher(clock=Tick())
+    add(batcher, "k", {"n": 1})
+    assert batcher.withdraw("k", lambda item: True) == [{"n": 1}]
+    assert len(batcher) == 0 and batcher.flush_all() == []
+
+
 def test_an_item_that_would_pass_the_size_limit_starts_a_new_batch():
     items = [{"id": n, "pad": "x" * 60} for n in range(5)]
     one = encoded(items[0])

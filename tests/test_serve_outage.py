@@ -387,3 +387,68 @@ def test_a_round_while_still_down_costs_one_request_and_after_it_the_backlog_goe
     paths = [r["path"] for r in scripted.requests[5:]]
     assert paths.index("/a1") < paths.index("/a2") and paths.index("/b1") < paths.index("/b2")
     assert adapter.waiting == 0
+
+
+def patient_customerio(scripted, patience):
+    """A PatientAdapter over the real Customer.io HTTP adapter, batching in twos, and a clock of its own."""
+    from engine.adapters.customerio_http import CustomerioHttpAdapter
+    from engine.adapters.patient import PatientAdapter
+    from engine.model import ActionCall
+    from scripted_server import customerio_context, fast_retrier
+
+    clock = Now()
+    people = {}
+
+    def call(message_id: str, person: str, *, batching: bool = True):
+        people[message_id] = (person, clock.now)
+        return ActionCall("customerio", "Track Event", "trackEvent",
+                          {"id": person, "name": message_id, "event_id": message_id,
+                           "enable_batching": batching, "batch_size": 2}, message_id)
+
+    inner = CustomerioHttpAdapter(customerio_context({"site_id": "s", "api_key": "k", "base_url": scripted.url,
+                                                      "circuit_breaker": {"failures": 0}}),
+                                  retrier=fast_retrier(max_attempts=1), clock=clock)
+    adapter = PatientAdapter(inner, patience, lambda c: people[c.message_id], clock=clock, random=lambda: 1.0)
+    return adapter, call, clock
+
+
+def sent_names(request) -> list[str]:
+    body = request["body"]
+    return [item["name"] for item in body["batch"]] if "batch" in body else [body["name"]]
+
+
+def test_a_batching_transport_sends_none_of_a_persons_waiting_calls_after_one_of_theirs_fails(scripted):
+    from engine.adapters.patient import Patience
+    from scripted_server import Reply
+
+    # The first batch (a1, b1) meets the outage; the destination is back at once. a2 was already
+    # waiting in the next batch and a3 comes in the same delivery: both wait behind a1, bob's and
+    # cid's calls go on.
+    scripted.script(Reply(503), path="/api/v2/batch")
+    adapter, call, clock = patient_customerio(scripted, Patience(give_up_after=60, first_wait=1, max_wait=4))
+    outcomes = adapter.deliver([call("a1", "ann"), call("b1", "bob"), call("a2", "ann"), call("c1", "cid"),
+                                call("a3", "ann", batching=False), call("b2", "bob"), call("c2", "cid")])
+    assert [sent_names(r) for r in scripted.requests] == [["a1", "b1"], ["c1", "c2"]]
+    assert states(outcomes) == [("c1", "delivered"), ("c2", "delivered")]
+    assert adapter.waiting == 5
+    clock.now += 1
+    assert sorted(states(adapter.poll())) == [("a1", "retried"), ("a2", "delivered"), ("a3", "delivered"),
+                                              ("b1", "retried"), ("b2", "delivered")]
+    sent = [name for request in scripted.requests[2:] for name in sent_names(request)]
+    assert sent.index("a1") < sent.index("a2") < sent.index("a3") and sent.index("b1") < sent.index("b2")
+    assert adapter.waiting == 0
+
+
+def test_a_call_held_behind_and_never_sent_is_dead_lettered_as_not_sent(scripted):
+    from engine.adapters.patient import Patience
+    from scripted_server import Reply
+
+    scripted.default = Reply(503, b"down")
+    adapter, call, clock = patient_customerio(scripted, Patience(give_up_after=5, first_wait=1, max_wait=1))
+    assert adapter.deliver([call("a1", "ann"), call("b1", "bob"), call("a2", "ann")]) == []
+    clock.now += 5
+    given_up = {outcome.call.message_id: outcome for outcome in adapter.poll()}
+    assert given_up["a1"].attempts >= 1 and given_up["a1"].status == 503
+    assert given_up["a2"].attempts == 0 and given_up["a2"].status is None
+    assert "held behind an earlier call" in given_up["a2"].reason
+    assert all(outcome.state == "failed" for outcome in given_up.values())

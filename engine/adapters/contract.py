@@ -36,6 +36,12 @@ Optionally, an adapter has ``sends_each_call = True``: ``deliver`` sends each ca
 its own, in order, and answers them all before it returns (the webhook). Serve's held calls
 (:mod:`engine.adapters.patient`) then hand it one call per person at a time, so that a person's call
 that fails is never overtaken by their next one.
+
+Optionally, an adapter that batches has ``hold_behind(person)``, ``person(call)`` saying who a call is
+for: from then on, once a call of a person fails, the adapter sends none of that person's later calls
+that it holds (waiting in a batch) or is given in the same ``deliver``, ``poll`` or ``flush``, and
+answers each ``failed`` with 0 attempts instead, in order. Serve's held calls call it, and hold those
+calls behind the failed one; calls of other people in the same batches still go.
 """
 from __future__ import annotations
 

@@ -14,20 +14,25 @@ calls are refused. When it rejects a whole batch as invalid (400, 413, 422), eac
 again on its own, so one bad call does not fail its neighbours.
 
 Each item is encoded once: its bytes are kept in the batch and joined into the request.
+
+Serve's held calls (:mod:`engine.adapters.patient`) call :meth:`CustomerioHttpAdapter.hold_behind`:
+after a call fails, the same person's calls still waiting in the batch, or coming later in the same
+``deliver``, are answered ``failed`` without being sent, so that none arrives before the failed one is
+delivered again. Without it (``run``), each batch goes as built.
 """
 from __future__ import annotations
 
 import base64
 import json
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Hashable, Sequence
 
 from ..customerio.requests import BATCH_ENVELOPE, BATCH_SEPARATOR, PATHS, batch_bytes, host_for, to_request
 from ..delivery.batcher import DEFAULT_BATCH_SIZE, DEFAULT_MAX_AGE, Batch, Batcher
 from ..delivery.breaker import circuit_breaker
 from ..delivery.encoding import encode
 from ..delivery.http import Response, Sender
-from ..delivery.outcome import REFUSED, Outcome, from_http
+from ..delivery.outcome import FAILED, REFUSED, Outcome, from_http
 from ..delivery.ratelimit import RateLimit, rate_limit
 from ..delivery.retry import Retrier, RetryPolicy
 from ..model import ActionCall
@@ -54,6 +59,8 @@ class CustomerioHttpAdapter:
         self.rate = rate_limit(settings, context.options)  # max_requests_per_second, every attempt counts
         self.breaker = circuit_breaker(context.destination, settings)
         self.batcher = Batcher(max_age=max_age, clock=clock, envelope=BATCH_ENVELOPE, separator=BATCH_SEPARATOR)
+        self._person: Callable[[ActionCall], Hashable] = _nobody  # hold_behind's
+        self._stopped: set[Hashable] = set()  # people with a failed call in this deliver, poll or flush
 
     @staticmethod
     def prepare(call: ActionCall) -> tuple[str, bool, int, bytes] | str:
@@ -74,6 +81,9 @@ class CustomerioHttpAdapter:
         outcomes: list[Outcome] = []
         prepare = self.prepare
         for call in calls:
+            if self._stopped and self._person(call) in self._stopped:
+                outcomes.append(_held_back(call))
+                continue
             prepared = call.prepared if call.prepared is not None else prepare(call)
             if isinstance(prepared, str):
                 outcomes.append(Outcome(REFUSED, 0, message=prepared, call=call))
@@ -82,25 +92,39 @@ class CustomerioHttpAdapter:
             if not batchable:
                 # Whatever waits was earlier in the stream: it goes first, so order is kept.
                 outcomes += self._send_batches(self.batcher.flush_all())
-                outcomes.append(self._post(PATHS[endpoint], item, call))
+                if self._stopped and self._person(call) in self._stopped:
+                    outcomes.append(_held_back(call))
+                    continue
+                outcomes.append(self._noted(self._post(PATHS[endpoint], item, call)))
                 continue
             released = self.batcher.add(STREAM, (call, item), len(item), batch_size=batch_size)
             outcomes += self._send_batches(released)
+        self._stopped.clear()
         return outcomes
 
     def poll(self) -> list[Outcome]:
         """Send the batches whose time is up."""
-        return self._send_batches(self.batcher.flush_due())
+        outcomes = self._send_batches(self.batcher.flush_due())
+        self._stopped.clear()
+        return outcomes
 
     def flush(self) -> list[Outcome]:
         """Send every batch now, whatever its age."""
-        return self._send_batches(self.batcher.flush_all())
+        outcomes = self._send_batches(self.batcher.flush_all())
+        self._stopped.clear()
+        return outcomes
 
     def close(self) -> list[Outcome]:
         """Send everything still waiting."""
         outcomes = self.flush()
         self.sender.close()
         return outcomes
+
+    def hold_behind(self, person: Callable[[ActionCall], Hashable]) -> None:
+        """From now on, once a call of a person fails, send none of their later calls that this adapter
+        holds or is given in the same ``deliver``, ``poll`` or ``flush``: each is answered ``failed``,
+        not sent (the contract's ``hold_behind``; serve's held calls keep them in order)."""
+        self._person = person
 
     # -- sending ----------------------------------------------------------------------------
 
@@ -118,11 +142,19 @@ class CustomerioHttpAdapter:
 
     def _send_batches(self, batches: list[Batch]) -> list[Outcome]:
         outcomes = []
+        stopped = len(self._stopped)
         for batch in batches:
             items: list[tuple[ActionCall, bytes]] = batch.items
+            if self._stopped:
+                outcomes += [_held_back(call) for call, _ in items if self._person(call) in self._stopped]
+                items = [(call, item) for call, item in items if self._person(call) not in self._stopped]
+                if not items:
+                    continue
             outcome = self._post(PATHS["batch"], batch_bytes([item for _, item in items]))
             if not outcome.ok and outcome.status in SPLIT_STATUSES and len(items) > 1:
-                outcomes += [self._post(PATHS["entity"], item, call) for call, item in items]
+                for call, item in items:
+                    stop = self._stopped and self._person(call) in self._stopped
+                    outcomes.append(_held_back(call) if stop else self._noted(self._post(PATHS["entity"], item, call)))
                 continue
             rejected, readable = _item_errors(outcome, len(items)) if outcome.ok else ({}, True)
             for index, (call, _) in enumerate(items):
@@ -133,8 +165,31 @@ class CustomerioHttpAdapter:
                     # the item, so it stays replayable.
                     mine = mine.failed_as(f"Customer.io rejected batch item {index}: {_describe(error)}",
                                           body=json.dumps(error, ensure_ascii=False), refused=readable)
-                outcomes.append(mine)
+                outcomes.append(self._noted(mine))
+        if len(self._stopped) > stopped:
+            # The waiting batch is later in the stream than every batch just sent.
+            outcomes += [_held_back(call) for call, _ in
+                         self.batcher.withdraw(STREAM, self._stopped_item)]
         return outcomes
+
+    def _stopped_item(self, entry: tuple[ActionCall, bytes]) -> bool:
+        return self._person(entry[0]) in self._stopped
+
+    def _noted(self, outcome: Outcome) -> Outcome:
+        """``outcome``, its person remembered as stopped when it failed and calls are held behind failures."""
+        if outcome.state == FAILED and self._person is not _nobody and outcome.call is not None:
+            self._stopped.add(self._person(outcome.call))
+        return outcome
+
+
+def _nobody(call: ActionCall) -> Hashable:
+    """The person of every call until :meth:`CustomerioHttpAdapter.hold_behind` says otherwise; never looked up."""
+    return None
+
+
+def _held_back(call: ActionCall) -> Outcome:
+    return Outcome(FAILED, 0, message="not sent: held behind an earlier call for the same person that failed",
+                   call=call)
 
 
 def _item_errors(outcome: Outcome, size: int) -> tuple[dict[int, dict[str, Any]], bool]:

@@ -16,7 +16,9 @@ answer and every request made. ``refused`` is final and passes through at once.
 An adapter that sends each call on its own request (``sends_each_call``, see
 :mod:`engine.adapters.contract`) gets at most one call per person per ``deliver``: otherwise, if the
 destination came back between a person's failed call and the next one, the next one would arrive
-first. A batching adapter gets calls as they come (a failed request fails its whole batch in order).
+first. A batching adapter gets calls as they come (a failed request fails its whole batch in order);
+one with ``hold_behind`` is told who each call is for, and sends none of a person's calls it still holds
+once one of theirs fails, so none of them overtakes it either.
 
 Who a call is for, and when its event was received, come from ``about(call)``: the adapter sees
 calls, not events. Used from its lane's thread only, except :meth:`let_go` and the read-only
@@ -79,6 +81,9 @@ class PatientAdapter:
         self._delivered = False                           # a call was delivered again in this round
         self._one_each = bool(getattr(adapter, "sends_each_call", False))  # a person's calls go one at a time
         self._flush: Callable[[], list[Outcome]] | None = getattr(adapter, "flush", None)  # send batches now
+        hold_behind = getattr(adapter, "hold_behind", None)
+        if callable(hold_behind):  # a batching adapter sends none of a person's calls it holds after one fails
+            hold_behind(lambda call: about(call)[0])
 
     # -- the contract -----------------------------------------------------------------------------
 
@@ -155,6 +160,11 @@ class PatientAdapter:
                 continue
             if outcome.state != FAILED:
                 ready.append(outcome)
+                continue
+            if queue and not outcome.attempts:
+                # Not sent: the adapter held it back behind this person's call that failed just before.
+                queue.append(_Held(outcome.call, received))
+                self.waiting += 1
                 continue
             held = _Held(outcome.call, received, 1, outcome.attempts, outcome)
             if self._expired(held):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Hashable
+from typing import Any, Callable, Hashable
 
 MIN_BATCH_SIZE, MAX_BATCH_SIZE, DEFAULT_BATCH_SIZE = 2, 100, 50
 DEFAULT_MAX_BYTES = 500_000   # Customer.io: "Your request must be smaller than 500kb"
@@ -26,6 +26,7 @@ class Batch:
     key: Hashable
     items: list = field(default_factory=list)
     size: int = 0
+    sizes: list[int] = field(default_factory=list)  # each item's, so one can be taken out again
     started: float = 0.0
     limit: int = DEFAULT_BATCH_SIZE
     reason: str | None = None  # why it was released: count, size, time or close
@@ -65,6 +66,7 @@ class Batcher:
             batch = self._pending[key] = Batch(key, started=self.clock(), limit=_checked_size(
                 batch_size if batch_size is not None else self.batch_size), size=self.envelope - self.separator)
         batch.items.append(item)
+        batch.sizes.append(size)
         batch.size += self.separator + size
         if len(batch.items) >= batch.limit:
             released.append(self._release(key, COUNT))
@@ -88,6 +90,23 @@ class Batcher:
     def flush_all(self) -> list[Batch]:
         """Release everything that waits (at close)."""
         return [self._release(key, CLOSE) for key in list(self._pending)]
+
+    def withdraw(self, key: Hashable, taken: Callable[[Any], bool]) -> list:
+        """Take the items of ``key``'s waiting batch for which ``taken(item)`` is true out of it, in order;
+        the batch keeps its age and the rest."""
+        batch = self._pending.get(key)
+        if batch is None:
+            return []
+        out: list[tuple[Any, int]] = []
+        kept: list[tuple[Any, int]] = []
+        for item, size in zip(batch.items, batch.sizes):
+            (out if taken(item) else kept).append((item, size))
+        if out:
+            batch.items, batch.sizes = [item for item, _ in kept], [size for _, size in kept]
+            batch.size = self.envelope + sum(batch.sizes) + self.separator * (len(kept) - 1)
+            if not kept:
+                del self._pending[key]
+        return [item for item, _ in out]
 
     def _grown(self, batch: Batch, size: int) -> int:
         return batch.size + self.separator + size
