@@ -166,6 +166,23 @@ def parse(line: bytes, source: str):
         return Unreadable(source, refused.text, refused.reason)
 
 
+def read_line(line: bytes, source: str):
+    """The event on one NDJSON line as :meth:`Lines.events` reads it (orjson where it reads exactly,
+    else :func:`parse`), or :class:`Unreadable`: for a caller that gets lines one at a time (Spark)."""
+    if _LONG_NUMBER not in line.translate(_DIGITS_AS_ZEROS) and b"\\u003" not in line:
+        try:
+            event = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            pass
+        else:
+            try:  # orjson keeps the last of a key written twice: see Lines.events
+                if line.count(b":") == orjson.dumps(event).count(b":"):
+                    return event
+            except TypeError:
+                pass
+    return parse(line, source)
+
+
 def loads_exact(data: bytes, *, ours: bool = False) -> tuple[Any, bool]:
     """One JSON document (a request body, a spooled event) read as :meth:`Lines.events` reads a line,
     and whether a key is written twice in an object in it.

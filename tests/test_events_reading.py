@@ -12,7 +12,7 @@ from datetime import datetime
 import pytest
 
 from conftest import switchyard
-from engine.events import Lines, Unreadable, read, read_parts, to_line
+from engine.events import Lines, Unreadable, read, read_line, read_parts, to_line
 
 EXPECTING_NAME = "Expecting property name enclosed in double quotes"
 TWICE = " is written twice in one object; JSON leaves its meaning open"
@@ -108,6 +108,17 @@ def test_read_in_small_parts_and_from_text(data, expected):
         assert [pair for part in parts for pair in (part.events() if isinstance(part, Lines) else [part])] == expected
     text = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8", errors="replace")
     assert list(read(text, "f")) == expected
+
+
+@pytest.mark.parametrize("data", [case[1] for case in READ_CASES if not case[1].lstrip().startswith(b"[")],
+                         ids=[case[0] for case in READ_CASES if not case[1].lstrip().startswith(b"[")])
+def test_one_line_alone_is_read_as_in_a_file(data):
+    """read_line (Spark gets its lines one at a time) gives what reading the whole input gives."""
+    by_source = dict(read(io.BytesIO(data), "f"))
+    lines = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
+    alone = {f"f:{number}": read_line(line, f"f:{number}") for number, line in enumerate(lines, 1)
+             if line.decode("utf-8", "replace").strip()}
+    assert alone == by_source
 
 
 def test_nan_and_infinity_are_read_as_json_reads_them():

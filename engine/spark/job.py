@@ -23,7 +23,7 @@ from ..adapters import Adapter, SetupError, open_adapter
 from ..deadletter import DeadLetter
 from ..delivery.outcome import Outcome
 from ..delivery.ratelimit import SHARES
-from ..events import id_text, loads_exact, parse, person_of, stored_json
+from ..events import id_text, loads_exact, parse, person_of, read_line, stored_json
 from ..model import ActionCall
 from ..pipeline import Pipeline, Sourced, account
 from ..summary import Summary
@@ -261,15 +261,19 @@ def _bucket(before: tuple[int, ...], summary: Summary) -> str:
 _INDEX = {name: index for index, name in enumerate(FIELDS)}
 
 
-def _row(**values: Any) -> tuple:
-    where = values.pop("where")
-    values.update(zip(("source", "person", "partition", "sequence"), where))
-    return tuple(values.get(name) for name in FIELDS)
+def _row(kind: str, event_bucket: str | None = None, destination: str | None = None, mapping: str | None = None,
+         action: str | None = None, messageId: str | None = None, reason: str | None = None,
+         payload: str | None = None, event: str | None = None, *, where: tuple) -> tuple:
+    """A row in :data:`FIELDS` order, built as one tuple (a row per call: this is on every event's path);
+    the outcome's fields are filled in by :func:`_with_outcome`."""
+    source, person, partition, sequence = where
+    return (kind, event_bucket, destination, mapping, action, messageId, None, None, None, reason, payload, None,
+            source, person, partition, sequence, event)
 
 
 def _call_row(call: ActionCall, bucket: str | None, where: tuple) -> tuple:
-    return _row(kind=CALL, event_bucket=bucket, destination=call.destination, mapping=call.mapping,
-                action=call.action, messageId=_text(call.message_id), payload=stored_json(call.payload), where=where)
+    return _row(CALL, bucket, call.destination, call.mapping, call.action, _text(call.message_id),
+                payload=stored_json(call.payload), where=where)
 
 
 def _with_outcome(row: tuple, outcome: Outcome) -> tuple:
@@ -295,7 +299,7 @@ def _record_row(record: dict[str, Any], bucket: str | None, where: tuple) -> tup
 
 
 def _parse(line: str, source: str) -> Any:
-    return parse(line.encode("utf-8", "surrogatepass"), source)
+    return read_line(line.encode("utf-8", "surrogatepass"), source)
 
 
 def _text(value: Any) -> str | None:
