@@ -452,3 +452,19 @@ def test_a_call_held_behind_and_never_sent_is_dead_lettered_as_not_sent(scripted
     assert given_up["a2"].attempts == 0 and given_up["a2"].status is None
     assert "held behind an earlier call" in given_up["a2"].reason
     assert all(outcome.state == "failed" for outcome in given_up.values())
+
+
+@pytest.mark.parametrize("patience", [dict(give_up_after=0), dict(max_attempts=1)], ids=["give-up-after-0", "one-try"])
+def test_a_call_held_back_behind_one_given_up_at_once_is_still_sent(scripted, patience):
+    from engine.adapters.patient import Patience
+    from scripted_server import Reply
+
+    scripted.script(Reply(503), path="/api/v2/batch")
+    adapter, call, clock = patient_customerio(scripted, Patience(first_wait=1, max_wait=1, **patience))
+    outcomes = {outcome.call.message_id: outcome for outcome in
+                adapter.deliver([call("a1", "ann"), call("b1", "bob"), call("a2", "ann"), call("c1", "cid")])}
+    # a1 is dead-lettered at its first failure; a2, kept back behind it unsent, goes after it, never counted as tried.
+    assert {name: outcome.state for name, outcome in outcomes.items()} == {
+        "a1": "failed", "b1": "failed", "a2": "delivered", "c1": "delivered"}
+    assert [sent_names(r) for r in scripted.requests] == [["a1", "b1"], ["c1", "a2"]]
+    assert adapter.waiting == 0

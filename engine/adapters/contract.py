@@ -40,7 +40,7 @@ that fails is never overtaken by their next one.
 Optionally, an adapter that batches has ``hold_behind(person)``, ``person(call)`` saying who a call is
 for: from then on, once a call of a person fails, the adapter sends none of that person's later calls
 that it holds (waiting in a batch) or is given in the same ``deliver``, ``poll`` or ``flush``, and
-answers each ``failed`` with 0 attempts instead, in order. Serve's held calls call it, and hold those
+answers each with :func:`held_back` instead, in order. Serve's held calls call it, and hold those
 calls behind the failed one; calls of other people in the same batches still go.
 """
 from __future__ import annotations
@@ -49,12 +49,21 @@ from dataclasses import dataclass, field
 from importlib import import_module
 from typing import Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
 
-from ..delivery.outcome import Outcome
+from ..delivery.outcome import FAILED, Outcome
 from ..model import ActionCall
 
 
 class SetupError(Exception):
     """A destination cannot deliver at all (a missing setting, an unknown transport, an unusable path)."""
+
+
+#: Why a call was not sent: an adapter told ``hold_behind`` kept it back behind its person's failed call.
+HELD_BACK = "not sent: held behind an earlier call for the same person that failed"
+
+
+def held_back(call: ActionCall) -> Outcome:
+    """The ``failed`` outcome of a call kept back unsent (``hold_behind``), told apart by its message."""
+    return Outcome(FAILED, 0, message=HELD_BACK, call=call)
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ from ..delivery.outcome import FAILED, REFUSED, Outcome, from_http
 from ..delivery.ratelimit import RateLimit, rate_limit
 from ..delivery.retry import Retrier, RetryPolicy
 from ..model import ActionCall
-from .contract import AdapterContext, SetupError
+from .contract import AdapterContext, SetupError, held_back
 
 SPLIT_STATUSES = frozenset({400, 413, 422})
 # One batch for the whole destination, not one per mapping: Customer.io applies calls in the order
@@ -78,11 +78,17 @@ class CustomerioHttpAdapter:
 
     def deliver(self, calls: Sequence[ActionCall]) -> list[Outcome]:
         """Send or queue each call in order; return every outcome settled meanwhile."""
+        try:
+            return self._deliver(calls)
+        finally:
+            self._stopped.clear()  # the people held back are held by the caller from now on
+
+    def _deliver(self, calls: Sequence[ActionCall]) -> list[Outcome]:
         outcomes: list[Outcome] = []
         prepare = self.prepare
         for call in calls:
             if self._stopped and self._person(call) in self._stopped:
-                outcomes.append(_held_back(call))
+                outcomes.append(held_back(call))
                 continue
             prepared = call.prepared if call.prepared is not None else prepare(call)
             if isinstance(prepared, str):
@@ -93,26 +99,27 @@ class CustomerioHttpAdapter:
                 # Whatever waits was earlier in the stream: it goes first, so order is kept.
                 outcomes += self._send_batches(self.batcher.flush_all())
                 if self._stopped and self._person(call) in self._stopped:
-                    outcomes.append(_held_back(call))
+                    outcomes.append(held_back(call))
                     continue
                 outcomes.append(self._noted(self._post(PATHS[endpoint], item, call)))
                 continue
             released = self.batcher.add(STREAM, (call, item), len(item), batch_size=batch_size)
             outcomes += self._send_batches(released)
-        self._stopped.clear()
         return outcomes
 
     def poll(self) -> list[Outcome]:
         """Send the batches whose time is up."""
-        outcomes = self._send_batches(self.batcher.flush_due())
-        self._stopped.clear()
-        return outcomes
+        try:
+            return self._send_batches(self.batcher.flush_due())
+        finally:
+            self._stopped.clear()
 
     def flush(self) -> list[Outcome]:
         """Send every batch now, whatever its age."""
-        outcomes = self._send_batches(self.batcher.flush_all())
-        self._stopped.clear()
-        return outcomes
+        try:
+            return self._send_batches(self.batcher.flush_all())
+        finally:
+            self._stopped.clear()
 
     def close(self) -> list[Outcome]:
         """Send everything still waiting."""
@@ -146,7 +153,7 @@ class CustomerioHttpAdapter:
         for batch in batches:
             items: list[tuple[ActionCall, bytes]] = batch.items
             if self._stopped:
-                outcomes += [_held_back(call) for call, _ in items if self._person(call) in self._stopped]
+                outcomes += [held_back(call) for call, _ in items if self._person(call) in self._stopped]
                 items = [(call, item) for call, item in items if self._person(call) not in self._stopped]
                 if not items:
                     continue
@@ -154,7 +161,7 @@ class CustomerioHttpAdapter:
             if not outcome.ok and outcome.status in SPLIT_STATUSES and len(items) > 1:
                 for call, item in items:
                     stop = self._stopped and self._person(call) in self._stopped
-                    outcomes.append(_held_back(call) if stop else self._noted(self._post(PATHS["entity"], item, call)))
+                    outcomes.append(held_back(call) if stop else self._noted(self._post(PATHS["entity"], item, call)))
                 continue
             rejected, readable = _item_errors(outcome, len(items)) if outcome.ok else ({}, True)
             for index, (call, _) in enumerate(items):
@@ -168,7 +175,7 @@ class CustomerioHttpAdapter:
                 outcomes.append(self._noted(mine))
         if len(self._stopped) > stopped:
             # The waiting batch is later in the stream than every batch just sent.
-            outcomes += [_held_back(call) for call, _ in
+            outcomes += [held_back(call) for call, _ in
                          self.batcher.withdraw(STREAM, self._stopped_item)]
         return outcomes
 
@@ -185,11 +192,6 @@ class CustomerioHttpAdapter:
 def _nobody(call: ActionCall) -> Hashable:
     """The person of every call until :meth:`CustomerioHttpAdapter.hold_behind` says otherwise; never looked up."""
     return None
-
-
-def _held_back(call: ActionCall) -> Outcome:
-    return Outcome(FAILED, 0, message="not sent: held behind an earlier call for the same person that failed",
-                   call=call)
 
 
 def _item_errors(outcome: Outcome, size: int) -> tuple[dict[int, dict[str, Any]], bool]:

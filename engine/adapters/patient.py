@@ -34,7 +34,7 @@ from dataclasses import dataclass, replace
 
 from ..delivery.outcome import FAILED, RETRIED, Outcome
 from ..model import ActionCall
-from .contract import Adapter
+from .contract import HELD_BACK, Adapter
 
 _NOBODY = object()
 
@@ -146,6 +146,7 @@ class PatientAdapter:
     def _sort(self, outcomes: list[Outcome]) -> list[Outcome]:
         """Outcomes the real adapter gave: a held call's answer, else a first answer (a failure is held)."""
         ready: list[Outcome] = []
+        unsent: list[ActionCall] = []  # held back behind a failed call that was given up at once: send them
         for outcome in outcomes:
             if outcome.call is None or (outcome.state != FAILED and not self._queues):
                 ready.append(outcome)
@@ -161,10 +162,14 @@ class PatientAdapter:
             if outcome.state != FAILED:
                 ready.append(outcome)
                 continue
-            if queue and not outcome.attempts:
-                # Not sent: the adapter held it back behind this person's call that failed just before.
-                queue.append(_Held(outcome.call, received))
-                self.waiting += 1
+            if outcome.message == HELD_BACK and not outcome.attempts:
+                # Not sent: the adapter kept it back behind this person's call that failed just before. It
+                # waits behind that call, untried; if that call was given up at once, it goes now.
+                if queue:
+                    queue.append(_Held(outcome.call, received))
+                    self.waiting += 1
+                else:
+                    unsent.append(outcome.call)
                 continue
             held = _Held(outcome.call, received, 1, outcome.attempts, outcome)
             if self._expired(held):
@@ -176,6 +181,8 @@ class PatientAdapter:
             self._queues.setdefault(person, deque()).append(held)
             self.waiting += 1
         self._counted()
+        if unsent:
+            ready += self._sort(self.adapter.deliver(unsent))
         return ready
 
     def _due(self) -> list[Outcome]:
