@@ -23,6 +23,7 @@ from engine.model import ActionCall
 from engine.run import DeadLetter, Progress, run
 from engine.spark.job import (
     FIELDS,
+    INTEGERS,
     Job,
     alias_links,
     dead_letter_record,
@@ -41,10 +42,20 @@ EXAMPLES = ROOT / "examples" / "events.jsonl"
 
 
 def partition_rows(rules_path, lines: list[str], *, dry_run: bool, source: str = "events.jsonl") -> list[dict]:
-    """Key ``lines`` as read_events does, sort them as the shuffle does, and route them as one partition."""
+    """Key ``lines`` as read_events does, sort them as the shuffle does, and route them as one partition;
+    every row holds exactly the types of the outcome schema (Spark takes the rows without checking them)."""
     shipment, _, _ = ship([rules_path], dry_run=dry_run)
     items = sorted(keyed((line, source, 0, row) for row, line in enumerate(lines)), key=lambda item: item[0])
-    return [dict(zip(FIELDS, row)) for row in route_partition(Job(shipment, dry_run=dry_run), 0, items)]
+    rows = list(route_partition(Job(shipment, dry_run=dry_run), 0, items))
+    for row in rows:
+        assert len(row) == len(FIELDS)
+        for name, value in zip(FIELDS, row):
+            if name in INTEGERS:
+                assert value is None or (type(value) is int and -2 ** (INTEGERS[name] - 1) <= value
+                                         < 2 ** (INTEGERS[name] - 1)), (name, value)
+            else:
+                assert value is None or type(value) is str, (name, value)
+    return [dict(zip(FIELDS, row)) for row in rows]
 
 
 def counted(rows: list[dict]) -> list[tuple]:

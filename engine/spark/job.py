@@ -33,6 +33,10 @@ from .shipment import Shipment
 # text; ``event`` holds the event of an invalid event or payload, and the line of an unreadable one.
 FIELDS = ("kind", "event_bucket", "destination", "mapping", "action", "messageId", "outcome", "attempts",
           "status", "reason", "payload", "body", "source", "person", "partition", "sequence", "event")
+#: The fields that hold integers, and their size in bits; every other field is text (or null). Rows are
+#: handed to Spark unverified (verifying each row in Python cost a third of a task's time), so they
+#: must hold exactly these types: tests/test_spark_job.py checks every row it makes.
+INTEGERS = {"attempts": 32, "status": 32, "partition": 32, "sequence": 64}
 
 # kind of the row -> the bucket of an event whose only rows are of that kind
 CALL, INVALID_PAYLOAD = "call", "invalid_payload"
