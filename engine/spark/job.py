@@ -64,7 +64,7 @@ def keyed(rows: Iterable[Sequence[Any]], aliases: dict[str, str] | None = None) 
     :func:`joined_by_alias`) makes the ids an alias joins one person.
     """
     for value, source, block, row in rows:
-        if value is None or not value.strip():
+        if value is None or (value[:1] != "{" and not value.strip()):  # most lines start with {: no copy
             continue
         source = source or ""
         event = _parse(value, source)
