@@ -269,7 +269,7 @@ def bench_triggers(sizes: Sizes, work: Path) -> list[Row]:
     try:
         import rule_engine  # type: ignore[import-untyped]
     except ImportError:
-        sys.exit("the trigger benchmark needs the rule-engine package: pip install -e '.[bench]'")
+        raise RuntimeError("needs the rule-engine package: pip install -e '.[bench]'") from None
     from benchmarks.baseline import Interpreted
     from benchmarks.triggers import TRIGGERS
     from engine import compile_trigger
@@ -646,12 +646,14 @@ def bench_delivery(sizes: Sizes, work: Path) -> list[Row]:
             rows.append(Row(f"delivery: what the sink got from one run, {delivery.rules}",
                             f"{sent['requests']:,} requests, {megabytes(sent['bytes'])}"))
     return rows
+
+
 def bench_spark(sizes: Sizes, work: Path) -> list[Row]:
     """``switchyard spark --dry-run`` in local[1] and local[2] vs ``run --workers 2``: benchmarks/spark.py."""
     try:
         import pyspark  # noqa: F401
     except ImportError:
-        sys.exit("the spark benchmark needs pyspark: pip install -e '.[spark]'")
+        raise RuntimeError("needs pyspark: pip install -e '.[spark]'") from None
     from benchmarks.spark import measure
 
     count = 1_000_000 if sizes is FULL else 50_000
