@@ -168,7 +168,8 @@ def parse(line: bytes, source: str):
 
 def read_line(line: bytes, source: str):
     """The event on one NDJSON line as :meth:`Lines.events` reads it (orjson where it reads exactly,
-    else :func:`parse`), or :class:`Unreadable`: for a caller that gets lines one at a time (Spark)."""
+    else :func:`parse`), or :class:`Unreadable`: for a caller that gets lines one at a time (Spark).
+    Blank lines are the caller's to skip, as :meth:`Lines.events` does."""
     if _LONG_NUMBER not in line.translate(_DIGITS_AS_ZEROS) and b"\\u003" not in line:
         try:
             event = orjson.loads(line)
