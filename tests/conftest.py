@@ -155,6 +155,14 @@ def _in_process(argv: list[str], stdin: str | None) -> subprocess.CompletedProce
                                        err.getvalue().decode("utf-8", "replace"))
 
 
+def need_pyspark() -> None:
+    """Skip the calling test without pyspark (the `spark` extra); fail instead where CI requires it."""
+    if os.environ.get("SWITCHYARD_REQUIRE_SPARK"):
+        import pyspark  # noqa: F401  - CI: a missing pyspark is a failure, not a skip
+    else:
+        pytest.importorskip("pyspark")
+
+
 @pytest.fixture
 def write_rules(tmp_path):
     """Write a rule file into a fresh directory; returns its path."""

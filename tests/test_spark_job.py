@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, switchyard
+from conftest import ROOT, need_pyspark, switchyard
 from engine.adapters import AdapterContext, SetupError
 from engine.adapters.webhook import WebhookAdapter
 from engine.delivery.ratelimit import SHARES, RateLimit
@@ -249,8 +249,9 @@ def test_max_requests_per_second_is_a_setting_lint_accepts(write_rules):
     assert [p.code for p in problems] == ["SY306"]
 
 
+@pytest.mark.spark  # needs pyspark installed (no JVM is started): it runs with the Spark tests
 def test_the_spark_command_refuses_rules_with_errors_before_starting_spark(write_rules, tmp_path):
-    pytest.importorskip("pyspark")
+    need_pyspark()
     from engine.spark.cli import main
 
     path = write_rules(HOOK_RULES.format(url="http://x").replace("action: send", "action: sendd"))
