@@ -356,6 +356,7 @@ def _event_parts(stream: IO[bytes], name: str) -> Iterator:
     """read_parts, and also one JSON object written over several lines (a pretty-printed event)."""
     from .events import read_parts
 
+    start = stream.tell() if stream.seekable() else None
     head = b""
     while line := stream.readline():
         head += line
@@ -374,6 +375,10 @@ def _event_parts(stream: IO[bytes], name: str) -> Iterator:
             if isinstance(value, dict):
                 yield name, value
                 return
+    if start is not None:  # a file: read it again from where it started, rather than copy it through _Prefixed
+        stream.seek(start)
+        yield from read_parts(stream, name)
+        return
     yield from read_parts(io.BufferedReader(_Prefixed(head, stream), 1 << 20), name)
 
 

@@ -149,6 +149,23 @@ def test_run_reads_stdin_and_json_arrays(tmp_path):
     assert "events read            2" in result.stderr
 
 
+def test_stdin_that_is_a_file_is_read_from_where_it_stands(tmp_path):
+    """`(skip the header; switchyard run ...) < file`: a file handed over part-read is read from there on."""
+    import subprocess
+    import sys
+
+    lines = [json.dumps({"type": "track", "event": "Order Completed", "properties": {"order_id": order}})
+             for order in ("a", "b", "c")]
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(line + "\n" for line in lines))
+    with open(path, "rb", buffering=0) as stream:
+        stream.seek(len(lines[0]) + 1)
+        result = subprocess.run([sys.executable, "-m", "engine", "run", "rules/webhook.yaml", "--dry-run"],
+                                stdin=stream, capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert [json.loads(line)["payload"]["data"]["order_id"] for line in result.stdout.splitlines()] == ["b", "c"]
+    assert "events read            2" in result.stderr
+
+
 def test_run_rejects_rules_with_errors(write_rules):
     result = switchyard("run", write_rules(BROKEN), "--dry-run", stdin="")
     assert result.returncode == 1
