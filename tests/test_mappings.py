@@ -10,7 +10,7 @@ import pytest
 
 from conftest import load_yaml
 from engine.mapping import MappingError, compile_expression, compile_fields, merge_defaults
-from engine.mapping.expressions import direct
+from engine.mapping.expressions import Expression, _interpreted, direct
 from engine.mapping.fields import Array, Object
 from engine.mapping.functions import OPTIONS
 
@@ -96,6 +96,42 @@ def test_fast_path_gives_what_jmespath_gives():
 ])
 def test_fast_path_is_only_for_plain_paths_and_coalesce(text):
     assert direct(jmespath.compile(text).parsed) is None
+
+
+# Calls whose arguments the fast path evaluates (paths, literals, @, coalesce, such calls), over
+# Switchyard's functions and JMESPath's own; some have the wrong argument types for most events, or the
+# wrong number of arguments, so the errors are compared too.
+CALL_TEXTS = [
+    "lower(a)", "upper(a.b)", "trim(a)", "concat(a, ' ', b)", "trim(concat(a, ' ', b.c))", "to_unix(a)",
+    "url_segment(a)", "concat('https://x.example/', url_segment(a.a))", "lower(coalesce(a, b, 'X'))",
+    "replace(a, 'e', 'E')", "split(a, 'e')", "length(a)", "to_string(a)", "to_number(a)", "join(', ', a)",
+    "contains(a, 'e')", "starts_with(a, 'te')", "ends_with(b, 't')", "type(a)", "not_null(a, b, `1`)",
+    "abs(a)", "floor(b)", "ceil(a.b)", "keys(a)", "values(@)", "to_array(a)", "merge(a, b)", "sum(a)",
+    "max(a)", "min(b)", "avg(a)", "sort(a)", "reverse(a)", "length(@)", "lower(`5`)", "concat(a)",
+    "trim(a, b)", "url_segment(to_string(a))", "to_unix(concat(a, 'T00:00:00Z'))",
+]
+
+
+def _outcome(evaluate, event):
+    try:
+        return "value", exact(evaluate(event))
+    except MappingError as error:
+        return "error", error.message
+
+
+def test_calls_on_the_fast_path_give_what_the_interpreter_gives():
+    rng = random.Random(20261206)
+    texts = ["2024-01-01T00:00:00Z", "2024-01-01", "1700000000", "a b/c?d", "Text", "", "ü"]
+    events = [random_value(rng, 3) for _ in range(300)] + [
+        {"a": text, "b": other, "c": text} for text in texts for other in texts[:3]] + [
+        {"a": [1, 2.5, -3]}, {"a": ["b", "a"]}, {"a": {"b": 1}, "b": {"c": 2}}, {"a": 1700000000}, None, 5]
+    for text in CALL_TEXTS:
+        parsed = jmespath.compile(text)
+        fast = Expression(text, parsed).evaluate
+        assert "_called" in fast.__qualname__, text  # on the fast path, not the interpreter
+        slow = _interpreted(text, parsed, ())
+        for event in events:
+            assert _outcome(fast, event) == _outcome(slow, event), (text, event)
 
 
 def _reference(node, event):

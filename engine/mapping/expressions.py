@@ -76,7 +76,7 @@ class Expression:
         if self.is_literal:
             self.evaluate = constant(node["value"])
         else:
-            self.evaluate = direct(node) or _interpreted(text, parsed, path)
+            self.evaluate = direct(node) or _called(text, node, path) or _interpreted(text, parsed, path)
 
     def __repr__(self) -> str:
         return f"Expression({self.text!r})"
@@ -220,6 +220,38 @@ def _coalesce(parts: list[Callable[[Any], Any]]) -> Callable[[Any], Any]:
                 return value
         return None
     return evaluate
+
+
+def _called(text: str, node: dict, path: Path) -> Callable[[Any], Any] | None:
+    """``f(...)`` whose arguments are plain paths, literals, ``@``, ``coalesce`` of those or such calls
+    (``trim(concat(traits.first_name, ' ', traits.last_name))``): the arguments are evaluated without
+    the interpreter's walk, the function is called through it (so its argument types are checked as
+    the interpreter checks them); a failure is a MappingError worded as :func:`_interpreted` words it.
+    Else None."""
+    call = _call(node)
+    if call is None:
+        return None
+
+    def evaluate(event):
+        try:
+            return call(event)
+        except Exception as error:  # events are arbitrary data; one bad event must not stop a run
+            raise MappingError(path, f"{_runtime_message(error)} (in {text})") from error
+
+    return evaluate
+
+
+def _call(node: dict) -> Callable[[Any], Any] | None:
+    if node["type"] != "function_expression":
+        return None
+    arguments = []
+    for child in node["children"]:
+        argument = direct(child) or _call(child)
+        if argument is None:
+            return None
+        arguments.append(argument)
+    name, call_function = node["value"], OPTIONS.custom_functions.call_function  # the interpreter's own
+    return lambda event: call_function(name, [argument(event) for argument in arguments])
 
 
 def _interpreted(text: str, parsed: jmespath.parser.ParsedResult, path: Path) -> Callable[[Any], Any]:
