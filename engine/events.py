@@ -170,18 +170,25 @@ def read_line(line: bytes, source: str):
     """The event on one NDJSON line as :meth:`Lines.events` reads it (orjson where it reads exactly,
     else :func:`parse`), or :class:`Unreadable`: for a caller that gets lines one at a time (Spark).
     Blank lines are the caller's to skip, as :meth:`Lines.events` does."""
-    if _LONG_NUMBER not in line.translate(_DIGITS_AS_ZEROS) and b"\\u003" not in line:
-        try:
-            event = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            pass
-        else:
-            try:  # orjson keeps the last of a key written twice: see Lines.events
-                if line.count(b":") == orjson.dumps(event).count(b":"):
-                    return event
-            except TypeError:
-                pass
-    return parse(line, source)
+    event = _read_fast(line)
+    return parse(line, source) if event is _NOT_FAST else event
+
+
+_NOT_FAST = object()
+
+
+def _read_fast(data: bytes) -> Any:
+    """``data`` read by orjson where orjson reads it exactly, else ``_NOT_FAST``: a run of 19 digits (an
+    integer beyond 64 bits, maybe), a colon written ``\\u003a``, a key written twice (orjson keeps the
+    last: the event written back has fewer colons, see :meth:`Lines.events`), nesting orjson cannot
+    write back, or text it cannot read at all."""
+    if _LONG_NUMBER in data.translate(_DIGITS_AS_ZEROS) or b"\\u003" in data:
+        return _NOT_FAST
+    try:
+        value = orjson.loads(data)
+        return value if data.count(b":") == orjson.dumps(value).count(b":") else _NOT_FAST
+    except (orjson.JSONDecodeError, TypeError):
+        return _NOT_FAST
 
 
 def loads_exact(data: bytes, *, ours: bool = False) -> tuple[Any, bool]:
@@ -194,19 +201,15 @@ def loads_exact(data: bytes, *, ours: bool = False) -> tuple[Any, bool]:
     just the part that holds it. ``ours``: the bytes were written by :func:`to_line` (no key can be
     written twice in them). Raises ValueError saying why the document cannot be read.
     """
-    if _LONG_NUMBER not in data.translate(_DIGITS_AS_ZEROS) and (ours or b"\\u003" not in data):
+    if not ours:
+        value = _read_fast(data)
+        if value is not _NOT_FAST:
+            return value, False
+    elif _LONG_NUMBER not in data.translate(_DIGITS_AS_ZEROS):
         try:
-            value = orjson.loads(data)
+            return orjson.loads(data), False
         except orjson.JSONDecodeError:
             pass
-        else:
-            if ours:
-                return value, False
-            try:  # orjson keeps the last of a key written twice: see Lines.events
-                if data.count(b":") == orjson.dumps(value).count(b":"):
-                    return value, False
-            except TypeError:
-                pass
     try:
         value = _loads(data, duplicates=True)
     except _NotRead as refused:

@@ -87,7 +87,7 @@ class CustomerioHttpAdapter:
         outcomes: list[Outcome] = []
         prepare = self.prepare
         for call in calls:
-            if self._stopped and self._person(call) in self._stopped:
+            if self._held(call):
                 outcomes.append(held_back(call))
                 continue
             prepared = call.prepared if call.prepared is not None else prepare(call)
@@ -98,7 +98,7 @@ class CustomerioHttpAdapter:
             if not batchable:
                 # Whatever waits was earlier in the stream: it goes first, so order is kept.
                 outcomes += self._send_batches(self.batcher.flush_all())
-                if self._stopped and self._person(call) in self._stopped:
+                if self._held(call):
                     outcomes.append(held_back(call))
                     continue
                 outcomes.append(self._noted(self._post(PATHS[endpoint], item, call)))
@@ -153,15 +153,14 @@ class CustomerioHttpAdapter:
         for batch in batches:
             items: list[tuple[ActionCall, bytes]] = batch.items
             if self._stopped:
-                outcomes += [held_back(call) for call, _ in items if self._person(call) in self._stopped]
-                items = [(call, item) for call, item in items if self._person(call) not in self._stopped]
+                outcomes += [held_back(call) for call, _ in items if self._held(call)]
+                items = [(call, item) for call, item in items if not self._held(call)]
                 if not items:
                     continue
             outcome = self._post(PATHS["batch"], batch_bytes([item for _, item in items]))
             if not outcome.ok and outcome.status in SPLIT_STATUSES and len(items) > 1:
-                for call, item in items:
-                    stop = self._stopped and self._person(call) in self._stopped
-                    outcomes.append(held_back(call) if stop else self._noted(self._post(PATHS["entity"], item, call)))
+                outcomes += [held_back(call) if self._held(call) else
+                             self._noted(self._post(PATHS["entity"], item, call)) for call, item in items]
                 continue
             rejected, readable = _item_errors(outcome, len(items)) if outcome.ok else ({}, True)
             for index, (call, _) in enumerate(items):
@@ -175,12 +174,13 @@ class CustomerioHttpAdapter:
                 outcomes.append(self._noted(mine))
         if len(self._stopped) > stopped:
             # The waiting batch is later in the stream than every batch just sent.
-            outcomes += [held_back(call) for call, _ in
-                         self.batcher.withdraw(STREAM, self._stopped_item)]
+            withdrawn = self.batcher.withdraw(STREAM, lambda entry: self._held(entry[0]))
+            outcomes += [held_back(call) for call, _ in withdrawn]
         return outcomes
 
-    def _stopped_item(self, entry: tuple[ActionCall, bytes]) -> bool:
-        return self._person(entry[0]) in self._stopped
+    def _held(self, call: ActionCall) -> bool:
+        """Whether ``call`` is kept back: its person had a call fail in this deliver, poll or flush."""
+        return bool(self._stopped) and self._person(call) in self._stopped
 
     def _noted(self, outcome: Outcome) -> Outcome:
         """``outcome``, its person remembered as stopped when it failed and calls are held behind failures."""
