@@ -27,6 +27,13 @@ class ActionCall:
         """This call, carrying what its adapter built from it ahead of delivery."""
         return ActionCall(self.destination, self.mapping, self.action, self.payload, self.message_id, prepared)
 
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        # A frozen slotted dataclass pickles through dataclasses' Python-level state functions, which
+        # cost ``run --workers`` about a tenth of the main process's time unpickling calls; this is a
+        # third of that.
+        return _rebuilt, (self.destination, self.mapping, self.action, self.payload, self.message_id,
+                          self.prepared)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "destination": self.destination,
@@ -37,7 +44,7 @@ class ActionCall:
         }
 
 
-def call_factory() -> Callable[[str, str, str, dict[str, Any], Any], ActionCall]:
+def call_factory() -> Callable[..., ActionCall]:
     """A constructor of ActionCall for the per-event path, about twice as fast as ``ActionCall(...)``.
 
     A frozen dataclass sets each field through ``object.__setattr__``; this sets the slots
@@ -48,16 +55,26 @@ def call_factory() -> Callable[[str, str, str, dict[str, Any], Any], ActionCall]
         ActionCall.__dict__[name].__set__
         for name in ("destination", "mapping", "action", "payload", "message_id", "prepared"))
 
-    def make(destination: str, mapping: str, action: str, payload: dict[str, Any], message_id: Any) -> ActionCall:
+    def make(destination: str, mapping: str, action: str, payload: dict[str, Any], message_id: Any,
+             prepared: Any = None) -> ActionCall:
         call = new(ActionCall)
         set_destination(call, destination)
         set_mapping(call, mapping)
         set_action(call, action)
         set_payload(call, payload)
         set_message_id(call, message_id)
-        set_prepared(call, None)
+        set_prepared(call, prepared)
         return call
     return make
+
+
+_make_call = call_factory()
+
+
+def _rebuilt(destination: str, mapping: str, action: str, payload: dict[str, Any], message_id: Any,
+             prepared: Any) -> ActionCall:
+    """A pickled ActionCall made again (:meth:`ActionCall.__reduce__`)."""
+    return _make_call(destination, mapping, action, payload, message_id, prepared)
 
 
 @dataclass(frozen=True, slots=True)

@@ -150,6 +150,22 @@ def test_calls_built_on_the_event_path_are_ordinary_frozen_action_calls():
         made.payload = {}
 
 
+def test_a_call_crosses_processes_whole_with_what_its_adapter_prepared():
+    import dataclasses
+    import pickle
+
+    from engine.model import ActionCall
+
+    call = ActionCall("crm", "Orders", "send", {"total": 5, "items": [{"sku": "a"}]}, "m-1")
+    prepared = call.with_prepared(("track", {"name": "Orders"}))
+    again = pickle.loads(pickle.dumps(prepared))
+    assert type(again) is ActionCall and again == call
+    assert again.prepared == ("track", {"name": "Orders"}) and again.message_id == "m-1"
+    assert pickle.loads(pickle.dumps(call)).prepared is None
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        again.payload = {}
+
+
 def test_explain_observes_the_walk_that_evaluates_on_every_example_event():
     """The traced walk (explain) and the indexed one (evaluate) fire the same mappings with the same payloads."""
     from conftest import ROOT
