@@ -128,9 +128,10 @@ def add_run_command(commands) -> None:
                      help="evaluate events in N processes (default: %(default)s)")
     run.add_argument("--ordered", action="store_true",
                      help="with --workers, keep output and deliveries in input order")
-    run.add_argument("--lanes", choices=("thread", "process"), default="thread",
+    run.add_argument("--lanes", choices=("auto", "thread", "process"), default="auto",
                      help="where each destination's deliveries run: a thread of this process, or a process of its "
-                          "own beside the evaluation, for a machine with cores to spare (default: %(default)s)")
+                          "own beside the evaluation; auto: a process for an input of 16 MB or more when a core is "
+                          "free for it (default: %(default)s)")
     run.add_argument("--workspace", metavar="PATH",
                      help="the SQLite workspace for destinations with transport: workspace (default: their "
                           "`workspace` setting, else switchyard.db)")
@@ -382,6 +383,26 @@ def _event_parts(stream: IO[bytes], name: str) -> Iterator:
     yield from read_parts(io.BufferedReader(_Prefixed(head, stream), 1 << 20), name)
 
 
+def _input_bytes(names: list[str]) -> int:
+    """How many bytes of input ``run`` has ahead of it, as far as is known before reading: files (stdin
+    too, when it is one) count what is left of them, a pipe nothing."""
+    import os
+    import stat
+
+    total = 0
+    for name in names or [STDIN]:
+        try:
+            if name == STDIN:
+                status = os.fstat(sys.stdin.fileno())
+                if stat.S_ISREG(status.st_mode):
+                    total += max(0, status.st_size - os.lseek(sys.stdin.fileno(), 0, os.SEEK_CUR))
+            else:
+                total += os.stat(name).st_size
+        except (OSError, ValueError, AttributeError):  # no stdin, or one that is not a real file
+            continue
+    return total
+
+
 def _run(args) -> int:
     if (code := _check_rule_paths([args.rules]) or _check_files(args.events)) is not None:
         return code
@@ -390,7 +411,7 @@ def _run(args) -> int:
     from .adapters import SetupError
     from .deadletter import DeadLetterError
     from .parallel import WorkerError
-    from .run import DeadLetter, Progress, run
+    from .run import DeadLetter, Progress, lanes_for, run
     from .stopping import Stop
 
     rules, problems = _load_or_report([args.rules])
@@ -430,7 +451,9 @@ def _run(args) -> int:
     try:
         summary = run(rules, inputs(), dry_run=args.dry_run, out=out, dead_letter=dead_letter,
                       progress=Progress(), workspace=args.workspace, workers=args.workers, ordered=args.ordered,
-                      stop=stop, lanes=args.lanes, journal=journal)
+                      stop=stop, lanes=lanes_for(args.lanes, dry_run=args.dry_run, workers=args.workers,
+                                                 input_bytes=_input_bytes(args.events)),
+                      journal=journal)
     except SetupError as error:
         _say(str(error), secrets)
         return EXIT_PROBLEMS

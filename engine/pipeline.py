@@ -199,7 +199,10 @@ class Lane:
                         outcomes = [Outcome(FAILED, 0, message=reason, call=call) for call, _ in some]
                     if booked is not None and self._paced:
                         pace = (time.perf_counter() - began) / len(some)
-                        self._slice = max(JOURNAL_GATHER, min(GATHER, int(JOURNAL_SLICE / max(pace, 1e-9))))
+                        # At most doubling: a delivery that returned at once (a process lane with room in its
+                        # pipe) says little about the next one.
+                        self._slice = max(JOURNAL_GATHER, min(GATHER, 2 * len(some),
+                                                              int(JOURNAL_SLICE / max(pace, 1e-9))))
                     self._settle(outcomes)
             closing = adapter.close()
             if not self._abandoned:  # abandoned: whatever the close sent is delivered again by the caller

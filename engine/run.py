@@ -9,6 +9,7 @@ delivered is in the dead-letter file with its reason.
 from __future__ import annotations
 
 import gc
+import os
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -60,6 +61,35 @@ class Progress:
     def done(self) -> None:
         if self.enabled and self.last != self.started:
             self.stream.write("\r" + " " * 60 + "\r")
+
+
+#: Input from which ``--lanes auto`` (the default) gives each destination's adapter a process of its own,
+#: where a core is free for it: starting one costs about 0.2 s, and then each event costs a quarter to a
+#: third less wall time (docs/performance.md), so it pays from some 10,000 events of about 1 KB.
+PROCESS_LANES_FROM = 16 << 20
+
+
+def lanes_for(requested: str, *, dry_run: bool, workers: int, input_bytes: int) -> str:
+    """Where a run's lanes go, ``thread`` or ``process``, for ``--lanes requested``.
+
+    ``auto`` picks processes for an input of at least :data:`PROCESS_LANES_FROM` bytes (``input_bytes``:
+    what is known of it; a pipe counts nothing) when this process may use a core more than the
+    ``workers`` that evaluate: there the adapters' Python work (request bodies, SQL) runs beside the
+    evaluation instead of taking turns with it under one GIL.
+    """
+    if requested != "auto":
+        return requested
+    if dry_run or input_bytes < PROCESS_LANES_FROM or usable_cores() <= workers:
+        return "thread"
+    return "process"
+
+
+def usable_cores() -> int:
+    """The CPUs this process may run on (its affinity, as a container's cpuset limits it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
 
 
 def open_adapters(rules: RuleSet, *, store: str | None = None, processes: bool = False) -> dict[str, Adapter]:

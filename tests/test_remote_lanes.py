@@ -71,3 +71,40 @@ def test_a_delivery_process_that_dies_fails_the_calls_it_had_with_the_reason(tmp
     assert [o.state for o in outcomes if o.call.message_id != "late"] == [DELIVERED] * 3
     (late,) = [o for o in outcomes if o.call.message_id == "late"]
     assert late.state == FAILED and "delivery process of 'audit'" in late.message
+
+
+def test_auto_lanes_take_a_process_only_for_a_big_input_with_a_core_to_spare(monkeypatch):
+    from engine import run
+
+    big, small = run.PROCESS_LANES_FROM, run.PROCESS_LANES_FROM - 1
+    monkeypatch.setattr(run, "usable_cores", lambda: 2)
+    assert run.lanes_for("auto", dry_run=False, workers=1, input_bytes=big) == "process"
+    assert run.lanes_for("auto", dry_run=False, workers=1, input_bytes=small) == "thread"
+    assert run.lanes_for("auto", dry_run=True, workers=1, input_bytes=big) == "thread"  # nothing to deliver
+    assert run.lanes_for("auto", dry_run=False, workers=2, input_bytes=big) == "thread"  # the cores evaluate
+    assert run.lanes_for("thread", dry_run=False, workers=1, input_bytes=big) == "thread"  # asked for
+    assert run.lanes_for("process", dry_run=False, workers=1, input_bytes=0) == "process"
+    monkeypatch.setattr(run, "usable_cores", lambda: 1)
+    assert run.lanes_for("auto", dry_run=False, workers=1, input_bytes=big) == "thread"
+    monkeypatch.setattr(run, "usable_cores", lambda: 4)
+    assert run.lanes_for("auto", dry_run=False, workers=2, input_bytes=big) == "process"
+
+
+def test_the_input_size_counts_files_and_what_is_left_of_a_file_on_stdin(tmp_path, monkeypatch):
+    import io
+    import sys
+
+    from engine.cli import _input_bytes
+
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    first.write_bytes(b"x" * 1000)
+    second.write_bytes(b"y" * 234)
+    assert _input_bytes([str(first), str(second)]) == 1234
+    with open(first, "rb") as stream:
+        stream.seek(400)
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(stream))
+        assert _input_bytes([]) == 600 and _input_bytes(["-", str(second)]) == 834
+    read, write = os.pipe()
+    with os.fdopen(read, "rb") as pipe, os.fdopen(write, "wb"):
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(pipe))
+        assert _input_bytes(["-"]) == 0  # a pipe's length is not known before it is read

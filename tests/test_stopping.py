@@ -31,12 +31,14 @@ def lines(path) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []
 
 
+@pytest.mark.parametrize("lanes", ["thread", "process"])
 @pytest.mark.parametrize(("sent", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_a_signal_while_waiting_for_input_delivers_what_was_read_and_prints_the_summary(tmp_path, sent, code):
+def test_a_signal_while_waiting_for_input_delivers_what_was_read_and_prints_the_summary(tmp_path, sent, code, lanes):
     out, dead = tmp_path / "audit.ndjson", tmp_path / "dead.ndjson"
     rules = tmp_path / "rules.yaml"
     rules.write_text(audit_rules(out))
-    process = subprocess.Popen([sys.executable, "-m", "engine", "run", str(rules), "--dead-letter", str(dead)],
+    process = subprocess.Popen([sys.executable, "-m", "engine", "run", str(rules), "--dead-letter", str(dead),
+                                "--lanes", lanes],
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
     assert process.stdin is not None
     for n in range(100):

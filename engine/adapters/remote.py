@@ -9,8 +9,9 @@ unchanged, and on a machine with two cores evaluation and delivery run side by s
 
 The child is started with ``spawn`` (a fresh interpreter, safe whatever threads this process
 has) and opens the adapter from its :class:`~engine.adapters.contract.AdapterContext`: it needs no
-rules. A reader thread here takes its answers as they come, so neither side ever waits on a
-full pipe. If the child dies, every call it had not answered for is failed with the reason,
+rules. A reader thread on each side takes what the other sends as it comes, so neither ever waits
+on a full pipe. If the run is killed, the child delivers nothing more after the slice in hand. If
+the child dies, every call it had not answered for is failed with the reason,
 never lost from the count; calls are replayable from the dead-letter file as usual.
 """
 from __future__ import annotations
@@ -18,25 +19,40 @@ from __future__ import annotations
 import itertools
 import queue
 import threading
+import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from ..delivery.outcome import FAILED, Outcome
 from ..model import ActionCall
 from .contract import Adapter, AdapterContext, factory
 
-# What crosses the pipe: calls as (token, call); outcomes as (token, state, attempts, status, body, message, waited).
+# What crosses the pipe: calls as lists of (token, call); answers as (slice, [(token, state, attempts,
+# status, body, message, waited), ...]), ``slice`` being how many calls the child hands its adapter at a time.
 Answer = tuple[int, str, int, "int | None", "str | None", str, float]
+Answers = tuple[int, list[Answer]]
 
 _IDLE_POLL = 0.05  # seconds between the child's polls of its adapter while it holds calls
 
 
 class RemoteAdapter:
-    """Runs the adapter ``spec`` names in a child process; see the module docstring."""
+    """Runs the adapter ``spec`` names in a child process; see the module docstring.
+
+    At most two of the child's slices (:class:`_Pace`) are out unanswered: one it works on, one waiting
+    in the pipe. So ``deliver`` takes as long as the child does, less a slice, and the lane paces its
+    journal by it as for an adapter in a thread; and a kill can leave no more than that delivered but
+    not booked, for a resumed run to send twice (docs/delivery.md).
+    """
 
     def __init__(self, context: AdapterContext, spec: str):
         import multiprocessing
 
+        from ..pipeline import JOURNAL_GATHER
+
+        gather = getattr(factory(context.catalog, context.transport, spec), "gather", None)
+        if isinstance(gather, int) and gather > 0:
+            self.gather = gather  # the lane hands over what the child's adapter takes in one go
+        self._window = 2 * (self.gather if hasattr(self, "gather") else JOURNAL_GATHER)
         spawn = multiprocessing.get_context("spawn")
         ours, theirs = spawn.Pipe()
         plain = AdapterContext(context.destination, context.catalog, context.transport, dict(context.settings),
@@ -49,23 +65,30 @@ class RemoteAdapter:
         self._connection = ours
         self._tokens = itertools.count()
         self._waiting: dict[int, ActionCall] = {}   # token -> call, until its outcome is handed out
-        self._answers: queue.SimpleQueue[list[Answer] | BaseException | None] = queue.SimpleQueue()
+        self._answers: queue.SimpleQueue[Answers | BaseException] = queue.SimpleQueue()
         self._gone = ""  # why the child can take no more calls, once it cannot
         self._reader = threading.Thread(target=self._read, name=f"lane {context.destination} answers", daemon=True)
         self._reader.start()
 
     def deliver(self, calls: Sequence[ActionCall]) -> list[Outcome]:
-        batch = []
-        for call in calls:
-            token = next(self._tokens)
-            self._waiting[token] = call
-            batch.append((token, call))
-        if not self._gone:
-            try:
-                self._connection.send(batch)
-            except (OSError, ValueError) as error:
-                self._gone = f"the delivery process of '{self.name}' is gone ({error})"
-        return self._collect()
+        outcomes = self._collect()
+        start = 0
+        while start < len(calls):
+            some = calls[start:start + max(1, self._window // 2)]
+            start += len(some)
+            while self._waiting and len(self._waiting) + len(some) > self._window and not self._gone:
+                outcomes += self._collect(wait=_IDLE_POLL)
+            batch = []
+            for call in some:
+                token = next(self._tokens)
+                self._waiting[token] = call
+                batch.append((token, call))
+            if not self._gone:
+                try:
+                    self._connection.send(batch)
+                except (OSError, ValueError) as error:
+                    self._gone = f"the delivery process of '{self.name}' is gone ({error})"
+        return outcomes + self._collect()
 
     def poll(self) -> list[Outcome]:
         return self._collect()
@@ -101,19 +124,22 @@ class RemoteAdapter:
                 return
             self._answers.put(message)
 
-    def _collect(self) -> list[Outcome]:
+    def _collect(self, wait: float = 0.0) -> list[Outcome]:
+        """The outcomes the child has sent back, after waiting up to ``wait`` seconds for the first."""
         outcomes: list[Outcome] = []
         while True:
             try:
-                answers = self._answers.get_nowait()
+                item = self._answers.get(timeout=wait) if wait else self._answers.get_nowait()
             except queue.Empty:
                 return outcomes
-            if isinstance(answers, BaseException):
+            wait = 0.0
+            if isinstance(item, BaseException):
                 code = self._process.exitcode
                 self._gone = (f"the delivery process of '{self.name}' stopped"
                               + (f" (exit code {code})" if code is not None else ""))
                 continue
-            assert answers is not None
+            size, answers = item
+            self._window = 2 * size
             for token, state, attempts, status, body, message, waited in answers:
                 call = self._waiting.pop(token, None)
                 if call is not None:
@@ -122,18 +148,21 @@ class RemoteAdapter:
 
 def _child(connection: Any, context: AdapterContext, spec: str) -> None:
     """The child process: open the real adapter, then feed it what comes in and send back what comes out."""
+    import os
     import signal
 
     # The parent decides when delivery stops (it closes the pipe); a signal to the whole group must not cut
     # a transaction or a request in half here.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    parent = os.getppid()
     tokens: dict[int, int] = {}  # id(call) -> token, while the adapter holds the call
     try:
         adapter: Adapter = factory(context.catalog, context.transport, spec)(context)
     except Exception as error:  # noqa: BLE001 - the parent opened it a moment ago; say why it failed now
         _fail_everything(connection, f"the adapter of '{context.destination}' could not open: {error}")
         return
+    pace = _Pace(getattr(adapter, "gather", None))
 
     def send(outcomes: list[Outcome]) -> None:
         answers = []
@@ -143,16 +172,23 @@ def _child(connection: Any, context: AdapterContext, spec: str) -> None:
                 answers.append((token, outcome.state, outcome.attempts, outcome.status, outcome.body,
                                 outcome.message, outcome.waited))
         if answers:
-            connection.send(answers)
+            try:
+                connection.send((pace.size, answers))
+            except OSError:
+                _orphaned()
 
+    # Calls are read as they come, so the parent never waits on a full pipe while a batch is delivered here
+    # (it could book no outcome meanwhile); WINDOW bounds how many wait.
+    inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    threading.Thread(target=_read_into, args=(connection, inbox), name="calls", daemon=True).start()
     while True:
-        if not connection.poll(_IDLE_POLL if tokens else None):
+        try:
+            batch = inbox.get(timeout=_IDLE_POLL) if tokens else inbox.get()
+        except queue.Empty:
             send(_guarded(adapter.poll, context))
             continue
-        try:
-            batch = connection.recv()
-        except (EOFError, OSError):
-            batch = None  # the parent is gone: close what we have
+        if batch is _GONE:
+            _orphaned()
         if batch is None:
             send(_guarded(adapter.close, context))
             connection.send(None)
@@ -162,12 +198,63 @@ def _child(connection: Any, context: AdapterContext, spec: str) -> None:
         for token, call in batch:
             tokens[id(call)] = token
             calls.append(call)
+        start = 0
+        while start < len(calls):
+            if os.getppid() != parent:
+                _orphaned()
+            some = calls[start:start + pace.size]
+            start += len(some)
+            began = time.perf_counter()
+            try:
+                outcomes = adapter.deliver(some)
+            except Exception as error:  # noqa: BLE001 - one adapter's bug fails its own calls, as in a lane
+                reason = f"the adapter of '{context.destination}' failed: {type(error).__name__}: {error}"
+                outcomes = [Outcome(FAILED, 0, message=reason, call=call) for call in some]
+            pace.took(time.perf_counter() - began, len(some))
+            send(outcomes)
+
+
+_GONE = object()  # the pipe broke: the parent was killed
+
+
+def _read_into(connection: Any, inbox: queue.SimpleQueue[Any]) -> None:
+    """The child's reader thread: every batch the parent sends, then None (a close) or ``_GONE``."""
+    while True:
         try:
-            outcomes = adapter.deliver(calls)
-        except Exception as error:  # noqa: BLE001 - one adapter's bug fails its own calls, as in a lane
-            reason = f"the adapter of '{context.destination}' failed: {type(error).__name__}: {error}"
-            outcomes = [Outcome(FAILED, 0, message=reason, call=call) for call in calls]
-        send(outcomes)
+            batch = connection.recv()
+        except (EOFError, OSError):
+            inbox.put(_GONE)
+            return
+        inbox.put(batch)
+        if batch is None:
+            return
+
+
+class _Pace:
+    """How many calls the child hands its adapter at a time: as a journaling lane does (engine.pipeline),
+    an adapter's own ``gather``, else as many as it settles in ``JOURNAL_SLICE`` seconds. The parent's
+    lane cannot pace a delivery that returns at once, and answers that come back a slice at a time keep
+    what a kill can have delivered but not booked to about one slice."""
+
+    def __init__(self, gather: int | None):
+        from ..pipeline import JOURNAL_GATHER
+
+        self.fixed = isinstance(gather, int) and gather > 0
+        self.size: int = gather if self.fixed else JOURNAL_GATHER  # type: ignore[assignment]
+
+    def took(self, seconds: float, count: int) -> None:
+        from ..pipeline import GATHER, JOURNAL_GATHER, JOURNAL_SLICE
+
+        if not self.fixed and count:
+            self.size = max(JOURNAL_GATHER, min(GATHER, int(JOURNAL_SLICE / max(seconds / count, 1e-9))))
+
+
+def _orphaned() -> NoReturn:
+    """The parent is gone (killed): deliver nothing more. What it had not booked, the same command sends
+    again when it resumes (docs/delivery.md); sending it now, unanswered, would only send it twice."""
+    import os
+
+    os._exit(0)
 
 
 def _guarded(step: Any, context: AdapterContext) -> list[Outcome]:
@@ -187,4 +274,4 @@ def _fail_everything(connection: Any, reason: str) -> None:
         if batch is None:
             connection.send(None)
             return
-        connection.send([(token, FAILED, 0, None, None, reason, 0.0) for token, _ in batch])
+        connection.send((len(batch), [(token, FAILED, 0, None, None, reason, 0.0) for token, _ in batch]))
