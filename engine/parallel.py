@@ -6,8 +6,11 @@ caller's (:mod:`engine.run`). The function reaches the workers by fork, so it is
 """
 from __future__ import annotations
 
+import os
+import pickle
 import signal
 import sys
+import threading
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -68,6 +71,40 @@ def imap(function, chunks, workers: int, *, ordered: bool):
         raise WorkerError("a worker process died unexpectedly") from None
     finally:
         _end(executor, finished, broken)
+
+
+#: The recursion limit while a value is pickled for another process. Events nest up to about 1,000
+#: levels (deeper ones are unreadable lines, engine.events) and pickling a level takes two of the
+#: limit's, so one such payload needs about twice Python's default of 1,000.
+PICKLING_DEPTH = 4_000
+_deepening = threading.Lock()
+
+
+def pickled(value: Any) -> bytes:
+    """``value`` pickled to cross to another process, however deep an event it holds.
+
+    A payload nested past about 490 levels exceeds the usual recursion limit; it is pickled again
+    under :data:`PICKLING_DEPTH` (raised for that moment only, so deep recursion elsewhere still
+    stops where it always did). Without this, one such event failed every call it travelled with.
+    """
+    try:
+        return pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
+    except RecursionError:
+        with _deepening:
+            limit = sys.getrecursionlimit()
+            sys.setrecursionlimit(max(limit, PICKLING_DEPTH))
+            try:
+                return pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
+            finally:
+                sys.setrecursionlimit(limit)
+
+
+def usable_cores() -> int:
+    """The CPUs this process may run on (its affinity, as a container's cpuset limits it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
 
 
 #: Seconds a worker stopped early has to finish the chunk in hand before it is killed.

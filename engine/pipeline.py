@@ -21,6 +21,7 @@ Without adapters (a dry run) calls are written, one NDJSON line each, to ``outpu
 """
 from __future__ import annotations
 
+import pickle
 import queue
 import threading
 import time
@@ -322,7 +323,7 @@ class Part:
     output: bytes                 # the --dry-run lines
     dead_letters: bytes           # NDJSON records
     dead_letter_count: int
-    calls: list[Sourced]          # calls to deliver, unless --dry-run
+    calls: bytes                  # calls to deliver (a list of Sourced, engine.parallel.pickled), unless --dry-run
     last_source: str | None = None  # the chunk's last event's, for the progress journal
 
 
@@ -396,7 +397,8 @@ class Pipeline:
         records, count = part.dead_letters, part.dead_letter_count
         if self._skipping and count:
             records, count = self.journal.not_kept(records)  # type: ignore[union-attr]
-        self._take(part.calls if not self.dry_run else [], [records], count, part.last_source)
+        calls = pickle.loads(part.calls) if part.calls and not self.dry_run else []
+        self._take(calls, [records], count, part.last_source)
 
     def send(self, call: ActionCall, source: str | None = None) -> None:
         """Deliver a call built earlier (``replay``): counted as a call, not as an event."""

@@ -9,7 +9,6 @@ delivered is in the dead-letter file with its reason.
 from __future__ import annotations
 
 import gc
-import os
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -22,6 +21,7 @@ from .adapters.contract import Prepare
 from .adapters.registry import preparer
 from .deadletter import DeadLetter
 from .events import Lines
+from .parallel import pickled, usable_cores
 from .pipeline import Part, Pipeline, Sourced, account
 from .resume import ProgressJournal
 from .ruleset import RuleSet
@@ -82,14 +82,6 @@ def lanes_for(requested: str, *, dry_run: bool, workers: int, input_bytes: int) 
     if dry_run or input_bytes < PROCESS_LANES_FROM or usable_cores() <= workers:
         return "thread"
     return "process"
-
-
-def usable_cores() -> int:
-    """The CPUs this process may run on (its affinity, as a container's cpuset limits it)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # not Linux
-        return os.cpu_count() or 1
 
 
 def open_adapters(rules: RuleSet, *, store: str | None = None, processes: bool = False) -> dict[str, Adapter]:
@@ -203,13 +195,14 @@ def _evaluate_chunk(rules: RuleSet, dry_run: bool, chunk: list[Input]) -> Part:
             account(rules.evaluate, source, event, summary, dead_letters.append, emitted)
     if dry_run:
         return Part(summary, b"".join(call_line(call) for call, _ in calls), b"".join(dead_letters),
-                    len(dead_letters), [], source)
+                    len(dead_letters), b"", source)
     preparers = _preparers(rules)
     ready = []
     for call, source in calls:
         prepare = preparers.get(call.destination)
         ready.append((call.with_prepared(prepare(call)) if prepare is not None else call, source))
-    return Part(summary, b"", b"".join(dead_letters), len(dead_letters), ready, source)
+    # Pickled here: one event nested deeper than the pool's own pickling allows would fail the chunk.
+    return Part(summary, b"", b"".join(dead_letters), len(dead_letters), pickled(ready) if ready else b"", source)
 
 
 _PREPARERS: dict[int, dict[str, Prepare | None]] = {}

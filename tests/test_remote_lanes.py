@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import time
 
 from conftest import switchyard
@@ -108,3 +109,40 @@ def test_the_input_size_counts_files_and_what_is_left_of_a_file_on_stdin(tmp_pat
     with os.fdopen(read, "rb") as pipe, os.fdopen(write, "wb"):
         monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(pipe))
         assert _input_bytes(["-"]) == 0  # a pipe's length is not known before it is read
+
+
+def test_serve_gives_only_an_embedded_store_a_process(monkeypatch, tmp_path):
+    import engine
+    from engine.serve import delivery
+
+    rules = engine.load("rules")  # the Customer.io and User.com packs to their stand-ins, and the webhook
+    by_name = {destination.catalog.name: destination for destination in rules.destinations}
+    store, webhook = by_name["customerio"], by_name["webhook"]
+    monkeypatch.setattr(delivery, "usable_cores", lambda: 2)
+    assert delivery.in_process(store, "auto") and delivery.in_process(by_name["userengage"], "auto")
+    assert not delivery.in_process(webhook, "auto") and not delivery.in_process(webhook, "process")
+    assert not delivery.in_process(store, "thread")
+    monkeypatch.setattr(delivery, "usable_cores", lambda: 1)
+    assert not delivery.in_process(store, "auto") and delivery.in_process(store, "process")
+
+
+def test_an_event_nested_nearly_as_deep_as_is_readable_crosses_to_other_processes_with_its_neighbours(tmp_path):
+    # Pickling takes two of Python's 1,000 recursion levels per level of nesting: before, this event
+    # failed every call of its chunk (--workers: the whole run) or of its delivery (process lanes).
+    deep = '{"a":' * 960 + "1" + "}" * 960
+    lines = [json.dumps({"type": "track", "userId": f"u{n}", "event": "E", "messageId": f"m{n}"}) for n in range(300)]
+    lines[150] = '{"type":"track","userId":"u","event":"E","messageId":"deep","properties":' + deep + "}"
+    events = tmp_path / "events.jsonl"
+    events.write_text("\n".join(lines) + "\n")
+    for name, options in {"workers": ["--workers", "2"], "process": ["--lanes", "process"]}.items():
+        db = tmp_path / f"{name}.db"
+        result = switchyard("run", "rules/customerio.yaml", events, "--workspace", db, *options,
+                            "--dead-letter", tmp_path / f"{name}.dead")
+        assert "Traceback" not in result.stderr and "every event accounted for" in result.stderr
+        with sqlite3.connect(db) as connection:
+            stored = {row[0] for row in connection.execute("SELECT event_id FROM customerio__events")}
+        assert stored - {"deep"} == {f"m{n}" for n in range(300) if n != 150}  # every neighbour
+        # The deep one is stored, or, where building its request runs out of recursion, refused alone.
+        dead = (tmp_path / f"{name}.dead").read_text().splitlines() if result.returncode else []
+        assert ("deep" in stored) == (result.returncode == 0) and len(dead) == (result.returncode == 1)
+        assert all("nested too deeply" in line for line in dead)  # too deep for json.loads to read back

@@ -66,6 +66,21 @@ def held_back(call: ActionCall) -> Outcome:
     return Outcome(FAILED, 0, message=HELD_BACK, call=call)
 
 
+#: What building a request can raise for one call, which then is that call's refusal (:func:`unbuildable`).
+UNBUILDABLE = (ValueError, RecursionError)
+
+
+def unbuildable(error: Exception) -> str:
+    """Why a call's request could not be built: the reason its ``refused`` outcome gives.
+
+    A payload nested nearly as deep as an event may be (about 1,000 levels) runs out of recursion in
+    the request builders; that is this call's problem alone, as a value JSON cannot carry is.
+    """
+    if isinstance(error, RecursionError):
+        return "cannot build the request: the payload is nested too deeply"
+    return f"cannot build the request: {error}"
+
+
 @dataclass(frozen=True)
 class AdapterContext:
     """What an adapter is opened with.

@@ -36,7 +36,7 @@ from ..delivery.outcome import FAILED, REFUSED, Outcome, from_http
 from ..delivery.ratelimit import RateLimit, rate_limit
 from ..delivery.retry import Retrier, RetryPolicy
 from ..model import ActionCall
-from .contract import AdapterContext, SetupError, held_back
+from .contract import UNBUILDABLE, AdapterContext, SetupError, held_back, unbuildable
 
 SPLIT_STATUSES = frozenset({400, 413, 422})
 # One batch for the whole destination, not one per mapping: Customer.io applies calls in the order
@@ -72,8 +72,8 @@ class CustomerioHttpAdapter:
         try:
             request = to_request(call)
             body = encode(request.body)
-        except ValueError as error:  # UnencodableBody is one
-            return f"cannot build the request: {error}"
+        except UNBUILDABLE as error:  # UnencodableBody is a ValueError
+            return unbuildable(error)
         return request.endpoint, request.batchable, call.payload.get("batch_size", DEFAULT_BATCH_SIZE), body
 
     def deliver(self, calls: Sequence[ActionCall]) -> list[Outcome]:

@@ -51,13 +51,23 @@ def open_adapter(destination: Destination, *, store: str | None = None,
 
 def preparer(destination: Destination) -> Prepare | None:
     """The ``prepare`` of ``destination``'s adapter (see :mod:`engine.adapters.contract`), or None."""
+    prepare = _declared(destination, "prepare")
+    return prepare if callable(prepare) else None
+
+
+def gathers(destination: Destination) -> bool:
+    """Whether ``destination``'s adapter names its ``gather`` (an embedded store: one transaction a delivery)."""
+    gather = _declared(destination, "gather")
+    return isinstance(gather, int) and gather > 0
+
+
+def _declared(destination: Destination, name: str) -> Any:
+    """An attribute of ``destination``'s adapter factory, or None (the run's open_adapter says what is wrong)."""
     catalog, transport = destination.catalog, destination.transport
     spec = catalog.adapters.get(transport) if transport is not None else None
     if spec is None:
         return None
     try:
-        found = factory(catalog.name, transport or "", spec)
+        return getattr(factory(catalog.name, transport or "", spec), name, None)
     except SetupError:
-        return None  # the run's open_adapter says why, before any event
-    prepare = getattr(found, "prepare", None)
-    return prepare if callable(prepare) else None
+        return None

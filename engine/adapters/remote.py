@@ -25,6 +25,7 @@ from typing import Any, NoReturn
 
 from ..delivery.outcome import FAILED, Outcome
 from ..model import ActionCall
+from ..parallel import pickled
 from .contract import Adapter, AdapterContext, factory
 
 # What crosses the pipe: calls as lists of (token, call); answers as (slice, [(token, state, attempts,
@@ -85,7 +86,7 @@ class RemoteAdapter:
                 batch.append((token, call))
             if not self._gone:
                 try:
-                    self._connection.send(batch)
+                    self._connection.send_bytes(pickled(batch))
                 except (OSError, ValueError) as error:
                     self._gone = f"the delivery process of '{self.name}' is gone ({error})"
         return outcomes + self._collect()

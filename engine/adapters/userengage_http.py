@@ -24,7 +24,7 @@ from ..delivery.retry import Retrier, RetryPolicy
 from ..model import ActionCall
 from ..userengage.requests import ACCEPT, PATHS, base_url, to_request
 from ..userengage.steps import Lookups, perform
-from .contract import AdapterContext, SetupError
+from .contract import UNBUILDABLE, AdapterContext, SetupError, unbuildable
 
 FORBIDDEN = ("User.com answered 403 Forbidden: the API key was revoked, or the domain the requests come from "
              "is not trusted. Check that the key is not revoked (App settings > Advanced > Segment API keys, or "
@@ -60,8 +60,8 @@ class UserengageHttpAdapter:
         for call in calls:
             try:
                 request = to_request(call)
-            except ValueError as error:
-                outcomes.append(Outcome(REFUSED, 0, message=f"cannot build the request: {error}", call=call))
+            except UNBUILDABLE as error:
+                outcomes.append(Outcome(REFUSED, 0, message=unbuildable(error), call=call))
                 continue
             api = _RestApi(self, call)
             try:

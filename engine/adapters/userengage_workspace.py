@@ -16,7 +16,7 @@ from ..model import ActionCall
 from ..userengage.app import App, Rejected
 from ..userengage.requests import UserRequest, to_request
 from ..userengage.store import AppError
-from .contract import AdapterContext, SetupError
+from .contract import UNBUILDABLE, AdapterContext, SetupError, unbuildable
 from .embedded import GATHER, apply_calls
 
 DEFAULT_PATH = "switchyard.db"
@@ -37,8 +37,8 @@ class UserengageWorkspaceAdapter:
         """The requests of ``call`` (a pure function of it), or why they cannot be built."""
         try:
             return to_request(call)
-        except ValueError as error:
-            return f"cannot build the request: {error}"
+        except UNBUILDABLE as error:
+            return unbuildable(error)
 
     def deliver(self, calls: Sequence[ActionCall]) -> list[Outcome]:
         return apply_calls(calls, self.prepare, self.app.apply_many, failure=AppError, rejected=Rejected,

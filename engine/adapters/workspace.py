@@ -18,7 +18,7 @@ from ..customerio.requests import to_request
 from ..delivery.outcome import Outcome
 from ..model import ActionCall
 from ..workspace import Rejected, Workspace, WorkspaceError
-from .contract import AdapterContext, SetupError
+from .contract import UNBUILDABLE, AdapterContext, SetupError, unbuildable
 from .embedded import GATHER, apply_calls
 
 DEFAULT_PATH = "switchyard.db"
@@ -43,8 +43,8 @@ class WorkspaceAdapter:
         """
         try:
             request = to_request(call)
-        except ValueError as error:
-            return f"cannot build the request: {error}"
+        except UNBUILDABLE as error:
+            return unbuildable(error)
         return request.endpoint, request.body
 
     def deliver(self, calls: Sequence[ActionCall]) -> list[Outcome]:

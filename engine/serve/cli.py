@@ -68,6 +68,10 @@ def add_serve_command(subparsers) -> argparse.ArgumentParser:
                        help="the wait before held calls are delivered again (default: 1s)")
     serve.add_argument("--backoff-max", metavar="DURATION", type=duration, default="5m",
                        help="the longest wait, doubling from --backoff-first, with jitter (default: 5m)")
+    serve.add_argument("--lanes", choices=("auto", "thread", "process"), default="auto",
+                       help="where an embedded store (the workspace) applies its calls: a thread of the server, or "
+                            "a process of its own; auto: a process when there are 2 cores or more (default: "
+                            "%(default)s). HTTP destinations always deliver from a thread")
     serve.add_argument("--reload", action="store_true", help="load the rules again when a rule file changes")
     serve.add_argument("--log-format", choices=("text", "json"), default="text",
                        help="json: one JSON object a line (default: %(default)s)")
@@ -137,7 +141,8 @@ def run_serve(args) -> int:
                       limits=Limits(args.max_spool_events, args.max_spool_bytes, args.min_free_bytes,
                                     args.retry_after),
                       patience=Patience(args.give_up_after, max(0, args.max_delivery_attempts),
-                                        args.backoff_first, max(args.backoff_first, args.backoff_max)))
+                                        args.backoff_first, max(args.backoff_first, args.backoff_max)),
+                      lanes=args.lanes)
     try:
         service = Service(options, rules).start()
     except (SpoolError, DeadLetterError) as error:

@@ -27,9 +27,11 @@ from typing import Any
 
 from ..adapters import open_adapter
 from ..adapters.patient import Patience, PatientAdapter
+from ..adapters.registry import gathers
 from ..deadletter import DeadLetter
 from ..delivery.outcome import Outcome
 from ..events import loads_exact, person_of
+from ..parallel import usable_cores
 from ..pipeline import Pipeline
 from ..ruleset import Destination, RuleSet
 from .spool import Spool
@@ -76,13 +78,27 @@ class _Hooks:
             self._settled(self.worker.name, settled)
 
 
+def in_process(destination: Destination, lanes: str) -> bool:
+    """Whether ``destination``'s adapter runs in a process of its own (engine.adapters.remote), for ``lanes``.
+
+    Only an embedded store's: its SQL is most of delivery's work, and in the server's process it takes
+    turns with reading requests under one GIL. An HTTP adapter stays in the lane's thread, where the held
+    calls (engine.adapters.patient) can ask it to keep each person's calls in order.
+    """
+    if lanes == "thread" or not gathers(destination):
+        return False
+    return lanes == "process" or usable_cores() >= 2
+
+
 class DestinationWorker:
     """One destination's delivery thread: spool -> its rules -> its lane, progress after each chunk."""
 
     def __init__(self, spool: Spool, destination: Destination, *, dead_letter: DeadLetter, store: str | None,
-                 settled: Settled | None = None, chunk: int = CHUNK, patience: Patience = PATIENCE):
+                 settled: Settled | None = None, chunk: int = CHUNK, patience: Patience = PATIENCE,
+                 lanes: str = "auto"):
         self.spool, self.name, self.chunk = spool, destination.name, chunk
-        adapter = open_adapter(destination, store=store)  # a SetupError stops the start or the reload
+        # A SetupError stops the start or the reload.
+        adapter = open_adapter(destination, store=store, process=in_process(destination, lanes))
         self._people: dict[str, tuple[Any, float]] = {}  # messageId -> (person, received), chunks in hand
         self.patient = PatientAdapter(adapter, patience, self._about)
         self.pipeline = Pipeline(RuleSet([destination]), dead_letter=dead_letter,
@@ -214,9 +230,9 @@ class Delivery:
     """Every destination of the loaded rules, delivering from the spool; swapped whole on reload."""
 
     def __init__(self, spool: Spool, rules: RuleSet, *, dead_letter: DeadLetter, store: str | None,
-                 settled: Settled | None = None, patience: Patience = PATIENCE):
+                 settled: Settled | None = None, patience: Patience = PATIENCE, lanes: str = "auto"):
         self.spool, self.dead_letter, self.store, self.settled = spool, dead_letter, store, settled
-        self.patience = patience
+        self.patience, self.lanes = patience, lanes
         self.rules = rules
         self.workers: list[DestinationWorker] = []
         self._lock = threading.Lock()
@@ -233,7 +249,7 @@ class Delivery:
             for destination in rules.destinations:
                 workers.append(DestinationWorker(self.spool, destination, dead_letter=self.dead_letter,
                                                  store=self.store, settled=self.settled,
-                                                 patience=self.patience))
+                                                 patience=self.patience, lanes=self.lanes))
         except BaseException:
             for worker in workers:
                 worker.pipeline.close()

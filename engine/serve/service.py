@@ -38,6 +38,7 @@ class Options:
     limits: Limits = field(default_factory=Limits)
     stop_deadline: float = 10.0   # seconds deliveries may take to settle at a stop or a reload
     patience: Patience = field(default_factory=Patience)   # how failed calls are held and tried again
+    lanes: str = "auto"   # embedded stores in a process of their own: auto (with 2 cores or more), process, thread
 
 
 class RulesError(Exception):
@@ -67,7 +68,8 @@ class Service:
         self._lag_lock = threading.Lock()
         self.metrics = Metrics(self.spool.depth, self._lags, self._held)
         self.delivery = Delivery(self.spool, rules, dead_letter=self.dead_letter, store=options.workspace,
-                                 settled=self.metrics.settled, patience=options.patience)
+                                 settled=self.metrics.settled, patience=options.patience,
+                                 lanes=options.lanes)
         self._reload_lock = threading.Lock()
         self._refusal_checked = 0.0
         self._refusal: str | None = None
