@@ -166,3 +166,36 @@ def test_a_resumed_run_writes_no_dead_letter_record_twice(tmp_path, capsys, work
         [f"o{n}" for n in range(4, 10)]
     summary = capsys.readouterr().err
     assert "unreadable lines       2" in summary and "already done           4 calls" in summary
+
+
+def test_kill_9_of_a_run_into_the_workspace_on_a_process_lane_then_the_same_command_stores_every_event(tmp_path):
+    import sqlite3
+
+    events, dead, db = tmp_path / "events.ndjson", tmp_path / "dead.ndjson", tmp_path / "w.db"
+    count = 40_000
+    with open(events, "w") as stream:
+        for n in range(count):
+            stream.write(json.dumps({"type": "track", "event": "Order Completed", "userId": f"u{n % 5000}",
+                                     "messageId": f"m{n}", "properties": {"order_id": f"o{n}"}}) + "\n")
+    run = command(ROOT / "rules" / "customerio.yaml", [events], dead, "--workspace", db, "--lanes", "process")
+
+    def stored() -> list[str]:
+        try:
+            with sqlite3.connect(db, timeout=10) as connection:
+                return [row[0] for row in connection.execute("SELECT event_id FROM customerio__events")]
+        except sqlite3.OperationalError:  # not created yet
+            return []
+
+    process = subprocess.Popen(run, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    wait_for(lambda: (tmp_path / "dead.ndjson.progress").exists())  # a transaction's outcomes are booked
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(timeout=10)
+    first = len(stored())
+    assert first < count, "the run ended before the kill: nothing tested"
+    time.sleep(1)  # the store's process finishes its transaction in hand, then stops on its own
+    assert len(stored()) - first <= 2 * 4096
+    again = subprocess.run(run, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    ids = stored()
+    assert sorted(ids) == sorted(f"m{n}" for n in range(count))  # every event once: none lost, none twice
+    assert "already done" in again.stderr and "every event accounted for" in again.stderr
