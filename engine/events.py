@@ -394,17 +394,37 @@ def _deep() -> Iterator[None]:
     levels) may be too deep for json where the stack is already deep. The C stack holds that
     many levels easily; far deeper input still stops with RecursionError, never a crash.
     """
-    with _DEEP_LOCK:
-        before = sys.getrecursionlimit()
-        sys.setrecursionlimit(before + MAX_DEPTH + 100)
-        try:
-            yield
-        finally:
-            sys.setrecursionlimit(before)
+    with deeper(MAX_DEPTH + 100):
+        yield
 
 
 MAX_DEPTH = 1_000  # about what orjson reads (1,024) and json can write; docs/rule-files.md#events
-_DEEP_LOCK = threading.Lock()
+
+
+@contextmanager
+def deeper(levels: int) -> Iterator[None]:
+    """Within: Python's recursion limit is at least ``levels`` above its usual value.
+
+    The limit is the whole process's: every raise in progress is counted (from any thread), and the
+    usual value comes back when the last one ends, whichever ends first.
+    """
+    global _usual_limit
+    with _LIMIT_LOCK:
+        if not _raises:
+            _usual_limit = sys.getrecursionlimit()
+        _raises.append(levels)
+        sys.setrecursionlimit(_usual_limit + max(_raises))
+    try:
+        yield
+    finally:
+        with _LIMIT_LOCK:
+            _raises.remove(levels)
+            sys.setrecursionlimit(_usual_limit + max(_raises, default=0))
+
+
+_LIMIT_LOCK = threading.Lock()
+_raises: list[int] = []
+_usual_limit = 1_000
 
 
 def _blocks(stream: IO, size: int) -> Iterator[bytes]:

@@ -10,7 +10,6 @@ import os
 import pickle
 import signal
 import sys
-import threading
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -73,30 +72,27 @@ def imap(function, chunks, workers: int, *, ordered: bool):
         _end(executor, finished, broken)
 
 
-#: The recursion limit while a value is pickled for another process. Events nest up to about 1,000
-#: levels (deeper ones are unreadable lines, engine.events) and pickling a level takes two of the
-#: limit's, so one such payload needs about twice Python's default of 1,000.
-PICKLING_DEPTH = 4_000
-_deepening = threading.Lock()
+#: Levels above Python's usual recursion limit while a value is pickled for another process. Events nest
+#: up to about 1,000 levels (deeper ones are unreadable lines, engine.events) and pickling a level takes
+#: two of the limit's, so one such payload needs about twice the default of 1,000, and more.
+PICKLING_DEPTH = 3_000
 
 
 def pickled(value: Any) -> bytes:
     """``value`` pickled to cross to another process, however deep an event it holds.
 
     A payload nested past about 490 levels exceeds the usual recursion limit; it is pickled again
-    under :data:`PICKLING_DEPTH` (raised for that moment only, so deep recursion elsewhere still
-    stops where it always did). Without this, one such event failed every call it travelled with.
+    with the limit raised by :data:`PICKLING_DEPTH` for that moment only (:func:`engine.events.deeper`),
+    so deep recursion elsewhere still stops where it always did. Without this, one such event failed
+    every call it travelled with.
     """
     try:
         return pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
     except RecursionError:
-        with _deepening:
-            limit = sys.getrecursionlimit()
-            sys.setrecursionlimit(max(limit, PICKLING_DEPTH))
-            try:
-                return pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
-            finally:
-                sys.setrecursionlimit(limit)
+        from .events import deeper
+
+        with deeper(PICKLING_DEPTH):
+            return pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
 
 
 def usable_cores() -> int:

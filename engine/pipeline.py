@@ -202,7 +202,7 @@ class Lane:
                         pace = (time.perf_counter() - began) / len(some)
                         # At most doubling: a delivery that returned at once (a process lane with room in its
                         # pipe) says little about the next one.
-                        self._slice = max(JOURNAL_GATHER, min(GATHER, 2 * len(some),
+                        self._slice = max(JOURNAL_GATHER, min(GATHER, 2 * self._slice,
                                                               int(JOURNAL_SLICE / max(pace, 1e-9))))
                     self._settle(outcomes)
             closing = adapter.close()

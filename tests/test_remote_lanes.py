@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import signal
 import sqlite3
 import time
@@ -72,6 +73,26 @@ def test_a_delivery_process_that_dies_fails_the_calls_it_had_with_the_reason(tmp
     assert [o.state for o in outcomes if o.call.message_id != "late"] == [DELIVERED] * 3
     (late,) = [o for o in outcomes if o.call.message_id == "late"]
     assert late.state == FAILED and "delivery process of 'audit'" in late.message
+
+
+def test_after_its_delivery_process_dies_a_lane_goes_on_with_a_new_one(tmp_path):
+    adapter = RemoteAdapter(_file_context(tmp_path), "engine.adapters.file:FileAdapter")
+    try:
+        first = adapter._process
+        os.kill(first.pid, signal.SIGKILL)
+        first.join(10)
+        outcomes: list = []
+        deadline = time.monotonic() + 30
+        # One call at a time, as a lane hands them: none may wait for ever on the process that is gone.
+        while not any(o.state == DELIVERED for o in outcomes) and time.monotonic() < deadline:
+            outcomes += adapter.deliver(_calls(1)) + adapter.poll()
+            time.sleep(0.05)
+        failed = [o for o in outcomes if o.state == FAILED]
+        assert adapter._process is not first and any(o.state == DELIVERED for o in outcomes)
+        assert all("delivery process of 'audit'" in o.message for o in failed)  # replayable, with the reason
+    finally:
+        outcomes = adapter.close()
+    assert all(o.state == DELIVERED for o in outcomes) and not adapter._process.is_alive()
 
 
 def test_auto_lanes_take_a_process_only_for_a_big_input_with_a_core_to_spare(monkeypatch):
@@ -146,3 +167,33 @@ def test_an_event_nested_nearly_as_deep_as_is_readable_crosses_to_other_processe
         dead = (tmp_path / f"{name}.dead").read_text().splitlines() if result.returncode else []
         assert ("deep" in stored) == (result.returncode == 0) and len(dead) == (result.returncode == 1)
         assert all("nested too deeply" in line for line in dead)  # too deep for json.loads to read back
+
+
+def test_raising_the_recursion_limit_from_several_threads_at_once_leaves_it_as_it_was():
+    import sys
+    import threading
+
+    from engine.events import _deep
+    from engine.parallel import pickled
+
+    deep: object = 1
+    for _ in range(700):
+        deep = {"a": deep}
+    before = sys.getrecursionlimit()
+
+    def pickle_deep() -> None:
+        for _ in range(100):
+            assert pickle.loads(pickled(deep)) == deep
+
+    def read_deep() -> None:
+        for _ in range(3000):
+            with _deep():
+                assert sys.getrecursionlimit() >= before + 1000
+
+    threads = [threading.Thread(target=pickle_deep), threading.Thread(target=read_deep),
+               threading.Thread(target=read_deep)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sys.getrecursionlimit() == before

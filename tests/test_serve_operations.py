@@ -116,3 +116,26 @@ def test_reload_watches_the_rule_files(tmp_path):
     time.sleep(0.2)
     assert workspace_event_ids(server.workspace) == []  # the mapping was switched off
     assert server.stop() == 0
+
+
+def test_a_port_already_taken_ends_the_server_with_its_store_process(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    try:
+        # The workspace's calls are applied in a process of its own, which ignores SIGTERM; the server must
+        # still close it and exit when uvicorn cannot listen, not wait on it for ever.
+        process = subprocess.run([sys.executable, "-m", "engine.serve", str(ROOT / "rules" / "customerio.yaml"),
+                                  "--port", str(port), "--lanes", "process", "--spool", str(tmp_path / "spool"),
+                                  "--workspace", str(tmp_path / "w.db"), "--dead-letter", str(tmp_path / "dead")],
+                                 cwd=ROOT, capture_output=True, text=True, timeout=60)
+    finally:
+        taken.close()
+    assert process.returncode != 0
+    assert "address already in use" in process.stderr.lower()
+    assert "stopped" in process.stderr  # deliveries were stopped in order on the way out

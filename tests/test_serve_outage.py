@@ -468,3 +468,40 @@ def test_a_call_held_back_behind_one_given_up_at_once_is_still_sent(scripted, pa
         "a1": "failed", "b1": "failed", "a2": "delivered", "c1": "delivered"}
     assert [sent_names(r) for r in scripted.requests] == [["a1", "b1"], ["c1", "a2"]]
     assert adapter.waiting == 0
+
+
+@pytest.mark.parametrize("lockstep", [True, False])
+def test_an_adapter_in_a_process_of_its_own_keeps_a_held_persons_next_call_behind(scripted, lockstep):
+    # serve runs an embedded store this way; the webhook stands in for any adapter that answers each call.
+    from engine.adapters.patient import Patience, PatientAdapter
+    from engine.adapters.remote import RemoteAdapter
+    from engine.model import ActionCall
+    from scripted_server import Reply, webhook_context
+
+    clock, people = Now(), {}
+
+    def call(message_id: str, person: str) -> ActionCall:
+        people[message_id] = (person, clock.now)
+        return ActionCall("hooks", "Orders", "send", {"url": f"{scripted.url}/{message_id}", "data": {}}, message_id)
+
+    remote = RemoteAdapter(webhook_context({"max_attempts": 1, "circuit_breaker": {"failures": 0}}),
+                           "engine.adapters.webhook:WebhookAdapter", lockstep=lockstep)
+    adapter = PatientAdapter(remote, Patience(give_up_after=60, first_wait=1, max_wait=4),
+                             lambda c: people[c.message_id], clock=clock, random=lambda: 1.0)
+    try:
+        scripted.script(Reply(503), path="/a1")
+        first = adapter.deliver([call("a1", "ann")])
+        second = adapter.deliver([call("a2", "ann"), call("b1", "bob")])
+        deadline = time.monotonic() + 20
+        while len(scripted.requests) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        sent = [r["path"] for r in scripted.requests]
+        if not lockstep:  # deliver returns before the answer: ann's a2 is sent before a1 fails, out of order
+            assert "/a2" in sent
+            return
+        assert states(first + second) == [("b1", "delivered")] and adapter.waiting == 2  # a2 waits behind a1
+        clock.now += 1
+        assert states(adapter.poll()) == [("a1", "retried"), ("a2", "delivered")]
+        assert [r["path"] for r in scripted.requests] == ["/a1", "/b1", "/a1", "/a2"]
+    finally:
+        adapter.close()

@@ -16,10 +16,12 @@ never lost from the count; calls are replayable from the dead-letter file as usu
 """
 from __future__ import annotations
 
+import atexit
 import itertools
 import queue
 import threading
 import time
+import weakref
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
@@ -34,6 +36,10 @@ Answer = tuple[int, str, int, "int | None", "str | None", str, float]
 Answers = tuple[int, list[Answer]]
 
 _IDLE_POLL = 0.05  # seconds between the child's polls of its adapter while it holds calls
+#: Seconds before a delivery process that died is started again; calls meanwhile fail at once (replayable).
+RESTART_PAUSE = 1.0
+#: Seconds a delivery process has to end once its run's process exits, before it is killed.
+EXIT_GRACE = 5.0
 
 
 class RemoteAdapter:
@@ -42,91 +48,123 @@ class RemoteAdapter:
     At most two of the child's slices (:class:`_Pace`) are out unanswered: one it works on, one waiting
     in the pipe. So ``deliver`` takes as long as the child does, less a slice, and the lane paces its
     journal by it as for an adapter in a thread; and a kill can leave no more than that delivered but
-    not booked, for a resumed run to send twice (docs/delivery.md).
+    not booked, for a resumed run to send twice (docs/delivery.md). With ``lockstep``, ``deliver``
+    returns only once every call it was given is answered, as an adapter in a thread does: serve's held
+    calls (engine.adapters.patient) must see a person's failure before that person's next call goes.
+
+    A child that dies fails the calls it had not answered for at once, and the next ``deliver`` (after
+    :data:`RESTART_PAUSE`) starts a new one, so a run or a server goes on delivering.
     """
 
-    def __init__(self, context: AdapterContext, spec: str):
-        import multiprocessing
-
+    def __init__(self, context: AdapterContext, spec: str, *, lockstep: bool = False):
         from ..pipeline import JOURNAL_GATHER
 
         gather = getattr(factory(context.catalog, context.transport, spec), "gather", None)
         if isinstance(gather, int) and gather > 0:
             self.gather = gather  # the lane hands over what the child's adapter takes in one go
         self._window = 2 * (self.gather if hasattr(self, "gather") else JOURNAL_GATHER)
-        spawn = multiprocessing.get_context("spawn")
-        ours, theirs = spawn.Pipe()
-        plain = AdapterContext(context.destination, context.catalog, context.transport, dict(context.settings),
-                               context.store, dict(context.options))
-        self.name = context.destination
-        self._process = spawn.Process(target=_child, args=(theirs, plain, spec), daemon=True,
-                                      name=f"switchyard lane {context.destination}")
-        self._process.start()
-        theirs.close()
-        self._connection = ours
+        self._context = AdapterContext(context.destination, context.catalog, context.transport,
+                                       dict(context.settings), context.store, dict(context.options))
+        self._spec, self._lockstep, self.name = spec, lockstep, context.destination
         self._tokens = itertools.count()
         self._waiting: dict[int, ActionCall] = {}   # token -> call, until its outcome is handed out
+        self._start()
+
+    def _start(self) -> None:
+        import multiprocessing
+        import multiprocessing.util  # registers multiprocessing's exit handler now, before _end_at_exit's
+
+        spawn = multiprocessing.get_context("spawn")
+        ours, theirs = spawn.Pipe()
+        self._process = spawn.Process(target=_child, args=(theirs, self._context, self._spec), daemon=True,
+                                      name=f"switchyard lane {self.name}")
+        self._process.start()
+        _end_at_exit(self)
+        theirs.close()
+        self._connection = ours
         self._answers: queue.SimpleQueue[Answers | BaseException] = queue.SimpleQueue()
         self._gone = ""  # why the child can take no more calls, once it cannot
-        self._reader = threading.Thread(target=self._read, name=f"lane {context.destination} answers", daemon=True)
+        self._started = time.monotonic()
+        self._reader = threading.Thread(target=_read, args=(ours, self._answers), name=f"lane {self.name} answers",
+                                        daemon=True)
         self._reader.start()
 
     def deliver(self, calls: Sequence[ActionCall]) -> list[Outcome]:
         outcomes = self._collect()
+        if self._gone and not self._restarted():
+            return outcomes + _failed(calls, self._gone)
         start = 0
         while start < len(calls):
             some = calls[start:start + max(1, self._window // 2)]
-            start += len(some)
             while self._waiting and len(self._waiting) + len(some) > self._window and not self._gone:
                 outcomes += self._collect(wait=_IDLE_POLL)
-            batch = []
-            for call in some:
-                token = next(self._tokens)
-                self._waiting[token] = call
-                batch.append((token, call))
-            if not self._gone:
-                try:
-                    self._connection.send_bytes(pickled(batch))
-                except (OSError, ValueError) as error:
-                    self._gone = f"the delivery process of '{self.name}' is gone ({error})"
+            if self._gone:  # it died meanwhile: these calls fail now, and their lane goes on
+                return outcomes + _failed(calls[start:], self._gone)
+            start += len(some)
+            batch = [(next(self._tokens), call) for call in some]
+            try:
+                data = pickled(batch)
+            except Exception:  # noqa: BLE001 - a payload pickle cannot take fails alone, not its neighbours
+                outcomes += self._one_by_one(batch)
+                continue
+            self._waiting.update(batch)
+            try:
+                self._connection.send_bytes(data)
+            except (OSError, ValueError) as error:
+                outcomes += self._died(f"the delivery process of '{self.name}' is gone ({error})")
+        while self._lockstep and self._waiting and not self._gone:
+            outcomes += self._collect(wait=_IDLE_POLL)
         return outcomes + self._collect()
 
     def poll(self) -> list[Outcome]:
         return self._collect()
 
     def close(self) -> list[Outcome]:
+        outcomes = self._collect()
         if not self._gone:
             try:
                 self._connection.send(None)
             except (OSError, ValueError) as error:
-                self._gone = f"the delivery process of '{self.name}' is gone ({error})"
-        self._reader.join()
-        self._process.join(timeout=10)
+                outcomes += self._died(f"the delivery process of '{self.name}' is gone ({error})")
+        self._end(timeout=None)
+        outcomes += self._collect()
+        reason = self._gone or f"the delivery process of '{self.name}' ended without answering for this call"
+        return outcomes + self._died(reason)
+
+    # -- the child's life ----------------------------------------------------------------------------
+
+    def _restarted(self) -> bool:
+        """Start a new child in place of the one that died, unless one was started a moment ago."""
+        if time.monotonic() - self._started < RESTART_PAUSE:
+            return False
+        self._end(timeout=EXIT_GRACE)
+        self._start()
+        return True
+
+    def _end(self, timeout: float | None) -> None:
+        """Wait for the child to close (``timeout`` None: however long its adapter's close takes), then
+        make sure it is gone."""
+        self._reader.join(timeout)
+        self._process.join(EXIT_GRACE)
         if self._process.is_alive():
             self._process.kill()
+            self._process.join()
         self._connection.close()
-        outcomes = self._collect()
-        reason = self._gone or f"the delivery process of '{self.name}' ended without answering for this call"
-        outcomes += [Outcome(FAILED, 0, message=reason, call=call) for call in self._waiting.values()]
-        self._waiting.clear()
-        return outcomes
 
-    # -- answers -----------------------------------------------------------------------------------
+    def _abandon(self) -> None:
+        """This process is exiting without closing the adapter: the child stops after its slice in hand
+        (it sees the pipe close), or is killed after :data:`EXIT_GRACE` seconds."""
+        if self._process.is_alive():
+            self._connection.close()
+            self._process.join(EXIT_GRACE)
+            if self._process.is_alive():
+                self._process.kill()
 
-    def _read(self) -> None:
-        """The reader thread: everything the child says, as it says it, until it closes."""
-        while True:
-            try:
-                message = self._connection.recv()
-            except (EOFError, OSError) as error:
-                self._answers.put(error)
-                return
-            if message is None:  # the child closed its adapter: nothing more will come
-                return
-            self._answers.put(message)
+    # -- answers -------------------------------------------------------------------------------------
 
     def _collect(self, wait: float = 0.0) -> list[Outcome]:
-        """The outcomes the child has sent back, after waiting up to ``wait`` seconds for the first."""
+        """The outcomes the child has sent back, after waiting up to ``wait`` seconds for the first; if it
+        died, every call it had not answered for, failed."""
         outcomes: list[Outcome] = []
         while True:
             try:
@@ -136,8 +174,8 @@ class RemoteAdapter:
             wait = 0.0
             if isinstance(item, BaseException):
                 code = self._process.exitcode
-                self._gone = (f"the delivery process of '{self.name}' stopped"
-                              + (f" (exit code {code})" if code is not None else ""))
+                outcomes += self._died(f"the delivery process of '{self.name}' stopped"
+                                       + (f" (exit code {code})" if code is not None else ""))
                 continue
             size, answers = item
             self._window = 2 * size
@@ -145,6 +183,65 @@ class RemoteAdapter:
                 call = self._waiting.pop(token, None)
                 if call is not None:
                     outcomes.append(Outcome(state, attempts, status, body, message, waited, call))
+
+    def _died(self, reason: str) -> list[Outcome]:
+        """The child can take no more calls: each call it holds fails with ``reason``."""
+        self._gone = self._gone or reason
+        failed = _failed(list(self._waiting.values()), reason)
+        self._waiting.clear()
+        return failed
+
+    def _one_by_one(self, batch: list[tuple[int, ActionCall]]) -> list[Outcome]:
+        """Send what of ``batch`` can be pickled; fail the rest, each with its reason."""
+        failed = []
+        for token, call in batch:
+            try:
+                data = pickled([(token, call)])
+            except Exception as error:  # noqa: BLE001 - the reason is this call's outcome
+                failed.append(Outcome(FAILED, 0, message=f"cannot hand this call to the delivery process of "
+                                                         f"'{self.name}': {type(error).__name__}: {error}", call=call))
+                continue
+            self._waiting[token] = call
+            try:
+                self._connection.send_bytes(data)
+            except (OSError, ValueError) as error:
+                return failed + self._died(f"the delivery process of '{self.name}' is gone ({error})")
+        return failed
+
+
+def _failed(calls: Sequence[ActionCall], reason: str) -> list[Outcome]:
+    return [Outcome(FAILED, 0, message=reason, call=call) for call in calls]
+
+
+def _read(connection: Any, answers: queue.SimpleQueue[Answers | BaseException]) -> None:
+    """A reader thread: everything one child says, as it says it, until it closes."""
+    while True:
+        try:
+            message = connection.recv()
+        except (EOFError, OSError) as error:
+            answers.put(error)
+            return
+        if message is None:  # the child closed its adapter: nothing more will come
+            return
+        answers.put(message)
+
+
+_live: weakref.WeakSet[RemoteAdapter] = weakref.WeakSet()
+
+
+def _end_at_exit(adapter: RemoteAdapter) -> None:
+    """Have ``adapter``'s child ended when this process exits, before multiprocessing's own exit handler
+    (registered when it was imported, so run after this one), which would wait for ever on a child that
+    ignores SIGTERM: a server that stops without closing its pipelines must still exit."""
+    if not _live:
+        atexit.unregister(_end_all)
+        atexit.register(_end_all)
+    _live.add(adapter)
+
+
+def _end_all() -> None:
+    for adapter in list(_live):
+        adapter._abandon()
 
 
 def _child(connection: Any, context: AdapterContext, spec: str) -> None:
@@ -179,7 +276,7 @@ def _child(connection: Any, context: AdapterContext, spec: str) -> None:
                 _orphaned()
 
     # Calls are read as they come, so the parent never waits on a full pipe while a batch is delivered here
-    # (it could book no outcome meanwhile); WINDOW bounds how many wait.
+    # (it could book no outcome meanwhile); the parent's window bounds how many wait.
     inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
     threading.Thread(target=_read_into, args=(connection, inbox), name="calls", daemon=True).start()
     while True:
@@ -266,13 +363,13 @@ def _guarded(step: Any, context: AdapterContext) -> list[Outcome]:
 
 
 def _fail_everything(connection: Any, reason: str) -> None:
-    """Answer every call that comes with a failure, until the parent closes."""
-    while True:
-        try:
-            batch = connection.recv()
-        except (EOFError, OSError):
-            return
-        if batch is None:
-            connection.send(None)
-            return
-        connection.send((len(batch), [(token, FAILED, 0, None, None, reason, 0.0) for token, _ in batch]))
+    """Answer the next batch with a failure, then end: the parent starts a new child for later calls, so a
+    store that could not be opened for a moment (locked, say) is tried again."""
+    try:
+        batch = connection.recv()
+    except (EOFError, OSError):
+        return
+    if batch is None:
+        connection.send(None)
+        return
+    connection.send((len(batch), [(token, FAILED, 0, None, None, reason, 0.0) for token, _ in batch]))

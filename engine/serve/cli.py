@@ -153,10 +153,12 @@ def run_serve(args) -> int:
         return EXIT_PROBLEMS
     if not options.write_keys:
         log.warning("no --write-key given: every write key is accepted")
-    serve(service, args.host, args.port, watch=args.reload)
-    settled = service.stop()
-    log.info("stopped; %s", "every delivery in hand settled" if settled else
-             "deliveries not settled by the deadline stay in the spool")
+    try:
+        serve(service, args.host, args.port, watch=args.reload)
+    finally:  # uvicorn may end without a signal (the port is taken): deliveries still stop in order
+        settled = service.stop()
+        log.info("stopped; %s", "every delivery in hand settled" if settled else
+                 "deliveries not settled by the deadline stay in the spool")
     return EXIT_OK
 
 

@@ -98,7 +98,8 @@ class DestinationWorker:
                  lanes: str = "auto"):
         self.spool, self.name, self.chunk = spool, destination.name, chunk
         # A SetupError stops the start or the reload.
-        adapter = open_adapter(destination, store=store, process=in_process(destination, lanes))
+        # In a process, in lockstep: the held calls must see a failure before the person's next call goes.
+        adapter = open_adapter(destination, store=store, process=in_process(destination, lanes), lockstep=True)
         self._people: dict[str, tuple[Any, float]] = {}  # messageId -> (person, received), chunks in hand
         self.patient = PatientAdapter(adapter, patience, self._about)
         self.pipeline = Pipeline(RuleSet([destination]), dead_letter=dead_letter,
