@@ -197,3 +197,27 @@ def test_raising_the_recursion_limit_from_several_threads_at_once_leaves_it_as_i
     for thread in threads:
         thread.join()
     assert sys.getrecursionlimit() == before
+
+
+def test_requests_built_here_while_the_delivery_process_is_busy_land_as_it_would_build_them(tmp_path):
+    import engine
+    from benchmarks.generate import events
+    from engine.adapters.workspace import WorkspaceAdapter
+
+    rules = engine.load("rules/customerio.yaml")
+    calls = [call for event in events(12_000, 7) for call in rules.evaluate(event).calls]
+    remote = RemoteAdapter(AdapterContext("customerio", "customerio", "workspace", {}, str(tmp_path / "remote.db")),
+                           "engine.adapters.workspace:WorkspaceAdapter")
+    built = []
+    prepare = remote._prepare
+    remote._prepare = lambda call: built.append(call) or prepare(call)  # type: ignore[assignment]
+    outcomes = []
+    for start in range(0, len(calls), remote.gather):  # as its lane hands them over
+        outcomes += remote.deliver(calls[start:start + remote.gather])
+    outcomes += remote.close()
+    assert built, "the window never filled: nothing was built while the child was busy"
+    here = WorkspaceAdapter(AdapterContext("customerio", "customerio", "workspace", {}, str(tmp_path / "here.db")))
+    expected = here.deliver(calls) + here.close()
+    assert [(o.call.message_id, o.state) for o in outcomes] == [(o.call.message_id, o.state) for o in expected]
+    assert all(outcome.call is call for outcome, call in zip(outcomes, calls))  # the lane's own objects
+    assert _people(tmp_path / "remote.db") == _people(tmp_path / "here.db")
