@@ -32,6 +32,7 @@ from typing import Any, Protocol
 from .adapters.contract import Adapter
 from .deadletter import DeadLetter, DeadLetterError
 from .delivery.outcome import FAILED, RETRIED, Outcome
+from .delivery.pacing import GATHER, JOURNAL_GATHER, next_slice
 from .events import Lines, Unreadable, call_line, to_line
 from .model import ActionCall, Discarded
 from .resume import Position, ProgressJournal
@@ -42,18 +43,8 @@ from .summary import Summary
 LANE_CAPACITY = 20_000
 #: Calls gathered per destination before they are handed to its lane (fewer thread hand-overs).
 HAND_OVER = 512
-#: At most this many calls queued for a lane are handed to its adapter in one ``deliver``, unless the
-#: adapter names its own number (``gather``, see :mod:`engine.adapters.contract`).
-GATHER = 4096
 #: Seconds between an idle lane's ``poll`` calls while its adapter holds calls (batches).
 POLL_INTERVAL = 0.05
-#: With a progress journal, calls per ``deliver`` are as many as the adapter settles in
-#: ``JOURNAL_SLICE`` seconds, but at least ``JOURNAL_GATHER``: outcomes are booked, and the journal
-#: moved on, that often, so a crash sends at most that much twice. A webhook stays near 64 calls.
-#: An adapter that names its ``gather`` (the embedded stores) always gets that many: its transactions
-#: are what it costs (each commit writes every page it touched), and it applies a repeat once.
-JOURNAL_GATHER = 64
-JOURNAL_SLICE = 0.05
 
 Sourced = tuple[ActionCall, "str | None"]  # a call and where its event came from (file:line)
 
@@ -123,7 +114,7 @@ class Lane:
         self.journal = journal
         self._booked = _Booked() if journal is not None else None
         # Calls per deliver: what the adapter asks for (an embedded store: one transaction), else up to
-        # GATHER, and while journaling as many as the adapter settles in JOURNAL_SLICE.
+        # GATHER, and while journaling as many as the adapter settles in a moment (engine.delivery.pacing).
         asked = int(getattr(adapter, "gather", 0))
         self._gather, self._paced = asked or GATHER, not asked
         self._slice = JOURNAL_GATHER if self._paced else self._gather
@@ -199,11 +190,7 @@ class Lane:
                         reason = f"the adapter of '{self.name}' failed: {type(error).__name__}: {error}"
                         outcomes = [Outcome(FAILED, 0, message=reason, call=call) for call, _ in some]
                     if booked is not None and self._paced:
-                        pace = (time.perf_counter() - began) / len(some)
-                        # At most doubling: a delivery that returned at once (a process lane with room in its
-                        # pipe) says little about the next one.
-                        self._slice = max(JOURNAL_GATHER, min(GATHER, 2 * self._slice,
-                                                              int(JOURNAL_SLICE / max(pace, 1e-9))))
+                        self._slice = next_slice(self._slice, time.perf_counter() - began, len(some))
                     self._settle(outcomes)
             closing = adapter.close()
             if not self._abandoned:  # abandoned: whatever the close sent is delivered again by the caller

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from ..delivery.outcome import FAILED, Outcome
+from ..delivery.pacing import JOURNAL_GATHER, next_slice
 from ..model import ActionCall
 from ..parallel import pickled
 from .contract import Adapter, AdapterContext, factory
@@ -61,8 +62,6 @@ class RemoteAdapter:
     """
 
     def __init__(self, context: AdapterContext, spec: str, *, lockstep: bool = False):
-        from ..pipeline import JOURNAL_GATHER
-
         gather = getattr(factory(context.catalog, context.transport, spec), "gather", None)
         if isinstance(gather, int) and gather > 0:
             self.gather = gather  # the lane hands over what the child's adapter takes in one go
@@ -346,22 +345,18 @@ def _read_into(connection: Any, inbox: queue.SimpleQueue[Any]) -> None:
 
 
 class _Pace:
-    """How many calls the child hands its adapter at a time: as a journaling lane does (engine.pipeline),
-    an adapter's own ``gather``, else as many as it settles in ``JOURNAL_SLICE`` seconds. The parent's
-    lane cannot pace a delivery that returns at once, and answers that come back a slice at a time keep
-    what a kill can have delivered but not booked to about one slice."""
+    """How many calls the child hands its adapter at a time, as a journaling lane does
+    (:mod:`engine.delivery.pacing`). The parent's lane cannot pace a delivery that returns at once, and
+    answers that come back a slice at a time keep what a kill can have delivered but not booked to
+    about one slice."""
 
     def __init__(self, gather: int | None):
-        from ..pipeline import JOURNAL_GATHER
-
         self.fixed = isinstance(gather, int) and gather > 0
         self.size: int = gather if self.fixed else JOURNAL_GATHER  # type: ignore[assignment]
 
     def took(self, seconds: float, count: int) -> None:
-        from ..pipeline import GATHER, JOURNAL_GATHER, JOURNAL_SLICE
-
         if not self.fixed and count:
-            self.size = max(JOURNAL_GATHER, min(GATHER, int(JOURNAL_SLICE / max(seconds / count, 1e-9))))
+            self.size = next_slice(self.size, seconds, count)
 
 
 def _orphaned() -> NoReturn:
