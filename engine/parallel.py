@@ -96,11 +96,34 @@ def pickled(value: Any) -> bytes:
 
 
 def usable_cores() -> int:
-    """The CPUs this process may run on (its affinity, as a container's cpuset limits it)."""
+    """The CPUs this process may keep busy: its affinity (a container's cpuset), and no more than its
+    cgroup's CPU quota (a container run with ``--cpus 1`` sees every core of the machine)."""
     try:
-        return len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # not Linux
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    quota = _cgroup_quota()
+    return max(1, min(cores, int(quota))) if quota is not None else cores
+
+
+def _cgroup_quota(root: str = "/sys/fs/cgroup") -> float | None:
+    """How many CPUs' worth of time the cgroup allows (quota / period), or None for no limit."""
+    try:  # cgroup v2: "max 100000", or "150000 100000" for one and a half CPUs
+        quota, period = _read(f"{root}/cpu.max").split()[:2]
+    except (OSError, ValueError):
+        try:  # cgroup v1
+            quota, period = _read(f"{root}/cpu/cpu.cfs_quota_us"), _read(f"{root}/cpu/cpu.cfs_period_us")
+        except OSError:
+            return None
+    try:
+        return None if quota in ("max", "-1") else int(quota) / int(period)
+    except (ValueError, ZeroDivisionError):
+        return None
+
+
+def _read(path: str) -> str:
+    with open(path, encoding="ascii") as stream:
+        return stream.read().strip()
 
 
 #: Seconds a worker stopped early has to finish the chunk in hand before it is killed.

@@ -9,6 +9,8 @@ import signal
 import sqlite3
 import time
 
+import pytest
+
 from conftest import switchyard
 from engine.adapters.contract import AdapterContext
 from engine.adapters.remote import RemoteAdapter
@@ -221,3 +223,22 @@ def test_requests_built_here_while_the_delivery_process_is_busy_land_as_it_would
     assert [(o.call.message_id, o.state) for o in outcomes] == [(o.call.message_id, o.state) for o in expected]
     assert all(outcome.call is call for outcome, call in zip(outcomes, calls))  # the lane's own objects
     assert _people(tmp_path / "remote.db") == _people(tmp_path / "here.db")
+
+
+@pytest.mark.parametrize(("files", "cpus"), [
+    ({"cpu.max": "max 100000\n"}, None),                     # cgroup v2, no limit
+    ({"cpu.max": "150000 100000\n"}, 1.5),                   # docker run --cpus 1.5
+    ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),   # cgroup v1
+    ({"cpu/cpu.cfs_quota_us": "100000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 1.0),
+    ({}, None),                                              # no cgroup files at all
+])
+def test_a_containers_cpu_quota_counts_as_the_cores_it_may_keep_busy(tmp_path, monkeypatch, files, cpus):
+    from engine import parallel
+
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert parallel._cgroup_quota(str(tmp_path)) == cpus
+    monkeypatch.setattr(parallel, "_cgroup_quota", lambda: cpus)
+    monkeypatch.setattr(parallel.os, "sched_getaffinity", lambda _: {0, 1, 2, 3})
+    assert parallel.usable_cores() == (4 if cpus is None else max(1, int(cpus)))
