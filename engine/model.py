@@ -25,7 +25,7 @@ class ActionCall:
 
     def with_prepared(self, prepared: Any) -> ActionCall:
         """This call, carrying what its adapter built from it ahead of delivery."""
-        return ActionCall(self.destination, self.mapping, self.action, self.payload, self.message_id, prepared)
+        return _make_call(self.destination, self.mapping, self.action, self.payload, self.message_id, prepared)
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         # A frozen slotted dataclass pickles through dataclasses' Python-level state functions, which

@@ -242,3 +242,19 @@ def test_a_containers_cpu_quota_counts_as_the_cores_it_may_keep_busy(tmp_path, m
     monkeypatch.setattr(parallel, "_cgroup_quota", lambda: cpus)
     monkeypatch.setattr(parallel.os, "sched_getaffinity", lambda _: {0, 1, 2, 3})
     assert parallel.usable_cores() == (4 if cpus is None else max(1, int(cpus)))
+
+
+def test_a_call_that_cannot_cross_to_the_delivery_process_fails_alone(tmp_path):
+    adapter = RemoteAdapter(_file_context(tmp_path), "engine.adapters.file:FileAdapter")
+    good = _calls(2)
+    odd = ActionCall("audit", "Orders", "send", {"url": "http://example.invalid/", "data": {"n": lambda: 0}}, "odd")
+    outcomes = adapter.deliver([good[0], odd, good[1]])
+    deadline = time.monotonic() + 20
+    while len(outcomes) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+        outcomes += adapter.poll()
+    outcomes += adapter.close()
+    states = {o.call.message_id: o.state for o in outcomes}
+    assert states == {"m0": DELIVERED, "m1": DELIVERED, "odd": FAILED}
+    (failed,) = [o for o in outcomes if o.call is odd]
+    assert "cannot hand this call to the delivery process of 'audit'" in failed.message

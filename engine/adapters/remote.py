@@ -62,15 +62,15 @@ class RemoteAdapter:
     """
 
     def __init__(self, context: AdapterContext, spec: str, *, lockstep: bool = False):
-        gather = getattr(factory(context.catalog, context.transport, spec), "gather", None)
+        found = factory(context.catalog, context.transport, spec)
+        gather, prepare = getattr(found, "gather", None), getattr(found, "prepare", None)
         if isinstance(gather, int) and gather > 0:
             self.gather = gather  # the lane hands over what the child's adapter takes in one go
-        self._window = 2 * (self.gather if hasattr(self, "gather") else JOURNAL_GATHER)
+        self._window = 2 * (gather if isinstance(gather, int) and gather > 0 else JOURNAL_GATHER)
+        self._prepare = prepare if callable(prepare) else None
         self._context = AdapterContext(context.destination, context.catalog, context.transport,
                                        dict(context.settings), context.store, dict(context.options))
         self._spec, self._lockstep, self.name = spec, lockstep, context.destination
-        prepare = getattr(factory(context.catalog, context.transport, spec), "prepare", None)
-        self._prepare = prepare if callable(prepare) else None
         self._tokens = itertools.count()
         self._waiting: dict[int, ActionCall] = {}   # token -> call, until its outcome is handed out
         self._start()
@@ -114,20 +114,10 @@ class RemoteAdapter:
                     outcomes += self._collect(wait=_IDLE_POLL)
             if self._gone:  # it died meanwhile: these calls fail now, and their lane goes on
                 return outcomes + _failed(calls[start:], self._gone)
-            batch = [(next(self._tokens), call) for call in some]
-            sent = [(token, built.pop(start + index, call)) for index, (token, call) in enumerate(batch)]
+            outcomes += self._hand_over([(next(self._tokens), call, built.pop(start + index, call))
+                                         for index, call in enumerate(some)])
             ahead = max(ahead, start + len(some))
             start += len(some)
-            try:
-                data = pickled(sent)
-            except Exception:  # noqa: BLE001 - a payload pickle cannot take fails alone, not its neighbours
-                outcomes += self._one_by_one(batch)
-                continue
-            self._waiting.update(batch)
-            try:
-                self._connection.send_bytes(data)
-            except (OSError, ValueError) as error:
-                outcomes += self._died(f"the delivery process of '{self.name}' is gone ({error})")
         while self._lockstep and self._waiting and not self._gone:
             outcomes += self._collect(wait=_IDLE_POLL)
         return outcomes + self._collect()
@@ -207,17 +197,23 @@ class RemoteAdapter:
         self._waiting.clear()
         return failed
 
-    def _one_by_one(self, batch: list[tuple[int, ActionCall]]) -> list[Outcome]:
-        """Send what of ``batch`` can be pickled; fail the rest, each with its reason."""
-        failed = []
-        for token, call in batch:
-            try:
-                data = pickled([(token, call)])
-            except Exception as error:  # noqa: BLE001 - the reason is this call's outcome
-                failed.append(Outcome(FAILED, 0, message=f"cannot hand this call to the delivery process of "
-                                                         f"'{self.name}': {type(error).__name__}: {error}", call=call))
-                continue
-            self._waiting[token] = call
+    def _hand_over(self, batch: list[tuple[int, ActionCall, ActionCall]]) -> list[Outcome]:
+        """Send ``(token, the lane's call, the call as it crosses)`` to the child, in one piece if they
+        pickle together, else each that pickles: one that cannot fails alone, not its neighbours."""
+        failed: list[Outcome] = []
+        try:
+            pieces = [(batch, pickled([(token, crossing) for token, _, crossing in batch]))]
+        except Exception:  # noqa: BLE001 - looked for below, call by call
+            pieces = []
+            for item in batch:
+                try:
+                    pieces.append(([item], pickled([(item[0], item[2])])))
+                except Exception as error:  # noqa: BLE001 - the reason is this call's outcome
+                    failed.append(Outcome(FAILED, 0, message=f"cannot hand this call to the delivery process of "
+                                                             f"'{self.name}': {type(error).__name__}: {error}",
+                                          call=item[1]))
+        for items, data in pieces:
+            self._waiting.update((token, call) for token, call, _ in items)
             try:
                 self._connection.send_bytes(data)
             except (OSError, ValueError) as error:
