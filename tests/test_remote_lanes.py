@@ -258,3 +258,38 @@ def test_a_call_that_cannot_cross_to_the_delivery_process_fails_alone(tmp_path):
     assert states == {"m0": DELIVERED, "m1": DELIVERED, "odd": FAILED}
     (failed,) = [o for o in outcomes if o.call is odd]
     assert "cannot hand this call to the delivery process of 'audit'" in failed.message
+
+
+def test_short_batches_that_wait_for_the_delivery_process_are_delivered_together(tmp_path):
+    """The ends of a lane's batches are short; each costing a transaction of its own would waste the store's
+    time. Behind a slow delivery, they join into slices as big as the store takes (``gather``)."""
+    log = tmp_path / "deliveries.log"
+    adapter = RemoteAdapter(AdapterContext("store", "webhook", "stand-in", {"log": str(log)}), "slow_store:SlowStore")
+    calls = _calls(300)
+    outcomes = []
+    for start in range(0, 300, 30):  # ten short batches while the first delivery takes a second
+        outcomes += adapter.deliver(calls[start:start + 30])
+    outcomes += adapter.close()
+    assert sorted(o.call.message_id for o in outcomes) == sorted(c.message_id for c in calls)
+    sizes = [int(line) for line in log.read_text().split()]
+    assert sum(sizes) == 300
+    assert len(sizes) <= 5 and max(sizes) == 100, sizes  # not ten deliveries of 30
+
+
+def test_requests_are_built_here_less_while_the_delivery_process_waits_for_calls(tmp_path):
+    """Building requests here takes time from evaluating events: while the child waits for calls, this side
+    is the slower one and builds a smaller share; while the child never waits, a larger one."""
+    adapter = RemoteAdapter(_file_context(tmp_path), "engine.adapters.file:FileAdapter")
+    try:
+        start = adapter._share
+        for _ in range(5):
+            adapter._balance(starved=0.05, busy=0.1)
+        lower = adapter._share
+        for _ in range(40):
+            adapter._balance(starved=0.0, busy=0.2)
+        assert lower < start < adapter._share == 1.0
+        for _ in range(60):
+            adapter._balance(starved=0.05, busy=0.1)
+        assert adapter._share == 0.0
+    finally:
+        adapter.close()

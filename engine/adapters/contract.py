@@ -23,6 +23,8 @@ Optionally, a factory has a ``prepare(call)`` attribute: a pure function of one 
 adapter state) that builds what ``deliver`` sends, such as the encoded request body. ``run
 --workers`` then calls it in the process that evaluated the event and hands the result over as
 ``call.prepared``; ``deliver`` builds it itself when that is None. The answers must be the same.
+When ``call.prepared`` is set, ``deliver`` reads nothing else of the payload: a call handed to a
+delivery process in its own process crosses with what was built and without its payload.
 
 Optionally, an adapter has ``gather: int``: the number of calls it takes best in one ``deliver`` (an
 embedded store applies them in one transaction). Its lane then hands it up to that many at a

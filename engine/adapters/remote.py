@@ -31,31 +31,41 @@ from ..model import ActionCall
 from ..parallel import pickled
 from .contract import Adapter, AdapterContext, factory
 
-# What crosses the pipe: calls as lists of (token, call); answers as (slice, [(token, state, attempts,
-# status, body, message, waited), ...]), ``slice`` being how many calls the child hands its adapter at a time.
+# What crosses the pipe: calls as lists of (token, call); answers as (slice, starved, busy, [(token, state,
+# attempts, status, body, message, waited), ...]), ``slice`` being how many calls the child hands its
+# adapter at a time, ``starved`` and ``busy`` the seconds it waited for calls and delivered them since
+# its last answer.
 Answer = tuple[int, str, int, "int | None", "str | None", str, float]
-Answers = tuple[int, list[Answer]]
+Answers = tuple[int, float, float, list[Answer]]
 
 _IDLE_POLL = 0.05  # seconds between the child's polls of its adapter while it holds calls
 #: Seconds before a delivery process that died is started again; calls meanwhile fail at once (replayable).
 RESTART_PAUSE = 1.0
 #: Seconds a delivery process has to end once its run's process exits, before it is killed.
 EXIT_GRACE = 5.0
+#: The share of its time a child may wait for calls and still count as the slower side (of its recent
+#: time: each answer's figures weigh in, the older ones less and less).
+STARVED = 0.03
+#: How much the share of requests built here moves with each answer.
+SHARE_STEP = 0.05
 
 
 class RemoteAdapter:
     """Runs the adapter ``spec`` names in a child process; see the module docstring.
 
     At most two of the child's slices (:class:`_Pace`) are out unanswered: one it works on, one waiting
-    in the pipe. So ``deliver`` takes as long as the child does, less a slice, and the lane paces its
+    in the pipe (counted in calls: a short slice out leaves room for most of the next). So ``deliver`` takes as long as the child does, less a slice, and the lane paces its
     journal by it as for an adapter in a thread; and a kill can leave no more than that delivered but
     not booked, for a resumed run to send twice (docs/delivery.md). With ``lockstep``, ``deliver``
     returns only once every call it was given is answered, as an adapter in a thread does: serve's held
     calls (engine.adapters.patient) must see a person's failure before that person's next call goes.
 
-    While ``deliver`` waits for room in the window, it builds the next calls' requests here (the
-    adapter's ``prepare``, as ``run --workers`` does in its workers): the child, the slower side when
-    the window is full, then only applies them. 200,000 events ran into the workspace 8% faster.
+    ``deliver`` builds a share of the calls' requests here (the adapter's ``prepare``, as ``run --workers``
+    does in its workers; first those of the next calls, while it waits for room in the window), so that
+    the child only applies them; a call crosses with its request and without its payload. How large a
+    share follows which side is slower: building them here takes the interpreter lock from the
+    evaluation of events in this process, so while the child waits for calls (each answer says how
+    long it waited) this side builds a smaller share, and while it never waits, a larger one.
 
     A child that dies fails the calls it had not answered for at once, and the next ``deliver`` (after
     :data:`RESTART_PAUSE`) starts a new one, so a run or a server goes on delivering.
@@ -72,6 +82,8 @@ class RemoteAdapter:
                                        dict(context.settings), context.store, dict(context.options))
         self._spec, self._lockstep, self.name = spec, lockstep, context.destination
         self._tokens = itertools.count()
+        self._share, self._credit = 0.5, 0.0  # of the requests built here; see _balance
+        self._starved = self._busy = 0.0       # the child's recent seconds, older ones weighing less
         self._waiting: dict[int, ActionCall] = {}   # token -> call, until its outcome is handed out
         self._start()
 
@@ -102,22 +114,26 @@ class RemoteAdapter:
         built: dict[int, ActionCall] = {}
         prepare = self._prepare
         while start < len(calls):
-            some = calls[start:start + max(1, self._window // 2)]
-            while self._waiting and len(self._waiting) + len(some) > self._window and not self._gone:
-                if prepare is not None and ahead < start + len(some):
-                    call = calls[ahead]
-                    if call.prepared is None:
-                        built[ahead] = call.with_prepared(prepare(call))
+            # What fits in the window goes, up to a slice a message: a short slice out (the end of a batch)
+            # leaves room for most of the next, so the child has it in hand when it is done with the one before.
+            while len(self._waiting) >= self._window and not self._gone:
+                if prepare is not None and ahead < min(len(calls), start + self._window // 2):
+                    self._build(calls, ahead, built, prepare)
                     ahead += 1
                     outcomes += self._collect()
                 else:
                     outcomes += self._collect(wait=_IDLE_POLL)
             if self._gone:  # it died meanwhile: these calls fail now, and their lane goes on
                 return outcomes + _failed(calls[start:], self._gone)
-            outcomes += self._hand_over([(next(self._tokens), call, built.pop(start + index, call))
+            some = calls[start:start + max(1, min(self._window - len(self._waiting), self._window // 2))]
+            if prepare is not None:
+                for index in range(ahead, start + len(some)):
+                    self._build(calls, index, built, prepare)
+            outcomes += self._hand_over([(next(self._tokens), call, built.pop(start + index)
+                                          if start + index in built else _crossing(call, call.prepared))
                                          for index, call in enumerate(some)])
-            ahead = max(ahead, start + len(some))
             start += len(some)
+            ahead = max(ahead, start)
         while self._lockstep and self._waiting and not self._gone:
             outcomes += self._collect(wait=_IDLE_POLL)
         return outcomes + self._collect()
@@ -183,12 +199,31 @@ class RemoteAdapter:
                 outcomes += self._died(f"the delivery process of '{self.name}' stopped"
                                        + (f" (exit code {code})" if code is not None else ""))
                 continue
-            size, answers = item
+            size, starved, busy, answers = item
             self._window = 2 * size
+            self._balance(starved, busy)
             for token, state, attempts, status, body, message, waited in answers:
                 call = self._waiting.pop(token, None)
                 if call is not None:
                     outcomes.append(Outcome(state, attempts, status, body, message, waited, call))
+
+    def _build(self, calls: Sequence[ActionCall], index: int, built: dict[int, ActionCall], prepare: Any) -> None:
+        """Build the request of ``calls[index]`` here if this side's share says so (see :meth:`_balance`);
+        else the child builds it."""
+        call = calls[index]
+        self._credit += self._share
+        if call.prepared is None and self._credit >= 1.0:
+            self._credit -= 1.0
+            built[index] = _crossing(call, prepare(call))
+
+    def _balance(self, starved: float, busy: float) -> None:
+        """Build a smaller share of requests here while the child waits for calls (this side is the
+        slower), a larger one while it hardly waits."""
+        self._starved, self._busy = 0.75 * self._starved + starved, 0.75 * self._busy + busy
+        if self._starved > STARVED * (self._starved + self._busy):
+            self._share = max(0.0, self._share - SHARE_STEP)
+        else:
+            self._share = min(1.0, self._share + SHARE_STEP)
 
     def _died(self, reason: str) -> list[Outcome]:
         """The child can take no more calls: each call it holds fails with ``reason``."""
@@ -219,6 +254,12 @@ class RemoteAdapter:
             except (OSError, ValueError) as error:
                 return failed + self._died(f"the delivery process of '{self.name}' is gone ({error})")
         return failed
+
+
+def _crossing(call: ActionCall, prepared: Any) -> ActionCall:
+    """``call`` as it crosses to the child: :meth:`~engine.model.ActionCall.built` once its request is
+    built. Outcomes come back by token, so the lane books and dead-letters its own whole call."""
+    return call if prepared is None else call.built(prepared)
 
 
 def _failed(calls: Sequence[ActionCall], reason: str) -> list[Outcome]:
@@ -273,8 +314,10 @@ def _child(connection: Any, context: AdapterContext, spec: str) -> None:
         _fail_everything(connection, f"the adapter of '{context.destination}' could not open: {error}")
         return
     pace = _Pace(getattr(adapter, "gather", None))
+    starved = busy = 0.0  # seconds spent waiting for calls, and delivering them, since the last answer
 
     def send(outcomes: list[Outcome]) -> None:
+        nonlocal starved, busy
         answers = []
         for outcome in outcomes:
             token = tokens.pop(id(outcome.call), None)
@@ -283,48 +326,72 @@ def _child(connection: Any, context: AdapterContext, spec: str) -> None:
                                 outcome.message, outcome.waited))
         if answers:
             try:
-                connection.send((pace.size, answers))
+                connection.send((pace.size, starved, busy, answers))
             except OSError:
                 _orphaned()
+            starved = busy = 0.0
 
     # Calls are read as they come, so the parent never waits on a full pipe while a batch is delivered here
     # (it could book no outcome meanwhile); the parent's window bounds how many wait.
+    # A slice is made of whatever has come, whichever messages brought it: a short message (the end of one
+    # of the parent's batches) joins the next rather than costing a delivery, a transaction, of its own.
     inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
     threading.Thread(target=_read_into, args=(connection, inbox), name="calls", daemon=True).start()
+    held: list[tuple[int, ActionCall]] = []  # (token, call) come and not yet handed to the adapter
+    last: Any = _NOTHING                     # None (close) or _GONE, once it has come: after what came before
     while True:
-        try:
-            batch = inbox.get(timeout=_IDLE_POLL) if tokens else inbox.get()
-        except queue.Empty:
-            send(_guarded(adapter.poll, context))
-            continue
-        if batch is _GONE:
-            _orphaned()
-        if batch is None:
-            send(_guarded(adapter.close, context))
-            connection.send(None)
-            connection.close()
-            return
-        calls = []
-        for token, call in batch:
-            tokens[id(call)] = token
-            calls.append(call)
-        start = 0
-        while start < len(calls):
-            if os.getppid() != parent:
+        if not held:
+            if last is not _NOTHING:
+                item = last
+            else:
+                try:
+                    if tokens:
+                        item = inbox.get(timeout=_IDLE_POLL)
+                    else:
+                        began = time.perf_counter()
+                        item = inbox.get()
+                        starved += time.perf_counter() - began
+                except queue.Empty:
+                    send(_guarded(adapter.poll, context))
+                    continue
+            if item is _GONE:
                 _orphaned()
-            some = calls[start:start + pace.size]
-            start += len(some)
-            began = time.perf_counter()
+            if item is None:
+                send(_guarded(adapter.close, context))
+                connection.send(None)
+                connection.close()
+                return
+            held = item
+        while len(held) < pace.size and last is _NOTHING:
             try:
-                outcomes = adapter.deliver(some)
-            except Exception as error:  # noqa: BLE001 - one adapter's bug fails its own calls, as in a lane
-                reason = f"the adapter of '{context.destination}' failed: {type(error).__name__}: {error}"
-                outcomes = [Outcome(FAILED, 0, message=reason, call=call) for call in some]
-            pace.took(time.perf_counter() - began, len(some))
-            send(outcomes)
+                item = inbox.get_nowait()
+            except queue.Empty:
+                break
+            if item is None or item is _GONE:
+                last = item
+            else:
+                held = held + item
+        if os.getppid() != parent:
+            _orphaned()
+        pairs, held = held[:pace.size], held[pace.size:]
+        some = []
+        for token, call in pairs:
+            tokens[id(call)] = token
+            some.append(call)
+        began = time.perf_counter()
+        try:
+            outcomes = adapter.deliver(some)
+        except Exception as error:  # noqa: BLE001 - one adapter's bug fails its own calls, as in a lane
+            reason = f"the adapter of '{context.destination}' failed: {type(error).__name__}: {error}"
+            outcomes = [Outcome(FAILED, 0, message=reason, call=call) for call in some]
+        took = time.perf_counter() - began
+        busy += took
+        pace.took(took, len(some))
+        send(outcomes)
 
 
 _GONE = object()  # the pipe broke: the parent was killed
+_NOTHING = object()
 
 
 def _read_into(connection: Any, inbox: queue.SimpleQueue[Any]) -> None:
@@ -380,4 +447,4 @@ def _fail_everything(connection: Any, reason: str) -> None:
     if batch is None:
         connection.send(None)
         return
-    connection.send((len(batch), [(token, FAILED, 0, None, None, reason, 0.0) for token, _ in batch]))
+    connection.send((len(batch), 0.0, 0.0, [(token, FAILED, 0, None, None, reason, 0.0) for token, _ in batch]))
