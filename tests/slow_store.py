@@ -1,5 +1,5 @@
 """A stand-in embedded store for tests of delivery processes: takes ``gather`` calls a delivery, each
-delivery one line in its log (how many calls it got), the first one slow so that calls pile up behind it."""
+delivery one line in its log (how many calls it got) and slow, so that calls pile up behind it."""
 from __future__ import annotations
 
 import time
@@ -16,12 +16,9 @@ class SlowStore:
 
     def __init__(self, context: AdapterContext):
         self.log = Path(context.settings["log"])
-        self.first = True
 
     def deliver(self, calls: Sequence[ActionCall]) -> list[Outcome]:
-        if self.first:
-            time.sleep(1.0)
-            self.first = False
+        time.sleep(0.3)
         with self.log.open("a") as log:
             log.write(f"{len(calls)}\n")
         return [Outcome(DELIVERED, 1, call=call) for call in calls]

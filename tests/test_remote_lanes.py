@@ -267,7 +267,7 @@ def test_short_batches_that_wait_for_the_delivery_process_are_delivered_together
     adapter = RemoteAdapter(AdapterContext("store", "webhook", "stand-in", {"log": str(log)}), "slow_store:SlowStore")
     calls = _calls(300)
     outcomes = []
-    for start in range(0, 300, 30):  # ten short batches while the first delivery takes a second
+    for start in range(0, 300, 30):  # ten short batches, while each delivery takes 0.3 s
         outcomes += adapter.deliver(calls[start:start + 30])
     outcomes += adapter.close()
     assert sorted(o.call.message_id for o in outcomes) == sorted(c.message_id for c in calls)
@@ -276,20 +276,21 @@ def test_short_batches_that_wait_for_the_delivery_process_are_delivered_together
     assert len(sizes) <= 5 and max(sizes) == 100, sizes  # not ten deliveries of 30
 
 
-def test_requests_are_built_here_less_while_the_delivery_process_waits_for_calls(tmp_path):
-    """Building requests here takes time from evaluating events: while the child waits for calls, this side
-    is the slower one and builds a smaller share; while the child never waits, a larger one."""
+def test_requests_are_built_here_less_while_the_delivery_process_has_time_to_spare(tmp_path):
+    """Building requests here takes time from evaluating events: while the child has time to spare, this side
+    (or the destination) is the slower one and builds a smaller share; while the child keeps a core busy,
+    a larger one."""
     adapter = RemoteAdapter(_file_context(tmp_path), "engine.adapters.file:FileAdapter")
     try:
         start = adapter._share
         for _ in range(5):
-            adapter._balance(starved=0.05, busy=0.1)
+            adapter._balance(cpu=0.05, wall=0.1)
         lower = adapter._share
         for _ in range(40):
-            adapter._balance(starved=0.0, busy=0.2)
+            adapter._balance(cpu=0.2, wall=0.2)
         assert lower < start < adapter._share == 1.0
         for _ in range(60):
-            adapter._balance(starved=0.05, busy=0.1)
+            adapter._balance(cpu=0.05, wall=0.1)
         assert adapter._share == 0.0
     finally:
         adapter.close()

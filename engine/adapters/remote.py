@@ -31,9 +31,9 @@ from ..model import ActionCall
 from ..parallel import pickled
 from .contract import Adapter, AdapterContext, factory
 
-# What crosses the pipe: calls as lists of (token, call); answers as (slice, starved, busy, [(token, state,
+# What crosses the pipe: calls as lists of (token, call); answers as (slice, cpu, wall, [(token, state,
 # attempts, status, body, message, waited), ...]), ``slice`` being how many calls the child hands its
-# adapter at a time, ``starved`` and ``busy`` the seconds it waited for calls and delivered them since
+# adapter at a time, ``cpu`` and ``wall`` the seconds of CPU it used and the seconds that passed since
 # its last answer.
 Answer = tuple[int, str, int, "int | None", "str | None", str, float]
 Answers = tuple[int, float, float, list[Answer]]
@@ -43,9 +43,9 @@ _IDLE_POLL = 0.05  # seconds between the child's polls of its adapter while it h
 RESTART_PAUSE = 1.0
 #: Seconds a delivery process has to end once its run's process exits, before it is killed.
 EXIT_GRACE = 5.0
-#: The share of its time a child may wait for calls and still count as the slower side (of its recent
-#: time: each answer's figures weigh in, the older ones less and less).
-STARVED = 0.03
+#: The share of a core a child must keep busy to count as the slower side (over its recent time: each
+#: answer's figures weigh in, the older ones less and less).
+BUSY = 0.9
 #: How much the share of requests built here moves with each answer.
 SHARE_STEP = 0.05
 
@@ -54,9 +54,10 @@ class RemoteAdapter:
     """Runs the adapter ``spec`` names in a child process; see the module docstring.
 
     At most two of the child's slices (:class:`_Pace`) are out unanswered: one it works on, one waiting
-    in the pipe (counted in calls: a short slice out leaves room for most of the next). So ``deliver`` takes as long as the child does, less a slice, and the lane paces its
-    journal by it as for an adapter in a thread; and a kill can leave no more than that delivered but
-    not booked, for a resumed run to send twice (docs/delivery.md). With ``lockstep``, ``deliver``
+    in the pipe (counted in calls: a short slice out leaves room for most of the next). So ``deliver``
+    takes as long as the child does, less a slice, and the lane paces its journal by it as for an
+    adapter in a thread; and a kill can leave no more than that delivered but not booked, for a resumed
+    run to send twice (docs/delivery.md). With ``lockstep``, ``deliver``
     returns only once every call it was given is answered, as an adapter in a thread does: serve's held
     calls (engine.adapters.patient) must see a person's failure before that person's next call goes.
 
@@ -64,8 +65,9 @@ class RemoteAdapter:
     does in its workers; first those of the next calls, while it waits for room in the window), so that
     the child only applies them; a call crosses with its request and without its payload. How large a
     share follows which side is slower: building them here takes the interpreter lock from the
-    evaluation of events in this process, so while the child waits for calls (each answer says how
-    long it waited) this side builds a smaller share, and while it never waits, a larger one.
+    evaluation of events in this process, so while the child has time to spare (each answer says how
+    much CPU it used meanwhile) this side builds a smaller share, and while it keeps a core busy, a
+    larger one.
 
     A child that dies fails the calls it had not answered for at once, and the next ``deliver`` (after
     :data:`RESTART_PAUSE`) starts a new one, so a run or a server goes on delivering.
@@ -83,7 +85,7 @@ class RemoteAdapter:
         self._spec, self._lockstep, self.name = spec, lockstep, context.destination
         self._tokens = itertools.count()
         self._share, self._credit = 0.5, 0.0  # of the requests built here; see _balance
-        self._starved = self._busy = 0.0       # the child's recent seconds, older ones weighing less
+        self._cpu = self._wall = 0.0           # the child's recent seconds, older ones weighing less
         self._waiting: dict[int, ActionCall] = {}   # token -> call, until its outcome is handed out
         self._start()
 
@@ -199,9 +201,9 @@ class RemoteAdapter:
                 outcomes += self._died(f"the delivery process of '{self.name}' stopped"
                                        + (f" (exit code {code})" if code is not None else ""))
                 continue
-            size, starved, busy, answers = item
+            size, cpu, wall, answers = item
             self._window = 2 * size
-            self._balance(starved, busy)
+            self._balance(cpu, wall)
             for token, state, attempts, status, body, message, waited in answers:
                 call = self._waiting.pop(token, None)
                 if call is not None:
@@ -216,11 +218,11 @@ class RemoteAdapter:
             self._credit -= 1.0
             built[index] = _crossing(call, prepare(call))
 
-    def _balance(self, starved: float, busy: float) -> None:
-        """Build a smaller share of requests here while the child waits for calls (this side is the
-        slower), a larger one while it hardly waits."""
-        self._starved, self._busy = 0.75 * self._starved + starved, 0.75 * self._busy + busy
-        if self._starved > STARVED * (self._starved + self._busy):
+    def _balance(self, cpu: float, wall: float) -> None:
+        """Build a smaller share of requests here while the child has time to spare (this side, or the
+        destination, is the slower), a larger one while it keeps a core busy."""
+        self._cpu, self._wall = 0.75 * self._cpu + cpu, 0.75 * self._wall + wall
+        if self._cpu < BUSY * self._wall:
             self._share = max(0.0, self._share - SHARE_STEP)
         else:
             self._share = min(1.0, self._share + SHARE_STEP)
@@ -314,10 +316,10 @@ def _child(connection: Any, context: AdapterContext, spec: str) -> None:
         _fail_everything(connection, f"the adapter of '{context.destination}' could not open: {error}")
         return
     pace = _Pace(getattr(adapter, "gather", None))
-    starved = busy = 0.0  # seconds spent waiting for calls, and delivering them, since the last answer
+    since = (time.process_time(), time.perf_counter())  # at the last answer
 
     def send(outcomes: list[Outcome]) -> None:
-        nonlocal starved, busy
+        nonlocal since
         answers = []
         for outcome in outcomes:
             token = tokens.pop(id(outcome.call), None)
@@ -326,10 +328,11 @@ def _child(connection: Any, context: AdapterContext, spec: str) -> None:
                                 outcome.message, outcome.waited))
         if answers:
             try:
-                connection.send((pace.size, starved, busy, answers))
+                now = (time.process_time(), time.perf_counter())
+                connection.send((pace.size, now[0] - since[0], now[1] - since[1], answers))
+                since = now
             except OSError:
                 _orphaned()
-            starved = busy = 0.0
 
     # Calls are read as they come, so the parent never waits on a full pipe while a batch is delivered here
     # (it could book no outcome meanwhile); the parent's window bounds how many wait.
@@ -345,12 +348,7 @@ def _child(connection: Any, context: AdapterContext, spec: str) -> None:
                 item = last
             else:
                 try:
-                    if tokens:
-                        item = inbox.get(timeout=_IDLE_POLL)
-                    else:
-                        began = time.perf_counter()
-                        item = inbox.get()
-                        starved += time.perf_counter() - began
+                    item = inbox.get(timeout=_IDLE_POLL) if tokens else inbox.get()
                 except queue.Empty:
                     send(_guarded(adapter.poll, context))
                     continue
@@ -384,9 +382,7 @@ def _child(connection: Any, context: AdapterContext, spec: str) -> None:
         except Exception as error:  # noqa: BLE001 - one adapter's bug fails its own calls, as in a lane
             reason = f"the adapter of '{context.destination}' failed: {type(error).__name__}: {error}"
             outcomes = [Outcome(FAILED, 0, message=reason, call=call) for call in some]
-        took = time.perf_counter() - began
-        busy += took
-        pace.took(took, len(some))
+        pace.took(time.perf_counter() - began, len(some))
         send(outcomes)
 
 
