@@ -294,3 +294,15 @@ def test_requests_are_built_here_less_while_the_delivery_process_has_time_to_spa
         assert adapter._share == 0.0
     finally:
         adapter.close()
+
+
+def test_in_lockstep_the_delivery_process_builds_every_request(tmp_path):
+    """Serve's store process answers each delivery before the next goes: the two sides take turns, so a
+    request built in the server would only take its time from ingesting requests."""
+    adapter = RemoteAdapter(_file_context(tmp_path), "engine.adapters.file:FileAdapter", lockstep=True)
+    try:
+        for _ in range(40):
+            adapter._balance(cpu=0.2, wall=0.2)
+        assert adapter._share == 0.0
+    finally:
+        adapter.close()

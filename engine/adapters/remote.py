@@ -67,7 +67,8 @@ class RemoteAdapter:
     share follows which side is slower: building them here takes the interpreter lock from the
     evaluation of events in this process, so while the child has time to spare (each answer says how
     much CPU it used meanwhile) this side builds a smaller share, and while it keeps a core busy, a
-    larger one.
+    larger one. In lockstep the child builds them all: the two sides take turns, so building one here
+    would only take time from whatever else this process does (serve ingests requests).
 
     A child that dies fails the calls it had not answered for at once, and the next ``deliver`` (after
     :data:`RESTART_PAUSE`) starts a new one, so a run or a server goes on delivering.
@@ -84,7 +85,9 @@ class RemoteAdapter:
                                        dict(context.settings), context.store, dict(context.options))
         self._spec, self._lockstep, self.name = spec, lockstep, context.destination
         self._tokens = itertools.count()
-        self._share, self._credit = 0.5, 0.0  # of the requests built here; see _balance
+        # The share of the requests built here; see _balance. In lockstep the two sides take turns, so
+        # building one here only takes time from whatever else this process does (serve: ingesting).
+        self._share, self._credit = (0.0 if lockstep else 0.5), 0.0
         self._cpu = self._wall = 0.0           # the child's recent seconds, older ones weighing less
         self._waiting: dict[int, ActionCall] = {}   # token -> call, until its outcome is handed out
         self._start()
@@ -220,7 +223,9 @@ class RemoteAdapter:
 
     def _balance(self, cpu: float, wall: float) -> None:
         """Build a smaller share of requests here while the child has time to spare (this side, or the
-        destination, is the slower), a larger one while it keeps a core busy."""
+        destination, is the slower), a larger one while it keeps a core busy. Not in lockstep."""
+        if self._lockstep:
+            return
         self._cpu, self._wall = 0.75 * self._cpu + cpu, 0.75 * self._wall + wall
         if self._cpu < BUSY * self._wall:
             self._share = max(0.0, self._share - SHARE_STEP)
