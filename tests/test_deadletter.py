@@ -31,3 +31,24 @@ def test_a_full_disk_for_the_dead_letter_file_stops_the_run_with_a_summary(tmp_p
     assert result.returncode == 1
     assert "STOPPED: cannot write the dead-letter file /dev/full" in result.stderr
     assert "record(s) were not written" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("event", [
+    {"type": "track", "userId": "u1", "properties": {"n": 123456789012345678901234567890}},  # beyond 64 bits
+    {"type": "track", "userId": "u\udfff", "properties": {"n": 1.5}},                         # a lone surrogate
+])
+def test_a_masked_reason_leaves_the_rest_of_its_record_exactly_as_it_was(tmp_path, event):
+    from engine.deadletter import DeadLetter
+    from engine.env import Secrets
+    from engine.events import loads_exact, to_line
+
+    path = tmp_path / "dead.ndjson"
+    dead_letter = DeadLetter(str(path), mask=Secrets(["s3cret-token"]).mask_reason)
+    shown = {"kind": "failed", "reason": "401 for https://api.example/x?token=s3cret-token", "event": event}
+    plain = {"kind": "failed", "reason": "503 Service Unavailable", "event": event}
+    dead_letter.write_lines(to_line(shown) + to_line(plain), 2)
+    dead_letter.close()
+    first, second = path.read_bytes().splitlines(keepends=True)
+    masked, _ = loads_exact(first, ours=True)
+    assert "s3cret-token" not in masked["reason"] and masked["event"] == event
+    assert second == to_line(plain)  # nothing to mask: byte for byte
