@@ -339,44 +339,20 @@ def _child(connection: Any, context: AdapterContext, spec: str) -> None:
             except OSError:
                 _orphaned()
 
-    # Calls are read as they come, so the parent never waits on a full pipe while a batch is delivered here
-    # (it could book no outcome meanwhile); the parent's window bounds how many wait.
-    # A slice is made of whatever has come, whichever messages brought it: a short message (the end of one
-    # of the parent's batches) joins the next rather than costing a delivery, a transaction, of its own.
-    inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
-    threading.Thread(target=_read_into, args=(connection, inbox), name="calls", daemon=True).start()
-    held: list[tuple[int, ActionCall]] = []  # (token, call) come and not yet handed to the adapter
-    last: Any = _NOTHING                     # None (close) or _GONE, once it has come: after what came before
+    inbox = _Inbox(connection)
     while True:
-        if not held:
-            if last is not _NOTHING:
-                item = last
-            else:
-                try:
-                    item = inbox.get(timeout=_IDLE_POLL) if tokens else inbox.get()
-                except queue.Empty:
-                    send(_guarded(adapter.poll, context))
-                    continue
-            if item is _GONE:
-                _orphaned()
-            if item is None:
-                send(_guarded(adapter.close, context))
-                connection.send(None)
-                connection.close()
-                return
-            held = item
-        while len(held) < pace.size and last is _NOTHING:
-            try:
-                item = inbox.get_nowait()
-            except queue.Empty:
-                break
-            if item is None or item is _GONE:
-                last = item
-            else:
-                held = held + item
+        try:
+            pairs = inbox.take(pace.size, wait=_IDLE_POLL if tokens else None)
+        except queue.Empty:
+            send(_guarded(adapter.poll, context))
+            continue
+        if pairs is None:
+            send(_guarded(adapter.close, context))
+            connection.send(None)
+            connection.close()
+            return
         if os.getppid() != parent:
             _orphaned()
-        pairs, held = held[:pace.size], held[pace.size:]
         some = []
         for token, call in pairs:
             tokens[id(call)] = token
@@ -393,6 +369,42 @@ def _child(connection: Any, context: AdapterContext, spec: str) -> None:
 
 _GONE = object()  # the pipe broke: the parent was killed
 _NOTHING = object()
+
+
+class _Inbox:
+    """The calls the parent sends, read by a thread of their own as they come (so the parent never waits on
+    a full pipe while a slice is delivered here: it could book no outcome meanwhile), and handed out a slice
+    at a time whichever messages brought them: a short message (the end of one of the parent's batches)
+    joins the next rather than costing a delivery, a transaction, of its own. The parent's window bounds
+    how many wait here."""
+
+    def __init__(self, connection: Any):
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._held: list[tuple[int, ActionCall]] = []  # (token, call) come and not yet handed out
+        self._last: Any = _NOTHING  # None (a close) or _GONE once it has come: after the calls before it
+        threading.Thread(target=_read_into, args=(connection, self._queue), name="calls", daemon=True).start()
+
+    def take(self, size: int, wait: float | None) -> list[tuple[int, ActionCall]] | None:
+        """Up to ``size`` of the (token, call) pairs come, in order; None once the parent closed, after every
+        call sent before. Raises queue.Empty when nothing came within ``wait`` seconds (None: no limit)."""
+        if not self._held:
+            item = self._last if self._last is not _NOTHING else self._queue.get(timeout=wait)
+            if item is _GONE:
+                _orphaned()
+            if item is None:
+                return None
+            self._held = item
+        while len(self._held) < size and self._last is _NOTHING:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is None or item is _GONE:
+                self._last = item
+            else:
+                self._held = self._held + item
+        some, self._held = self._held[:size], self._held[size:]
+        return some
 
 
 def _read_into(connection: Any, inbox: queue.SimpleQueue[Any]) -> None:
