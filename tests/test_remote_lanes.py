@@ -306,3 +306,30 @@ def test_in_lockstep_the_delivery_process_builds_every_request(tmp_path):
         assert adapter._share == 0.0
     finally:
         adapter.close()
+
+
+def test_a_delivery_process_that_cannot_open_its_adapter_is_tried_again(tmp_path):
+    """A store that cannot be opened for a moment (here: a folder where the file should be) fails the calls
+    of that moment, with the reason; once it can be opened, a new delivery process delivers."""
+    target = tmp_path / "audit.ndjson"
+    target.mkdir()
+    adapter = RemoteAdapter(AdapterContext("audit", "webhook", "file", {"path": str(target)}),
+                            "engine.adapters.file:FileAdapter")
+    first = adapter._process
+    try:
+        outcomes = adapter.deliver(_calls(1))
+        deadline = time.monotonic() + 20
+        while not outcomes and time.monotonic() < deadline:
+            time.sleep(0.01)
+            outcomes += adapter.poll()
+        assert [o.state for o in outcomes] == [FAILED] and "could not open" in outcomes[0].message
+        target.rmdir()
+        deadline = time.monotonic() + 30
+        while not any(o.state == DELIVERED for o in outcomes) and time.monotonic() < deadline:
+            outcomes += adapter.deliver(_calls(1)) + adapter.poll()
+            time.sleep(0.05)
+        assert any(o.state == DELIVERED for o in outcomes) and adapter._process is not first
+    finally:
+        outcomes = adapter.close()
+    assert all(o.state == DELIVERED for o in outcomes)
+    assert target.is_file()
