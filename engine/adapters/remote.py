@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import atexit
 import itertools
+import os
 import queue
 import threading
 import time
@@ -25,6 +26,7 @@ import weakref
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
+from ..collector import for_streams
 from ..delivery.outcome import FAILED, Outcome
 from ..delivery.pacing import JOURNAL_GATHER, next_slice
 from ..model import ActionCall
@@ -306,7 +308,6 @@ def _end_all() -> None:
 
 def _child(connection: Any, context: AdapterContext, spec: str) -> None:
     """The child process: open the real adapter, then feed it what comes in and send back what comes out."""
-    import os
     import signal
 
     # The parent decides when delivery stops (it closes the pipe); a signal to the whole group must not cut
@@ -314,12 +315,19 @@ def _child(connection: Any, context: AdapterContext, spec: str) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     parent = os.getppid()
-    tokens: dict[int, int] = {}  # id(call) -> token, while the adapter holds the call
     try:
         adapter: Adapter = factory(context.catalog, context.transport, spec)(context)
     except Exception as error:  # noqa: BLE001 - the parent opened it a moment ago; say why it failed now
         _fail_everything(connection, f"the adapter of '{context.destination}' could not open: {error}")
         return
+    with for_streams():
+        _deliver_what_comes(connection, adapter, context, parent)
+
+
+def _deliver_what_comes(connection: Any, adapter: Adapter, context: AdapterContext, parent: int) -> None:
+    """The child once its adapter is open: deliver what the parent sends, a slice at a time, and send back
+    what comes out, until the parent closes the pipe."""
+    tokens: dict[int, int] = {}  # id(call) -> token, while the adapter holds the call
     pace = _Pace(getattr(adapter, "gather", None))
     since = (time.process_time(), time.perf_counter())  # at the last answer
 
@@ -438,8 +446,6 @@ class _Pace:
 def _orphaned() -> NoReturn:
     """The parent is gone (killed): deliver nothing more. What it had not booked, the same command sends
     again when it resumes (docs/delivery.md); sending it now, unanswered, would only send it twice."""
-    import os
-
     os._exit(0)
 
 
