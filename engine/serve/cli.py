@@ -121,6 +121,7 @@ def run_serve(args) -> int:
     """Serve until SIGTERM or SIGINT; 0 after a clean stop, 1 when the rules or the spool cannot be used."""
     # Imported here: `switchyard --help` and the other commands do not pay for the server's modules.
     from ..adapters.patient import Patience
+    from ..collector import for_streams
     from ..deadletter import DeadLetterError
     from .service import Options, RulesError, Service, load_rules
     from .spool import SpoolError
@@ -154,7 +155,8 @@ def run_serve(args) -> int:
     if not options.write_keys:
         log.warning("no --write-key given: every write key is accepted")
     try:
-        serve(service, args.host, args.port, watch=args.reload)
+        with for_streams():  # each request's and event's objects die young: collections seldom walk the rules
+            serve(service, args.host, args.port, watch=args.reload)
     finally:  # uvicorn may end without a signal (the port is taken): deliveries still stop in order
         settled = service.stop()
         log.info("stopped; %s", "every delivery in hand settled" if settled else
