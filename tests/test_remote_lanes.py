@@ -276,34 +276,30 @@ def test_short_batches_that_wait_for_the_delivery_process_are_delivered_together
     assert len(sizes) <= 5 and max(sizes) == 100, sizes  # not ten deliveries of 30
 
 
-def test_requests_are_built_here_less_while_the_delivery_process_has_time_to_spare(tmp_path):
+def _share_after(adapter: RemoteAdapter, answers: int, cpu: float, wall: float) -> float:
+    """The share of requests ``adapter`` builds itself after ``answers`` answers, each saying the child used
+    ``cpu`` seconds of CPU in ``wall`` seconds."""
+    for _ in range(answers):
+        adapter._balance(cpu=cpu, wall=wall)
+    return adapter._share
+
+
+@pytest.mark.parametrize("lockstep", [False, True])
+def test_requests_are_built_here_less_while_the_delivery_process_has_time_to_spare(tmp_path, lockstep):
     """Building requests here takes time from evaluating events: while the child has time to spare, this side
     (or the destination) is the slower one and builds a smaller share; while the child keeps a core busy,
-    a larger one."""
-    adapter = RemoteAdapter(_file_context(tmp_path), "engine.adapters.file:FileAdapter")
+    a larger one. In lockstep (serve's store answers each delivery before the next goes) the two sides
+    take turns, so a request built in the server would only take its time from ingesting: none is."""
+    adapter = RemoteAdapter(_file_context(tmp_path), "engine.adapters.file:FileAdapter", lockstep=lockstep)
     try:
         start = adapter._share
-        for _ in range(5):
-            adapter._balance(cpu=0.05, wall=0.1)
-        lower = adapter._share
-        for _ in range(40):
-            adapter._balance(cpu=0.2, wall=0.2)
-        assert lower < start < adapter._share == 1.0
-        for _ in range(60):
-            adapter._balance(cpu=0.05, wall=0.1)
-        assert adapter._share == 0.0
-    finally:
-        adapter.close()
-
-
-def test_in_lockstep_the_delivery_process_builds_every_request(tmp_path):
-    """Serve's store process answers each delivery before the next goes: the two sides take turns, so a
-    request built in the server would only take its time from ingesting requests."""
-    adapter = RemoteAdapter(_file_context(tmp_path), "engine.adapters.file:FileAdapter", lockstep=True)
-    try:
-        for _ in range(40):
-            adapter._balance(cpu=0.2, wall=0.2)
-        assert adapter._share == 0.0
+        lower = _share_after(adapter, 5, cpu=0.05, wall=0.1)
+        higher = _share_after(adapter, 40, cpu=0.2, wall=0.2)
+        if lockstep:
+            assert start == lower == higher == 0.0
+        else:
+            assert lower < start < higher == 1.0
+            assert _share_after(adapter, 60, cpu=0.05, wall=0.1) == 0.0
     finally:
         adapter.close()
 
