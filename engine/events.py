@@ -65,8 +65,10 @@ class Lines:
                     # orjson keeps the last of a key written twice. Every key has its colon, so the event
                     # written back has fewer colons only when a pair was dropped; the exact parse says
                     # which key. A colon written \u003a would hide one: such a line is parsed exactly too.
+                    # A compact line written back is itself (no pair dropped): no counting then.
                     try:
-                        dropped = line.count(b":") != dumps(event).count(b":")
+                        written = dumps(event)
+                        dropped = written != line and line.count(b":") != written.count(b":")
                     except TypeError:  # nested deeper than orjson writes (254 levels)
                         dropped = True
                     if dropped or (escaped_colon and b"\\u003" in line):
