@@ -218,8 +218,10 @@ class RemoteAdapter:
         """Build the request of ``calls[index]`` here if this side's share says so (see :meth:`_balance`);
         else the child builds it."""
         call = calls[index]
+        if call.prepared is not None:  # built in a worker (run --workers): no share of this side's to take
+            return
         self._credit += self._share
-        if call.prepared is None and self._credit >= 1.0:
+        if self._credit >= 1.0:
             self._credit -= 1.0
             built[index] = _crossing(call, prepare(call))
 
