@@ -22,7 +22,7 @@ from .collector import for_streams
 from .deadletter import DeadLetter
 from .events import Lines
 from .parallel import pickled, usable_cores
-from .pipeline import Part, Pipeline, Sourced, account
+from .pipeline import Part, Pipeline, account, writer
 from .resume import ProgressJournal
 from .ruleset import RuleSet
 from .stopping import Stop
@@ -167,17 +167,15 @@ def _events(item: Input) -> Iterator[tuple[str, Any]]:
 
 def _evaluate_chunk(rules: RuleSet, dry_run: bool, chunk: list[Input]) -> Part:
     """Parse and evaluate a chunk of inputs, in a worker process."""
-    from .events import call_line
 
-    summary, dead_letters, calls = Summary(dry_run_calls=dry_run), [], []  # type: ignore[var-annotated]
-    emitted: list[Sourced] = calls
+    summary, dead_letters, calls, written = Summary(dry_run_calls=dry_run), [], [], []  # type: ignore[var-annotated]
+    emit = writer(written) if dry_run else calls.append
     source = None
     for item in chunk:
         for source, event in _events(item):
-            account(rules.evaluate, source, event, summary, dead_letters.append, emitted)
+            account(rules.evaluate, source, event, summary, dead_letters.append, emit)
     if dry_run:
-        return Part(summary, b"".join(call_line(call) for call, _ in calls), b"".join(dead_letters),
-                    len(dead_letters), b"", source)
+        return Part(summary, b"".join(written), b"".join(dead_letters), len(dead_letters), b"", source)
     preparers = _preparers(rules)
     ready = []
     for call, source in calls:

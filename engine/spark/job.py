@@ -185,7 +185,7 @@ class _Router:
             records: list[bytes] = []
             emitted: list[Sourced] = []
             last.result = None
-            account(last, source, event, summary, records.append, emitted)
+            account(last, source, event, summary, records.append, emitted.append)
             where = (source, person, partition, sequence)
             bucket: str | None = _bucket(counts, summary)
             for call, _ in emitted:
