@@ -410,6 +410,7 @@ def _run(args) -> int:
         return _usage_error("stdin (-) can be read once: with rules on stdin, name the event files")
     from .adapters import SetupError
     from .deadletter import DeadLetterError
+    from .events import InputChanged
     from .parallel import WorkerError
     from .run import DeadLetter, Progress, lanes_for, run
     from .stopping import Stop
@@ -457,7 +458,7 @@ def _run(args) -> int:
     except SetupError as error:
         _say(str(error), secrets)
         return EXIT_PROBLEMS
-    except WorkerError as error:
+    except (WorkerError, InputChanged) as error:
         _say(f"{error}; the run stopped before the end, with no summary", secrets)
         return EXIT_PROBLEMS
     except KeyboardInterrupt:

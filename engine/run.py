@@ -20,7 +20,7 @@ from .adapters.contract import Prepare
 from .adapters.registry import preparer
 from .collector import for_streams
 from .deadletter import DeadLetter
-from .events import Lines
+from .events import Lines, LinesInFile
 from .parallel import pickled, usable_cores
 from .pipeline import Part, Pipeline, account, writer
 from .resume import ProgressJournal
@@ -34,6 +34,7 @@ CHUNK_BYTES = 1 << 20  # the lines a worker is given at a time: about a thousand
 EVENT_BYTES = 1000     # what one event already read counts for in a chunk: about its line's worth
 
 Input = Lines | tuple[str, Any]
+Sent = Lines | LinesInFile | tuple[str, Any]  # an input as a worker is sent it
 
 
 class Progress:
@@ -160,12 +161,12 @@ def _run(rules: RuleSet, inputs: Iterable[Input], *, dry_run: bool, out: IO[Any]
     return summary
 
 
-def _events(item: Input) -> Iterator[tuple[str, Any]]:
+def _events(item: Sent) -> Iterator[tuple[str, Any]]:
     """The ``(source, event)`` pairs of one of the inputs: the pair itself, or those of some Lines."""
-    return item.events() if isinstance(item, Lines) else iter((item,))
+    return item.events() if isinstance(item, (Lines, LinesInFile)) else iter((item,))
 
 
-def _evaluate_chunk(rules: RuleSet, dry_run: bool, chunk: list[Input]) -> Part:
+def _evaluate_chunk(rules: RuleSet, dry_run: bool, chunk: list[Sent]) -> Part:
     """Parse and evaluate a chunk of inputs, in a worker process."""
 
     summary, dead_letters, calls, written = Summary(dry_run_calls=dry_run), [], [], []  # type: ignore[var-annotated]
@@ -197,13 +198,17 @@ def _preparers(rules: RuleSet) -> dict[str, Prepare | None]:
     return found
 
 
-def _chunks(inputs: Iterable[Input]) -> Iterator[list[Input]]:
+def _chunks(inputs: Iterable[Input]) -> Iterator[list[Sent]]:
     """Group ``inputs`` into lists of about CHUNK_BYTES, for the workers."""
-    chunk: list[Input] = []
+    chunk: list[Sent] = []
     size = 0
     for item in inputs:
-        chunk.append(item)
-        size += len(item.data) if isinstance(item, Lines) else EVENT_BYTES
+        if isinstance(item, Lines):
+            chunk.append(item.sendable())
+            size += len(item.data)
+        else:
+            chunk.append(item)
+            size += EVENT_BYTES
         if size >= CHUNK_BYTES:
             yield chunk
             chunk, size = [], 0

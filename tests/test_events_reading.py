@@ -12,7 +12,7 @@ from datetime import datetime
 import pytest
 
 from conftest import switchyard
-from engine.events import Lines, Unreadable, read, read_line, read_parts, to_line
+from engine.events import InputChanged, Lines, LinesInFile, Unreadable, read, read_line, read_parts, to_line
 
 EXPECTING_NAME = "Expecting property name enclosed in double quotes"
 TWICE = " is written twice in one object; JSON leaves its meaning open"
@@ -119,6 +119,66 @@ def test_one_line_alone_is_read_as_in_a_file(data):
     alone = {f"f:{number}": read_line(line, f"f:{number}") for number, line in enumerate(lines, 1)
              if line.decode("utf-8", "replace").strip()}
     assert alone == by_source
+
+
+FILE_CASES = [case for case in READ_CASES + BYTES_CASES if not case[1].lstrip().startswith(b"[")]
+
+
+@pytest.mark.parametrize("data, expected", [case[1:] for case in FILE_CASES], ids=[case[0] for case in FILE_CASES])
+def test_a_file_read_again_where_its_lines_lie_gives_the_same_events(tmp_path, data, expected):
+    """run's workers are sent where a file's lines lie rather than the lines: read there, they are the
+    same events, whatever the line ends and wherever the reads ended."""
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(data)
+    for size in (1, 2, 5, 1 << 20):
+        with open(path, "rb") as stream:
+            parts = list(read_parts(stream, "f", size))
+        sent = [part.sendable() if isinstance(part, Lines) else part for part in parts]
+        assert [pair for part in sent for pair in (part.events() if isinstance(part, (Lines, LinesInFile))
+                                                   else [part])] == expected
+        for part in parts:  # bytes that lie in the file, lie there byte for byte
+            if isinstance(part, Lines) and part.where is not None:
+                assert data[part.where.offset:part.where.offset + len(part.data)] == part.data
+
+
+def test_most_of_a_file_is_sent_as_where_it_lies(tmp_path):
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"".join(b'{"n": %d}\r\n' % n if n % 50 == 0 else b'{"n": %d}\n' % n for n in range(1000)))
+    with open(path, "rb") as stream:
+        sent = [part.sendable() for part in read_parts(stream, "f", 64)]
+    assert sum(isinstance(part, LinesInFile) for part in sent) > len(sent) * 0.7
+    assert [event["n"] for part in sent for _, event in part.events()] == list(range(1000))
+    with open(path, "rb") as stream:  # a pipe, stdin or a text stream has no place to read again
+        text = io.TextIOWrapper(stream, encoding="utf-8")
+        assert not any(isinstance(part.sendable(), LinesInFile) for part in read_parts(text, "f", 64))
+
+
+@pytest.mark.parametrize("change, reason", [
+    ("rewritten shorter", "it was rewritten"),
+    ("rewritten with other lines", "it was rewritten"),
+    ("replaced", "another file has its name now"),
+    ("removed", r"it cannot be opened again \(No such file or directory\)"),
+])
+def test_lines_of_a_file_that_changed_are_not_read_as_other_lines(tmp_path, change, reason):
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"".join(b'{"n": %d}\n' % n for n in range(100)))
+    with open(path, "rb") as stream:
+        sent = [part.sendable() for part in read_parts(stream, "f", 64)]
+    later = sent[-2]
+    assert isinstance(later, LinesInFile)
+    if change == "rewritten shorter":
+        path.write_bytes(path.read_bytes()[:later.where.offset + 5])
+    elif change == "rewritten with other lines":
+        with open(path, "r+b") as stream:
+            stream.seek(later.where.offset)
+            stream.write(b'{}\n{}\n{}\n{}\n')
+    elif change == "replaced":
+        (tmp_path / "new.jsonl").write_bytes(path.read_bytes())
+        os.replace(tmp_path / "new.jsonl", path)
+    else:
+        path.unlink()
+    with pytest.raises(InputChanged, match=f"f changed while it was read: {reason}; lines from {later.number} on"):
+        later.lines()
 
 
 def test_nan_and_infinity_are_read_as_json_reads_them():
