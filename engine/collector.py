@@ -5,7 +5,6 @@ import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-
 #: Objects allocated (less those freed) between two young collections in a stream: Python's 700 times
 #: 143. Refcounting frees an event's and a call's objects; collections only walk the calls in flight, and
 #: find nothing. At 7,000, 200,000 events into the workspace spent 1.7 s of the run's process and 1.0 s

@@ -37,7 +37,7 @@ def refusal_status(status: int | None) -> bool:
     return status is not None and (status == 207 or 400 <= status < 500 and status not in (401, 403, 408, 429))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Outcome:
     """``status``/``body`` are the last HTTP answer (None when there was none, e.g. a timeout)."""
 
@@ -49,6 +49,13 @@ class Outcome:
     waited: float = 0.0      # seconds spent waiting between attempts
     call: ActionCall | None = None   # the call this is about, once known
     response: Any = field(default=None, repr=False, compare=False)  # the whole last Response, if any
+
+    def __init__(self, state: str, attempts: int, status: int | None = None, body: str | None = None,
+                 message: str = "", waited: float = 0.0, call: ActionCall | None = None, response: Any = None):
+        # Every field at once: a frozen dataclass's own __init__ sets each through object.__setattr__,
+        # 1.05 against 0.6 us, and a delivery process makes an outcome per call on each side of its pipe.
+        self.__dict__.update(state=state, attempts=attempts, status=status, body=body, message=message,
+                             waited=waited, call=call, response=response)
 
     @property
     def ok(self) -> bool:
