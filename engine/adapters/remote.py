@@ -27,18 +27,22 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from ..collector import for_streams
-from ..delivery.outcome import FAILED, Outcome
+from ..delivery.outcome import DELIVERED, FAILED, Outcome
 from ..delivery.pacing import JOURNAL_GATHER, next_slice
-from ..model import ActionCall
+from ..model import ActionCall, call_factory
 from ..parallel import pickled
 from .contract import Adapter, AdapterContext, factory
 
-# What crosses the pipe: calls as lists of (token, call); answers as (slice, cpu, wall, [(token, state,
-# attempts, status, body, message, waited), ...]), ``slice`` being how many calls the child hands its
-# adapter at a time, ``cpu`` and ``wall`` the seconds of CPU it used and the seconds that passed since
-# its last answer.
+# What crosses the pipe: calls as lists of (token, destination, mapping, action, payload, message id,
+# prepared); answers as (slice, cpu, wall, [token, ...], [(token, state, attempts, status, body, message,
+# waited), ...]): first the calls delivered at the first attempt with nothing more to say, then the rest.
+# ``slice`` is how many calls the child hands its adapter at a time, ``cpu`` and ``wall`` the seconds of
+# CPU it used and the seconds that passed since its last answer. Plain tuples, not ActionCall and
+# Outcome, because pickling an object calls Python code for each one (their __reduce__): that was a
+# fifth of a lane's time into the workspace.
+Crossing = tuple[int, str, str, str, Any, Any, Any]
 Answer = tuple[int, str, int, "int | None", "str | None", str, float]
-Answers = tuple[int, float, float, list[Answer]]
+Answers = tuple[int, float, float, list[int], list[Answer]]
 
 _IDLE_POLL = 0.05  # seconds between the child's polls of its adapter while it holds calls
 #: Seconds before a delivery process that died is started again; calls meanwhile fail at once (replayable).
@@ -206,13 +210,17 @@ class RemoteAdapter:
                 outcomes += self._died(f"the delivery process of '{self.name}' stopped"
                                        + (f" (exit code {code})" if code is not None else ""))
                 continue
-            size, cpu, wall, answers = item
+            size, cpu, wall, delivered, answers = item
             self._window = 2 * size
             self._balance(cpu, wall)
-            for token, state, attempts, status, body, message, waited in answers:
-                call = self._waiting.pop(token, None)
+            waiting = self._waiting
+            others = {answer[0]: answer for answer in answers}
+            for token in sorted(delivered + list(others)) if others else delivered:  # in the calls' order
+                call = waiting.pop(token, None)
                 if call is not None:
-                    outcomes.append(Outcome(state, attempts, status, body, message, waited, call))
+                    answer = others.get(token)
+                    outcomes.append(Outcome(DELIVERED, 1, call=call) if answer is None else
+                                    Outcome(*answer[1:], call=call))
 
     def _build(self, calls: Sequence[ActionCall], index: int, built: dict[int, ActionCall], prepare: Any) -> None:
         """Build the request of ``calls[index]`` here if this side's share says so (see :meth:`_balance`);
@@ -248,12 +256,12 @@ class RemoteAdapter:
         pickle together, else each that pickles: one that cannot fails alone, not its neighbours."""
         failed: list[Outcome] = []
         try:
-            pieces = [(batch, pickled([(token, crossing) for token, _, crossing in batch]))]
+            pieces = [(batch, pickled([_crossing_fields(token, crossing) for token, _, crossing in batch]))]
         except Exception:  # noqa: BLE001 - looked for below, call by call
             pieces = []
             for item in batch:
                 try:
-                    pieces.append(([item], pickled([(item[0], item[2])])))
+                    pieces.append(([item], pickled([_crossing_fields(item[0], item[2])])))
                 except Exception as error:  # noqa: BLE001 - the reason is this call's outcome
                     failed.append(Outcome(FAILED, 0, message=f"cannot hand this call to the delivery process of "
                                                              f"'{self.name}': {type(error).__name__}: {error}",
@@ -271,6 +279,10 @@ def _crossing(call: ActionCall, prepared: Any) -> ActionCall:
     """``call`` as it crosses to the child: :meth:`~engine.model.ActionCall.built` once its request is
     built. Outcomes come back by token, so the lane books and dead-letters its own whole call."""
     return call if prepared is None else call.built(prepared)
+
+
+def _crossing_fields(token: int, call: ActionCall) -> Crossing:
+    return token, call.destination, call.mapping, call.action, call.payload, call.message_id, call.prepared
 
 
 def _failed(calls: Sequence[ActionCall], reason: str) -> list[Outcome]:
@@ -335,21 +347,27 @@ def _deliver_what_comes(connection: Any, adapter: Adapter, context: AdapterConte
 
     def send(outcomes: list[Outcome]) -> None:
         nonlocal since
-        answers = []
+        delivered, answers = [], []
         for outcome in outcomes:
             token = tokens.pop(id(outcome.call), None)
-            if token is not None:
+            if token is None:
+                continue
+            if (outcome.state == DELIVERED and outcome.attempts == 1 and outcome.status is None
+                    and outcome.body is None and not outcome.message and not outcome.waited):
+                delivered.append(token)
+            else:
                 answers.append((token, outcome.state, outcome.attempts, outcome.status, outcome.body,
                                 outcome.message, outcome.waited))
-        if answers:
+        if delivered or answers:
             try:
                 now = (time.process_time(), time.perf_counter())
-                connection.send((pace.size, now[0] - since[0], now[1] - since[1], answers))
+                connection.send((pace.size, now[0] - since[0], now[1] - since[1], delivered, answers))
                 since = now
             except OSError:
                 _orphaned()
 
     inbox = _Inbox(connection)
+    make_call = call_factory()
     while True:
         try:
             pairs = inbox.take(pace.size, wait=_IDLE_POLL if tokens else None)
@@ -364,7 +382,8 @@ def _deliver_what_comes(connection: Any, adapter: Adapter, context: AdapterConte
         if os.getppid() != parent:
             _orphaned()
         some = []
-        for token, call in pairs:
+        for token, destination, mapping, action, payload, message_id, prepared in pairs:
+            call = make_call(destination, mapping, action, payload, message_id, prepared)
             tokens[id(call)] = token
             some.append(call)
         began = time.perf_counter()
@@ -390,12 +409,12 @@ class _Inbox:
 
     def __init__(self, connection: Any):
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._held: list[tuple[int, ActionCall]] = []  # (token, call) come and not yet handed out
+        self._held: list[Crossing] = []  # calls come and not yet handed out
         self._last: Any = _NOTHING  # None (a close) or _GONE once it has come: after the calls before it
         threading.Thread(target=_read_into, args=(connection, self._queue), name="calls", daemon=True).start()
 
-    def take(self, size: int, wait: float | None) -> list[tuple[int, ActionCall]] | None:
-        """Up to ``size`` of the (token, call) pairs come, in order; None once the parent closed, after every
+    def take(self, size: int, wait: float | None) -> list[Crossing] | None:
+        """Up to ``size`` of the calls come, in order; None once the parent closed, after every
         call sent before. Raises queue.Empty when nothing came within ``wait`` seconds (None: no limit)."""
         if not self._held:
             item = self._last if self._last is not _NOTHING else self._queue.get(timeout=wait)
@@ -468,4 +487,4 @@ def _fail_everything(connection: Any, reason: str) -> None:
     if batch is None:
         connection.send(None)
         return
-    connection.send((len(batch), 0.0, 0.0, [(token, FAILED, 0, None, None, reason, 0.0) for token, _ in batch]))
+    connection.send((len(batch), 0.0, 0.0, [], [(item[0], FAILED, 0, None, None, reason, 0.0) for item in batch]))
