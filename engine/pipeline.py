@@ -112,7 +112,7 @@ class Lane:
                  journal: ProgressJournal | None = None):
         self.name, self.adapter, self.ledger, self.capacity = name, adapter, ledger, capacity
         self.journal = journal
-        self._booked = _Booked() if journal is not None else None
+        self._booked = _Booked(journal.position) if journal is not None else None
         # Calls per deliver: what the adapter asks for (an embedded store: one transaction), else up to
         # GATHER, and while journaling as many as the adapter settles in a moment (engine.delivery.pacing).
         asked = int(getattr(adapter, "gather", 0))
@@ -183,7 +183,7 @@ class Lane:
                     for call, source in some:
                         self._sources[id(call)] = (call, source)
                         if booked is not None:
-                            booked.handed(call, self.journal.position(source))  # type: ignore[union-attr]
+                            booked.handed(call, source)
                     try:
                         outcomes = adapter.deliver([call for call, _ in some])
                     except Exception as error:  # noqa: BLE001 - one adapter's bug fails its own calls, not the run
@@ -213,7 +213,7 @@ class Lane:
             for call, source in left:
                 self._sources[id(call)] = (call, source)
                 if self._booked is not None:
-                    self._booked.handed(call, self.journal.position(source))  # type: ignore[union-attr]
+                    self._booked.handed(call, source)
             self._settle([Outcome(FAILED, 0, message=f"the lane of '{self.name}' stopped{broken}", call=call)
                           for call, _ in left])
 
@@ -265,20 +265,22 @@ class _Booked:
     """A lane's calls in the order it handed them to its adapter, and how far they are all booked.
 
     Owned by the lane's thread. Outcomes may come back out of order (a batch behind a single
-    call); the journal only moves past a call once every call handed before it is booked.
+    call); the journal only moves past a call once every call handed before it is booked. Each call
+    keeps its event's source, read as a position (``position``) only where the journal moves to.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, position: Callable[[str | None], Position | None]) -> None:
+        self._position = position
         self._next = 0                                   # the number of the next call handed over
         self._low = 0                                    # the first call not booked yet
         self._numbers: dict[int, int] = {}               # id(call) -> its number, until booked
-        self._positions: dict[int, Position | None] = {}  # number -> where its event is in the input
+        self._sources: dict[int, str | None] = {}        # number -> where its event came from (file:line)
         self._done: set[int] = set()                     # booked numbers at or above _low
-        self._last: Position | None = None               # the position of the last call passed
+        self._last: str | None = None                    # the source of the last call passed that has one
 
-    def handed(self, call: ActionCall, position: Position | None) -> None:
+    def handed(self, call: ActionCall, source: str | None) -> None:
         self._numbers[id(call)] = self._next
-        self._positions[self._next] = position
+        self._sources[self._next] = source
         self._next += 1
 
     def settled(self, calls: Sequence[ActionCall | None]) -> Position | None:
@@ -290,16 +292,17 @@ class _Booked:
         moved = False
         while self._low in self._done:
             self._done.discard(self._low)
-            position = self._positions.pop(self._low)
-            self._last = position if position is not None else self._last
+            self._last = self._sources.pop(self._low) or self._last
             self._low += 1
             moved = True
         if not moved:
             return None
         if self._low < self._next:
-            return self._positions[self._low]  # that call's event is not done: skip only what is before it
+            # That call's event is not done: skip only what is before it.
+            return self._position(self._sources[self._low])
         # All booked: every event up to the last one's is done (its other calls came before it).
-        return None if self._last is None else (self._last[0], self._last[1] + 1)
+        last = self._position(self._last)
+        return None if last is None else (last[0], last[1] + 1)
 
 
 @dataclass
