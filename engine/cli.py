@@ -412,7 +412,7 @@ def _run(args) -> int:
     from .deadletter import DeadLetterError
     from .events import InputChanged
     from .parallel import WorkerError
-    from .run import DeadLetter, Progress, lanes_for, run
+    from .run import DeadLetter, OutputError, Progress, lanes_for, run
     from .stopping import Stop
 
     rules, problems = _load_or_report([args.rules])
@@ -455,10 +455,16 @@ def _run(args) -> int:
                       stop=stop, lanes=lanes_for(args.lanes, dry_run=args.dry_run, workers=args.workers,
                                                  input_bytes=_input_bytes(args.events)),
                       journal=journal)
+        try:
+            out.flush()  # what is still buffered: a full disk is reported here, not at exit
+        except BrokenPipeError:
+            raise
+        except OSError as error:
+            raise OutputError(f"cannot write the calls to the output: {error.strerror or error}") from None
     except SetupError as error:
         _say(str(error), secrets)
         return EXIT_PROBLEMS
-    except (WorkerError, InputChanged) as error:
+    except (WorkerError, InputChanged, OutputError) as error:
         _say(f"{error}; the run stopped before the end, with no summary", secrets)
         return EXIT_PROBLEMS
     except KeyboardInterrupt:

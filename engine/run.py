@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import closing
 from functools import partial
 from typing import IO, Any
@@ -216,10 +216,26 @@ def _chunks(inputs: Iterable[Input]) -> Iterator[list[Sent]]:
         yield chunk
 
 
-def _binary_writer(out: IO[Any]) -> Any:
-    """A function writing bytes to ``out``, straight to its binary buffer when it has one."""
+class OutputError(Exception):
+    """The calls could not be written to the output (a full disk, say): a dry run cannot go on."""
+
+
+def _binary_writer(out: IO[Any]) -> Callable[[bytes], None]:
+    """A function writing bytes to ``out``, straight to its binary buffer when it has one; it raises
+    :class:`OutputError` when the output cannot take them (BrokenPipeError stays: the reader left)."""
     buffer = getattr(out, "buffer", None)
     if buffer is None:
-        return lambda data: out.write(data.decode("utf-8"))
-    out.flush()  # whatever was written as text goes first
-    return buffer.write
+        def write(data: bytes) -> Any:
+            return out.write(data.decode("utf-8"))
+    else:
+        out.flush()  # whatever was written as text goes first
+        write = buffer.write
+
+    def checked(data: bytes) -> None:
+        try:
+            write(data)
+        except BrokenPipeError:
+            raise
+        except OSError as error:
+            raise OutputError(f"cannot write the calls to the output: {error.strerror or error}") from None
+    return checked

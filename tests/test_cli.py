@@ -166,6 +166,24 @@ def test_stdin_that_is_a_file_is_read_from_where_it_stands(tmp_path):
     assert "events read            2" in result.stderr
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+@pytest.mark.parametrize("events, workers", [(3, "1"), (348, "1"), (348, "2")],
+                         ids=["buffered until the end", "one process", "two workers"])
+def test_a_dry_run_whose_output_is_full_says_so_without_a_traceback(tmp_path, events, workers):
+    import subprocess
+    import sys
+
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join((ROOT / "examples" / "events.jsonl").read_text().splitlines(keepends=True)[:events]))
+    with open("/dev/full", "wb") as full:
+        result = subprocess.run([sys.executable, "-m", "engine", "run", "rules/", str(path), "--dry-run",
+                                 "--workers", workers], stdout=full, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                                timeout=60)
+    assert result.returncode == 1
+    assert result.stderr == ("switchyard: cannot write the calls to the output: No space left on device; "
+                             "the run stopped before the end, with no summary\n")
+
+
 def test_run_rejects_rules_with_errors(write_rules):
     result = switchyard("run", write_rules(BROKEN), "--dry-run", stdin="")
     assert result.returncode == 1
