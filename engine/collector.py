@@ -24,7 +24,8 @@ def for_streams() -> Iterator[None]:
     """
     thresholds = gc.get_threshold()
     gc.freeze()
-    gc.set_threshold(max(thresholds[0], STREAM_YOUNG), thresholds[1], thresholds[2])
+    if thresholds[0]:  # 0: automatic collection is off, and stays off
+        gc.set_threshold(max(thresholds[0], STREAM_YOUNG), thresholds[1], thresholds[2])
     try:
         yield
     finally:

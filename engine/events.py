@@ -41,11 +41,14 @@ class InputChanged(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Where:
-    """Where a part's bytes lie in a regular file, exactly as they were read."""
+    """Where a part's bytes lie in a regular file, exactly as they were read: the file by the descriptor
+    the reading process (``owner``) has open, by its path, and by its device and inode, which must match."""
 
     path: str
     device: int
     inode: int
+    descriptor: int
+    owner: int
     offset: int
 
 
@@ -116,16 +119,17 @@ class LinesInFile:
     newlines: int
 
     def lines(self) -> Lines:
-        """The lines, read again; :class:`InputChanged` if the file no longer holds them there."""
+        """The lines, read again; :class:`InputChanged` if the file no longer holds them there.
+
+        The file is found as a worker forked after it was opened has it (the descriptor it inherited),
+        else through the reading process's open descriptor, else by its path: a log renamed away
+        (rotated) while it is read is still read.
+        """
         where = self.where
+        descriptor, why = self._open()
+        if descriptor is None:
+            raise self._changed(why)
         try:
-            descriptor = os.open(where.path, os.O_RDONLY)
-        except OSError as error:
-            raise self._changed(f"it cannot be opened again ({error.strerror})") from None
-        try:
-            status = os.fstat(descriptor)
-            if (status.st_dev, status.st_ino) != (where.device, where.inode):
-                raise self._changed("another file has its name now")
             pieces, offset, left = [], where.offset, self.size
             while left and (piece := os.pread(descriptor, left, offset)):
                 pieces.append(piece)
@@ -136,6 +140,25 @@ class LinesInFile:
         if len(data) != self.size or data.count(b"\n") != self.newlines:
             raise self._changed("it was rewritten")
         return Lines(self.name, self.number, data, where)
+
+    def _open(self) -> tuple[int | None, str]:
+        """A descriptor of this very file (same device and inode, a regular file), or None and why not.
+        Opened without blocking: a FIFO put in the file's place must not hold a worker for ever."""
+        where, why = self.where, "it cannot be opened again"
+        for path in (f"/proc/self/fd/{where.descriptor}", f"/proc/{where.owner}/fd/{where.descriptor}", where.path):
+            try:
+                descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            except OSError as error:
+                if path == where.path:
+                    why = f"it cannot be opened again ({error.strerror})"
+                continue
+            status = os.fstat(descriptor)
+            if stat.S_ISREG(status.st_mode) and (status.st_dev, status.st_ino) == (where.device, where.inode):
+                return descriptor, ""
+            os.close(descriptor)
+            if path == where.path:
+                why = "another file has its name now"
+        return None, why
 
     def events(self) -> Iterator[tuple[str, object]]:
         return self.lines().events()
@@ -229,8 +252,9 @@ def read_parts(stream: IO, name: str, size: int = 1 << 20) -> Iterator[Lines | t
         number += _line_count(block)
 
 
-def _file_of(stream: IO) -> tuple[str, int, int] | None:
-    """``(path, device, inode)`` of the regular file ``stream`` reads, when its name still leads to it."""
+def _file_of(stream: IO) -> tuple[str, int, int, int, int] | None:
+    """``(path, device, inode, descriptor, owner)`` of the regular file ``stream`` reads (see :class:`Where`),
+    when its name still leads to it."""
     path = getattr(stream, "name", None)
     if not isinstance(path, str) or isinstance(stream, io.TextIOBase):
         return None
@@ -240,7 +264,7 @@ def _file_of(stream: IO) -> tuple[str, int, int] | None:
         return None
     if not stat.S_ISREG(status.st_mode) or (status.st_dev, status.st_ino) != (named.st_dev, named.st_ino):
         return None
-    return os.path.abspath(path), status.st_dev, status.st_ino
+    return os.path.abspath(path), status.st_dev, status.st_ino, stream.fileno(), os.getpid()
 
 
 def parse(line: bytes, source: str):

@@ -276,7 +276,7 @@ class _Booked:
         self._numbers: dict[int, int] = {}               # id(call) -> its number, until booked
         self._sources: dict[int, str | None] = {}        # number -> where its event came from (file:line)
         self._done: set[int] = set()                     # booked numbers at or above _low
-        self._last: str | None = None                    # the source of the last call passed that has one
+        self._last: Position | None = None               # the position of the last call passed that has one
 
     def handed(self, call: ActionCall, source: str | None) -> None:
         self._numbers[id(call)] = self._next
@@ -289,20 +289,23 @@ class _Booked:
             number = self._numbers.pop(id(call), None)
             if number is not None:
                 self._done.add(number)
-        moved = False
+        passed = []
         while self._low in self._done:
             self._done.discard(self._low)
-            self._last = self._sources.pop(self._low) or self._last
+            passed.append(self._sources.pop(self._low))
             self._low += 1
-            moved = True
-        if not moved:
+        if not passed:
             return None
+        for source in reversed(passed):  # the newest that reads as a position: usually the first tried
+            position = self._position(source)
+            if position is not None:
+                self._last = position
+                break
         if self._low < self._next:
             # That call's event is not done: skip only what is before it.
             return self._position(self._sources[self._low])
         # All booked: every event up to the last one's is done (its other calls came before it).
-        last = self._position(self._last)
-        return None if last is None else (last[0], last[1] + 1)
+        return None if self._last is None else (self._last[0], self._last[1] + 1)
 
 
 @dataclass

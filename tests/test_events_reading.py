@@ -181,6 +181,28 @@ def test_lines_of_a_file_that_changed_are_not_read_as_other_lines(tmp_path, chan
         later.lines()
 
 
+def test_a_log_renamed_away_while_it_is_read_is_still_read(tmp_path):
+    """Log rotation: the file keeps its lines under its new name, and the reader still has it open."""
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"".join(b'{"n": %d}\n' % n for n in range(100)))
+    with open(path, "rb") as stream:
+        sent = [part.sendable() for part in read_parts(stream, "f", 64)]
+        os.replace(path, tmp_path / "events.jsonl.1")
+        path.write_bytes(b'{"n": -1}\n' * 100)  # the new log under the old name
+        assert [event["n"] for part in sent for _, event in part.events()] == list(range(100))
+
+
+def test_a_fifo_put_in_a_files_place_is_refused_at_once(tmp_path):
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"".join(b'{"n": %d}\n' % n for n in range(100)))
+    with open(path, "rb") as stream:
+        later = [part.sendable() for part in read_parts(stream, "f", 64)][-2]
+    path.unlink()
+    os.mkfifo(path)  # opening it to read would wait for a writer for ever
+    with pytest.raises(InputChanged, match="another file has its name now"):
+        later.lines()
+
+
 def test_nan_and_infinity_are_read_as_json_reads_them():
     [(_, event)] = read(io.BytesIO(b'{"x": NaN, "y": -Infinity, "z": 1e400}\n'), "f")
     assert math.isnan(event["x"]) and event["y"] == -math.inf and event["z"] == math.inf

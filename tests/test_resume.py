@@ -199,3 +199,33 @@ def test_kill_9_of_a_run_into_the_workspace_on_a_process_lane_then_the_same_comm
     ids = stored()
     assert sorted(ids) == sorted(f"m{n}" for n in range(count))  # every event once: none lost, none twice
     assert "already done" in again.stderr and "every event accounted for" in again.stderr
+
+
+def _position(source):
+    """As a journal of the inputs b.ndjson and c.ndjson reads sources; a pretty-printed object's source
+    is its file's bare name, which names no line."""
+    name, _, number = (source or "").rpartition(":")
+    return ({"b.ndjson": 0, "c.ndjson": 1}[name], int(number)) if name else None
+
+
+BOOKED_CASES = [
+    # (sources of the calls handed over, in order; the calls settled at each step; the journal's move at each)
+    ("every call booked: past the last event", ["b.ndjson:1", "b.ndjson:2"], [[0, 1]], [(0, 3)]),
+    ("a call not booked holds the journal at its event", ["b.ndjson:1", "b.ndjson:2", "b.ndjson:3"], [[0], [2], [1]],
+     [(0, 2), None, (0, 4)]),
+    ("a source that names no line is passed over", ["b.ndjson:1", "b.ndjson:2", "a.json"], [[0, 1, 2]], [(0, 3)]),
+    ("and remembered past it", ["b.ndjson:1", "a.json"], [[0], [1]], [None, (0, 2)]),
+    ("the next input", ["b.ndjson:7", "c.ndjson:1"], [[1, 0]], [(1, 2)]),
+    ("nothing that reads as a position", ["a.json", None], [[0, 1]], [None]),
+]
+
+
+@pytest.mark.parametrize("sources, steps, moves", [case[1:] for case in BOOKED_CASES],
+                         ids=[case[0] for case in BOOKED_CASES])
+def test_where_a_lanes_journal_moves_as_its_calls_are_booked(sources, steps, moves):
+    from engine.pipeline import _Booked
+
+    booked, calls = _Booked(_position), [object() for _ in sources]
+    for call, source in zip(calls, sources):
+        booked.handed(call, source)  # type: ignore[arg-type]
+    assert [booked.settled([calls[index] for index in step]) for step in steps] == moves  # type: ignore[misc]
