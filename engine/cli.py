@@ -410,7 +410,6 @@ def _run(args) -> int:
         return _usage_error("stdin (-) can be read once: with rules on stdin, name the event files")
     from .adapters import SetupError
     from .deadletter import DeadLetterError
-    from .events import InputChanged
     from .parallel import WorkerError
     from .run import DeadLetter, OutputError, Progress, lanes_for, run
     from .stopping import Stop
@@ -464,7 +463,7 @@ def _run(args) -> int:
     except SetupError as error:
         _say(str(error), secrets)
         return EXIT_PROBLEMS
-    except (WorkerError, InputChanged, OutputError) as error:
+    except (WorkerError, OutputError) as error:
         _say(f"{error}; the run stopped before the end, with no summary", secrets)
         return EXIT_PROBLEMS
     except KeyboardInterrupt:

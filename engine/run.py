@@ -20,7 +20,7 @@ from .adapters.contract import Prepare
 from .adapters.registry import preparer
 from .collector import for_streams
 from .deadletter import DeadLetter
-from .events import Lines, LinesInFile
+from .events import InputChanged, Lines, LinesInFile
 from .parallel import pickled, usable_cores
 from .pipeline import Part, Pipeline, account, writer
 from .resume import ProgressJournal
@@ -143,10 +143,15 @@ def _run(rules: RuleSet, inputs: Iterable[Input], *, dry_run: bool, out: IO[Any]
         else:
             from .parallel import imap  # only here: multiprocessing and concurrent.futures take a while to import
 
-            evaluate = partial(_evaluate_chunk, rules, dry_run)
-            with closing(imap(evaluate, _chunks(inputs), workers, ordered=ordered or not dry_run)) as parts:
-                for part in stop.guard(parts):
-                    pipeline.submit_part(part)
+            kept: dict[int, list[Input]] = {}  # each chunk in the workers' hands, as read here
+            evaluate = partial(_evaluate_sent, rules, dry_run)
+            with closing(imap(evaluate, _sendable(_chunks(inputs), kept), workers,
+                              ordered=ordered or not dry_run)) as parts:
+                for number, part in stop.guard(parts):
+                    chunk = kept.pop(number)
+                    # None: the worker found other bytes where the chunk's lines were (the file was
+                    # rewritten); the lines read here are evaluated here, as one process would.
+                    pipeline.submit_part(part if part is not None else _evaluate_chunk(rules, dry_run, chunk))
                     progress.tick(pipeline.summary.events)
                     if pipeline.problem:
                         break
@@ -161,13 +166,24 @@ def _run(rules: RuleSet, inputs: Iterable[Input], *, dry_run: bool, out: IO[Any]
     return summary
 
 
-def _events(item: Sent) -> Iterator[tuple[str, Any]]:
+def _events(item: Input) -> Iterator[tuple[str, Any]]:
     """The ``(source, event)`` pairs of one of the inputs: the pair itself, or those of some Lines."""
-    return item.events() if isinstance(item, (Lines, LinesInFile)) else iter((item,))
+    return item.events() if isinstance(item, Lines) else iter((item,))
 
 
-def _evaluate_chunk(rules: RuleSet, dry_run: bool, chunk: list[Sent]) -> Part:
-    """Parse and evaluate a chunk of inputs, in a worker process."""
+def _evaluate_sent(rules: RuleSet, dry_run: bool, numbered: tuple[int, list[Sent]]) -> tuple[int, Part | None]:
+    """In a worker: a chunk's lines read where they lie in their file, then evaluated; None for the part
+    when the file no longer holds them there, for the main process to evaluate the lines it read."""
+    number, chunk = numbered
+    try:
+        lines = [item.lines() if isinstance(item, LinesInFile) else item for item in chunk]
+    except InputChanged:
+        return number, None
+    return number, _evaluate_chunk(rules, dry_run, lines)
+
+
+def _evaluate_chunk(rules: RuleSet, dry_run: bool, chunk: list[Input]) -> Part:
+    """Parse and evaluate a chunk of inputs (in a worker process, or in the main one)."""
 
     summary, dead_letters, calls, written = Summary(dry_run_calls=dry_run), [], [], []  # type: ignore[var-annotated]
     emit = writer(written) if dry_run else calls.append
@@ -198,17 +214,21 @@ def _preparers(rules: RuleSet) -> dict[str, Prepare | None]:
     return found
 
 
-def _chunks(inputs: Iterable[Input]) -> Iterator[list[Sent]]:
+def _sendable(chunks: Iterable[list[Input]], kept: dict[int, list[Input]]) -> Iterator[tuple[int, list[Sent]]]:
+    """Each chunk numbered, as a worker is sent it (:meth:`~engine.events.Lines.sendable`); the chunk as
+    read is kept in ``kept`` under its number until the caller takes it."""
+    for number, chunk in enumerate(chunks):
+        kept[number] = chunk
+        yield number, [item.sendable() if isinstance(item, Lines) else item for item in chunk]
+
+
+def _chunks(inputs: Iterable[Input]) -> Iterator[list[Input]]:
     """Group ``inputs`` into lists of about CHUNK_BYTES, for the workers."""
-    chunk: list[Sent] = []
+    chunk: list[Input] = []
     size = 0
     for item in inputs:
-        if isinstance(item, Lines):
-            chunk.append(item.sendable())
-            size += len(item.data)
-        else:
-            chunk.append(item)
-            size += EVENT_BYTES
+        chunk.append(item)
+        size += len(item.data) if isinstance(item, Lines) else EVENT_BYTES
         if size >= CHUNK_BYTES:
             yield chunk
             chunk, size = [], 0

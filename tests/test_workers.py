@@ -265,3 +265,35 @@ def test_results_come_as_they_are_done_unless_ordered():
         ordered = list(results)
     assert first != 0 and sorted(unordered) == list(range(6))
     assert ordered == list(range(6))
+
+
+@pytest.mark.parametrize("change", ["truncated", "renamed away", "replaced"])
+def test_a_file_changed_under_the_workers_gives_what_was_read(tmp_path, mixed, one_process, change):
+    """Workers read a file's lines where they lie; when the file no longer holds them there, the main
+    process evaluates what it read. Here it read the whole file before any worker began."""
+    import io
+
+    import engine
+    from engine.deadletter import DeadLetter
+    from engine.events import read_parts
+    from engine.run import Progress
+    from engine.run import run as run_events
+
+    path = tmp_path / "events.ndjson"
+    path.write_bytes(mixed.read_bytes())
+    with open(path, "rb") as stream:
+        parts = list(read_parts(stream, str(mixed)))  # named as the file the one process read
+    if change == "truncated":
+        os.truncate(path, 0)
+    elif change == "renamed away":  # the reader closed it: nothing open leads to it but its new name
+        os.replace(path, tmp_path / "events.ndjson.1")
+    else:
+        (tmp_path / "new.ndjson").write_bytes(b'{"type": "identify", "userId": "someone else"}\n' * 50_000)
+        os.replace(tmp_path / "new.ndjson", path)
+    out = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")
+    summary = run_events(engine.load("rules/"), iter(parts), dry_run=True, out=out, progress=Progress(),
+                         dead_letter=DeadLetter(str(tmp_path / "dead.ndjson")), workers=2, ordered=True)
+    out.flush()
+    expected_output, expected_summary, _ = one_process["mixed"]
+    assert out.buffer.getvalue() == expected_output  # type: ignore[attr-defined]
+    assert summary.events == expected_summary["events"] and summary.accounted
