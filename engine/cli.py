@@ -411,7 +411,7 @@ def _run(args) -> int:
     from .adapters import SetupError
     from .deadletter import DeadLetterError
     from .parallel import WorkerError
-    from .run import DeadLetter, OutputError, Progress, lanes_for, run
+    from .run import DeadLetter, OutputError, Progress, lanes_for, output_errors, run
     from .stopping import Stop
 
     rules, problems = _load_or_report([args.rules])
@@ -454,12 +454,8 @@ def _run(args) -> int:
                       stop=stop, lanes=lanes_for(args.lanes, dry_run=args.dry_run, workers=args.workers,
                                                  input_bytes=_input_bytes(args.events)),
                       journal=journal)
-        try:
+        with output_errors():
             out.flush()  # what is still buffered: a full disk is reported here, not at exit
-        except BrokenPipeError:
-            raise
-        except OSError as error:
-            raise OutputError(f"cannot write the calls to the output: {error.strerror or error}") from None
     except SetupError as error:
         _say(str(error), secrets)
         return EXIT_PROBLEMS

@@ -27,13 +27,6 @@ class ActionCall:
         """This call, carrying what its adapter built from it ahead of delivery."""
         return _make_call(self.destination, self.mapping, self.action, self.payload, self.message_id, prepared)
 
-    def built(self, prepared: Any) -> ActionCall:
-        """This call as a delivery process needs it once its request is built: ``prepared``, without the
-        payload it was built from (an adapter's ``deliver`` reads only ``prepared`` when it is set), so
-        there is a third less to pickle. Not for booking or dead-lettering: that is the whole call's."""
-        return _make_call(self.destination, self.mapping, self.action, None, self.message_id,  # type: ignore[arg-type]
-                          prepared)
-
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         # A frozen slotted dataclass pickles through dataclasses' Python-level state functions, which
         # cost ``run --workers`` about a tenth of the main process's time unpickling calls; this is a

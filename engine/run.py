@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import closing
+from contextlib import closing, contextmanager
 from functools import partial
 from typing import IO, Any
 
@@ -184,7 +184,6 @@ def _evaluate_sent(rules: RuleSet, dry_run: bool, numbered: tuple[int, list[Sent
 
 def _evaluate_chunk(rules: RuleSet, dry_run: bool, chunk: list[Input]) -> Part:
     """Parse and evaluate a chunk of inputs (in a worker process, or in the main one)."""
-
     summary, dead_letters, calls, written = Summary(dry_run_calls=dry_run), [], [], []  # type: ignore[var-annotated]
     emit = writer(written) if dry_run else calls.append
     source = None
@@ -240,9 +239,20 @@ class OutputError(Exception):
     """The calls could not be written to the output (a full disk, say): a dry run cannot go on."""
 
 
+@contextmanager
+def output_errors() -> Iterator[None]:
+    """A failure to write the output as :class:`OutputError`; BrokenPipeError stays: the reader left."""
+    try:
+        yield
+    except BrokenPipeError:
+        raise
+    except OSError as error:
+        raise OutputError(f"cannot write the calls to the output: {error.strerror or error}") from None
+
+
 def _binary_writer(out: IO[Any]) -> Callable[[bytes], None]:
     """A function writing bytes to ``out``, straight to its binary buffer when it has one; it raises
-    :class:`OutputError` when the output cannot take them (BrokenPipeError stays: the reader left)."""
+    :class:`OutputError` when the output cannot take them."""
     buffer = getattr(out, "buffer", None)
     if buffer is None:
         def write(data: bytes) -> Any:
@@ -252,10 +262,6 @@ def _binary_writer(out: IO[Any]) -> Callable[[bytes], None]:
         write = buffer.write
 
     def checked(data: bytes) -> None:
-        try:
+        with output_errors():
             write(data)
-        except BrokenPipeError:
-            raise
-        except OSError as error:
-            raise OutputError(f"cannot write the calls to the output: {error.strerror or error}") from None
     return checked

@@ -122,7 +122,7 @@ class RemoteAdapter:
         if self._gone and not self._restarted():
             return outcomes + _failed(calls, self._gone)
         start = ahead = 0
-        built: dict[int, ActionCall] = {}
+        built: dict[int, Any] = {}  # index -> the request built here
         prepare = self._prepare
         while start < len(calls):
             # What fits in the window goes, up to a slice a message: a short slice out (the end of a batch)
@@ -140,8 +140,7 @@ class RemoteAdapter:
             if prepare is not None:
                 for index in range(ahead, start + len(some)):
                     self._build(calls, index, built, prepare)
-            outcomes += self._hand_over([(next(self._tokens), call, built.pop(start + index)
-                                          if start + index in built else _crossing(call, call.prepared))
+            outcomes += self._hand_over([(next(self._tokens), call, built.pop(start + index, call.prepared))
                                          for index, call in enumerate(some)])
             start += len(some)
             ahead = max(ahead, start)
@@ -222,7 +221,7 @@ class RemoteAdapter:
                     outcomes.append(Outcome(DELIVERED, 1, call=call) if answer is None else
                                     Outcome(*answer[1:], call=call))
 
-    def _build(self, calls: Sequence[ActionCall], index: int, built: dict[int, ActionCall], prepare: Any) -> None:
+    def _build(self, calls: Sequence[ActionCall], index: int, built: dict[int, Any], prepare: Any) -> None:
         """Build the request of ``calls[index]`` here if this side's share says so (see :meth:`_balance`);
         else the child builds it."""
         call = calls[index]
@@ -231,7 +230,7 @@ class RemoteAdapter:
         self._credit += self._share
         if self._credit >= 1.0:
             self._credit -= 1.0
-            built[index] = _crossing(call, prepare(call))
+            built[index] = prepare(call)
 
     def _balance(self, cpu: float, wall: float) -> None:
         """Build a smaller share of requests here while the child has time to spare (this side, or the
@@ -251,17 +250,17 @@ class RemoteAdapter:
         self._waiting.clear()
         return failed
 
-    def _hand_over(self, batch: list[tuple[int, ActionCall, ActionCall]]) -> list[Outcome]:
-        """Send ``(token, the lane's call, the call as it crosses)`` to the child, in one piece if they
+    def _hand_over(self, batch: list[tuple[int, ActionCall, Any]]) -> list[Outcome]:
+        """Send ``(token, the lane's call, its request when built)`` to the child, in one piece if they
         pickle together, else each that pickles: one that cannot fails alone, not its neighbours."""
         failed: list[Outcome] = []
         try:
-            pieces = [(batch, pickled([_crossing_fields(token, crossing) for token, _, crossing in batch]))]
+            pieces = [(batch, pickled([_crossing(*item) for item in batch]))]
         except Exception:  # noqa: BLE001 - looked for below, call by call
             pieces = []
             for item in batch:
                 try:
-                    pieces.append(([item], pickled([_crossing_fields(item[0], item[2])])))
+                    pieces.append(([item], pickled([_crossing(*item)])))
                 except Exception as error:  # noqa: BLE001 - the reason is this call's outcome
                     failed.append(Outcome(FAILED, 0, message=f"cannot hand this call to the delivery process of "
                                                              f"'{self.name}': {type(error).__name__}: {error}",
@@ -275,14 +274,12 @@ class RemoteAdapter:
         return failed
 
 
-def _crossing(call: ActionCall, prepared: Any) -> ActionCall:
-    """``call`` as it crosses to the child: :meth:`~engine.model.ActionCall.built` once its request is
-    built. Outcomes come back by token, so the lane books and dead-letters its own whole call."""
-    return call if prepared is None else call.built(prepared)
-
-
-def _crossing_fields(token: int, call: ActionCall) -> Crossing:
-    return token, call.destination, call.mapping, call.action, call.payload, call.message_id, call.prepared
+def _crossing(token: int, call: ActionCall, prepared: Any) -> Crossing:
+    """``call`` as it crosses to the child: once its request is built, the request without the payload it
+    was built from (an adapter's ``deliver`` reads only ``prepared`` when it is set), a third less to
+    pickle. Outcomes come back by token, so the lane books and dead-letters its own whole call."""
+    return (token, call.destination, call.mapping, call.action, call.payload if prepared is None else None,
+            call.message_id, prepared)
 
 
 def _failed(calls: Sequence[ActionCall], reason: str) -> list[Outcome]:
