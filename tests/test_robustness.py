@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import json
+import re
 import time
+from pathlib import Path
 
 import pytest
 
@@ -126,3 +128,37 @@ def test_event_data_stays_inside_its_url_segment(tmp_path):
     assert [json.loads(line)["payload"]["url"] for line in result.stdout.splitlines()] == [
         "https://crm.example/contacts/..%2F..%2Fadmin%3Fx%3D1%23",
         "https://crm.example/contacts/Zo%C3%AB%2F%C3%BC"]
+
+
+_HUGE = int("9" * 400)  # beyond a float: JavaScript reads it as Infinity, Python's float() refuses it
+
+
+@pytest.mark.parametrize("transport", ["workspace", "http"])
+@pytest.mark.parametrize("lanes", ["thread", "process"])
+def test_a_huge_number_in_one_event_costs_no_other_call_of_its_batch(tmp_path, http_server, transport, lanes):
+    url, server = http_server
+    rules = tmp_path / "rules.yaml"
+    text = Path("rules/customerio.yaml").read_text(encoding="utf-8")
+    text = text.replace("${CUSTOMERIO_SITE_ID:-}", "s").replace("${CUSTOMERIO_API_KEY:-}", "k")
+    if transport == "http":
+        text = text.replace("  catalog: customerio\n", "  catalog: customerio\n  transport: http\n", 1)
+        text = text.replace("${CUSTOMERIO_BASE_URL:-}", url)
+    rules.write_text(text, encoding="utf-8")
+    events = tmp_path / "events.ndjson"
+    events.write_text("\n".join(json.dumps(event) for event in [
+        {"type": "identify", "userId": "u1", "messageId": "m1",
+         "traits": {"email": "ada@example.com", "created_at": _HUGE}},
+        {"type": "identify", "userId": "u2", "messageId": "m2", "traits": {"email": "bob@example.com"}},
+        {"type": "track", "userId": "u2", "messageId": "m3", "event": "Order Completed",
+         "properties": {"total": _HUGE}, "timestamp": "2026-01-02T03:04:05Z"},
+    ]) + "\n", encoding="utf-8")
+    dead = tmp_path / "dead.ndjson"
+    result = switchyard("run", rules, events, "--workspace", tmp_path / "w.db", "--dead-letter", dead, "--lanes", lanes)
+    assert result.returncode == 0, result.stderr
+    assert "every event accounted for" in result.stderr and not dead.exists()
+    assert re.search(r"Create or Update Person +2 +2 +0 +0 +0 +0", result.stderr), result.stderr
+    assert re.search(r"Track Event +1 +1 +0 +0 +0 +0", result.stderr), result.stderr
+    if transport == "http":
+        sent = [item for request in server.requests for item in (request["body"] or {}).get("batch", [])]
+        assert {item.get("identifiers", {}).get("id") for item in sent} == {"u1", "u2"}
+        assert _HUGE in [item.get("attributes", {}).get("created_at") for item in sent]

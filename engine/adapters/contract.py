@@ -68,8 +68,9 @@ def held_back(call: ActionCall) -> Outcome:
     return Outcome(FAILED, 0, message=HELD_BACK, call=call)
 
 
-#: What building a request can raise for one call, which then is that call's refusal (:func:`unbuildable`).
-UNBUILDABLE = (ValueError, RecursionError)
+#: What building a request can raise for one call, which then is that call's refusal (:func:`unbuildable`):
+#: a value JSON cannot carry, nesting too deep, an integer too large for a step that needs a float.
+UNBUILDABLE = (ValueError, RecursionError, OverflowError)
 
 
 def unbuildable(error: Exception) -> str:

@@ -99,7 +99,7 @@ def _truthy(value: Any) -> bool:
     if value is None or value is False:
         return False
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return value != 0 and not math.isnan(value)
+        return value != 0 and value == value  # NaN is the one number not equal to itself; no float() of a huge int
     return True
 
 
