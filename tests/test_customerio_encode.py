@@ -97,7 +97,7 @@ _JSON = st.recursive(
 )
 
 
-@settings(max_examples=300, deadline=None, database=None)
+@settings(max_examples=120, deadline=None, database=None)
 @given(st.lists(st.dictionaries(st.text(), _JSON, max_size=5), max_size=4))
 def test_any_json_reads_back_alone_and_in_a_batch(bodies):
     for body in bodies:
