@@ -162,3 +162,24 @@ def test_a_huge_number_in_one_event_costs_no_other_call_of_its_batch(tmp_path, h
         sent = [item for request in server.requests for item in (request["body"] or {}).get("batch", [])]
         assert {item.get("identifiers", {}).get("id") for item in sent} == {"u1", "u2"}
         assert _HUGE in [item.get("attributes", {}).get("created_at") for item in sent]
+
+
+@pytest.mark.parametrize("lanes", ["thread", "process"])
+def test_a_call_the_user_com_stand_in_cannot_take_costs_no_other_call(tmp_path, lanes):
+    events = tmp_path / "events.ndjson"
+    events.write_text("\n".join(json.dumps(event) for event in [
+        {"type": "group", "userId": "u1", "messageId": "m1", "groupId": "", "traits": {"name": "No id"}},
+        {"type": "track", "userId": "u1", "messageId": "m2", "event": "Signed Up", "timestamp": -_HUGE},
+        {"type": "group", "userId": "u2", "messageId": "m3", "groupId": "c2", "traits": {"name": "Acme"}},
+        {"type": "track", "userId": "u2", "messageId": "m4", "event": "Signed Up"},
+    ]) + "\n", encoding="utf-8")
+    dead = tmp_path / "dead.ndjson"
+    result = switchyard("run", "rules/userengage.yaml", events, "--workspace", tmp_path / "w.db",
+                        "--dead-letter", dead, "--lanes", lanes)
+    assert "every event accounted for" in result.stderr
+    assert re.search(r"Create or Update Company +2 +1 +0 +1 +0 +0", result.stderr), result.stderr
+    assert re.search(r"Track Event +2 +1 +0 +1 +0 +0", result.stderr), result.stderr
+    reasons = {record["call"]["messageId"]: record["reason"]
+               for record in map(json.loads, dead.read_text(encoding="utf-8").splitlines())}
+    assert reasons["m1"] == "cannot build the request: the company id is empty"
+    assert "too large" in reasons["m2"]

@@ -213,7 +213,7 @@ def _only_anonymous(user: dict) -> dict:
 
 def unix_seconds(value: Any) -> int | float | None:
     """A Segment timestamp (ISO-8601, or a number of seconds) as Unix seconds; None when it is neither."""
-    if _is_number(value) and math.isfinite(value):
+    if _is_number(value) and (isinstance(value, int) or math.isfinite(value)):  # no float() of a huge int
         return value
     if isinstance(value, str) and value:
         try:
@@ -235,8 +235,11 @@ def _is_number(value: Any) -> bool:
 
 def _company(p: Mapping, user: dict) -> UserRequest:
     address = p.get("address")
+    custom_id = _text(p["company_id"])
+    if custom_id is None:  # the schema requires the field; an empty one names no company either
+        raise ValueError("the company id is empty")
     fields: dict[str, Any] = {
-        "custom_id": _text(p["company_id"]),
+        "custom_id": custom_id,
         "name": _text(p.get("name")),
         "description": p.get("description"),
         "email": p.get("email"),
