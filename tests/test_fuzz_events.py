@@ -74,6 +74,8 @@ def events(draw) -> bytes:
     """One NDJSON line: an event shaped like Segment's, with hostile values and perhaps a key twice."""
     pairs = Pairs([("type", draw(st.sampled_from(TYPES))), ("event", draw(st.one_of(st.sampled_from(EVENTS), texts))),
                    ("userId", draw(st.one_of(texts, integers, st.none()))), ("messageId", draw(texts)),
+                   ("anonymousId", draw(st.one_of(texts, st.none()))), ("groupId", draw(st.one_of(texts, integers))),
+                   ("timestamp", draw(values)),
                    ("properties", Pairs([("order_id", draw(values)), ("total", draw(values)),
                                          ("plan", draw(st.sampled_from(["pro", "team", "free"]))),
                                          ("email", draw(texts))])),
