@@ -6,12 +6,15 @@ caller's (:mod:`engine.run`). The function reaches the workers by fork, so it is
 """
 from __future__ import annotations
 
+import functools
 import os
 import pickle
+import select
 import signal
 import sys
+import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -186,6 +189,53 @@ def _start_worker(function) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # held since the fork: one that came is dropped now
+    _end_with(os.getppid())
+
+
+def _end_with(parent: int) -> None:
+    """End this worker as soon as ``parent`` has ended. A parent killed with SIGKILL cannot stop its
+    workers, and each worker holds the others' end of the pipe they wait on, so none of them would
+    ever read the end of its input: they stayed, idle, for ever."""
+    import threading
+
+    gone = parent_watch(parent)
+
+    def watch() -> None:
+        if gone(None):
+            os._exit(1)
+    threading.Thread(target=watch, name="parent watch", daemon=True).start()
+
+
+def parent_watch(parent: int) -> Callable[[float | None], bool]:
+    """``gone(timeout)``: whether process ``parent`` has ended, waiting for it up to ``timeout`` seconds
+    (None: as long as it takes). Through a pidfd where the system has them (Linux 5.3 and later), which
+    knows of the end at once whichever process ``parent`` is; elsewhere by whether this process was
+    handed to another parent, so there ``parent`` must be this process's own."""
+    try:
+        descriptor = os.pidfd_open(parent)
+    except ProcessLookupError:  # ended already
+        return _ended
+    except (AttributeError, OSError):
+        return functools.partial(_reparented, parent)
+    poller = select.poll()
+    poller.register(descriptor, select.POLLIN)
+
+    def gone(timeout: float | None = 0) -> bool:
+        return bool(poller.poll(None if timeout is None else int(timeout * 1000)))
+    return gone
+
+
+def _ended(timeout: float | None = 0) -> bool:
+    return True
+
+
+def _reparented(parent: int, timeout: float | None = 0) -> bool:
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while os.getppid() == parent:
+        if deadline is not None and time.monotonic() >= deadline:
+            return False
+        time.sleep(0.2 if deadline is None else max(0.0, min(0.2, deadline - time.monotonic())))
+    return True
 
 
 def _call(chunk):

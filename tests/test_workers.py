@@ -232,6 +232,25 @@ def test_ctrl_c_stops_the_workers_and_says_so(tmp_path):
 
 
 
+def test_the_workers_end_with_a_run_killed_with_sigkill(tmp_path):
+    """A killed run cannot stop its workers; they end on their own rather than wait for ever."""
+    process = subprocess.Popen([sys.executable, "-m", "engine", "run", "rules/", "--workers", "2",
+                                "--workspace", str(tmp_path / "w.db"), "--dead-letter", str(tmp_path / "dead.ndjson")],
+                               stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+    try:
+        process.stdin.write(EXAMPLES.read_bytes() * 10)  # and more may come: the run waits for it
+        process.stdin.flush()
+        workers = _workers_of(process.pid, 2)
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+    finally:
+        process.kill()
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not any(_alive(pid) for pid in workers)
+
+
 def test_work_is_taken_from_the_input_only_as_results_come_back():
     """An endless input can be worked through: no more than AHEAD x workers chunks are ever taken ahead."""
     taken = []
