@@ -188,17 +188,44 @@ def test_kill_9_of_a_run_into_the_workspace_on_a_process_lane_then_the_same_comm
 
     process = subprocess.Popen(run, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     wait_for(lambda: (tmp_path / "dead.ndjson.progress").exists())  # a transaction's outcomes are booked
+    helpers = _descendants(process.pid)
+    assert helpers, "the run has no delivery process"
     os.kill(process.pid, signal.SIGKILL)
     process.wait(timeout=10)
     first = len(stored())
     assert first < count, "the run ended before the kill: nothing tested"
     time.sleep(1)  # the store's process finishes its transaction in hand, then stops on its own
     assert len(stored()) - first <= 2 * 4096
+    wait_for(lambda: not any(os.path.exists(f"/proc/{pid}") and _state(pid) != "Z" for pid in helpers), 10)
     again = subprocess.run(run, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0, again.stderr
     ids = stored()
     assert sorted(ids) == sorted(f"m{n}" for n in range(count))  # every event once: none lost, none twice
     assert "already done" in again.stderr and "every event accounted for" in again.stderr
+
+
+def _state(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every process under ``pid``: its children, theirs, and so on."""
+    parents: dict[int, int] = {}
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                parents[int(entry)] = int(stat.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError):
+            continue
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
 
 
 def _position(source):
