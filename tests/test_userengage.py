@@ -208,3 +208,19 @@ def test_each_request_is_retried_by_the_pipeline_policy_and_a_failure_names_its_
     adapter.close()
     assert second.state == "failed" and second.attempts == 3 and "POST events/" in second.message
     assert len(scripted.to("/api/public/users/update_or_create/")) == 1  # u1 was looked up once
+
+
+def test_lookups_forget_the_oldest_ids_past_their_bound(monkeypatch):
+    from engine.userengage import steps
+
+    monkeypatch.setattr(steps, "REMEMBERED", 3)
+    lookups = steps.Lookups()
+    for n in range(4):
+        lookups.remember_user((("custom_id", f"u{n}"),), (n, None))
+    lookups.remember_user((("custom_id", "u1"),), (1, "k1"))  # learnt again: now the newest
+    lookups.remember_user((("custom_id", "u4"),), (4, None))
+    assert [key[0][1] for key in lookups.users] == ["u3", "u1", "u4"]
+    assert lookups.users[(("custom_id", "u1"),)] == (1, "k1")
+    for n in range(5):
+        lookups.remember_company(f"c{n}", n)
+    assert list(lookups.companies) == ["c2", "c3", "c4"]

@@ -7,6 +7,7 @@ import json
 import os
 
 from conftest import ROOT, switchyard
+from engine.userengage import steps
 from engine.userengage.server import start_server
 
 PACK = (ROOT / "rules" / "userengage.yaml").read_text()
@@ -29,11 +30,6 @@ def _without_times(value):
 
 
 def test_http_transport_and_embedded_transport_agree(tmp_path):
-    embedded = tmp_path / "embedded.db"
-    direct = switchyard("run", "rules/userengage.yaml", "examples/events.jsonl", "--workspace", embedded,
-                        "--dead-letter", tmp_path / "dead-direct", "--summary-json", tmp_path / "direct.json")
-    assert direct.returncode == 0, direct.stderr
-
     served = tmp_path / "served.db"
     rules = tmp_path / "userengage.yaml"
     rules.write_text(PACK.replace("  catalog: userengage\n", "  catalog: userengage\n  transport: http\n", 1))
@@ -44,6 +40,28 @@ def test_http_transport_and_embedded_transport_agree(tmp_path):
                                "--summary-json", tmp_path / "http.json", env=env)
     assert over_http.returncode == 0, over_http.stderr
     assert "key-1" not in over_http.stderr + over_http.stdout
+    _agree_with_the_embedded_transport(tmp_path, served)
+
+
+def test_the_http_transport_looks_up_again_what_it_forgot(tmp_path, monkeypatch):
+    """Past REMEMBERED ids the oldest are forgotten: the users and companies come out the same."""
+    monkeypatch.setattr(steps, "REMEMBERED", 2)
+    served = tmp_path / "served.db"
+    with start_server(served, "key-1") as server:
+        rules = tmp_path / "userengage.yaml"
+        rules.write_text(PACK.replace("  catalog: userengage\n", "  catalog: userengage\n  transport: http\n", 1)
+                         .replace("${USERENGAGE_API_KEY:-}", "key-1").replace("${USERENGAGE_BASE_URL:-}", server.url))
+        over_http = switchyard("run", rules, "examples/events.jsonl", "--dead-letter", tmp_path / "dead-http",
+                               "--summary-json", tmp_path / "http.json", "--lanes", "thread")
+    assert over_http.returncode == 0, over_http.stderr
+    _agree_with_the_embedded_transport(tmp_path, served)
+
+
+def _agree_with_the_embedded_transport(tmp_path, served) -> None:
+    embedded = tmp_path / "embedded.db"
+    direct = switchyard("run", "rules/userengage.yaml", "examples/events.jsonl", "--workspace", embedded,
+                        "--dead-letter", tmp_path / "dead-direct", "--summary-json", tmp_path / "direct.json")
+    assert direct.returncode == 0, direct.stderr
 
     direct_summary = json.loads((tmp_path / "direct.json").read_text())
     http_summary = json.loads((tmp_path / "http.json").read_text())

@@ -9,7 +9,7 @@ id) lives in a :class:`Lookups`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from .requests import UserRequest, new_company
 
@@ -32,12 +32,30 @@ class Api(Protocol):
     def add_member(self, company_id: int, body: dict) -> dict: ...   # POST companies/<id>/add_member/
 
 
+#: Ids a :class:`Lookups` keeps of each kind; past it the oldest are forgotten (and looked up again when
+#: needed), so that a server running for months with millions of users holds a bounded memory.
+REMEMBERED = 100_000
+
+
 @dataclass
 class Lookups:
     """Ids learnt during one run, so a user or company is looked up once (not used by the stand-in itself)."""
 
     users: dict[tuple, tuple[int, str | None]] = field(default_factory=dict)  # upsert body -> (id, user_key)
     companies: dict[str, int] = field(default_factory=dict)                   # custom_id -> id
+
+    def remember_user(self, key: tuple, known: tuple[int, str | None]) -> None:
+        _remember(self.users, key, known)
+
+    def remember_company(self, custom_id: str, company_id: int) -> None:
+        _remember(self.companies, custom_id, company_id)
+
+
+def _remember(ids: dict, key: Any, value: Any) -> None:
+    ids.pop(key, None)  # a key learnt again is the newest
+    ids[key] = value
+    if len(ids) > REMEMBERED:
+        del ids[next(iter(ids))]  # the oldest: dicts keep the order keys were added in
 
 
 def perform(request: UserRequest, api: Api, lookups: Lookups | None = None) -> None:
@@ -53,7 +71,7 @@ def perform(request: UserRequest, api: Api, lookups: Lookups | None = None) -> N
         answer = api.update_or_create_user(request.user)
         known = (int(answer["id"]), answer.get("user_key"))
         if lookups is not None:
-            lookups.users[key] = known
+            lookups.remember_user(key, known)
     user_id, user_key = known
     body = request.body or {}
     if request.kind == "event":
@@ -62,7 +80,7 @@ def perform(request: UserRequest, api: Api, lookups: Lookups | None = None) -> N
         if not user_key:
             user_key = str(api.user(user_id)["user_key"])
             if lookups is not None:
-                lookups.users[key] = (user_id, user_key)
+                lookups.remember_user(key, (user_id, user_key))
         api.create_site_view({"client_user": user_key, **body})
     elif request.kind == "company":
         custom_id = str(body["custom_id"])
@@ -75,5 +93,5 @@ def perform(request: UserRequest, api: Api, lookups: Lookups | None = None) -> N
         else:
             api.update_company(company_id, body)
         if lookups is not None:
-            lookups.companies[custom_id] = company_id
+            lookups.remember_company(custom_id, company_id)
         api.add_member(company_id, {"user_id": user_id, "user_custom_id": request.custom_id})
