@@ -60,13 +60,15 @@ class Lines:
     number: int      # the line number of the first line
     data: bytes      # the lines, each ending in \n (the input's last one may not); line breaks already \n
     where: Where | None = None  # where ``data`` lies in a regular file, byte for byte, when it does
+    newlines: int = -1  # how many \n ``data`` holds, when the reader counted them already
 
     def sendable(self) -> Lines | LinesInFile:
         """What to send another process for these lines: where they lie in their file when they lie in
         one, so that process reads them from the page cache rather than from a pipe; else the lines."""
         if self.where is None:
             return self
-        return LinesInFile(self.name, self.number, self.where, len(self.data), self.data.count(b"\n"))
+        newlines = self.newlines if self.newlines >= 0 else self.data.count(b"\n")
+        return LinesInFile(self.name, self.number, self.where, len(self.data), newlines)
 
     def events(self) -> Iterator[tuple[str, object]]:
         """``(source, event)``, or ``(source, Unreadable)``, for every line that is not blank."""
@@ -139,7 +141,7 @@ class LinesInFile:
         data = b"".join(pieces)
         if len(data) != self.size or data.count(b"\n") != self.newlines:
             raise self._changed("it was rewritten")
-        return Lines(self.name, self.number, data, where)
+        return Lines(self.name, self.number, data, where, self.newlines)
 
     def _open(self) -> tuple[int | None, str]:
         """A descriptor of this very file (same device and inode, a regular file), or None and why not.
@@ -248,8 +250,9 @@ def read_parts(stream: IO, name: str, size: int = 1 << 20) -> Iterator[Lines | t
     number = part.number + _line_count(part.data)
     file = _file_of(stream)
     for block, at in blocks:
-        yield Lines(name, number, block, None if file is None or at is None else Where(*file, at))
-        number += _line_count(block)
+        newlines = block.count(b"\n")  # counted once: the line numbers, and the check of a worker's reading
+        yield Lines(name, number, block, None if file is None or at is None else Where(*file, at), newlines)
+        number += newlines + (not block.endswith(b"\n"))
 
 
 def _file_of(stream: IO) -> tuple[str, int, int, int, int] | None:
