@@ -23,14 +23,14 @@ import queue
 import threading
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from ..collector import for_streams
 from ..delivery.outcome import DELIVERED, FAILED, Outcome
 from ..delivery.pacing import JOURNAL_GATHER, next_slice
 from ..model import ActionCall, call_factory
-from ..parallel import parent_watch, pickled
+from ..parallel import pickled
 from .contract import Adapter, AdapterContext, factory
 
 # What crosses the pipe: calls as lists of (token, destination, mapping, action, payload, message id,
@@ -99,12 +99,13 @@ class RemoteAdapter:
         self._start()
 
     def _start(self) -> None:
-        import multiprocessing.util  # noqa: F401 - registers multiprocessing's exit handler now, before _end_at_exit's
+        import multiprocessing
+        import multiprocessing.util  # registers multiprocessing's exit handler now, before _end_at_exit's
 
-        processes = _processes()
-        ours, theirs = processes.Pipe()
-        self._process = processes.Process(target=_child, args=(theirs, self._context, self._spec, os.getpid()),
-                                          daemon=True, name=f"switchyard lane {self.name}")
+        spawn = multiprocessing.get_context("spawn")
+        ours, theirs = spawn.Pipe()
+        self._process = spawn.Process(target=_child, args=(theirs, self._context, self._spec), daemon=True,
+                                      name=f"switchyard lane {self.name}")
         self._process.start()
         _end_at_exit(self)
         theirs.close()
@@ -301,27 +302,6 @@ def _read(connection: Any, answers: queue.SimpleQueue[Answers | BaseException]) 
 _live: weakref.WeakSet[RemoteAdapter] = weakref.WeakSet()
 
 
-def _processes() -> Any:
-    """How delivery processes start: forked from a server process that has this module imported.
-
-    Not forked from this process, which runs threads (a fork copies whatever lock one of them holds);
-    not spawned either where it can be helped, which starts an interpreter and imports the engine for
-    every one: about 0.1 s of CPU each, for each destination of a run and again for each delivery
-    process started after one died. The server starts with the first delivery process and ends with
-    this process. A child of the server learns of this process's end through a pidfd; a system without
-    them (not Linux, or before 5.3) spawns, so that a child's parent is this process.
-    """
-    import multiprocessing
-
-    try:
-        os.close(os.pidfd_open(os.getpid()))
-    except (AttributeError, OSError):
-        return multiprocessing.get_context("spawn")
-    processes = multiprocessing.get_context("forkserver")
-    processes.set_forkserver_preload([__name__])
-    return processes
-
-
 def _end_at_exit(adapter: RemoteAdapter) -> None:
     """Have ``adapter``'s child ended when this process exits, before multiprocessing's own exit handler
     (registered when it was imported, so run after this one), which would wait for ever on a child that
@@ -337,7 +317,7 @@ def _end_all() -> None:
         adapter._abandon()
 
 
-def _child(connection: Any, context: AdapterContext, spec: str, parent: int) -> None:
+def _child(connection: Any, context: AdapterContext, spec: str) -> None:
     """The child process: open the real adapter, then feed it what comes in and send back what comes out."""
     import signal
 
@@ -345,18 +325,17 @@ def _child(connection: Any, context: AdapterContext, spec: str, parent: int) -> 
     # a transaction or a request in half here.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    gone = parent_watch(parent)
+    parent = os.getppid()
     try:
         adapter: Adapter = factory(context.catalog, context.transport, spec)(context)
     except Exception as error:  # noqa: BLE001 - the parent opened it a moment ago; say why it failed now
         _fail_everything(connection, f"the adapter of '{context.destination}' could not open: {error}")
         return
     with for_streams():
-        _deliver_what_comes(connection, adapter, context, gone)
+        _deliver_what_comes(connection, adapter, context, parent)
 
 
-def _deliver_what_comes(connection: Any, adapter: Adapter, context: AdapterContext,
-                        gone: Callable[[float | None], bool]) -> None:
+def _deliver_what_comes(connection: Any, adapter: Adapter, context: AdapterContext, parent: int) -> None:
     """The child once its adapter is open: deliver what the parent sends, a slice at a time, and send back
     what comes out, until the parent closes the pipe."""
     tokens: dict[int, int] = {}  # id(call) -> token, while the adapter holds the call
@@ -397,7 +376,7 @@ def _deliver_what_comes(connection: Any, adapter: Adapter, context: AdapterConte
             connection.send(None)
             connection.close()
             return
-        if gone(0):
+        if os.getppid() != parent:
             _orphaned()
         some = []
         for token, destination, mapping, action, payload, message_id, prepared in pairs:
