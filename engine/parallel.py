@@ -53,7 +53,7 @@ def imap(function, chunks, workers: int, *, ordered: bool):
         if stream is not None:
             stream.flush()  # a forked worker would write out a copy of whatever is still buffered
     executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
-                                   initializer=_start_worker, initargs=(function,))
+                                   initializer=_start_worker, initargs=(function, os.getpid()))
     pending: deque[Future[Any]] = deque()
     finished = broken = forked = False
     try:
@@ -182,14 +182,14 @@ def _done(pending: deque, ordered: bool, block: bool):
 _function = None  # in a worker: the function it applies
 
 
-def _start_worker(function) -> None:
+def _start_worker(function, parent: int) -> None:
     global _function
     _function = function
     # Ctrl-C (and systemd's SIGTERM to the whole group) reach every process; the parent stops the workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # held since the fork: one that came is dropped now
-    _end_with(os.getppid())
+    _end_with(parent)  # this process's pid, taken before the fork: a parent that died since is seen
 
 
 def _end_with(parent: int) -> None:
@@ -198,7 +198,7 @@ def _end_with(parent: int) -> None:
     ever read the end of its input: they stayed, idle, for ever."""
     import threading
 
-    gone = parent_watch(parent)
+    gone = _parent_watch(parent)
 
     def watch() -> None:
         if gone(None):
@@ -206,7 +206,7 @@ def _end_with(parent: int) -> None:
     threading.Thread(target=watch, name="parent watch", daemon=True).start()
 
 
-def parent_watch(parent: int) -> Callable[[float | None], bool]:
+def _parent_watch(parent: int) -> Callable[[float | None], bool]:
     """``gone(timeout)``: whether process ``parent`` has ended, waiting for it up to ``timeout`` seconds
     (None: as long as it takes). Through a pidfd where the system has them (Linux 5.3 and later), which
     knows of the end at once whichever process ``parent`` is; elsewhere by whether this process was

@@ -165,7 +165,10 @@ def test_a_huge_number_in_one_event_costs_no_other_call_of_its_batch(tmp_path, h
 
 
 @pytest.mark.parametrize("lanes", ["thread", "process"])
-def test_a_call_the_user_com_stand_in_cannot_take_costs_no_other_call(tmp_path, lanes):
+@pytest.mark.parametrize("transport", ["embedded", "http"])
+def test_a_call_user_com_cannot_take_costs_no_other_call(tmp_path, lanes, transport):
+    from engine.userengage.server import start_server
+
     events = tmp_path / "events.ndjson"
     events.write_text("\n".join(json.dumps(event) for event in [
         {"type": "group", "userId": "u1", "messageId": "m1", "groupId": "", "traits": {"name": "No id"}},
@@ -174,12 +177,20 @@ def test_a_call_the_user_com_stand_in_cannot_take_costs_no_other_call(tmp_path, 
         {"type": "track", "userId": "u2", "messageId": "m4", "event": "Signed Up"},
     ]) + "\n", encoding="utf-8")
     dead = tmp_path / "dead.ndjson"
-    result = switchyard("run", "rules/userengage.yaml", events, "--workspace", tmp_path / "w.db",
-                        "--dead-letter", dead, "--lanes", lanes)
+    with start_server(tmp_path / "served.db", "key-1") as server:
+        rules = tmp_path / "userengage.yaml"
+        text = Path("rules/userengage.yaml").read_text(encoding="utf-8")
+        if transport == "http":
+            text = text.replace("  catalog: userengage\n", "  catalog: userengage\n  transport: http\n", 1) \
+                .replace("${USERENGAGE_API_KEY:-}", "key-1").replace("${USERENGAGE_BASE_URL:-}", server.url)
+        rules.write_text(text, encoding="utf-8")
+        result = switchyard("run", rules, events, "--workspace", tmp_path / "w.db", "--dead-letter", dead,
+                            "--lanes", lanes)
     assert "every event accounted for" in result.stderr
     assert re.search(r"Create or Update Company +2 +1 +0 +1 +0 +0", result.stderr), result.stderr
     assert re.search(r"Track Event +2 +1 +0 +1 +0 +0", result.stderr), result.stderr
     reasons = {record["call"]["messageId"]: record["reason"]
                for record in map(json.loads, dead.read_text(encoding="utf-8").splitlines())}
-    assert reasons["m1"] == "cannot build the request: the company id is empty"
-    assert "too large" in reasons["m2"]
+    assert reasons == {
+        "m1": "cannot build the request: the company id is empty",
+        "m2": "cannot build the request: the timestamp of 400 digits is further from 1970 than any date can be"}

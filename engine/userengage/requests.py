@@ -214,6 +214,8 @@ def _only_anonymous(user: dict) -> dict:
 def unix_seconds(value: Any) -> int | float | None:
     """A Segment timestamp (ISO-8601, or a number of seconds) as Unix seconds; None when it is neither."""
     if _is_number(value) and (isinstance(value, int) or math.isfinite(value)):  # no float() of a huge int
+        if abs(value) > LATEST_SECONDS:
+            raise ValueError(f"the timestamp {_short(value)} is further from 1970 than any date can be")
         return value
     if isinstance(value, str) and value:
         try:
@@ -225,6 +227,20 @@ def unix_seconds(value: Any) -> int | float | None:
         seconds = when.timestamp()
         return int(seconds) if seconds.is_integer() else round(seconds, 3)
     return None
+
+
+#: The furthest a date can be from 1970, in seconds: JavaScript's 100,000,000 days either way.
+LATEST_SECONDS = 8_640_000_000_000
+
+
+def _short(number: int | float) -> str:
+    """A number for a message; an integer of more than 20 digits by its length alone."""
+    if not isinstance(number, int) or abs(number) < 10 ** 20:
+        return str(number)
+    try:
+        return f"of {len(str(abs(number)))} digits"
+    except ValueError:  # beyond the limit of int to text
+        return "of more than 4,300 digits"
 
 
 def _is_number(value: Any) -> bool:

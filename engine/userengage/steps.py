@@ -8,6 +8,7 @@ id) lives in a :class:`Lookups`.
 """
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -41,8 +42,9 @@ REMEMBERED = 100_000
 class Lookups:
     """Ids learnt during one run, so a user or company is looked up once (not used by the stand-in itself)."""
 
-    users: dict[tuple, tuple[int, str | None]] = field(default_factory=dict)  # upsert body -> (id, user_key)
-    companies: dict[str, int] = field(default_factory=dict)                   # custom_id -> id
+    # OrderedDict: dropping the oldest of a plain dict rescans the freed slots at its front, slower each time.
+    users: OrderedDict[tuple, tuple[int, str | None]] = field(default_factory=OrderedDict)  # body -> (id, key)
+    companies: OrderedDict[str, int] = field(default_factory=OrderedDict)                   # custom_id -> id
 
     def remember_user(self, key: tuple, known: tuple[int, str | None]) -> None:
         _remember(self.users, key, known)
@@ -51,11 +53,11 @@ class Lookups:
         _remember(self.companies, custom_id, company_id)
 
 
-def _remember(ids: dict, key: Any, value: Any) -> None:
-    ids.pop(key, None)  # a key learnt again is the newest
+def _remember(ids: OrderedDict, key: Any, value: Any) -> None:
     ids[key] = value
+    ids.move_to_end(key)  # a key learnt again is the newest
     if len(ids) > REMEMBERED:
-        del ids[next(iter(ids))]  # the oldest: dicts keep the order keys were added in
+        ids.popitem(last=False)
 
 
 def perform(request: UserRequest, api: Api, lookups: Lookups | None = None) -> None:
