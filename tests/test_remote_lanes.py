@@ -92,9 +92,10 @@ def test_after_its_delivery_process_dies_a_lane_goes_on_with_a_new_one(tmp_path)
         failed = [o for o in outcomes if o.state == FAILED]
         assert adapter._process is not first and any(o.state == DELIVERED for o in outcomes)
         assert all("delivery process of 'audit'" in o.message for o in failed)  # replayable, with the reason
+        second = adapter._process.pid
     finally:
         outcomes = adapter.close()
-    assert all(o.state == DELIVERED for o in outcomes) and not adapter._process.is_alive()
+    assert all(o.state == DELIVERED for o in outcomes) and not os.path.exists(f"/proc/{second}")
 
 
 def test_auto_lanes_take_a_process_only_for_a_big_input_with_a_core_to_spare(monkeypatch):

@@ -97,6 +97,30 @@ def test_sighup_reloads_the_rules_and_a_broken_change_keeps_the_old_ones(tmp_pat
     assert server.stop() == 0
 
 
+def test_reloads_leave_no_descriptor_behind(tmp_path):
+    """Each reload starts the embedded store's delivery process again; the old one's pipes are closed."""
+    import os
+
+    rules = tmp_path / "customerio.yaml"
+    rules.write_text(PACK)
+    server = Served(rules, tmp_path).start()
+    descriptors = f"/proc/{server.process.pid}/fd"
+
+    def reload(times: int) -> int:
+        for _ in range(times):
+            done = server.log.read_text().count("reload: rules loaded")
+            server.process.send_signal(signal.SIGHUP)
+            wait(lambda done=done: server.log.read_text().count("reload: rules loaded") > done)
+        time.sleep(0.3)
+        return len(os.listdir(descriptors))
+
+    first = reload(1)
+    assert reload(4) == first
+    assert server.post("/v1/batch", {"batch": [track(1)]})[0] == 200
+    wait(lambda: workspace_event_ids(server.workspace) == ["m-1"])
+    assert server.stop() == 0
+
+
 def test_sigint_stops_with_exit_code_zero_and_the_spool_keeps_what_was_not_delivered(tmp_path, hook):
     server = Served(hook_rules(tmp_path, hook.url, timeout=30), tmp_path, "--stop-deadline", "0.5").start()
     assert server.post("/v1/batch", {"batch": [track(n) for n in range(5)]})[0] == 200

@@ -107,6 +107,7 @@ class RemoteAdapter:
         self._process = spawn.Process(target=_child, args=(theirs, self._context, self._spec), daemon=True,
                                       name=f"switchyard lane {self.name}")
         self._process.start()
+        self._exit_code: int | None = None  # once the child is ended and its Process object closed
         _end_at_exit(self)
         theirs.close()
         self._connection = ours
@@ -182,11 +183,15 @@ class RemoteAdapter:
             self._process.kill()
             self._process.join()
         self._connection.close()
+        # The two pipes multiprocessing keeps to a child stay open until its Process object is collected:
+        # under serve, four descriptors more for each reload of two destinations' rules.
+        self._exit_code = self._process.exitcode
+        self._process.close()
 
     def _abandon(self) -> None:
         """This process is exiting without closing the adapter: the child stops after its slice in hand
         (it sees the pipe close), or is killed after :data:`EXIT_GRACE` seconds."""
-        if self._process.is_alive():
+        if self._exit_code is None and self._process.is_alive():  # _end closes the Process object
             self._connection.close()
             self._process.join(EXIT_GRACE)
             if self._process.is_alive():
@@ -205,7 +210,7 @@ class RemoteAdapter:
                 return outcomes
             wait = 0.0
             if isinstance(item, BaseException):
-                code = self._process.exitcode
+                code = self._process.exitcode if self._exit_code is None else self._exit_code
                 outcomes += self._died(f"the delivery process of '{self.name}' stopped"
                                        + (f" (exit code {code})" if code is not None else ""))
                 continue
