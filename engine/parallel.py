@@ -6,7 +6,6 @@ caller's (:mod:`engine.run`). The function reaches the workers by fork, so it is
 """
 from __future__ import annotations
 
-import functools
 import os
 import pickle
 import select
@@ -14,7 +13,7 @@ import signal
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -198,44 +197,24 @@ def _end_with(parent: int) -> None:
     ever read the end of its input: they stayed, idle, for ever."""
     import threading
 
-    gone = _parent_watch(parent)
-
     def watch() -> None:
-        if gone(None):
-            os._exit(1)
+        _wait_for_end(parent)
+        os._exit(1)
     threading.Thread(target=watch, name="parent watch", daemon=True).start()
 
 
-def _parent_watch(parent: int) -> Callable[[float | None], bool]:
-    """``gone(timeout)``: whether process ``parent`` has ended, waiting for it up to ``timeout`` seconds
-    (None: as long as it takes). Through a pidfd where the system has them (Linux 5.3 and later), which
-    knows of the end at once whichever process ``parent`` is; elsewhere by whether this process was
-    handed to another parent, so there ``parent`` must be this process's own."""
+def _wait_for_end(parent: int) -> None:
+    """Return once process ``parent`` has ended: through a pidfd where the system has them (Linux 5.3 and
+    later); elsewhere once this process was handed to another parent (``parent`` is this one's own)."""
     try:
         descriptor = os.pidfd_open(parent)
     except ProcessLookupError:  # ended already
-        return _ended
+        return
     except (AttributeError, OSError):
-        return functools.partial(_reparented, parent)
-    poller = select.poll()
-    poller.register(descriptor, select.POLLIN)
-
-    def gone(timeout: float | None = 0) -> bool:
-        return bool(poller.poll(None if timeout is None else int(timeout * 1000)))
-    return gone
-
-
-def _ended(timeout: float | None = 0) -> bool:
-    return True
-
-
-def _reparented(parent: int, timeout: float | None = 0) -> bool:
-    deadline = None if timeout is None else time.monotonic() + timeout
-    while os.getppid() == parent:
-        if deadline is not None and time.monotonic() >= deadline:
-            return False
-        time.sleep(0.2 if deadline is None else max(0.0, min(0.2, deadline - time.monotonic())))
-    return True
+        while os.getppid() == parent:
+            time.sleep(0.2)
+        return
+    select.select([descriptor], [], [])  # readable once the process has ended
 
 
 def _call(chunk):

@@ -22,6 +22,7 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
+from engine.integers import any_size
 from engine.mapping.functions import parse_timestamp, text_of
 
 PUBLIC_API = "/api/public/"
@@ -237,10 +238,8 @@ def _short(number: int | float) -> str:
     """A number for a message; an integer of more than 20 digits by its length alone."""
     if not isinstance(number, int) or abs(number) < 10 ** 20:
         return str(number)
-    try:
+    with any_size():  # an event may hold one of up to 100,000 digits
         return f"of {len(str(abs(number)))} digits"
-    except ValueError:  # beyond the limit of int to text
-        return "of more than 4,300 digits"
 
 
 def _is_number(value: Any) -> bool:
