@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .adapters.contract import Adapter
+from .adapters.contract import Adapter, deliver_apart
 from .deadletter import DeadLetter, DeadLetterError
 from .delivery.outcome import FAILED, RETRIED, Outcome
 from .delivery.pacing import GATHER, JOURNAL_GATHER, next_slice
@@ -184,11 +184,7 @@ class Lane:
                         self._sources[id(call)] = (call, source)
                         if booked is not None:
                             booked.handed(call, source)
-                    try:
-                        outcomes = adapter.deliver([call for call, _ in some])
-                    except Exception as error:  # noqa: BLE001 - one adapter's bug fails its own calls, not the run
-                        reason = f"the adapter of '{self.name}' failed: {type(error).__name__}: {error}"
-                        outcomes = [Outcome(FAILED, 0, message=reason, call=call) for call, _ in some]
+                    outcomes = deliver_apart(adapter.deliver, [call for call, _ in some], self.name)
                     if booked is not None and self._paced:
                         self._slice = next_slice(self._slice, time.perf_counter() - began, len(some))
                     self._settle(outcomes)

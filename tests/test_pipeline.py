@@ -1,13 +1,20 @@
 """The pipeline: one lane per destination, exactly one outcome per call, nothing lost to a bad adapter."""
 from __future__ import annotations
 
+import json
+import sqlite3
 import time
 
-from engine.adapters.contract import AdapterContext
+import pytest
+from buggy_store import BuggyStore
+
+from engine.adapters.contract import HALVINGS, AdapterContext
+from engine.adapters.remote import RemoteAdapter
 from engine.deadletter import DeadLetter
 from engine.delivery.outcome import DELIVERED, Outcome
 from engine.loader import compile_paths
-from engine.pipeline import Pipeline
+from engine.model import ActionCall
+from engine.pipeline import Lane, Ledger, Pipeline
 from engine.run import open_adapters
 from scripted_server import Reply
 
@@ -173,3 +180,46 @@ def test_a_lane_hands_an_adapter_that_names_its_gather_that_many_calls_even_whil
         assert sum(adapter.sizes) == 1000
         # Paced, a journaling lane starts at 64 calls; an adapter with a gather gets its number at once.
         assert adapter.sizes[0] == biggest and max(adapter.sizes) <= (4096 if gather is None else gather)
+
+
+def _store_calls(count: int, broken: set[int]) -> list[ActionCall]:
+    return [ActionCall("store", "Orders", "send", {"m": n} if n in broken else {"n": n}, f"m{n}")
+            for n in range(count)]
+
+
+@pytest.mark.parametrize("lanes", ["thread", "process"])
+def test_calls_that_make_an_adapter_raise_fail_alone_and_their_slice_is_delivered(tmp_path, lanes):
+    """A bug the adapter meets on three calls of a slice of 4,000 (one transaction) costs those three calls:
+    the slice is halved and delivered again until they are alone; the others land, in order."""
+    store = tmp_path / "store.db"
+    context = AdapterContext("store", "webhook", "stand-in", {"path": str(store)})
+    adapter = BuggyStore(context) if lanes == "thread" else RemoteAdapter(context, "buggy_store:BuggyStore")
+    dead = tmp_path / "dead.ndjson"
+    ledger = Ledger(DeadLetter(str(dead)))
+    lane = Lane("store", adapter, ledger)
+    broken = {5, 1999, 3998}
+    calls = _store_calls(4000, broken)
+    lane.put([(call, f"events:{n + 1}") for n, call in enumerate(calls)])
+    lane.close()
+    ledger.dead_letter.close()
+    summary = ledger.summary
+    assert (summary.delivered["store", "Orders"], summary.failed["store", "Orders"]) == (3997, 3)
+    records = [json.loads(line) for line in dead.read_text().splitlines()]
+    assert [(r["source"], r["reason"]) for r in records] == [
+        (f"events:{n + 1}", "the adapter of 'store' failed: KeyError: 'n'") for n in sorted(broken)]
+    with sqlite3.connect(store) as db:
+        assert [n for (n,) in db.execute("SELECT n FROM applied ORDER BY rowid")] == \
+            [n for n in range(4000) if n not in broken]
+        tries, raised = db.execute("SELECT count(*), sum(raised) FROM deliveries").fetchone()
+    assert raised <= 1 + 3 * 12 and tries < 80, (tries, raised)  # halvings, not one delivery per call
+
+
+def test_an_adapter_that_raises_for_every_call_fails_a_slice_after_a_bounded_number_of_tries(tmp_path):
+    store = tmp_path / "store.db"
+    ledger = Ledger(DeadLetter(None))
+    lane = Lane("store", BuggyStore(AdapterContext("store", "webhook", "stand-in", {"path": str(store)})), ledger)
+    lane.put([(call, None) for call in _store_calls(4000, set(range(4000)))])
+    lane.close()
+    assert ledger.summary.failed["store", "Orders"] == 4000
+    with sqlite3.connect(store) as db:
+        assert db.execute("SELECT count(*), sum(raised) FROM deliveries").fetchone() == (HALVINGS, HALVINGS)

@@ -12,7 +12,8 @@ the pipeline (:mod:`engine.pipeline`) is its only caller:
 Across the three, each call given to ``deliver`` comes back exactly once. An adapter raises only
 for set-up errors (:class:`SetupError`, at construction: a missing setting, an unwritable
 path); what goes wrong with one call is that call's ``refused`` or ``failed`` outcome, never an
-exception. An adapter is used from one thread at a time (its lane), so it needs no lock of its
+exception (if ``deliver`` raises anyway, :func:`deliver_apart` finds the calls that make it raise and
+fails those alone). An adapter is used from one thread at a time (its lane), so it needs no lock of its
 own unless it starts threads itself.
 
 Adapters are constructed as ``factory(context)`` with an :class:`AdapterContext`; a catalog
@@ -82,6 +83,51 @@ def unbuildable(error: Exception) -> str:
     if isinstance(error, RecursionError):
         return "cannot build the request: the payload is nested too deeply"
     return f"cannot build the request: {error}"
+
+
+#: Failed ``deliver`` calls one slice may cost while :func:`deliver_apart` looks for the calls that make an
+#: adapter raise: enough to find any four such calls among 4,096 (12 halvings each), few enough that an
+#: adapter raising for every call fails a slice after as many quick tries.
+HALVINGS = 64
+
+
+def deliver_apart(deliver: Callable[[Sequence[ActionCall]], list[Outcome]], calls: Sequence[ActionCall],
+                  destination: str) -> list[Outcome]:
+    """``deliver(calls)``; if it raises (a bug: the contract allows no exception there), the slice is
+    halved and each half delivered again, in order, until the calls that make it raise are alone:
+    only those fail, with the exception as their reason, and the others are delivered.
+
+    Redelivering is safe as far as the contract goes: an embedded store rolls a raising transaction
+    back whole, and an HTTP transport may have sent some calls before it raised, which sends them
+    twice, within at-least-once. After :data:`HALVINGS` failed tries the calls left fail as they are.
+    """
+    try:
+        return deliver(calls)
+    except Exception as error:  # noqa: BLE001 - one adapter's bug fails its own calls, not the run
+        raised = error
+    outcomes: list[Outcome] = []
+    failures = 1
+    left = _halves(calls, raised) if len(calls) > 1 else [(calls, raised)]
+    while left:
+        some, raised = left.pop()
+        if failures < HALVINGS and some is not calls:
+            try:
+                outcomes += deliver(some)
+                continue
+            except Exception as error:  # noqa: BLE001 - as above
+                failures, raised = failures + 1, error
+                if len(some) > 1:
+                    left += _halves(some, error)
+                    continue
+        reason = f"the adapter of '{destination}' failed: {type(raised).__name__}: {raised}"
+        outcomes += [Outcome(FAILED, 0, message=reason, call=call) for call in some]
+    return outcomes
+
+
+def _halves(calls: Sequence[ActionCall], raised: Exception) -> list[tuple[Sequence[ActionCall], Exception]]:
+    """The two halves of a slice that raised, the second first: taken from the end, the first goes first."""
+    middle = (len(calls) + 1) // 2
+    return [(calls[middle:], raised), (calls[:middle], raised)]
 
 
 @dataclass(frozen=True)

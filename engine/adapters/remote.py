@@ -31,7 +31,7 @@ from ..delivery.outcome import DELIVERED, FAILED, Outcome
 from ..delivery.pacing import JOURNAL_GATHER, next_slice
 from ..model import ActionCall, call_factory
 from ..parallel import pickled
-from .contract import Adapter, AdapterContext, factory
+from .contract import Adapter, AdapterContext, deliver_apart, factory
 
 # What crosses the pipe: calls as lists of (token, destination, mapping, action, payload, message id,
 # prepared); answers as (slice, cpu, wall, [token, ...], [(token, state, attempts, status, body, message,
@@ -389,11 +389,7 @@ def _deliver_what_comes(connection: Any, adapter: Adapter, context: AdapterConte
             tokens[id(call)] = token
             some.append(call)
         began = time.perf_counter()
-        try:
-            outcomes = adapter.deliver(some)
-        except Exception as error:  # noqa: BLE001 - one adapter's bug fails its own calls, as in a lane
-            reason = f"the adapter of '{context.destination}' failed: {type(error).__name__}: {error}"
-            outcomes = [Outcome(FAILED, 0, message=reason, call=call) for call in some]
+        outcomes = deliver_apart(adapter.deliver, some, context.destination)  # as in a lane
         pace.took(time.perf_counter() - began, len(some))
         send(outcomes)
 
