@@ -55,6 +55,8 @@ def partition_rows(rules_path, lines: list[str], *, dry_run: bool, source: str =
                                          < 2 ** (INTEGERS[name] - 1)), (name, value)
             else:
                 assert value is None or type(value) is str, (name, value)
+                if value is not None:
+                    value.encode("utf-8")  # what Spark's strings can carry: a lone surrogate became "?"
     return [dict(zip(FIELDS, row)) for row in rows]
 
 
@@ -282,3 +284,12 @@ def test_hostile_events_are_one_row_each_and_never_fail_their_partition():
     assert {"n": 123456789012345678901234567890} in [p.get("custom_attributes") for p in payloads]
     (invalid,) = [r for r in rows if r["kind"] == "invalid_event"]
     assert dead_letter_record(invalid)["event"] == {"type": "bogus", "userId": "u\udfff"}
+
+
+def test_ids_holding_a_lone_surrogate_are_columns_as_json_and_come_back_whole_in_dead_letters():
+    lines = ['{"type":"track","event":"e","userId":"u\\udfff","messageId":"m\\udfff"}',
+             '{"type":"track","event":"e","userId":"\\"v\\"","messageId":"\\"quoted\\""}']
+    rows = [r for r in partition_rows(ROOT / "rules" / "customerio.yaml", lines, dry_run=True) if r["kind"] == "call"]
+    assert sorted((r["messageId"], r["person"]) for r in rows) == [('"m\\udfff"', '"u\\udfff"'), ('"quoted"', '"v"')]
+    records = [dead_letter_record(dict(row, outcome="refused")) for row in rows]
+    assert sorted(record["call"]["messageId"] for record in records) == ['"quoted"', "m\udfff"]

@@ -186,7 +186,7 @@ class _Router:
             emitted: list[Sourced] = []
             last.result = None
             account(last, source, event, summary, records.append, emitted.append)
-            where = (source, person, partition, sequence)
+            where = (source, _text(person), partition, sequence)
             bucket: str | None = _bucket(counts, summary)
             for call, _ in emitted:
                 row = _call_row(call, bucket, where)
@@ -307,8 +307,30 @@ def _parse(line: str, source: str) -> Any:
 
 
 def _text(value: Any) -> str | None:
-    """A message id as text: strings as they are, anything else as JSON."""
-    return value if value is None or value.__class__ is str else stored_json(value)
+    """An id as a column's text: a string as it is, anything else as JSON, and so is a string holding a lone
+    surrogate (``"m\\udfff"``), which Spark's strings cannot carry: it became ``m?`` in the table."""
+    if value is None or (value.__class__ is str and (value.isascii() or _carried(value))):
+        return value
+    return stored_json(value)
+
+
+def _carried(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _message_id(column: str | None) -> Any:
+    """The message id :func:`_text` wrote: a string holding a lone surrogate is read back from its JSON."""
+    if column is None or not column.startswith('"'):
+        return column
+    try:
+        value, _ = loads_exact(column.encode(), ours=True)
+    except ValueError:
+        return column
+    return value if value.__class__ is str and not _carried(value) else column
 
 
 # -- reading outcome rows back -------------------------------------------------------------------
@@ -355,7 +377,8 @@ def dead_letter_record(row: dict[str, Any]) -> dict[str, Any] | None:
         if row["outcome"] not in ("refused", "failed"):
             return None
         call = {"destination": row["destination"], "mapping": row["mapping"], "action": row["action"],
-                "messageId": row["messageId"], "payload": loads_exact(row["payload"].encode(), ours=True)[0]}
+                "messageId": _message_id(row["messageId"]),
+                "payload": loads_exact(row["payload"].encode(), ours=True)[0]}
         return {"kind": "delivery_failed", "outcome": row["outcome"], "source": row["source"],
                 "reason": row["reason"], "status": row["status"], "body": row["body"],
                 "attempts": row["attempts"], "call": call}
