@@ -339,6 +339,35 @@ def test_refused_is_final_and_close_settles_what_is_held(scripted):
     assert states(adapter.close()) == [("b1", "failed")]
 
 
+@pytest.mark.parametrize("lanes", ["thread", "process"])
+def test_a_call_its_adapter_raises_on_is_held_alone_and_the_person_behind_it_waits(tmp_path, lanes):
+    """A bug the real adapter meets on one call is that call's failure inside the held calls, never an exception
+    that would leave them half changed: ann's call is held (with the bug as its last answer), her next call
+    waits behind it, everyone else's calls of the same slice are applied."""
+    from buggy_store import BuggyStore
+
+    from engine.adapters.contract import AdapterContext
+    from engine.adapters.patient import Patience, PatientAdapter
+    from engine.adapters.remote import RemoteAdapter
+    from engine.model import ActionCall
+
+    clock = Now()
+    context = AdapterContext("store", "webhook", "stand-in", {"path": str(tmp_path / "store.db")})
+    store = BuggyStore(context) if lanes == "thread" else RemoteAdapter(context, "buggy_store:BuggyStore", lockstep=True)
+    people = {f"m{n}": (f"p{n}", clock.now) for n in range(10)} | {"m3": ("ann", clock.now), "m10": ("ann", clock.now)}
+    adapter = PatientAdapter(store, Patience(give_up_after=60, first_wait=1, max_wait=4),
+                             lambda c: people[c.message_id], destination="store", clock=clock, random=lambda: 1.0)
+    calls = [ActionCall("store", "Orders", "send", {"m": n} if n == 3 else {"n": n}, f"m{n}") for n in range(11)]
+    outcomes = adapter.deliver(calls)
+    assert sorted(states(outcomes)) == sorted((f"m{n}", "delivered") for n in range(10) if n != 3)
+    assert adapter.waiting == 2  # m3, and m10 behind it
+    clock.now += 61
+    given_up = adapter.poll()
+    assert [(o.call.message_id, o.state) for o in given_up] == [("m3", "failed"), ("m10", "failed")]
+    assert "the adapter of 'store' failed: KeyError: 'n'" in given_up[0].reason
+    adapter.close()
+
+
 @pytest.mark.parametrize("text, seconds", [("30s", 30), ("15m", 900), ("24h", 86400), ("2d", 172800),
                                            ("500ms", 0.5), ("0", 0), ("1.5", 1.5)])
 def test_durations(text, seconds):

@@ -50,7 +50,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from importlib import import_module
-from typing import Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
+from typing import Any, Callable, Hashable, Mapping, Protocol, Sequence, runtime_checkable
 
 from ..delivery.outcome import FAILED, Outcome
 from ..model import ActionCall
@@ -92,11 +92,13 @@ HALVINGS = 64
 
 
 def deliver_apart(deliver: Callable[[Sequence[ActionCall]], list[Outcome]], calls: Sequence[ActionCall],
-                  destination: str) -> list[Outcome]:
+                  destination: str, person: Callable[[ActionCall], Hashable] | None = None) -> list[Outcome]:
     """``deliver(calls)``; if it raises (a bug: the contract allows no exception there), the slice is
     halved and each half delivered again, in order, until the calls that make it raise are alone:
     only those fail, with the exception as their reason, and the others are delivered.
 
+    With ``person`` (who a call is for), a person's calls after one that failed so are not sent but
+    answered :func:`held_back`, as an adapter told ``hold_behind`` does: none of them overtakes it.
     Redelivering is safe as far as the contract goes: an embedded store rolls a raising transaction
     back whole, and an HTTP transport may have sent some calls before it raised, which sends them
     twice, within at-least-once. After :data:`HALVINGS` failed tries the calls left fail as they are.
@@ -107,9 +109,15 @@ def deliver_apart(deliver: Callable[[Sequence[ActionCall]], list[Outcome]], call
         raised = error
     outcomes: list[Outcome] = []
     failures = 1
+    failed_for: set[Hashable] = set()  # people with a call that failed so, when ``person`` is given
     left = _halves(calls, raised) if len(calls) > 1 else [(calls, raised)]
     while left:
         some, raised = left.pop()
+        if failed_for and person is not None:
+            outcomes += [held_back(call) for call in some if person(call) in failed_for]
+            some = [call for call in some if person(call) not in failed_for]
+            if not some:
+                continue
         if failures < HALVINGS and some is not calls:
             try:
                 outcomes += deliver(some)
@@ -121,6 +129,8 @@ def deliver_apart(deliver: Callable[[Sequence[ActionCall]], list[Outcome]], call
                     continue
         reason = f"the adapter of '{destination}' failed: {type(raised).__name__}: {raised}"
         outcomes += [Outcome(FAILED, 0, message=reason, call=call) for call in some]
+        if person is not None:
+            failed_for.update(person(call) for call in some)
     return outcomes
 
 

@@ -34,7 +34,7 @@ from dataclasses import dataclass, replace
 
 from ..delivery.outcome import FAILED, RETRIED, Outcome
 from ..model import ActionCall
-from .contract import HELD_BACK, Adapter
+from .contract import HELD_BACK, Adapter, deliver_apart
 
 _NOBODY = object()
 
@@ -68,9 +68,10 @@ class _Held:
 
 
 class PatientAdapter:
-    def __init__(self, adapter: Adapter, patience: Patience, about: About, *,
+    def __init__(self, adapter: Adapter, patience: Patience, about: About, *, destination: str = "",
                  clock: Callable[[], float] = time.time, random: Callable[[], float] = _random.random):
         self.adapter, self.patience, self.about, self.clock, self.random = adapter, patience, about, clock, random
+        self.destination = destination
         self._queues: dict[Hashable, deque[_Held]] = {}   # per person, oldest first; insertion order = round order
         self._failures = 0                                # rounds failed in a row
         self.next_round = 0.0                             # clock time of the next round
@@ -85,12 +86,17 @@ class PatientAdapter:
         if callable(hold_behind):  # a batching adapter sends none of a person's calls it holds after one fails
             hold_behind(lambda call: about(call)[0])
 
+    def _send(self, calls: Sequence[ActionCall]) -> list[Outcome]:
+        """The real adapter's ``deliver``; a bug it meets on a call is that call's failure, held like any other
+        with the person's calls after it, rather than an exception that would leave what is held half changed."""
+        return deliver_apart(self.adapter.deliver, calls, self.destination, lambda call: self.about(call)[0])
+
     # -- the contract -----------------------------------------------------------------------------
 
     def deliver(self, calls: Sequence[ActionCall]) -> list[Outcome]:
         ready = self._due()
         if not self._queues and not self._one_each:
-            ready += self._sort(self.adapter.deliver(calls))
+            ready += self._sort(self._send(calls))
             return ready
         # A held person's later calls wait behind; the others go a call per person at a time, so a
         # failure among them holds that person's next call instead of letting it pass.
@@ -104,7 +110,7 @@ class PatientAdapter:
                 self.waiting += 1
                 continue
             if person in persons:
-                ready += self._sort(self.adapter.deliver(segment))
+                ready += self._sort(self._send(segment))
                 segment, persons = [], set()
                 if person in self._queues:
                     self._queues[person].append(_Held(call, received))
@@ -113,7 +119,7 @@ class PatientAdapter:
             segment.append(call)
             persons.add(person)
         if segment:
-            ready += self._sort(self.adapter.deliver(segment))
+            ready += self._sort(self._send(segment))
         return ready
 
     def poll(self) -> list[Outcome]:
@@ -182,7 +188,7 @@ class PatientAdapter:
             self.waiting += 1
         self._counted()
         if unsent:
-            ready += self._sort(self.adapter.deliver(unsent))
+            ready += self._sort(self._send(unsent))
         return ready
 
     def _due(self) -> list[Outcome]:
@@ -208,7 +214,7 @@ class PatientAdapter:
             if not self._delivered:
                 heads = heads[:1]  # the round's first call goes alone: while the destination is down, one request
             wave = {id(call): person for person, call in heads}
-            outcomes = self.adapter.deliver([call for _, call in heads])
+            outcomes = self._send([call for _, call in heads])
             if self._flush is not None:
                 outcomes += self._flush()
             failed = False

@@ -23,7 +23,7 @@ import queue
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from ..collector import for_streams
@@ -34,13 +34,13 @@ from ..parallel import pickled
 from .contract import Adapter, AdapterContext, deliver_apart, factory
 
 # What crosses the pipe: calls as lists of (token, destination, mapping, action, payload, message id,
-# prepared); answers as (slice, cpu, wall, [token, ...], [(token, state, attempts, status, body, message,
-# waited), ...]): first the calls delivered at the first attempt with nothing more to say, then the rest.
-# ``slice`` is how many calls the child hands its adapter at a time, ``cpu`` and ``wall`` the seconds of
-# CPU it used and the seconds that passed since its last answer. Plain tuples, not ActionCall and
-# Outcome, because pickling an object calls Python code for each one (their __reduce__): that was a
-# fifth of a lane's time into the workspace.
-Crossing = tuple[int, str, str, str, Any, Any, Any]
+# prepared, (person,) or None: see hold_behind); answers as (slice, cpu, wall, [token, ...], [(token,
+# state, attempts, status, body, message, waited), ...]): first the calls delivered at the first attempt
+# with nothing more to say, then the rest. ``slice`` is how many calls the child hands its adapter at a
+# time, ``cpu`` and ``wall`` the seconds of CPU it used and the seconds that passed since its last answer.
+# Plain tuples, not ActionCall and Outcome, because pickling an object calls Python code for each one
+# (their __reduce__): that was a fifth of a lane's time into the workspace.
+Crossing = tuple[int, str, str, str, Any, Any, Any, Any]
 Answer = tuple[int, str, int, "int | None", "str | None", str, float]
 Answers = tuple[int, float, float, list[int], list[Answer]]
 
@@ -96,7 +96,15 @@ class RemoteAdapter:
         self._share, self._credit = (0.0 if lockstep else 0.5), 0.0
         self._cpu = self._wall = 0.0           # the child's recent seconds, older ones weighing less
         self._waiting: dict[int, ActionCall] = {}   # token -> call, until its outcome is handed out
+        self._person: Callable[[ActionCall], Any] | None = None  # see hold_behind
         self._start()
+
+    def hold_behind(self, person: Callable[[ActionCall], Any]) -> None:
+        """Serve's held calls say who each call is for (engine.adapters.contract): each call then crosses with
+        its person, so that when the adapter in the child raises on a call, none of that person's later calls
+        in the slice is sent (:func:`~engine.adapters.contract.deliver_apart`). Any other failure of an
+        embedded store fails its whole slice, and in lockstep a delivery of serve's is one slice."""
+        self._person = person
 
     def _start(self) -> None:
         import multiprocessing
@@ -260,12 +268,12 @@ class RemoteAdapter:
         pickle together, else each that pickles: one that cannot fails alone, not its neighbours."""
         failed: list[Outcome] = []
         try:
-            pieces = [(batch, pickled([_crossing(*item) for item in batch]))]
+            pieces = [(batch, pickled([_crossing(*item, self._person) for item in batch]))]
         except Exception:  # noqa: BLE001 - looked for below, call by call
             pieces = []
             for item in batch:
                 try:
-                    pieces.append(([item], pickled([_crossing(*item)])))
+                    pieces.append(([item], pickled([_crossing(*item, self._person)])))
                 except Exception as error:  # noqa: BLE001 - the reason is this call's outcome
                     failed.append(Outcome(FAILED, 0, message=f"cannot hand this call to the delivery process of "
                                                              f"'{self.name}': {type(error).__name__}: {error}",
@@ -279,12 +287,12 @@ class RemoteAdapter:
         return failed
 
 
-def _crossing(token: int, call: ActionCall, prepared: Any) -> Crossing:
+def _crossing(token: int, call: ActionCall, prepared: Any, person: Callable[[ActionCall], Any] | None) -> Crossing:
     """``call`` as it crosses to the child: once its request is built, the request without the payload it
     was built from (an adapter's ``deliver`` reads only ``prepared`` when it is set), a third less to
     pickle. Outcomes come back by token, so the lane books and dead-letters its own whole call."""
     return (token, call.destination, call.mapping, call.action, call.payload if prepared is None else None,
-            call.message_id, prepared)
+            call.message_id, prepared, None if person is None else (person(call),))
 
 
 def _failed(calls: Sequence[ActionCall], reason: str) -> list[Outcome]:
@@ -384,14 +392,22 @@ def _deliver_what_comes(connection: Any, adapter: Adapter, context: AdapterConte
         if os.getppid() != parent:
             _orphaned()
         some = []
-        for token, destination, mapping, action, payload, message_id, prepared in pairs:
+        persons: dict[int, Any] = {}  # id(call) -> who it is for, when the parent holds calls behind
+        for token, destination, mapping, action, payload, message_id, prepared, person in pairs:
             call = make_call(destination, mapping, action, payload, message_id, prepared)
             tokens[id(call)] = token
             some.append(call)
+            if person is not None:
+                persons[id(call)] = person[0]
         began = time.perf_counter()
-        outcomes = deliver_apart(adapter.deliver, some, context.destination)  # as in a lane
+        outcomes = deliver_apart(adapter.deliver, some, context.destination,  # as in a lane
+                                 _person_in(persons) if persons else None)
         pace.took(time.perf_counter() - began, len(some))
         send(outcomes)
+
+
+def _person_in(persons: dict[int, Any]) -> Callable[[ActionCall], Any]:
+    return lambda call: persons[id(call)]
 
 
 _GONE = object()  # the pipe broke: the parent was killed

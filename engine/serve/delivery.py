@@ -101,7 +101,7 @@ class DestinationWorker:
         # In a process, in lockstep: the held calls must see a failure before the person's next call goes.
         adapter = open_adapter(destination, store=store, process=in_process(destination, lanes), lockstep=True)
         self._people: dict[str, tuple[Any, float]] = {}  # messageId -> (person, received), chunks in hand
-        self.patient = PatientAdapter(adapter, patience, self._about)
+        self.patient = PatientAdapter(adapter, patience, self._about, destination=self.name)
         self.pipeline = Pipeline(RuleSet([destination]), dead_letter=dead_letter,
                                  adapters={self.name: self.patient}, hooks=_Hooks(self, settled))
         self._chunks: deque[_Chunk] = deque()
