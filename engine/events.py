@@ -315,20 +315,34 @@ def loads_exact(data: bytes, *, ours: bool = False) -> tuple[Any, bool]:
     just the part that holds it. ``ours``: the bytes were written by :func:`to_line` (no key can be
     written twice in them). Raises ValueError saying why the document cannot be read.
     """
+    value, twice, _ = loads_body(data, ours=ours)
+    return value, twice
+
+
+def loads_body(data: bytes, *, ours: bool = False) -> tuple[Any, bool, bool]:
+    """:func:`loads_exact`, and whether orjson read the document: when it did not, it may hold ``NaN`` or
+    ``Infinity``, which orjson writes as ``null``; :func:`exact_json` writes them as they were read."""
     if not ours:
         value = _read_fast(data)
         if value is not _NOT_FAST:
-            return value, False
+            return value, False, True
     elif _LONG_NUMBER not in data.translate(_DIGITS_AS_ZEROS):
         try:
-            return orjson.loads(data), False
+            return orjson.loads(data), False, True
         except orjson.JSONDecodeError:
             pass
     try:
         value = _loads(data, duplicates=True)
     except _NotRead as refused:
         raise ValueError(refused.reason) from None
-    return value, duplicate_key(value) is not None
+    return value, duplicate_key(value) is not None, False
+
+
+def exact_json(value: Any) -> bytes:
+    """``value`` as JSON in UTF-8 that :func:`loads_exact` reads back as it is: like :func:`to_line`'s, but
+    ``NaN`` and ``Infinity`` written as those words (outside JSON, as Python's json writes them) rather than
+    ``null``. For a document kept to be read again (serve's spool), not for one sent anywhere."""
+    return _json_dumps(value).encode("utf-8", "backslashreplace")
 
 
 def written_twice(value: Any) -> str | None:

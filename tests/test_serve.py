@@ -100,7 +100,11 @@ HOSTILE = [
     ("an integer of 30 digits", b'{"type":"track","userId":"u","event":"E","messageId":"h",'
                                 b'"properties":{"n":123456789012345678901234567890}}', "kept"),
     ("a key written twice", b'{"type":"track","userId":"u","event":"E","messageId":"h","properties":{"a":1,"a":2}}',
-     "dead-lettered"),
+     'the key "a" is written twice'),
+    ("a type that is a list", b'{"type":["track"],"userId":"u","event":"E","messageId":"h"}',
+     "invalid event: 'type' must be one of"),
+    ("a type that is an object", b'{"type":{"t":1},"userId":"u","event":"E","messageId":"h"}',
+     "invalid event: 'type' must be one of"),
     ("a clock fix off the calendar", b'{"type":"track","userId":"u","event":"E","messageId":"h",'
                                      b'"timestamp":"9999-12-31T00:00:00Z","sentAt":"0001-01-01T00:00:00Z"}', "kept"),
     ("nesting 500 deep", b'{"type":"track","userId":"u","event":"E","messageId":"h","properties":'
@@ -129,7 +133,96 @@ def test_a_hostile_event_in_a_batch_is_kept_as_written_or_dead_lettered_alone(na
     else:
         assert "h" not in kept
         ((event, reason),) = request.invalid
-        assert event["messageId"] == "h" and reason.startswith('the key "a" is written twice')
+        assert event["messageId"] == "h" and reason.startswith(fate)
+
+
+def spooled(request) -> list[dict]:
+    from engine.events import loads_exact
+
+    return [loads_exact(event, ours=True)[0] for _, event in request.events]
+
+
+def test_nan_and_infinity_are_spooled_as_read_not_as_null():
+    """orjson writes them as null: the workspace stored null where run refuses the call."""
+    import math
+
+    body = b'{"type":"track","userId":"u","event":"E","properties":{"a":NaN,"b":1e400,"c":-1e400,"d":null}}'
+    (event,) = spooled(parse(None, b'{"batch":[' + body + b"]}", None))
+    properties = event["properties"]
+    assert math.isnan(properties["a"]) and properties["b"] == math.inf and properties["c"] == -math.inf
+    assert properties["d"] is None
+
+
+def test_a_message_id_that_is_a_number_is_kept_and_deduplicated_as_its_text():
+    request = parse(None, json.dumps({"batch": [track("u", 1, messageId=12345), track("u", 2, messageId=""),
+                                                track("u", 3, messageId=True)]}).encode(), None)
+    keys = [key for key, _ in request.events]
+    events = spooled(request)
+    assert keys[0] == "12345" and events[0]["messageId"] == 12345  # as run keeps it: one id with "12345"
+    assert all(key.startswith("switchyard-") and event["messageId"] == key
+               for key, event in zip(keys[1:], events[1:]))  # empty, or no id at all: a new one
+
+
+@pytest.mark.parametrize("timestamp, sent, expected, original", [
+    ("2024-03-01T10:00:00.000z", "2024-03-01T10:00:01.000z", "2024-03-01T10:00:09.000Z", "2024-03-01T10:00:00.000z"),
+    ("2024-03-01t10:00:00Z", "2024-03-01T10:00:01Z", "2024-03-01T10:00:09.000Z", "2024-03-01t10:00:00Z"),
+    ("yesterday", "2024-03-01T10:00:01Z", "yesterday", None),          # cannot be read: kept as sent, not fixed
+    (1709287200000, "2024-03-01T10:00:01Z", 1709287200000, None),
+    (None, "2024-03-01T10:00:01Z", "2024-03-01T10:00:10.000Z", None),  # none: the server's clock
+])
+def test_a_timestamp_is_corrected_when_it_can_be_read_and_else_kept_as_sent(timestamp, sent, expected, original):
+    received = datetime(2024, 3, 1, 10, 0, 10, tzinfo=timezone.utc)
+    item = track("u", 1, timestamp=timestamp, sentAt=sent)
+    (event,) = spooled(parse("track", json.dumps(item).encode(), None, now=received))
+    assert event["timestamp"] == expected and event.get("originalTimestamp") == original
+
+
+def test_an_items_own_context_wins_over_the_batchs_whatever_it_holds():
+    body = {"batch": [track("u", 1, context="plain"), track("u", 2, context={"ip": "1.1.1.1"}), track("u", 3)],
+            "context": {"ip": "9.9.9.9", "locale": "en"}}
+    contexts = [event["context"] for event in spooled(parse(None, json.dumps(body).encode(), None))]
+    assert contexts == ["plain", {"ip": "1.1.1.1", "locale": "en"}, {"ip": "9.9.9.9", "locale": "en"}]
+
+
+def test_an_event_is_measured_against_32_kb_as_the_client_sent_it():
+    """analytics-python sends an event of up to 32,768 bytes; the fields the server adds (receivedAt, the
+    fixed timestamp, the batch's context) must not push it over and refuse its whole batch."""
+    item = track("u", 1, properties={"x": "y" * (32 * 1024 - 200)})
+    assert len(json.dumps(item, separators=(",", ":"))) <= 32 * 1024
+    body = {"batch": [item, track("u", 2)], "context": {"library": {"name": "analytics-python", "version": "2.3.3"}},
+            "sentAt": "2024-03-01T10:00:01Z"}
+    assert [key for key, _ in parse(None, json.dumps(body).encode(), None).events] == ["u-1", "u-2"]
+
+
+@pytest.mark.parametrize("body, code", [
+    (gzip.compress(b'{"batch":[]}')[:-4], "invalid_gzip"),
+    (gzip.compress(b'{"batch":[]}')[:-12], "invalid_gzip"),
+    (gzip.compress(b'{"batch":[]}') + b"garbage", "invalid_gzip"),
+], ids=["cut before its trailer", "cut in its stream", "bytes after it"])
+def test_a_gzip_body_cut_short_or_followed_by_other_bytes_is_refused(body, code):
+    from engine.serve.ingest import decode
+
+    with pytest.raises(Refused) as refused:
+        decode(body, "gzip")
+    assert (refused.value.status, refused.value.code) == (400, code)
+
+
+def test_gzip_members_one_after_another_are_one_body():
+    from engine.serve.ingest import decode
+
+    assert decode(gzip.compress(b'{"batch":') + gzip.compress(b"[]}"), "gzip") == b'{"batch":[]}'
+
+
+def test_an_id_holding_a_lone_surrogate_and_the_text_of_its_escape_are_two_ids(tmp_path):
+    from engine.serve.spool import Spool
+
+    spool = Spool(tmp_path / "spool")
+    try:
+        assert spool.append([("m\udfff", b"{}")]).result(5) == (1, 0)
+        assert spool.append([('"m\\udfff"', b"{}")]).result(5) == (1, 0)  # a client may send that text
+        assert spool.append([("m\udfff", b"{}"), ('"m\\udfff"', b"{}")]).result(5) == (0, 2)
+    finally:
+        spool.close()
 
 
 def test_a_key_written_twice_in_the_body_itself_refuses_the_request():
@@ -151,9 +244,10 @@ def test_hostile_events_reach_the_workspace_or_the_dead_letter_file_and_their_ne
     stored = workspace_event_ids(server.workspace)
     assert "u-1" in stored and "h1" in stored  # the neighbour, and the 30-digit integer
     records = [json.loads(line) for line in (tmp_path / "deadletter.ndjson").read_text().splitlines()]
-    # The key written twice is dead-lettered at ingest; what the workspace cannot store is refused alone.
+    # The key written twice and the types that are no type are dead-lettered at ingest; what the workspace
+    # cannot store is refused alone.
     assert sorted((r["kind"], r.get("outcome", "")) for r in records) == [
-        ("delivery_failed", "refused"), ("invalid_event", "")]
+        ("delivery_failed", "refused"), ("invalid_event", ""), ("invalid_event", ""), ("invalid_event", "")]
     assert "lone surrogate" in next(r["reason"] for r in records if r["kind"] == "delivery_failed")
     assert server.metric("switchyard_spool_depth") == 0
     assert server.get("/ready")[0] == 200  # no delivery stopped on what it read back from the spool

@@ -72,6 +72,48 @@ def test_a_full_spool_answers_429_with_retry_after_then_takes_events_again(tmp_p
     assert server.stop() == 0
 
 
+def padded(number: int, pad: int) -> dict:
+    return {**track(number), "properties": {"n": number, "pad": "x" * pad}}
+
+
+def test_a_spool_past_its_byte_limit_takes_events_again_once_they_are_delivered(tmp_path, hook):
+    """The limit counts the data the spool holds: its files keep their largest size (free pages, the WAL), and
+    counting those refused every request after the first time the limit was reached, until a restart."""
+    server = Served(hook_rules(tmp_path, hook.url, timeout=30), tmp_path, "--max-spool-bytes", "2000000",
+                    "--retry-after", "1").start()
+    number, status = 0, 200
+    while status == 200:
+        status, _, answer = server.post("/v1/batch", {"batch": [padded(number + n, 4000) for n in range(100)]})
+        number += 100
+        assert number < 2000, "the limit was never reached"
+        time.sleep(0.06)  # the limits are looked at every 50 ms
+    assert (status, answer["code"]) == (429, "spool_full") and "--max-spool-bytes" in answer["message"]
+    hook.release()
+    wait(lambda: server.metric("switchyard_spool_depth") == 0)
+    wait(lambda: server.post("/v1/batch", {"batch": [padded(number, 10)]})[0] == 200, timeout=10)
+    assert server.stop() == 0
+
+
+def test_requests_arriving_together_go_past_the_event_limit_by_one_batch_at_most(tmp_path, hook):
+    from concurrent.futures import ThreadPoolExecutor
+
+    server = Served(hook_rules(tmp_path, hook.url, timeout=30), tmp_path, "--max-spool-events", "300").start()
+
+    def client(first: int) -> int:
+        taken = 0
+        for start in range(first, first + 2000, 100):
+            if server.post("/v1/batch", {"batch": [track(n) for n in range(start, start + 100)]})[0] != 200:
+                break
+            taken += 100
+        return taken
+
+    with ThreadPoolExecutor(8) as pool:
+        taken = sum(pool.map(client, range(0, 16_000, 2000)))
+    assert 300 <= taken < 400 and server.metric("switchyard_spool_depth") == taken
+    hook.release()
+    assert server.stop() == 0
+
+
 def test_sighup_reloads_the_rules_and_a_broken_change_keeps_the_old_ones(tmp_path):
     rules = tmp_path / "customerio.yaml"
     rules.write_text(PACK)

@@ -20,6 +20,7 @@ from ..events import to_line
 from .ingest import REQUEST_BYTES, Refused, decode, parse, route, too_large
 from .metrics import CONTENT_TYPE
 from .service import Service
+from .spool import SpoolFull
 
 log = logging.getLogger("switchyard.serve")
 
@@ -45,11 +46,12 @@ class App:
         if scope["type"] != "http":
             return
         self.in_flight += 1
+        status = 500
         try:
             status = await self._answer(scope, receive, send)
         finally:
             self.in_flight -= 1
-        self.service.metrics.requests.labels(str(status)).inc()
+            self.service.metrics.requests.labels(str(status)).inc()
 
     async def _lifespan(self, receive: Any, send: Any) -> None:
         while True:
@@ -92,13 +94,22 @@ class App:
                 raise Refused(401, "invalid_write_key", "the write key is missing or not one this server takes")
         except Refused as refused:
             return await _refuse(send, refused)
+        except Exception:  # noqa: BLE001 - a bug must still answer as the API does, and be seen
+            log.exception("cannot read a request to %s", path)
+            return await _refuse(send, Refused(500, "internal_error", "the request could not be read; "
+                                                                       "this is a bug in the server"))
         try:
-            if request.invalid:
-                await self._dead_letter(request.invalid)
+            # The events first: refused for a full spool, the request leaves no dead letter to repeat when it
+            # comes again; and its events, once kept, are dropped as duplicates then.
             if request.events:
                 accepted, duplicates = await asyncio.wrap_future(service.spool.append(request.events))
                 service.metrics.accepted.inc(accepted)
                 service.metrics.deduplicated.inc(duplicates)
+            if request.invalid:
+                await self._dead_letter(request.invalid)
+        except SpoolFull as full:
+            return await _refuse(send, Refused(429, "spool_full", str(full)),
+                                 [(b"retry-after", str(service.options.limits.retry_after).encode())])
         except Exception as error:  # noqa: BLE001 - the spool or dead-letter file failed: nothing was acknowledged
             log.error("cannot keep a request's events: %s", error)
             return await _refuse(send, Refused(503, "spool_unavailable", "the events could not be stored; "

@@ -21,7 +21,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,7 +56,7 @@ class _Chunk:
     last: int
     expected: int | None = None   # known once the chunk is evaluated
     settled: int = 0
-    message_ids: tuple[str, ...] = ()   # whose people the worker remembers while the chunk is in hand
+    message_ids: tuple[Hashable, ...] = ()   # whose people the worker remembers while the chunk is in hand
 
     @property
     def done(self) -> bool:
@@ -100,7 +100,7 @@ class DestinationWorker:
         # A SetupError stops the start or the reload.
         # In a process, in lockstep: the held calls must see a failure before the person's next call goes.
         adapter = open_adapter(destination, store=store, process=in_process(destination, lanes), lockstep=True)
-        self._people: dict[str, tuple[Any, float]] = {}  # messageId -> (person, received), chunks in hand
+        self._people: dict[Hashable, tuple[Any, float]] = {}  # messageId -> (person, received), chunks in hand
         self.patient = PatientAdapter(adapter, patience, self._about, destination=self.name)
         self.pipeline = Pipeline(RuleSet([destination]), dead_letter=dead_letter,
                                  adapters={self.name: self.patient}, hooks=_Hooks(self, settled))
@@ -129,14 +129,15 @@ class DestinationWorker:
         """The person a call is for (:func:`~engine.events.person_of` its event) and when its event was received."""
         return self._people.get(call.message_id) or (None, time.time())
 
-    def _remember(self, rows: list[tuple[int, bytes, float]]) -> tuple[list[tuple[str, Any]], tuple[str, ...]]:
+    def _remember(self, rows: list[tuple[int, bytes, float]]) -> tuple[list[tuple[str, Any]], tuple[Hashable, ...]]:
         """The chunk's events, parsed, and their messageIds; each one's person is remembered for the adapter."""
         events, ids, people = [], [], self._people
         for row_id, raw, received in rows:
             event, _ = loads_exact(raw, ours=True)  # an integer beyond 64 bits, a lone surrogate: as received
-            if isinstance(event, dict) and isinstance(event.get("messageId"), str):
-                people[event["messageId"]] = (person_of(event), received)
-                ids.append(event["messageId"])
+            message_id = event.get("messageId") if isinstance(event, dict) else None
+            if message_id.__class__ in (str, int, float):  # ingest gives any other one an id of text
+                people[message_id] = (person_of(event), received)
+                ids.append(message_id)
             events.append((str(row_id), event))
         return events, tuple(ids)
 

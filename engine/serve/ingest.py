@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from ..events import duplicate_key, loads_exact, to_line, written_twice
+from ..events import duplicate_key, exact_json, id_text, loads_body, to_line, written_twice
 
 #: Segment's limits (HTTP API docs): per event, per request, events per batch.
 EVENT_BYTES = 32 * 1024
@@ -70,16 +70,34 @@ def route(path: str) -> tuple[bool, str | None]:
 def decode(body: bytes, encoding: str | None) -> bytes:
     """The body, gunzipped if the client said so; over REQUEST_BYTES once unpacked is a 400."""
     if encoding and encoding.strip().lower() == "gzip":
-        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        try:
-            body = inflater.decompress(body, REQUEST_BYTES + 1)
-        except zlib.error as error:
-            raise Refused(400, "invalid_gzip", f"the body is not valid gzip: {error}") from None
-        if len(body) > REQUEST_BYTES or inflater.unconsumed_tail:
-            raise too_large()
+        return _gunzip(body)
     elif encoding and encoding.strip().lower() not in ("identity", ""):
         raise Refused(400, "unsupported_encoding", f"Content-Encoding {encoding!r} is not supported (gzip is)")
     return body
+
+
+def _gunzip(body: bytes) -> bytes:
+    """Every gzip member of ``body``, unpacked; one cut short, or bytes after the last, are a 400: a body
+    cut in transit must not be taken as the events that happen to be in its first part."""
+    unpacked, left = [], body
+    size = 0
+    while True:
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            part = inflater.decompress(left, REQUEST_BYTES + 1 - size)
+        except zlib.error as error:
+            raise Refused(400, "invalid_gzip", f"the body is not valid gzip: {error}") from None
+        size += len(part)
+        if size > REQUEST_BYTES or inflater.unconsumed_tail:
+            raise too_large()
+        if not inflater.eof:
+            raise Refused(400, "invalid_gzip", "the body is not valid gzip: it ends before its gzip stream does")
+        unpacked.append(part)
+        left = inflater.unused_data
+        if not left:
+            return b"".join(unpacked)
+        if not left.startswith(b"\x1f\x8b"):
+            raise Refused(400, "invalid_gzip", "the body is not valid gzip: there are bytes after its gzip stream")
 
 
 def too_large() -> Refused:
@@ -91,7 +109,7 @@ def parse(kind: str | None, body: bytes, authorization: str | None, now: datetim
     if len(body) > REQUEST_BYTES:
         raise too_large()
     try:
-        data, twice = loads_exact(body)
+        data, twice, plain = loads_body(body)
     except ValueError as error:
         raise Refused(400, "invalid_json", f"the body is not valid JSON: {error}") from None
     if not isinstance(data, dict):
@@ -120,21 +138,32 @@ def parse(kind: str | None, body: bytes, authorization: str | None, now: datetim
         if not isinstance(item, dict):
             raise Refused(400, "not_an_object", f"batch item {position} is not a JSON object")
         event = _event(item, kind, shared, batch_sent, stamp)
-        try:
-            encoded = orjson.dumps(event)
-        except TypeError:  # an integer beyond 64 bits, a lone surrogate, deep nesting: written as read
-            encoded = to_line(event)[:-1]
-        if len(encoded) > EVENT_BYTES:
+        # NaN and Infinity are kept as read (orjson would write null): a destination refuses them, as in run.
+        encoded = _encoded(event) if plain else exact_json(event)
+        if len(encoded) > EVENT_BYTES and len(_encoded(item)) > EVENT_BYTES:  # the event as sent, as clients count
             raise Refused(400, "event_too_large", f"event {position} is over the limit of "
                                                   f"{EVENT_BYTES // 1024} KB per event")
+        kind_of = event.get("type")
         if twice and (key := duplicate_key(item)) is not None:
             invalid.append((event, f"the key {_quoted(key)} is written twice in one "
                                    "object; JSON leaves its meaning open"))
-        elif event.get("type") not in _TYPES:
+        elif kind_of.__class__ is not str or kind_of not in _TYPES:  # a list or an object too
             invalid.append((event, _invalid_reason(event)))
         else:
-            events.append((event["messageId"], encoded))
+            events.append((_dedupe_key(event["messageId"]), encoded))
     return Request(write_key, events, invalid)
+
+
+def _encoded(value: dict) -> bytes:
+    try:
+        return orjson.dumps(value)
+    except TypeError:  # an integer beyond 64 bits, a lone surrogate, deep nesting: written as read
+        return to_line(value)[:-1]
+
+
+def _dedupe_key(message_id: Any) -> str:
+    """The text a messageId is deduplicated by: a number as run keeps it (``12345`` and ``"12345"`` are one)."""
+    return message_id if message_id.__class__ is str else id_text(message_id)
 
 
 _TYPES = frozenset(t for t in PATHS.values() if t)
@@ -169,16 +198,20 @@ def _event(item: dict, kind: str | None, shared: dict, batch_sent: datetime | No
     if kind is not None:
         event["type"] = kind
     for key, value in shared.items():
-        own = event.get(key)
-        event[key] = {**value, **own} if isinstance(own, dict) else value
-    if not isinstance(event.get("messageId"), str) or not event["messageId"]:
+        if key not in event:
+            event[key] = value
+        elif isinstance(event[key], dict):
+            event[key] = {**value, **event[key]}  # the item's own keys win; any other value of its own stays
+    message_id = event.get("messageId")
+    if not (message_id.__class__ is str and message_id) and not _is_number(message_id):
         event["messageId"] = f"switchyard-{uuid.uuid4()}"
     event["receivedAt"] = stamp.text
     sent = _time(event["sentAt"]) if "sentAt" in event else batch_sent
-    original = _time(event.get("timestamp"))
-    if original is None:
+    if event.get("timestamp") is None:
         event["timestamp"] = stamp.text
-    elif sent is not None:
+        return event
+    original = _time(event["timestamp"])  # one that cannot be read stays as sent, uncorrected
+    if original is not None and sent is not None:
         # Segment's clock-skew fix (spec: common fields): the device clock's error is sentAt - receivedAt.
         try:
             corrected = _iso(stamp.received - (sent - original))
@@ -189,13 +222,21 @@ def _event(item: dict, kind: str | None, shared: dict, batch_sent: datetime | No
     return event
 
 
+def _is_number(value: Any) -> bool:
+    return value.__class__ in (int, float) and value == value  # not NaN
+
+
 def _time(value: Any) -> datetime | None:
+    """An ISO 8601 time (RFC 3339's lower-case ``t`` and ``z`` too), read as UTC without an offset."""
     if not isinstance(value, str):
         return None
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00") if value.endswith("Z") else value)
+        parsed = datetime.fromisoformat(value[:-1] + "+00:00" if value.endswith(("Z", "z")) else value)
     except ValueError:
-        return None
+        try:
+            parsed = datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
+        except ValueError:
+            return None
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=timezone.utc)
 
 

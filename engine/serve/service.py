@@ -63,7 +63,8 @@ class Service:
         self.draining = False
         self.dead_letter = DeadLetter(options.dead_letter)
         self.dead_letter.check()
-        self.spool = Spool(options.spool, durability=options.durability, dedupe_window=options.dedupe_window)
+        self.spool = Spool(options.spool, durability=options.durability, dedupe_window=options.dedupe_window,
+                           max_events=options.limits.max_events)
         self._lag_db = self.spool.reader()
         self._lag_lock = threading.Lock()
         self.metrics = Metrics(self.spool.depth, self._lags, self._held)

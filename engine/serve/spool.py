@@ -21,7 +21,6 @@ Thread safety: ``append`` from any thread (the writer thread owns the writing co
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sqlite3
@@ -34,6 +33,9 @@ from .limits import DURABILITY, Limits  # noqa: F401 - Limits: read with the spo
 
 DEDUPE_WINDOW = 24 * 3600.0  # Segment keeps messageIds at least 24 h (HTTP API docs)
 PRUNE_EVERY = 1.0            # seconds between deletions of delivered events and expired ids
+#: Bytes the WAL file is cut back to once a checkpoint has emptied it: SQLite keeps it at its largest
+#: size otherwise, so a burst would hold its disk space for ever.
+WAL_KEPT = 64 << 20
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY AUTOINCREMENT, event BLOB NOT NULL,
@@ -48,16 +50,21 @@ class SpoolError(Exception):
     """The spool cannot be opened or written: nothing more can be acknowledged."""
 
 
+class SpoolFull(SpoolError):
+    """A request's events would go past ``max_events`` undelivered ones: it gets a 429, nothing of it is kept."""
+
+
 def connect(path: Path, durability: str) -> sqlite3.Connection:
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute(f"PRAGMA synchronous={DURABILITY[durability]}")
+    db.execute(f"PRAGMA journal_size_limit={WAL_KEPT}")
     return db
 
 
 class Spool:
     def __init__(self, folder: str | os.PathLike, *, durability: str = "power",
-                 dedupe_window: float = DEDUPE_WINDOW):
+                 dedupe_window: float = DEDUPE_WINDOW, max_events: int | None = None):
         if durability not in DURABILITY:
             raise ValueError(f"durability must be one of {', '.join(DURABILITY)}")
         self.folder = Path(folder)
@@ -68,7 +75,7 @@ class Spool:
             self._db.executescript(_SCHEMA)
         except (OSError, sqlite3.Error) as error:
             raise SpoolError(f"cannot open the spool in {self.folder}: {error}") from None
-        self.durability, self.dedupe_window = durability, dedupe_window
+        self.durability, self.dedupe_window, self.max_events = durability, dedupe_window, max_events
         row = self._db.execute("SELECT max(id), min(id) FROM events").fetchone()
         seq = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
         self.last_id = max(row[0] or 0, seq[0] if seq else 0)
@@ -80,6 +87,7 @@ class Spool:
         self._wake = threading.Condition()
         self._closing = False
         self._pruned = time.monotonic()
+        self._used = self._measure()
         self._writer = threading.Thread(target=self._write_loop, name="spool writer", daemon=True)
         self._writer.start()
 
@@ -118,10 +126,17 @@ class Spool:
     def _commit(self, work: list[tuple[list[tuple[str, bytes]], Future]]) -> None:
         db, now = self._db, time.time()
         results: list[tuple[int, int] | SpoolError] = []
+        # Checked here as well as before a request is read: requests read at the same moment all passed
+        # that check, and together went far past the limit. Now at most the last one taken goes past it.
+        depth = self.depth()
         try:
             db.execute("BEGIN IMMEDIATE")
             remember = "INSERT OR IGNORE INTO seen (message_id, at) VALUES (?, ?)"
             for events, _ in work:
+                if self.max_events is not None and depth >= self.max_events:
+                    results.append(SpoolFull(f"the spool holds {self.max_events:,} events not yet delivered "
+                                             "(--max-spool-events)"))
+                    continue
                 db.execute("SAVEPOINT request")
                 try:
                     fresh = []
@@ -134,6 +149,7 @@ class Spool:
                     results.append(SpoolError(f"cannot spool this request's events: {error}"))
                 else:
                     results.append((len(fresh), len(events) - len(fresh)))
+                    depth += len(fresh)
                 db.execute("RELEASE request")
             last = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
             db.execute("COMMIT")
@@ -141,6 +157,7 @@ class Spool:
             self._failed(work, f"cannot write the spool {self.path}: {error}")
             return
         self.problem = None
+        self._used = self._measure()
         with self.arrived:
             self.last_id = last[0] if last else self.last_id
             self.arrived.notify_all()
@@ -166,6 +183,7 @@ class Spool:
         try:
             self._db.execute("DELETE FROM events WHERE id <= ?", (floor,))
             self._db.execute("DELETE FROM seen WHERE at < ?", (time.time() - self.dedupe_window,))
+            self._used = self._measure()
         except sqlite3.Error:
             pass  # tried again in a second; the writer keeps going
 
@@ -207,14 +225,17 @@ class Spool:
         return max(0.0, time.time() - row[0]) if row else 0.0
 
     def size(self) -> int:
-        """Bytes the spool's files take on disk."""
-        total = 0
-        for suffix in ("", "-wal"):
-            try:
-                total += os.stat(f"{self.path}{suffix}").st_size
-            except OSError:
-                pass
-        return total
+        """Bytes of the spool's database in use: its pages that hold something, as of the last commit or
+        deletion. Not the files' sizes: SQLite reuses free pages and the WAL rather than giving them back,
+        so those stayed at their largest once deliveries caught up, and the limit refused every request
+        until a restart."""
+        return self._used
+
+    def _measure(self) -> int:
+        """(Writer thread, or before it starts.)"""
+        page_size, pages, free = (self._db.execute(f"PRAGMA {name}").fetchone()[0]
+                                  for name in ("page_size", "page_count", "freelist_count"))
+        return (pages - free) * page_size
 
     def free(self) -> int:
         return shutil.disk_usage(self.folder).free
@@ -230,11 +251,11 @@ class Spool:
         self._db.close()
 
 
-def _seen_key(message_id: str) -> str:
-    """The text a messageId is remembered by: itself, or, when it holds a lone surrogate that SQLite
-    cannot take, its JSON form (ASCII, and no id of plain text is written that way)."""
+def _seen_key(message_id: str) -> str | bytes:
+    """What a messageId is remembered by: itself, or, when it holds a lone surrogate that SQLite cannot take
+    as text, its bytes (a BLOB, which never equals any text: its JSON form, a client could send as an id)."""
     try:
         message_id.encode("utf-8")
     except UnicodeEncodeError:
-        return json.dumps(message_id)
+        return message_id.encode("utf-8", "surrogatepass")
     return message_id
