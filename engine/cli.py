@@ -13,6 +13,7 @@ import argparse
 import difflib
 import io
 import json
+import re
 import sys
 from pathlib import Path
 from typing import IO, Any, Iterator
@@ -353,8 +354,18 @@ class _Prefixed(io.RawIOBase):
         return len(data)
 
 
+#: How much of an input is read ahead to see whether its first line starts one event written over several.
+OVER_LINES_LIMIT = 1 << 20
+
+
 def _event_parts(stream: IO[bytes], name: str) -> Iterator:
-    """read_parts, and also one JSON object written over several lines (a pretty-printed event)."""
+    """read_parts, and also one JSON object written over several lines (a pretty-printed event).
+
+    Whether the input is one such event is seen from the first lines alone, read by the rules of
+    :mod:`engine.events` (exact numbers, a key written twice refused): an object left open on its first
+    line, closed on a later one, with nothing after it. Reading ahead stops at a line that is an object by
+    itself (NDJSON after a bad first line) or after OVER_LINES_LIMIT bytes, so a live stream is never held.
+    """
     from .events import read_parts
 
     start = stream.tell() if stream.seekable() else None
@@ -363,24 +374,51 @@ def _event_parts(stream: IO[bytes], name: str) -> Iterator:
         head += line
         if line.strip():
             break
-    if head.lstrip().startswith(b"{"):
-        try:
-            json.loads(head)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            # Not one event on one line: maybe one event over many. Read the whole input to see.
-            head += stream.read()
-            try:
-                value = json.loads(head)
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                value = None
-            if isinstance(value, dict):
-                yield name, value
-                return
+    if head.lstrip().startswith(b"{") and _depth(head) > 0:
+        more, item = _over_lines(head, stream, name)
+        if item is not None:
+            yield item
+            return
+        head += more
     if start is not None:  # a file: read it again from where it started, rather than copy it through _Prefixed
         stream.seek(start)
         yield from read_parts(stream, name)
         return
     yield from read_parts(io.BufferedReader(_Prefixed(head, stream), 1 << 20), name)
+
+
+def _over_lines(head: bytes, stream: IO[bytes], name: str) -> tuple[bytes, tuple[str, object] | None]:
+    """The lines read after ``head``, and the one event (or unreadable document) they close with ``head``,
+    or None when the input is not one event written over several lines."""
+    from .events import parse
+
+    depth, read = _depth(head), [head]
+    size = len(head)
+    while depth > 0 and size < OVER_LINES_LIMIT and (line := stream.readline()):
+        read.append(line)
+        size += len(line)
+        if line.lstrip().startswith(b"{") and _depth(line) == 0:
+            return b"".join(read[1:]), None  # a whole object on a line: NDJSON, its first line bad
+        depth += _depth(line)
+    if depth != 0:
+        return b"".join(read[1:]), None
+    while line := stream.readline():  # only blank lines may follow the event
+        read.append(line)
+        if line.strip():
+            return b"".join(read[1:]), None
+    first = 1 + head.count(b"\n", 0, len(head.rstrip()))
+    item = parse(b"".join(read).strip(), f"{name}:{first}")
+    return b"", ((name, item) if isinstance(item, dict) else (item.source, item))  # type: ignore[attr-defined]
+
+
+_STRING = re.compile(rb'"(?:[^"\\\n]|\\.)*"')
+
+
+def _depth(line: bytes) -> int:
+    """How many objects and arrays ``line`` opens and leaves open (negative: closes), outside its strings:
+    a JSON string never spans lines, so lines can be counted one at a time."""
+    bare = _STRING.sub(b"", line)
+    return bare.count(b"{") + bare.count(b"[") - bare.count(b"}") - bare.count(b"]")
 
 
 def _input_bytes(names: list[str]) -> int:

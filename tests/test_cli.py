@@ -290,6 +290,57 @@ def test_run_reads_a_pretty_printed_object_and_array(tmp_path):
     assert "unreadable lines       0" in result.stderr
 
 
+FIRST_LINES = [  # (what the first line holds, its text, the unreadable lines, the orders); an order "o1" follows
+    ("an integer of 5,000 digits", '{"type":"track","event":"Order Completed","properties":{"order_id":"o0",'
+                                   '"n":' + "9" * 5000 + "}}", 0, ["o0", "o1"]),
+    ("nesting 1,500 deep", '{"type":"track","a":' + "[" * 1500 + "]" * 1500 + "}", 0, ["o1"]),
+    ("nesting 5,000 deep", '{"type":"track","a":' + "[" * 5000 + "]" * 5000 + "}", 1, ["o1"]),
+    ("an object cut short", '{"type":"track","event":"Order Completed"', 1, ["o1"]),
+]
+
+
+@pytest.mark.parametrize("name, first, unreadable, orders", FIRST_LINES, ids=[case[0] for case in FIRST_LINES])
+def test_the_first_line_of_an_input_is_read_as_any_other(tmp_path, name, first, unreadable, orders):
+    """It was read with json first, to see whether the input is one event over several lines: a long
+    integer or deep nesting there was a traceback that lost every event, and a line cut short read all
+    of the input (a stream to its end) before any event."""
+    events = tmp_path / "events.jsonl"
+    events.write_text(first + "\n" + json.dumps({**ORDER, "properties": {"order_id": "o1"}}) + "\n")
+    result = switchyard("run", "rules/webhook.yaml", events, "--dry-run", "--dead-letter", tmp_path / "dead")
+    assert "Traceback" not in result.stderr and f"unreadable lines       {unreadable}" in result.stderr, result.stderr
+    assert [json.loads(line)["payload"]["data"]["order_id"] for line in result.stdout.splitlines()] == orders
+
+
+def test_a_stream_whose_first_line_is_cut_short_is_still_read_line_by_line(tmp_path):
+    import select
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-m", "engine", "run", "rules/webhook.yaml", "--dry-run",
+                                "--dead-letter", str(tmp_path / "dead")], cwd=ROOT, stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert process.stdin is not None and process.stdout is not None
+        process.stdin.write(b'{"type":"track"\n' + json.dumps(ORDER).encode() + b"\n")
+        process.stdin.flush()
+        ready, _, _ = select.select([process.stdout], [], [], 30)
+        assert ready, "no call came out before the input ended"
+        line = process.stdout.readline()
+        assert json.loads(line)["payload"]["data"]["order_id"] == "o1"
+    finally:
+        process.kill()
+        process.communicate()
+
+
+def test_an_event_over_several_lines_that_writes_a_key_twice_is_one_unreadable_item(tmp_path):
+    events = tmp_path / "one.json"
+    events.write_text('\n{\n  "type": "track",\n  "event": "Order Completed",\n  "event": "Other"\n}\n\n')
+    result = switchyard("run", "rules/webhook.yaml", events, "--dry-run", "--dead-letter", tmp_path / "dead")
+    assert result.stdout == "" and "unreadable lines       1" in result.stderr
+    (record,) = [json.loads(line) for line in (tmp_path / "dead").read_text().splitlines()]
+    assert record["source"] == f"{events}:2" and '"event" is written twice' in record["reason"]
+
+
 def test_a_folder_without_rule_files_is_a_usage_error(tmp_path):
     (tmp_path / "notes.txt").write_text("not rules")
     for argv in (["lint", tmp_path], ["test", tmp_path], ["run", tmp_path, "--dry-run"]):
