@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import stat
 import sys
 import threading
@@ -342,7 +343,7 @@ def exact_json(value: Any) -> bytes:
     """``value`` as JSON in UTF-8 that :func:`loads_exact` reads back as it is: like :func:`to_line`'s, but
     ``NaN`` and ``Infinity`` written as those words (outside JSON, as Python's json writes them) rather than
     ``null``. For a document kept to be read again (serve's spool), not for one sent anywhere."""
-    return _json_dumps(value).encode("utf-8", "backslashreplace")
+    return _json_dumps(value, exact=True).encode("utf-8", "backslashreplace")
 
 
 def written_twice(value: Any) -> str | None:
@@ -363,15 +364,23 @@ def to_line(value) -> bytes:
         return (_json_dumps(value) + "\n").encode("utf-8", "backslashreplace")
 
 
-def _json_dumps(value: Any) -> str:
-    """json.dumps of what orjson refused; the rare value with a very long integer or deep nesting too."""
+def _json_dumps(value: Any, *, exact: bool = False) -> str:
+    """json.dumps of what orjson refused, written as orjson writes: compact, and ``NaN`` and ``Infinity``
+    as ``null`` (they are not JSON), unless ``exact``; the rare value with a very long integer or deep
+    nesting too."""
     try:
-        return json.dumps(value, ensure_ascii=False, default=str)
+        text = json.dumps(value, ensure_ascii=False, default=str, separators=(",", ":"))
     except (ValueError, RecursionError) as error:
         if isinstance(error, ValueError) and not too_long(error):
             raise
-    with any_size(), _deep():
-        return json.dumps(value, ensure_ascii=False, default=str)
+        with any_size(), _deep():
+            text = json.dumps(value, ensure_ascii=False, default=str, separators=(",", ":"))
+    if exact or ("NaN" not in text and "Infinity" not in text):
+        return text
+    return _NOT_FINITE.sub(lambda found: "null" if found.group(1) else found.group(0), text)
+
+
+_NOT_FINITE = re.compile(r'"(?:[^"\\]|\\.)*"|(-?Infinity|NaN)')  # a string, or a number that is not one
 
 
 def stored_json(value: Any) -> str:

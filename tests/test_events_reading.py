@@ -71,7 +71,7 @@ READ_CASES = [
      [("f:1", {"a": 'x":', "b": '":":'})]),
     ("the same key in two objects is fine", b'{"a":{"k":1},"b":{"k":2}}\n', [("f:1", {"a": {"k": 1}, "b": {"k": 2}})]),
     ("a JSON array's item with a key twice is unreadable alone", b'[{"a":1},{"b":1,"b":2}]',
-     [("f[0]", {"a": 1}), ("f[1]", Unreadable("f[1]", '{"b": 2}', 'the key "b"' + TWICE))]),
+     [("f[0]", {"a": 1}), ("f[1]", Unreadable("f[1]", '{"b":2}', 'the key "b"' + TWICE))]),
     ("a lone surrogate, escaped, is kept", b'{"order_id":"\\udfff"}\n', [("f:1", {"order_id": "\udfff"})]),
     ("an integer of 5,000 digits is kept exactly", b'{"n":' + b"7" * 5000 + b'}\n',
      [("f:1", {"n": 7 * (10 ** 5000 - 1) // 9})]),
@@ -239,10 +239,14 @@ def test_lines_on_a_pipe_are_read_as_they_arrive():
 
 TO_LINE_CASES = [
     ("compact, with text as it is", {"a": "café", "b": [1, None, True]}, '{"a":"café","b":[1,null,true]}\n'),
-    ("keys that are not strings, as json writes them", {1: "x"}, '{"1": "x"}\n'),
-    ("integers beyond 64 bits", {"n": 2**70}, f'{{"n": {2**70}}}\n'),
-    ("a lone surrogate, escaped", {"s": "\ud800"}, '{"s": "\\ud800"}\n'),
-    ("other values as their text", {"at": datetime(2026, 11, 23, 9, 0)}, '{"at": "2026-11-23 09:00:00"}\n'),
+    ("keys that are not strings, as json writes them", {1: "x"}, '{"1":"x"}\n'),
+    ("integers beyond 64 bits", {"n": 2**70}, f'{{"n":{2**70}}}\n'),
+    ("a lone surrogate, escaped", {"s": "\ud800"}, '{"s":"\\ud800"}\n'),
+    ("other values as their text", {"at": datetime(2026, 11, 23, 9, 0)}, '{"at":"2026-11-23 09:00:00"}\n'),
+    ("NaN and Infinity as null", {"a": math.nan, "b": [-math.inf]}, '{"a":null,"b":[null]}\n'),
+    ("NaN and Infinity as null beside what orjson refuses", {"a": math.nan, "b": [-math.inf], "n": 2**70,
+                                                             "s": 'NaN "Infinity"'},
+     f'{{"a":null,"b":[null],"n":{2**70},"s":"NaN \\"Infinity\\""}}\n'),
 ]
 
 
