@@ -25,6 +25,7 @@ from yaml.events import (  # type: ignore[import-untyped]
 )
 
 from .diagnostics import Problem
+from .integers import any_size
 
 Key = tuple  # a path into the document, e.g. ("mappings", 0, "trigger")
 
@@ -442,6 +443,9 @@ class _Builder:
         # libyaml's marks stand in for pure-Python ones here, as they do inside PyYAML itself.
         node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark,  # type: ignore[arg-type]
                                event.style)
+        if len(event.value) > 4000:  # an integer this long is read as an event's would be, not a traceback
+            with any_size():
+                return yaml.SafeLoader.yaml_constructors[tag](self.loader, node)
         return yaml.SafeLoader.yaml_constructors[tag](self.loader, node)
 
 

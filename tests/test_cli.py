@@ -341,6 +341,34 @@ def test_an_event_over_several_lines_that_writes_a_key_twice_is_one_unreadable_i
     assert record["source"] == f"{events}:2" and '"event" is written twice' in record["reason"]
 
 
+def test_an_integer_of_5000_digits_in_a_rule_file_is_read_as_in_an_event(tmp_path):
+    """Past Python's 4,300 digits it was a traceback in lint, test and run, not a reading of the file."""
+    big = "9" * 5000
+    rules = tmp_path / "big.yaml"
+    rules.write_text(f"""version: 1
+destination: {{name: d, catalog: webhook, settings: {{url: "http://127.0.0.1:9/hook"}}}}
+mappings:
+  - name: big
+    trigger: properties.n > {big} or properties.n in [1, {big}]
+    action: send
+    fields: {{data: {{n: properties.n, limit: {big}}}}}
+tests:
+  - name: the largest number there is
+    event: {{type: track, properties: {{n: 1{big}}}}}
+    expect:
+      - mapping: big
+        payload: {{url: "http://127.0.0.1:9/hook", method: POST, data: {{n: 1{big}, limit: {big}}}}}
+""")
+    for argv in (["lint", rules], ["test", rules]):
+        result = switchyard(*argv)
+        assert result.returncode == 0 and "Traceback" not in result.stderr, (argv, result.stdout, result.stderr)
+    events = tmp_path / "events.jsonl"
+    events.write_text('{"type":"track","properties":{"n":%s}}\n' % big)
+    result = switchyard("run", rules, events, "--dry-run")
+    assert result.stdout.endswith(',"payload":{"url":"http://127.0.0.1:9/hook","method":"POST","data":'
+                                  '{"n":%s,"limit":%s}}}\n' % (big, big)), result.stderr
+
+
 def test_a_folder_without_rule_files_is_a_usage_error(tmp_path):
     (tmp_path / "notes.txt").write_text("not rules")
     for argv in (["lint", tmp_path], ["test", tmp_path], ["run", tmp_path, "--dry-run"]):

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable
 
+from engine.integers import any_size
 from engine.paths import MISSING
 from engine.trigger.regex import Regex
 
@@ -136,7 +137,12 @@ def numeric(text: str) -> int | float | None:
     """The number a string spells in JSON syntax, else None."""
     if not _JSON_NUMBER.fullmatch(text):
         return None
-    return float(text) if any(c in text for c in ".eE") else int(text)
+    if any(c in text for c in ".eE"):
+        return float(text)
+    if len(text) > 4000:  # past Python's usual limit, up to the digits an event may hold
+        with any_size():
+            return int(text)
+    return int(text)
 
 
 # What Segment's libraries send; datetime.fromisoformat reads it as is, in half the time.
