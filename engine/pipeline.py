@@ -109,10 +109,13 @@ class Lane:
     """One destination's delivery: a thread that owns its adapter and feeds it calls in order."""
 
     def __init__(self, name: str, adapter: Adapter, ledger: Ledger, *, capacity: int = LANE_CAPACITY,
-                 journal: ProgressJournal | None = None):
+                 journal: ProgressJournal | None = None, in_slices: bool = False):
         self.name, self.adapter, self.ledger, self.capacity = name, adapter, ledger, capacity
         self.journal = journal
         self._booked = _Booked(journal.position) if journal is not None else None
+        # With a journal, or ``in_slices``: calls go to the adapter a slice at a time, booked after each, so a
+        # crash leaves at most a slice delivered but not booked (sent again by the next run).
+        self._in_slices = journal is not None or in_slices
         # Calls per deliver: what the adapter asks for (an embedded store: one transaction), else up to
         # GATHER, and while journaling as many as the adapter settles in a moment (engine.delivery.pacing).
         asked = int(getattr(adapter, "gather", 0))
@@ -177,7 +180,7 @@ class Lane:
                 booked = self._booked
                 start = 0
                 while start < len(calls) and not self._abandoned:
-                    some = calls[start:] if booked is None else calls[start:start + self._slice]
+                    some = calls[start:start + self._slice] if self._in_slices else calls[start:]
                     start += len(some)
                     began = time.perf_counter()
                     for call, source in some:
@@ -185,7 +188,7 @@ class Lane:
                         if booked is not None:
                             booked.handed(call, source)
                     outcomes = deliver_apart(adapter.deliver, [call for call, _ in some], self.name)
-                    if booked is not None and self._paced:
+                    if self._in_slices and self._paced:
                         self._slice = next_slice(self._slice, time.perf_counter() - began, len(some))
                     self._settle(outcomes)
             closing = adapter.close()
@@ -320,11 +323,13 @@ class Pipeline:
     def __init__(self, rules: RuleSet, *, dead_letter: DeadLetter, adapters: Mapping[str, Adapter] | None = None,
                  output: Callable[[bytes], Any] | None = None, capacity: int = LANE_CAPACITY,
                  hand_over: int = HAND_OVER, hooks: LedgerHooks | None = None,
-                 journal: ProgressJournal | None = None):
+                 journal: ProgressJournal | None = None, in_slices: bool = False):
         """``adapters`` by destination name; None for a dry run, whose calls go to ``output``.
 
         ``journal``: book each destination's progress there (see :mod:`engine.resume`), and skip the
         calls an earlier run of the same command already booked; they count as ``already_done``.
+        ``in_slices``: without a journal, still deliver a slice at a time and book it (``hooks``) before
+        the next, as ``replay`` needs: its journal line for a call must follow the call by a moment.
         """
         self.rules = rules
         self.dry_run = adapters is None
@@ -333,8 +338,8 @@ class Pipeline:
         self.output = output
         self.hand_over = hand_over
         self.journal = None if self.dry_run else journal
-        self.lanes = {name: Lane(name, adapter, self.ledger, capacity=capacity, journal=self.journal)
-                      for name, adapter in (adapters or {}).items()}
+        self.lanes = {name: Lane(name, adapter, self.ledger, capacity=capacity, journal=self.journal,
+                                 in_slices=in_slices) for name, adapter in (adapters or {}).items()}
         self._skipping = bool(self.journal is not None and self.journal.resumed)
         self._handing = threading.Lock()  # one thread at a time hands calls to the lanes, in order
         self._waiting: dict[str, list[Sourced]] = {name: [] for name in self.lanes}

@@ -266,7 +266,7 @@ class _Replay:
             raise
         out_path.parent.mkdir(parents=True, exist_ok=True)
         dead_letter = DeadLetter(str(out_path), mask=Secrets.of(self.rules.destinations).mask_reason)
-        pipeline = Pipeline(self.rules, dead_letter=dead_letter, adapters=adapters, hooks=self)
+        pipeline = Pipeline(self.rules, dead_letter=dead_letter, adapters=adapters, hooks=self, in_slices=True)
         try:
             for key, record, call in todo:
                 self.keys[id(call)] = key

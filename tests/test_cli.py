@@ -363,10 +363,10 @@ tests:
         result = switchyard(*argv)
         assert result.returncode == 0 and "Traceback" not in result.stderr, (argv, result.stdout, result.stderr)
     events = tmp_path / "events.jsonl"
-    events.write_text('{"type":"track","properties":{"n":%s}}\n' % big)
+    events.write_text('{"type":"track","properties":{"n":' + big + "}}\n")
     result = switchyard("run", rules, events, "--dry-run")
     assert result.stdout.endswith(',"payload":{"url":"http://127.0.0.1:9/hook","method":"POST","data":'
-                                  '{"n":%s,"limit":%s}}}\n' % (big, big)), result.stderr
+                                  '{"n":' + big + ',"limit":' + big + "}}}\n"), result.stderr
 
 
 def test_a_folder_without_rule_files_is_a_usage_error(tmp_path):

@@ -252,3 +252,42 @@ def test_records_holding_a_lone_surrogate_or_a_5000_digit_integer_are_replayed_n
     assert bodies == [b'{"id":' + b"7" * 5000 + b"}", b'{"id":"o3"}']  # the integer as written, whole
     assert (sum(summary.delivered.values()), sum(summary.refused.values())) == (2, 1)
     assert record_key({"id": "o\udfff"}, 0) != record_key({"id": "o\ufffd"}, 0)  # keys stay distinct
+
+
+def test_a_replay_killed_with_kill_9_sends_again_at_most_the_slice_it_was_sending(scripted, tmp_path):
+    """Its journal line follows each slice: the whole file went to the destination in one delivery, booked
+    only at its end, and the next replay sent again every call the killed one had delivered (2,672 of 3,000)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from collections import Counter
+
+    from conftest import ROOT
+
+    path = tmp_path / "rules.yaml"
+    path.write_text(RULES.replace("$URL", scripted.url))
+    dead = tmp_path / "dead.ndjson"
+    calls = [{"kind": "delivery_failed", "outcome": "failed", "source": f"events:{n}", "reason": "down",
+              "status": 503, "attempts": 1, "call": {"destination": "hooks", "mapping": "Orders", "action": "send",
+                                                    "messageId": f"m{n}", "payload": {"url": f"{scripted.url}/orders",
+                                                                                     "method": "POST",
+                                                                                     "data": {"id": n}}}}
+             for n in range(3000)]
+    dead.write_text("".join(json.dumps(record) + "\n" for record in calls))
+    argv = [sys.executable, "-m", "engine", "replay", str(dead), "--rules", str(path)]
+    killed = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while len(scripted.requests) < 1000 and killed.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    os.kill(killed.pid, signal.SIGKILL)
+    killed.wait()
+    before = len(scripted.requests)
+    assert 1000 <= before < 3000, before
+    finished = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert finished.returncode == 0, finished.stderr
+    times = Counter(request["body"]["id"] for request in scripted.requests)
+    assert set(times) == set(range(3000))
+    again = sum(count - 1 for count in times.values())
+    assert again <= 256, f"{again} calls sent twice"
