@@ -195,3 +195,19 @@ def test_serve_reports_a_port_in_use(db, capsys):
         port = str(taken.getsockname()[1])
         assert switchyard("serve", "--db", db, "--port", port, "--site-id", "s", "--api-key", "k") == 1
     assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
+
+
+def test_a_refused_call_holding_a_lone_surrogate_is_shown_with_its_escape(tmp_path):
+    """Printed as JSON to a UTF-8 stream, the surrogate was a UnicodeEncodeError traceback."""
+    from conftest import switchyard as cli
+
+    events = tmp_path / "events.jsonl"
+    events.write_text('{"type":"identify","userId":"u1","traits":{"email":"a@b.c","name":"x\\udfff"}}\n')
+    db = tmp_path / "ws.db"
+    assert cli("run", "rules/customerio.yaml", events, "--workspace", db, "--dead-letter", tmp_path / "dead",
+               process=True).returncode == 1  # the call is refused
+    for json_flag in ([], ["--json"]):
+        shown = cli("workspace", "rejected", "--db", db, *json_flag, process=True)
+        assert shown.returncode == 0 and "Traceback" not in shown.stderr, shown.stderr
+    (row,) = json.loads(shown.stdout)
+    assert row["body"]["attributes"]["name"] == "x\udfff" and "lone surrogate" in row["reason"]

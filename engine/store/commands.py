@@ -45,7 +45,10 @@ def run_command(args: Any, handlers: Mapping[str, Callable[[Any], int]], *, dest
 
 def show(args: Any, data: Any, render: Callable[[Any], str] | None) -> int:
     """Print ``data`` as JSON with ``--json`` (or with no ``render``), else as ``render`` writes it."""
-    print(json.dumps(data, indent=2, ensure_ascii=False) if args.json or render is None else render(data))
+    text = json.dumps(data, indent=2, ensure_ascii=False) if args.json or render is None else render(data)
+    # A lone surrogate a refused call held cannot be written to a UTF-8 stream: its escape is, and in JSON
+    # (where it can only be inside a string) it is the same value.
+    print(text.encode("utf-8", "backslashreplace").decode("utf-8"))
     return EXIT_OK
 
 
