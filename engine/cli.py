@@ -364,7 +364,8 @@ def _event_parts(stream: IO[bytes], name: str) -> Iterator:
     Whether the input is one such event is seen from the first lines alone, read by the rules of
     :mod:`engine.events` (exact numbers, a key written twice refused): an object left open on its first
     line, closed on a later one, with nothing after it. Reading ahead stops at a line that is an object by
-    itself (NDJSON after a bad first line) or after OVER_LINES_LIMIT bytes, so a live stream is never held.
+    itself at the start of the line (NDJSON after a bad first line; a pretty-printed event's inner lines, an
+    empty ``{}`` in a list too, are indented) or after OVER_LINES_LIMIT bytes, so a live stream is not held.
     """
     from .events import read_parts
 
@@ -397,7 +398,7 @@ def _over_lines(head: bytes, stream: IO[bytes], name: str) -> tuple[bytes, tuple
     while depth > 0 and size < OVER_LINES_LIMIT and (line := stream.readline()):
         read.append(line)
         size += len(line)
-        if line.lstrip().startswith(b"{") and _depth(line) == 0:
+        if line.startswith(b"{") and _depth(line) == 0:  # a pretty-printed event's inner lines are indented
             return b"".join(read[1:]), None  # a whole object on a line: NDJSON, its first line bad
         depth += _depth(line)
     if depth != 0:

@@ -332,6 +332,15 @@ def test_a_stream_whose_first_line_is_cut_short_is_still_read_line_by_line(tmp_p
         process.communicate()
 
 
+def test_an_event_over_several_lines_with_an_empty_object_on_a_line_of_its_own_is_one_event(tmp_path):
+    events = tmp_path / "one.json"
+    events.write_text(json.dumps({**ORDER, "properties": {"order_id": "o1", "products": [{}, {"sku": "A"}, {}]}},
+                                 indent=2))
+    assert "\n      {},\n" in events.read_text()
+    result = switchyard("run", "rules/webhook.yaml", events, "--dry-run")
+    assert [json.loads(line)["payload"]["data"]["order_id"] for line in result.stdout.splitlines()] == ["o1"]
+
+
 def test_an_event_over_several_lines_that_writes_a_key_twice_is_one_unreadable_item(tmp_path):
     events = tmp_path / "one.json"
     events.write_text('\n{\n  "type": "track",\n  "event": "Order Completed",\n  "event": "Other"\n}\n\n')
