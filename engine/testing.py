@@ -46,8 +46,9 @@ def subset_difference(expected, actual, where="payload") -> list[str]:
         return out
     same = expected == actual and type(expected) is type(actual) or (
         isinstance(expected, (int, float)) and isinstance(actual, (int, float))
-        and not isinstance(expected, bool) and not isinstance(actual, bool) and expected == actual)
-    return [] if same else [f"{where}: expected {expected!r}, got {actual!r}"]
+        and not isinstance(expected, bool) and not isinstance(actual, bool) and expected == actual) or (
+        isinstance(expected, float) and isinstance(actual, float) and expected != expected and actual != actual)
+    return [] if same else [f"{where}: expected {expected!r}, got {actual!r}"]  # NaN above: a `.nan` expected
 
 
 def run_case(destination, case) -> Outcome:

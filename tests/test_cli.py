@@ -378,6 +378,29 @@ tests:
                                   '{"n":' + big + ',"limit":' + big + "}}}\n"), result.stderr
 
 
+def test_a_test_case_expecting_nan_passes_when_the_payload_holds_nan(tmp_path):
+    rules = tmp_path / "nan.yaml"
+    rules.write_text("""version: 1
+destination: {name: d, catalog: webhook, settings: {url: "http://127.0.0.1:9/hook"}}
+mappings:
+  - {name: m, trigger: 'type = "track"', action: send, fields: {data: {n: properties.n}}}
+tests:
+  - name: NaN is NaN
+    event: {type: track, properties: {n: .nan}}
+    expect:
+      - mapping: m
+        payload: {url: "http://127.0.0.1:9/hook", method: POST, data: {n: .nan}}
+  - name: NaN is not a number
+    event: {type: track, properties: {n: .nan}}
+    expect:
+      - mapping: m
+        payload: {url: "http://127.0.0.1:9/hook", method: POST, data: {n: 1.0}}
+""")
+    result = switchyard("test", rules)
+    assert result.returncode == 1 and "1 passed, 1 failed" in result.stdout, result.stdout
+    assert "expected 1.0, got nan" in result.stdout
+
+
 def test_a_folder_without_rule_files_is_a_usage_error(tmp_path):
     (tmp_path / "notes.txt").write_text("not rules")
     for argv in (["lint", tmp_path], ["test", tmp_path], ["run", tmp_path, "--dry-run"]):
