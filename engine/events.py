@@ -504,15 +504,45 @@ def _array(data: bytes, name: str):
         source = f"{name}:{refused.line}"
         yield source, Unreadable(source, refused.text[:2000], refused.reason)
         return
+    texts: list[str] | None = None
     for index, item in enumerate(items):
         source = f"{name}[{index}]"
         key = duplicate_key(item)
         if key is None:
             yield source, item
         else:
-            text = _json_dumps(item)
+            if texts is None:
+                try:
+                    texts = _item_texts(data)
+                except (ValueError, IndexError, RecursionError):  # not found again: the item as it was read
+                    texts = []
+            text = texts[index] if index < len(texts) else _json_dumps(item)
             yield source, Unreadable(source, text[:2000], f"the key {json.dumps(key, ensure_ascii=False)} is "
                                                           "written twice in one object; JSON leaves its meaning open")
+
+
+def _item_texts(data: bytes) -> list[str]:
+    """The text of each item of the JSON array ``data`` (already read once, so valid), as written: what an
+    unreadable item's record keeps, every value of a key written twice included."""
+    text = data.decode("utf-8", "surrogateescape")
+    decoder, texts = json.JSONDecoder(object_pairs_hook=list), list[str]()
+    position = text.index("[") + 1
+    with any_json():
+        while True:
+            position = _after_space(text, position)
+            if text[position] == "]":
+                return texts
+            _, end = decoder.raw_decode(text, position)
+            texts.append(text[position:end])
+            position = _after_space(text, end)
+            if text[position] == ",":
+                position += 1
+
+
+def _after_space(text: str, position: int) -> int:
+    while text[position] in " \t\r\n":
+        position += 1
+    return position
 
 
 @contextmanager
