@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import os
 
+import pytest
+
 from conftest import switchyard
 
 RULES = """\
@@ -82,6 +84,19 @@ def test_an_unreachable_server_loses_nothing(write_rules, tmp_path):
     assert result.returncode == 1
     # The URL was read from the environment, so it is a secret: the reason masks it (docs/rule-files.md).
     assert json.loads(dead.read_text())["reason"].startswith("cannot reach ********: ")
+
+
+@pytest.mark.parametrize("token", ["tok-SECRET-1\x01", "tok-SECRET-2\x7f"], ids=["a control character", "DEL"])
+def test_a_secret_header_that_cannot_be_sent_is_not_shown(write_rules, tmp_path, token):
+    """The reason quoted the value with repr(), which the masking of secrets did not recognise."""
+    rules = write_rules(RULES.replace("$URL", "http://127.0.0.1:9"))
+    dead = tmp_path / "dead.ndjson"
+    result = switchyard("run", rules, "--dead-letter", dead, stdin=json.dumps(EVENTS[0]),
+                        env={**_env("http://127.0.0.1:9"), "HOOK_TOKEN": token})
+    assert result.returncode == 1
+    written = dead.read_text() + result.stdout + result.stderr
+    assert "cannot send header Authorization: its value holds" in json.loads(dead.read_text())["reason"]
+    assert "SECRET" not in written
 
 
 def test_run_refuses_to_deliver_with_an_unset_variable(write_rules):

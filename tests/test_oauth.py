@@ -117,6 +117,7 @@ def test_a_rejected_client_is_not_retried_and_says_where_it_failed(scripted):
         send_call(scripted.url + "/api", {"id": 1})])
     assert outcome.message == f"OAuth2 token request to {scripted.url}/token failed: HTTP 400"
     assert (outcome.status, json.loads(outcome.body)) == (400, {"error": "invalid_client"})
+    assert outcome.state == "failed"  # the call itself was never judged: replay sends it once the client is fixed
     assert scripted.to("/api") == [] and len(scripted.to("/token")) == 1
     assert SECRET not in outcome.message
 

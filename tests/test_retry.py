@@ -115,8 +115,9 @@ def test_a_retry_after_date_in_the_past_means_now(scripted):
     assert clock.sleeps == [0.0]
 
 
-def test_an_unreadable_retry_after_falls_back_to_backoff(scripted):
-    scripted.script(Reply(429, headers={"Retry-After": "soon"}), Reply(200))
+@pytest.mark.parametrize("value", ["soon", "\u00b2", "-5"], ids=["a word", "a superscript digit", "negative"])
+def test_an_unreadable_retry_after_falls_back_to_backoff(scripted, value):
+    scripted.script(Reply(429, headers={"Retry-After": value}), Reply(200))
     retrier = manual(base_delay=0.25)
     deliver(scripted.url + "/e", retrier)
     assert retrier.clock.sleeps == [0.25]

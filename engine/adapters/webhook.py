@@ -13,7 +13,7 @@ from typing import Any, Mapping, Sequence
 from ..delivery.breaker import circuit_breaker
 from ..delivery.encoding import UnencodableBody, encode
 from ..delivery.http import Response, Sender
-from ..delivery.oauth import ClientCredentials
+from ..delivery.oauth import ClientCredentials, TokenError
 from ..delivery.outcome import DELIVERED, REFUSED, RETRIED, Outcome, from_http
 from ..delivery.ratelimit import rate_limit
 from ..delivery.retry import Retrier, RetryPolicy
@@ -60,16 +60,21 @@ class WebhookAdapter:
             body = None if "data" not in payload else encode(payload["data"])
         except UnencodableBody as error:
             return Outcome(REFUSED, 0, message=f"cannot send this call: {error}", call=call)
-        refreshed = False
+        refreshed = token_refused = False
 
         def attempt() -> Response:
-            nonlocal refreshed
+            nonlocal refreshed, token_refused
             if self.rate is not None:
                 self.rate.wait()
             if self.oauth is None:
                 return self.sender.send(method, url, body, headers)
             # One token refresh per call, whatever the number of attempts: a second 401 is final.
-            response, did_refresh = self.oauth.send(method, url, body, headers, may_refresh=not refreshed)
+            token_refused = False
+            try:
+                response, did_refresh = self.oauth.send(method, url, body, headers, may_refresh=not refreshed)
+            except TokenError:
+                token_refused = True  # the token endpoint's 4xx says nothing of this call: failed, not refused
+                raise
             refreshed |= did_refresh
             return response
 
@@ -78,4 +83,4 @@ class WebhookAdapter:
         if refreshed:  # the resend after a token refresh is one more request, and a retry to the user
             outcome = replace(outcome, attempts=outcome.attempts + 1,
                               state=RETRIED if outcome.state == DELIVERED else outcome.state)
-        return from_http(outcome)
+        return outcome if token_refused else from_http(outcome)

@@ -277,9 +277,10 @@ def _request_headers(user_agent: str, headers: dict | None) -> dict[str, str]:
             value = value.decode("latin-1") if isinstance(value, bytes) else str(value)
         if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
             raise SendError(f"cannot send header {name!r}: not a valid header name", retryable=False)
-        if _BAD_VALUE.search(value):
-            raise SendError(f"cannot send header {name}: its value {value!r} holds a line break, a control "
-                            f"character or a character outside latin-1", retryable=False)
+        if bad := _BAD_VALUE.search(value):  # the value itself is not shown: headers carry secrets
+            raise SendError(f"cannot send header {name}: its value holds {bad.group()!r} at character "
+                            f"{bad.start() + 1} (a line break, a control character or a character outside "
+                            "latin-1)", retryable=False)
         result[name] = value
     return result
 
@@ -288,8 +289,10 @@ def _route(url: str) -> tuple[Origin, str]:
     """((scheme, host, port), request target) for ``url``, or a non-retryable SendError."""
     bad = _BAD_URL.search(url)
     if bad:
-        raise SendError(f"not a valid URL: {url!r} (it holds {bad.group()!r}; spaces, control and non-ASCII "
-                        f"characters must be percent-encoded)", retryable=False)
+        # Not the URL itself: its query may carry a secret, which a control character in it would hide from
+        # the masking of dead-letter reasons.
+        raise SendError(f"not a valid URL: it holds {bad.group()!r} at character {bad.start() + 1} (spaces, "
+                        "control and non-ASCII characters must be percent-encoded)", retryable=False)
     try:
         parts = urlsplit(url)
         port = parts.port

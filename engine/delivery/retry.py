@@ -87,7 +87,7 @@ def retry_after(response: Response | None, now: float) -> float | None:
     value = (response.headers.get("retry-after") or "").strip() if response is not None else ""
     if not value:
         return None
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # not "²": str.isdigit takes it, float does not
         return float(value)
     try:
         when = parsedate_to_datetime(value)
