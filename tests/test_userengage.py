@@ -168,6 +168,38 @@ def test_http_looks_each_user_and_company_up_once_per_run(pack, tmp_path):
     assert requests.count("POST /api/public/site-views/ HTTP/1.1") == 1
 
 
+def test_an_identifys_upsert_serves_the_users_later_calls_whatever_its_traits_hold(pack, tmp_path):
+    """The remembered upsert was keyed by the identify's whole body: a list trait failed the call as an
+    adapter bug (after the upsert went out), and a later track of the same user upserted again."""
+    events = [{"type": "identify", "userId": "u1", "traits": {"tags": ["a", "b"], "company": {"name": "Acme"}}},
+              {"type": "track", "userId": "u1", "event": "E"}]
+    seen: list[str] = []
+    with start_server(tmp_path / "app.db", "k", log=seen.append) as server:
+        adapter = _http_adapter(server.url, "k")
+        assert [o.state for o in adapter.deliver(calls_for(pack, events))] == ["delivered"] * 2
+        adapter.close()
+    requests = [line.split('"')[1] for line in seen if '"' in line]
+    assert requests.count("POST /api/public/users/update_or_create/ HTTP/1.1") == 1
+    assert requests.count("POST /api/public/events/ HTTP/1.1") == 1
+
+
+@pytest.mark.parametrize("answer", [{"id": 7, "user_key": None}, {"id": 7}, ["not", "an", "object"]],
+                         ids=["a null user_key", "no user_key", "no object"])
+def test_a_page_view_whose_user_key_cannot_be_read_fails_unsent(pack, scripted, answer):
+    """It was sent for client_user "None" and booked delivered, or failed as an adapter bug."""
+    from scripted_server import Reply
+
+    scripted.script(Reply(200, {"id": 7, "created": True}), path="/api/public/users/update_or_create/")
+    scripted.script(Reply(200, answer), path="/api/public/users/7/")
+    adapter = _http_adapter(scripted.url, "k")
+    (outcome,) = adapter.deliver(calls_for(pack, [{"type": "page", "userId": "u1",
+                                                   "properties": {"url": "https://x.example/a"}}]))
+    adapter.close()
+    assert outcome.state == "failed", [r["path"] for r in scripted.requests]
+    assert outcome.message == "User.com answered users/<id>/ without a user_key"
+    assert scripted.to("/api/public/site-views/") == []
+
+
 def test_the_server_takes_token_or_basic_auth_and_answers_like_the_api(tmp_path):
     import base64
 

@@ -94,7 +94,12 @@ class _RestApi:
         return self._with_id(self._send("POST", PATHS["user"], body), "users/update_or_create/")
 
     def user(self, user_id: int) -> dict:
-        return self._send("GET", PATHS["user_by_id"].format(id=user_id))
+        answer = self._send("GET", PATHS["user_by_id"].format(id=user_id))
+        if isinstance(answer, dict) and isinstance(answer.get("user_key"), str) and answer["user_key"]:
+            return answer
+        last = self.last  # a page view needs the key: without it, it would be sent for a user named "None"
+        raise _Stop(Outcome(FAILED, self.attempts, last.status if last else None, last.body if last else None,
+                            "User.com answered users/<id>/ without a user_key", self.waited, self.call))
 
     def create_event(self, body: dict) -> dict:
         return self._send("POST", PATHS["event"], body)
@@ -154,7 +159,7 @@ class _RestApi:
 
     def _with_id(self, answer: dict, what: str) -> dict:
         """``answer`` if it names an id; else the call fails (replayable): the next request needs that id."""
-        if isinstance(answer.get("id"), int):
+        if isinstance(answer, dict) and isinstance(answer.get("id"), int):
             return answer
         last = self.last
         raise _Stop(Outcome(FAILED, self.attempts, last.status if last else None, last.body if last else None,

@@ -43,8 +43,9 @@ class Lookups:
     """Ids learnt during one run, so a user or company is looked up once (not used by the stand-in itself)."""
 
     # OrderedDict: dropping the oldest of a plain dict rescans the freed slots at its front, slower each time.
-    users: OrderedDict[tuple, tuple[int, str | None]] = field(default_factory=OrderedDict)  # body -> (id, key)
-    companies: OrderedDict[str, int] = field(default_factory=OrderedDict)                   # custom_id -> id
+    # users: (custom_id, anonymous_id) -> (id, user_key); companies: custom_id -> id.
+    users: OrderedDict[tuple, tuple[int, str | None]] = field(default_factory=OrderedDict)
+    companies: OrderedDict[str, int] = field(default_factory=OrderedDict)
 
     def remember_user(self, key: tuple, known: tuple[int, str | None]) -> None:
         _remember(self.users, key, known)
@@ -67,7 +68,9 @@ def perform(request: UserRequest, api: Api, lookups: Lookups | None = None) -> N
     track, page or group call whose user (with the same anonymous id) was upserted before in
     this run skips that.
     """
-    key = tuple(sorted(request.user.items()))
+    # Who the upsert selects, not its whole body: an identify's traits (lists and objects too) are not part
+    # of it, so a later track of the same user skips the upsert, and an unhashable trait is no error.
+    key = (request.user["custom_id"], request.user.get("anonymous_id"))
     known = lookups.users.get(key) if lookups is not None and request.kind != "identify" else None
     if known is None:
         answer = api.update_or_create_user(request.user)
