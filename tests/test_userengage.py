@@ -200,6 +200,21 @@ def test_a_page_view_whose_user_key_cannot_be_read_fails_unsent(pack, scripted, 
     assert scripted.to("/api/public/site-views/") == []
 
 
+def test_the_wait_limit_is_for_the_whole_call_not_for_each_of_its_requests(pack, scripted):
+    """A track call upserts, then sends its event: asked to wait 40 s for each, it waited 80 s of its 60."""
+    from scripted_server import Reply
+
+    busy = Reply(429, {"detail": "slow down"}, headers={"Retry-After": "40"})
+    scripted.script(busy, Reply(200, {"id": 7, "user_key": "k7"}), path="/api/public/users/update_or_create/")
+    scripted.script(busy, Reply(200, {}), path="/api/public/events/")
+    adapter = _http_adapter(scripted.url, "k")
+    (outcome,) = adapter.deliver(calls_for(pack, [{"type": "track", "userId": "u1", "event": "E"}]))
+    adapter.close()
+    assert (outcome.state, outcome.waited) == ("failed", 40.0)
+    assert "Retry-After 40s is more than the 20s left of the 60s wait limit" in outcome.message
+    assert adapter.retrier.clock.sleeps == [40.0]
+
+
 def test_the_server_takes_token_or_basic_auth_and_answers_like_the_api(tmp_path):
     import base64
 

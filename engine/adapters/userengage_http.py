@@ -135,10 +135,10 @@ class _RestApi:
             if rate is not None:
                 rate.wait()
             return adapter.sender.send(method, url, data, adapter.headers)
-        outcome = adapter.retrier.run(attempt, self.call)
+        outcome = adapter.retrier.run(attempt, self.call, waited=self.waited)  # the wait limit is the call's
         self.requests += 1
         self.attempts += outcome.attempts
-        self.waited += outcome.waited
+        self.waited = outcome.waited
         self.last = outcome
         if missing_ok and outcome.status == 404:
             return None

@@ -107,9 +107,14 @@ class Retrier:
         self.clock = clock or SYSTEM_CLOCK
         self.random = random or _random.random
 
-    def run(self, attempt: Callable[[], Response], call=None) -> Outcome:
-        """Call ``attempt`` (which sends once, returning a Response or raising SendError) per the policy."""
-        policy, attempts, waited = self.policy, 0, 0.0
+    def run(self, attempt: Callable[[], Response], call=None, *, waited: float = 0.0) -> Outcome:
+        """Call ``attempt`` (which sends once, returning a Response or raising SendError) per the policy.
+
+        ``waited``: seconds this call already waited for earlier requests of its own (a transport that makes
+        several per call): they count against the policy's wait limit, which is per call. The outcome's
+        ``waited`` includes them.
+        """
+        policy, attempts = self.policy, 0
         while True:
             attempts += 1
             error: SendError | None = None
