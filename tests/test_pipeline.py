@@ -8,7 +8,7 @@ import time
 import pytest
 from buggy_store import BuggyStore
 
-from engine.adapters.contract import HALVINGS, AdapterContext
+from engine.adapters.contract import RAISING_ALONE, AdapterContext
 from engine.adapters.remote import RemoteAdapter
 from engine.deadletter import DeadLetter
 from engine.delivery.outcome import DELIVERED, Outcome
@@ -189,29 +189,28 @@ def _store_calls(count: int, broken: set[int]) -> list[ActionCall]:
 
 @pytest.mark.parametrize("lanes", ["thread", "process"])
 def test_calls_that_make_an_adapter_raise_fail_alone_and_their_slice_is_delivered(tmp_path, lanes):
-    """A bug the adapter meets on three calls of a slice of 4,000 (one transaction) costs those three calls:
-    the slice is halved and delivered again until they are alone; the others land, in order."""
+    """A bug the adapter meets on three calls of a slice of 2,000 (one transaction) costs those three calls:
+    the slice is given to it again a call at a time; the others land once each, in order."""
     store = tmp_path / "store.db"
     context = AdapterContext("store", "webhook", "stand-in", {"path": str(store)})
     adapter = BuggyStore(context) if lanes == "thread" else RemoteAdapter(context, "buggy_store:BuggyStore")
     dead = tmp_path / "dead.ndjson"
     ledger = Ledger(DeadLetter(str(dead)))
     lane = Lane("store", adapter, ledger)
-    broken = {5, 1999, 3998}
-    calls = _store_calls(4000, broken)
+    broken = {5, 999, 1998}
+    calls = _store_calls(2000, broken)
     lane.put([(call, f"events:{n + 1}") for n, call in enumerate(calls)])
     lane.close()
     ledger.dead_letter.close()
     summary = ledger.summary
-    assert (summary.delivered["store", "Orders"], summary.failed["store", "Orders"]) == (3997, 3)
+    assert (summary.delivered["store", "Orders"], summary.failed["store", "Orders"]) == (1997, 3)
     records = [json.loads(line) for line in dead.read_text().splitlines()]
     assert [(r["source"], r["reason"]) for r in records] == [
         (f"events:{n + 1}", "the adapter of 'store' failed: KeyError: 'n'") for n in sorted(broken)]
     with sqlite3.connect(store) as db:
         assert [n for (n,) in db.execute("SELECT n FROM applied ORDER BY rowid")] == \
-            [n for n in range(4000) if n not in broken]
-        tries, raised = db.execute("SELECT count(*), sum(raised) FROM deliveries").fetchone()
-    assert raised <= 1 + 3 * 12 and tries < 80, (tries, raised)  # halvings, not one delivery per call
+            [n for n in range(2000) if n not in broken]
+        assert db.execute("SELECT count(*), sum(raised) FROM deliveries").fetchone() == (2001, 4)
 
 
 def test_an_adapter_that_raises_for_every_call_fails_a_slice_after_a_bounded_number_of_tries(tmp_path):
@@ -222,4 +221,59 @@ def test_an_adapter_that_raises_for_every_call_fails_a_slice_after_a_bounded_num
     lane.close()
     assert ledger.summary.failed["store", "Orders"] == 4000
     with sqlite3.connect(store) as db:
-        assert db.execute("SELECT count(*), sum(raised) FROM deliveries").fetchone() == (HALVINGS, HALVINGS)
+        tried = 1 + RAISING_ALONE  # the slice, then calls alone until that many raised
+        assert db.execute("SELECT count(*), sum(raised) FROM deliveries").fetchone() == (tried, tried)
+
+
+class _SendsInOrder:
+    """A transport that sends each call as it goes and raises on some: what it sent before it raised went out."""
+
+    def __init__(self, bad: set[str]):
+        self.bad, self.sent = bad, []
+
+    def deliver(self, calls):
+        outcomes = []
+        for call in calls:
+            if call.message_id in self.bad:
+                raise RuntimeError(f"cannot take {call.message_id}")
+            self.sent.append(call.message_id)
+            outcomes.append(Outcome(DELIVERED, 1, call=call))
+        return outcomes
+
+    def poll(self):
+        return []
+
+    def close(self):
+        return []
+
+
+def test_a_call_is_sent_at_most_twice_when_its_slice_raised():
+    from engine.adapters.contract import deliver_apart
+
+    transport = _SendsInOrder({"m4095"})
+    calls = [ActionCall("hooks", "Orders", "send", {}, f"m{n}") for n in range(4096)]
+    outcomes = deliver_apart(transport.deliver, calls, "hooks")
+    assert [o.state for o in outcomes].count("failed") == 1 and len(outcomes) == 4096
+    assert max(transport.sent.count(f"m{n}") for n in range(4095)) == 2
+
+
+def test_a_persons_calls_after_one_that_failed_are_held_back_in_order():
+    """Under serve: bob's call raises, ann's first call comes back failed; neither's later call is sent."""
+    from engine.adapters.contract import HELD_BACK, deliver_apart
+    from engine.delivery.outcome import FAILED
+
+    people = {"a1": "ann", "b1": "bob", "a2": "ann", "b2": "bob", "c1": "cid"}
+    sent = []
+
+    def deliver(calls):
+        if any(call.message_id == "b1" for call in calls):
+            raise RuntimeError("bug")
+        sent.extend(call.message_id for call in calls)
+        return [Outcome(FAILED if call.message_id == "a1" else DELIVERED, 1, call=call) for call in calls]
+
+    calls = [ActionCall("hooks", "Orders", "send", {}, name) for name in ("a1", "b1", "a2", "b2", "c1")]
+    outcomes = deliver_apart(deliver, calls, "hooks", person=lambda call: people[call.message_id])
+    states = {o.call.message_id: (o.state, o.message == HELD_BACK) for o in outcomes}
+    assert states == {"a1": ("failed", False), "b1": ("failed", False), "a2": ("failed", True),
+                      "b2": ("failed", True), "c1": ("delivered", False)}
+    assert sent == ["a1", "c1"]

@@ -342,8 +342,10 @@ def test_refused_is_final_and_close_settles_what_is_held(scripted):
 @pytest.mark.parametrize("lanes", ["thread", "process"])
 def test_a_call_its_adapter_raises_on_is_held_alone_and_the_person_behind_it_waits(tmp_path, lanes):
     """A bug the real adapter meets on one call is that call's failure inside the held calls, never an exception
-    that would leave them half changed: ann's call is held (with the bug as its last answer), her next call
-    waits behind it, everyone else's calls of the same slice are applied."""
+    that would leave them half changed: ann's call is held (with the bug as its last answer), her later calls
+    wait behind it, everyone else's calls of the same delivery are applied. 4,200 calls: more than the
+    store's 4,096 a transaction, so a delivery process cuts them in two slices; ann's last call is in the
+    second, and must wait all the same."""
     from buggy_store import BuggyStore
 
     from engine.adapters.contract import AdapterContext
@@ -354,16 +356,18 @@ def test_a_call_its_adapter_raises_on_is_held_alone_and_the_person_behind_it_wai
     clock = Now()
     context = AdapterContext("store", "webhook", "stand-in", {"path": str(tmp_path / "store.db")})
     store = BuggyStore(context) if lanes == "thread" else RemoteAdapter(context, "buggy_store:BuggyStore", lockstep=True)
-    people = {f"m{n}": (f"p{n}", clock.now) for n in range(10)} | {"m3": ("ann", clock.now), "m10": ("ann", clock.now)}
+    ann = {3, 10, 4199}
+    people = {f"m{n}": ("ann" if n in ann else f"p{n}", clock.now) for n in range(4200)}
     adapter = PatientAdapter(store, Patience(give_up_after=60, first_wait=1, max_wait=4),
                              lambda c: people[c.message_id], destination="store", clock=clock, random=lambda: 1.0)
-    calls = [ActionCall("store", "Orders", "send", {"m": n} if n == 3 else {"n": n}, f"m{n}") for n in range(11)]
+    calls = [ActionCall("store", "Orders", "send", {"m": n} if n == 3 else {"n": n}, f"m{n}") for n in range(4200)]
     outcomes = adapter.deliver(calls)
-    assert sorted(states(outcomes)) == sorted((f"m{n}", "delivered") for n in range(10) if n != 3)
-    assert adapter.waiting == 2  # m3, and m10 behind it
+    assert sorted(states(outcomes)) == sorted((f"m{n}", "delivered") for n in range(4200) if n not in ann)
+    assert adapter.waiting == 3  # m3, and m10 and m4199 behind it
     clock.now += 61
     given_up = adapter.poll()
-    assert [(o.call.message_id, o.state) for o in given_up] == [("m3", "failed"), ("m10", "failed")]
+    assert [(o.call.message_id, o.state) for o in given_up] == [("m3", "failed"), ("m10", "failed"),
+                                                                 ("m4199", "failed")]
     assert "the adapter of 'store' failed: KeyError: 'n'" in given_up[0].reason
     adapter.close()
 

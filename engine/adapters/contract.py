@@ -12,9 +12,9 @@ the pipeline (:mod:`engine.pipeline`) is its only caller:
 Across the three, each call given to ``deliver`` comes back exactly once. An adapter raises only
 for set-up errors (:class:`SetupError`, at construction: a missing setting, an unwritable
 path); what goes wrong with one call is that call's ``refused`` or ``failed`` outcome, never an
-exception (if ``deliver`` raises anyway, :func:`deliver_apart` finds the calls that make it raise and
-fails those alone). An adapter is used from one thread at a time (its lane), so it needs no lock of its
-own unless it starts threads itself.
+exception (if ``deliver`` raises anyway, :func:`deliver_apart` gives it the calls again one at a time
+and fails only those that make it raise). An adapter is used from one thread at a time (its lane), so
+it needs no lock of its own unless it starts threads itself.
 
 Adapters are constructed as ``factory(context)`` with an :class:`AdapterContext`; a catalog
 names its factories per transport in its ``_destination.json`` (``x-adapters``), see
@@ -85,59 +85,68 @@ def unbuildable(error: Exception) -> str:
     return f"cannot build the request: {error}"
 
 
-#: Failed ``deliver`` calls one slice may cost while :func:`deliver_apart` looks for the calls that make an
-#: adapter raise: enough to find any four such calls among 4,096 (12 halvings each), few enough that an
-#: adapter raising for every call fails a slice after as many quick tries.
-HALVINGS = 64
+#: Calls of one slice that may raise on their own before :func:`deliver_apart` stops trying the rest: an
+#: adapter that raises for every call fails a slice after as many quick tries.
+RAISING_ALONE = 64
 
 
 def deliver_apart(deliver: Callable[[Sequence[ActionCall]], list[Outcome]], calls: Sequence[ActionCall],
-                  destination: str, person: Callable[[ActionCall], Hashable] | None = None) -> list[Outcome]:
-    """``deliver(calls)``; if it raises (a bug: the contract allows no exception there), the slice is
-    halved and each half delivered again, in order, until the calls that make it raise are alone:
-    only those fail, with the exception as their reason, and the others are delivered.
+                  destination: str, person: Callable[[ActionCall], Hashable] | None = None,
+                  held: set[Hashable] | None = None) -> list[Outcome]:
+    """``deliver(calls)``; if it raises (a bug: the contract allows no exception there), each call is given to
+    it again alone, in order: only the calls that make it raise fail, with the exception as their reason.
 
-    With ``person`` (who a call is for), a person's calls after one that failed so are not sent but
-    answered :func:`held_back`, as an adapter told ``hold_behind`` does: none of them overtakes it.
-    Redelivering is safe as far as the contract goes: an embedded store rolls a raising transaction
-    back whole, and an HTTP transport may have sent some calls before it raised, which sends them
-    twice, within at-least-once. After :data:`HALVINGS` failed tries the calls left fail as they are.
+    So a call is sent at most twice: an HTTP transport may have sent it before it raised (at least once);
+    an embedded store rolls the raising transaction back. After :data:`RAISING_ALONE` calls raised alone,
+    the calls left fail without a try.
+
+    With ``person`` (who a call is for), a person's calls after one of theirs failed (raised, or came back
+    ``failed``) are not sent but answered :func:`held_back`, as an adapter told ``hold_behind`` does. ``held``
+    keeps those people across deliveries (the caller says when to forget them); calls of the people in it
+    are held back from the start.
     """
-    try:
-        return deliver(calls)
-    except Exception as error:  # noqa: BLE001 - one adapter's bug fails its own calls, not the run
-        raised = error
     outcomes: list[Outcome] = []
-    failures = 1
-    failed_for: set[Hashable] = set()  # people with a call that failed so, when ``person`` is given
-    left = _halves(calls, raised) if len(calls) > 1 else [(calls, raised)]
-    while left:
-        some, raised = left.pop()
-        if failed_for and person is not None:
-            outcomes += [held_back(call) for call in some if person(call) in failed_for]
-            some = [call for call in some if person(call) not in failed_for]
-            if not some:
-                continue
-        if failures < HALVINGS and some is not calls:
+    if person is not None and held:
+        outcomes = [held_back(call) for call in calls if person(call) in held]
+        if outcomes:
+            calls = [call for call in calls if person(call) not in held]
+            if not calls:
+                return outcomes
+    try:
+        done = deliver(calls)
+    except Exception as error:  # noqa: BLE001 - one adapter's bug fails its own calls, not the run
+        return outcomes + _one_at_a_time(deliver, calls, destination, error, person,
+                                         held if held is not None else set())
+    if person is not None and held is not None:
+        held.update(person(outcome.call) for outcome in done if outcome.state == FAILED and outcome.call is not None)
+    return outcomes + done
+
+
+def _one_at_a_time(deliver: Callable[[Sequence[ActionCall]], list[Outcome]], calls: Sequence[ActionCall],
+                   destination: str, raised: Exception, person: Callable[[ActionCall], Hashable] | None,
+                   held: set[Hashable]) -> list[Outcome]:
+    outcomes: list[Outcome] = []
+    raising = 0
+    for call in calls:
+        who = person(call) if person is not None else None
+        if person is not None and who in held:
+            outcomes.append(held_back(call))
+            continue
+        if len(calls) > 1 and raising < RAISING_ALONE:
             try:
-                outcomes += deliver(some)
-                continue
+                done = deliver([call])
             except Exception as error:  # noqa: BLE001 - as above
-                failures, raised = failures + 1, error
-                if len(some) > 1:
-                    left += _halves(some, error)
-                    continue
-        reason = f"the adapter of '{destination}' failed: {type(raised).__name__}: {raised}"
-        outcomes += [Outcome(FAILED, 0, message=reason, call=call) for call in some]
+                raising, raised = raising + 1, error
+            else:
+                outcomes += done
+                if person is not None and any(outcome.state == FAILED for outcome in done):
+                    held.add(who)
+                continue
+        outcomes.append(Outcome(FAILED, 0, message=f"the adapter of '{destination}' failed: "
+                                                   f"{type(raised).__name__}: {raised}", call=call))
         if person is not None:
-            failed_for.update(person(call) for call in some)
+            held.add(who)
     return outcomes
-
-
-def _halves(calls: Sequence[ActionCall], raised: Exception) -> list[tuple[Sequence[ActionCall], Exception]]:
-    """The two halves of a slice that raised, the second first: taken from the end, the first goes first."""
-    middle = (len(calls) + 1) // 2
-    return [(calls[middle:], raised), (calls[:middle], raised)]
 
 
 @dataclass(frozen=True)

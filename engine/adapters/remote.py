@@ -34,7 +34,7 @@ from ..parallel import pickled
 from .contract import Adapter, AdapterContext, deliver_apart, factory
 
 # What crosses the pipe: calls as lists of (token, destination, mapping, action, payload, message id,
-# prepared, (person,) or None: see hold_behind); answers as (slice, cpu, wall, [token, ...], [(token,
+# prepared, (delivery, person) or None: see hold_behind); answers as (slice, cpu, wall, [token, ...], [(token,
 # state, attempts, status, body, message, waited), ...]): first the calls delivered at the first attempt
 # with nothing more to say, then the rest. ``slice`` is how many calls the child hands its adapter at a
 # time, ``cpu`` and ``wall`` the seconds of CPU it used and the seconds that passed since its last answer.
@@ -97,14 +97,18 @@ class RemoteAdapter:
         self._cpu = self._wall = 0.0           # the child's recent seconds, older ones weighing less
         self._waiting: dict[int, ActionCall] = {}   # token -> call, until its outcome is handed out
         self._person: Callable[[ActionCall], Any] | None = None  # see hold_behind
+        self._delivery = 0  # deliver calls so far: hold_behind's scope
         self._start()
 
     def hold_behind(self, person: Callable[[ActionCall], Any]) -> None:
         """Serve's held calls say who each call is for (engine.adapters.contract): each call then crosses with
-        its person, so that when the adapter in the child raises on a call, none of that person's later calls
-        in the slice is sent (:func:`~engine.adapters.contract.deliver_apart`). Any other failure of an
-        embedded store fails its whole slice, and in lockstep a delivery of serve's is one slice."""
+        its person and the number of the ``deliver`` it came in, and once a person's call fails in the child
+        (raises, or comes back failed), none of their later calls of that ``deliver`` is applied, whatever
+        slices the child cuts it into (:func:`~engine.adapters.contract.deliver_apart`)."""
         self._person = person
+
+    def _who(self, call: ActionCall) -> tuple[int, Any] | None:
+        return None if self._person is None else (self._delivery, self._person(call))
 
     def _start(self) -> None:
         import multiprocessing
@@ -127,6 +131,7 @@ class RemoteAdapter:
         self._reader.start()
 
     def deliver(self, calls: Sequence[ActionCall]) -> list[Outcome]:
+        self._delivery += 1
         outcomes = self._collect()
         if self._gone and not self._restarted():
             return outcomes + _failed(calls, self._gone)
@@ -268,12 +273,12 @@ class RemoteAdapter:
         pickle together, else each that pickles: one that cannot fails alone, not its neighbours."""
         failed: list[Outcome] = []
         try:
-            pieces = [(batch, pickled([_crossing(*item, self._person) for item in batch]))]
+            pieces = [(batch, pickled([_crossing(*item, self._who(item[1])) for item in batch]))]
         except Exception:  # noqa: BLE001 - looked for below, call by call
             pieces = []
             for item in batch:
                 try:
-                    pieces.append(([item], pickled([_crossing(*item, self._person)])))
+                    pieces.append(([item], pickled([_crossing(*item, self._who(item[1]))])))
                 except Exception as error:  # noqa: BLE001 - the reason is this call's outcome
                     failed.append(Outcome(FAILED, 0, message=f"cannot hand this call to the delivery process of "
                                                              f"'{self.name}': {type(error).__name__}: {error}",
@@ -287,12 +292,12 @@ class RemoteAdapter:
         return failed
 
 
-def _crossing(token: int, call: ActionCall, prepared: Any, person: Callable[[ActionCall], Any] | None) -> Crossing:
+def _crossing(token: int, call: ActionCall, prepared: Any, who: tuple[int, Any] | None) -> Crossing:
     """``call`` as it crosses to the child: once its request is built, the request without the payload it
     was built from (an adapter's ``deliver`` reads only ``prepared`` when it is set), a third less to
     pickle. Outcomes come back by token, so the lane books and dead-letters its own whole call."""
     return (token, call.destination, call.mapping, call.action, call.payload if prepared is None else None,
-            call.message_id, prepared, None if person is None else (person(call),))
+            call.message_id, prepared, who)
 
 
 def _failed(calls: Sequence[ActionCall], reason: str) -> list[Outcome]:
@@ -378,6 +383,7 @@ def _deliver_what_comes(connection: Any, adapter: Adapter, context: AdapterConte
 
     inbox = _Inbox(connection)
     make_call = call_factory()
+    held: set = set()  # (delivery, person) with a failed call, when the parent holds calls behind
     while True:
         try:
             pairs = inbox.take(pace.size, wait=_IDLE_POLL if tokens else None)
@@ -392,16 +398,19 @@ def _deliver_what_comes(connection: Any, adapter: Adapter, context: AdapterConte
         if os.getppid() != parent:
             _orphaned()
         some = []
-        persons: dict[int, Any] = {}  # id(call) -> who it is for, when the parent holds calls behind
-        for token, destination, mapping, action, payload, message_id, prepared, person in pairs:
+        persons: dict[int, Any] = {}  # id(call) -> (delivery, person), when the parent holds calls behind
+        for token, destination, mapping, action, payload, message_id, prepared, who in pairs:
             call = make_call(destination, mapping, action, payload, message_id, prepared)
             tokens[id(call)] = token
             some.append(call)
-            if person is not None:
-                persons[id(call)] = person[0]
+            if who is not None:
+                persons[id(call)] = who
+        if persons:  # in lockstep: the deliveries before the first one here are settled, forget them
+            first = persons[id(some[0])][0] if id(some[0]) in persons else 0
+            held = {who for who in held if who[0] >= first}
         began = time.perf_counter()
         outcomes = deliver_apart(adapter.deliver, some, context.destination,  # as in a lane
-                                 _person_in(persons) if persons else None)
+                                 _person_in(persons) if persons else None, held)
         pace.took(time.perf_counter() - began, len(some))
         send(outcomes)
 
