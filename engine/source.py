@@ -444,8 +444,13 @@ class _Builder:
         node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark,  # type: ignore[arg-type]
                                event.style)
         if len(event.value) > 4000:  # an integer this long is read as an event's would be, not a traceback
-            with any_size():
-                return yaml.SafeLoader.yaml_constructors[tag](self.loader, node)
+            try:
+                with any_size():
+                    return yaml.SafeLoader.yaml_constructors[tag](self.loader, node)
+            except ValueError:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"a number of {len(event.value):,} characters is longer than any value can be",
+                    event.start_mark) from None  # type: ignore[arg-type]
         return yaml.SafeLoader.yaml_constructors[tag](self.loader, node)
 
 

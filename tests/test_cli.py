@@ -378,6 +378,20 @@ tests:
                                   '{"n":' + big + ',"limit":' + big + "}}}\n"), result.stderr
 
 
+def test_an_integer_longer_than_any_event_may_hold_is_a_lint_error_with_its_place(tmp_path):
+    big = "9" * 100_001
+    rules = tmp_path / "huge.yaml"
+    rules.write_text(f"""version: 1
+destination: {{name: d, catalog: webhook, settings: {{url: "http://x"}}}}
+mappings:
+  - {{name: m, trigger: 'properties.n > {big}', action: send, fields: {{data: {{a: {big}}}}}}}
+""")
+    result = switchyard("lint", rules)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert f"{rules}:4:" in result.stdout and "error SY001" in result.stdout
+    assert "a number of 100,001 characters is longer than any value can be" in result.stdout
+
+
 def test_a_test_case_expecting_nan_passes_when_the_payload_holds_nan(tmp_path):
     rules = tmp_path / "nan.yaml"
     rules.write_text("""version: 1

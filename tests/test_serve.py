@@ -194,6 +194,47 @@ def test_an_event_is_measured_against_32_kb_as_the_client_sent_it():
     assert [key for key, _ in parse(None, json.dumps(body).encode(), None).events] == ["u-1", "u-2"]
 
 
+def test_a_request_whose_dead_letters_cannot_be_written_keeps_nothing(served):
+    """Its events were committed first: the client, told 503, sent them again, and those the server had given
+    an id (none of their own) were spooled twice."""
+    server = served("--dead-letter", "/dev/full")
+    body = {"batch": [{"type": ["track"], "userId": "u"}, {"type": "track", "userId": "u", "event": "E"}]}
+    for _ in range(3):
+        assert server.post("/v1/batch", body)[0] == 503
+    assert server.metric("switchyard_events_accepted_total") == 0
+
+
+def test_a_batch_context_that_makes_each_event_too_large_refuses_the_batch():
+    """Merged into each of 1,500 items, a 400 KB context was 600 MB to spool from a request of 490 KB."""
+    body = {"batch": [{"type": "track", "userId": "u", "event": "E"}] * 100, "context": {"blob": "x" * 40_000}}
+    with pytest.raises(Refused) as refused:
+        parse(None, json.dumps(body).encode(), None)
+    assert (refused.value.status, refused.value.code) == (400, "event_too_large")
+    assert "once the batch's context and integrations are in it" in refused.value.message
+
+
+def test_two_message_ids_that_are_one_number_are_two_people_to_the_delivery(tmp_path):
+    """1 and 1.0 are two ids to ingest (their text differs) but one key of a dict: bob's call was taken for ann's."""
+    from engine.deadletter import DeadLetter
+    from engine.loader import compile_paths
+    from engine.model import ActionCall
+    from engine.serve.delivery import DestinationWorker
+    from engine.serve.spool import Spool
+
+    rules, _ = compile_paths([str(PACK)])
+    spool = Spool(tmp_path / "spool")
+    worker = DestinationWorker(spool, rules.destinations[0], dead_letter=DeadLetter(None),
+                               store=str(tmp_path / "ws.db"), lanes="thread")
+    try:
+        worker._remember([(1, b'{"type":"track","userId":"ann","messageId":1}', 100.0),
+                          (2, b'{"type":"track","userId":"bob","messageId":1.0}', 101.0)])
+        about = [worker._about(ActionCall("customerio", "m", "a", {}, mid)) for mid in (1, 1.0)]
+        assert about == [("ann", 100.0), ("bob", 101.0)]
+    finally:
+        worker.pipeline.close()
+        spool.close()
+
+
 @pytest.mark.parametrize("body, code", [
     (gzip.compress(b'{"batch":[]}')[:-4], "invalid_gzip"),
     (gzip.compress(b'{"batch":[]}')[:-12], "invalid_gzip"),

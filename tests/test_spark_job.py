@@ -288,8 +288,11 @@ def test_hostile_events_are_one_row_each_and_never_fail_their_partition():
 
 def test_ids_holding_a_lone_surrogate_are_columns_as_json_and_come_back_whole_in_dead_letters():
     lines = ['{"type":"track","event":"e","userId":"u\\udfff","messageId":"m\\udfff"}',
-             '{"type":"track","event":"e","userId":"\\"v\\"","messageId":"\\"quoted\\""}']
+             '{"type":"track","event":"e","userId":"\\"v\\"","messageId":"\\"quoted\\""}',
+             # text that spells the first id's column: it must come back as itself, not as that id
+             '{"type":"track","event":"e","userId":"w","messageId":"\\"m\\\\udfff\\""}']
     rows = [r for r in partition_rows(ROOT / "rules" / "customerio.yaml", lines, dry_run=True) if r["kind"] == "call"]
-    assert sorted((r["messageId"], r["person"]) for r in rows) == [('"m\\udfff"', '"u\\udfff"'), ('"quoted"', '"v"')]
+    assert sorted((r["messageId"], r["person"]) for r in rows) == [
+        ('"\\"m\\\\udfff\\""', "w"), ('"\\"quoted\\""', '"\\"v\\""'), ('"m\\udfff"', '"u\\udfff"')]
     records = [dead_letter_record(dict(row, outcome="refused")) for row in rows]
-    assert sorted(record["call"]["messageId"] for record in records) == ['"quoted"', "m\udfff"]
+    assert sorted(record["call"]["messageId"] for record in records) == ['"m\\udfff"', '"quoted"', "m\udfff"]

@@ -99,14 +99,15 @@ class App:
             return await _refuse(send, Refused(500, "internal_error", "the request could not be read; "
                                                                        "this is a bug in the server"))
         try:
-            # The events first: refused for a full spool, the request leaves no dead letter to repeat when it
-            # comes again; and its events, once kept, are dropped as duplicates then.
+            # The dead letters first: if they cannot be written, nothing is kept and the client sends it all again.
+            # Events kept before would be spooled twice then, those the server gave an id not being known again.
+            # (A spool that turns out full at the commit, a rare race past the check above, repeats the records.)
+            if request.invalid:
+                await self._dead_letter(request.invalid)
             if request.events:
                 accepted, duplicates = await asyncio.wrap_future(service.spool.append(request.events))
                 service.metrics.accepted.inc(accepted)
                 service.metrics.deduplicated.inc(duplicates)
-            if request.invalid:
-                await self._dead_letter(request.invalid)
         except SpoolFull as full:
             return await _refuse(send, Refused(429, "spool_full", str(full)),
                                  [(b"retry-after", str(service.options.limits.retry_after).encode())])

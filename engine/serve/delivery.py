@@ -30,7 +30,7 @@ from ..adapters.patient import Patience, PatientAdapter
 from ..adapters.registry import gathers
 from ..deadletter import DeadLetter
 from ..delivery.outcome import Outcome
-from ..events import loads_exact, person_of
+from ..events import id_text, loads_exact, person_of
 from ..parallel import usable_cores
 from ..pipeline import Pipeline
 from ..ruleset import Destination, RuleSet
@@ -90,6 +90,11 @@ def in_process(destination: Destination, lanes: str) -> bool:
     return lanes == "process" or usable_cores() >= 2
 
 
+def _id_key(message_id: Any) -> Hashable:
+    """A messageId as ingest deduplicates it: a number by its text, so 1 and 1.0 (one dict key) are two ids."""
+    return message_id if message_id.__class__ is str else id_text(message_id)
+
+
 class DestinationWorker:
     """One destination's delivery thread: spool -> its rules -> its lane, progress after each chunk."""
 
@@ -127,7 +132,7 @@ class DestinationWorker:
 
     def _about(self, call: Any) -> tuple[Any, float]:
         """The person a call is for (:func:`~engine.events.person_of` its event) and when its event was received."""
-        return self._people.get(call.message_id) or (None, time.time())
+        return self._people.get(_id_key(call.message_id)) or (None, time.time())
 
     def _remember(self, rows: list[tuple[int, bytes, float]]) -> tuple[list[tuple[str, Any]], tuple[Hashable, ...]]:
         """The chunk's events, parsed, and their messageIds; each one's person is remembered for the adapter."""
@@ -136,8 +141,9 @@ class DestinationWorker:
             event, _ = loads_exact(raw, ours=True)  # an integer beyond 64 bits, a lone surrogate: as received
             message_id = event.get("messageId") if isinstance(event, dict) else None
             if message_id.__class__ in (str, int, float):  # ingest gives any other one an id of text
-                people[message_id] = (person_of(event), received)
-                ids.append(message_id)
+                key = _id_key(message_id)
+                people[key] = (person_of(event), received)
+                ids.append(key)
             events.append((str(row_id), event))
         return events, tuple(ids)
 

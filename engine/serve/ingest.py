@@ -19,12 +19,15 @@ from typing import Any
 
 import orjson
 
-from ..events import duplicate_key, exact_json, id_text, loads_body, to_line, written_twice
+from ..events import duplicate_key, exact_json, id_text, loads_body, may_hold_non_finite, to_line, written_twice
 
 #: Segment's limits (HTTP API docs): per event, per request, events per batch.
 EVENT_BYTES = 32 * 1024
 REQUEST_BYTES = 500 * 1024
 BATCH_EVENTS = 2500
+#: What the server may add to an event over the 32 KB a client counts: receivedAt, the corrected timestamp
+#: with the original kept, a messageId.
+ADDED_BYTES = 1024
 
 #: The path's last part -> the event type it carries (None: a batch). Short paths are analytics.js's
 #: and the mobile libraries'; ``import`` is analytics-java's name for a batch.
@@ -134,15 +137,15 @@ def parse(kind: str | None, body: bytes, authorization: str | None, now: datetim
     else:
         items, shared, batch_sent = [data], {}, None
     events, invalid = [], []
+    exact = not plain and may_hold_non_finite(body)  # most bodies json read hold neither: orjson writes them
     for position, item in enumerate(items):
         if not isinstance(item, dict):
             raise Refused(400, "not_an_object", f"batch item {position} is not a JSON object")
         event = _event(item, kind, shared, batch_sent, stamp)
         # NaN and Infinity are kept as read (orjson would write null): a destination refuses them, as in run.
-        encoded = _encoded(event) if plain else exact_json(event)
-        if len(encoded) > EVENT_BYTES and len(_encoded(item)) > EVENT_BYTES:  # the event as sent, as clients count
-            raise Refused(400, "event_too_large", f"event {position} is over the limit of "
-                                                  f"{EVENT_BYTES // 1024} KB per event")
+        encoded = exact_json(event) if exact else _encoded(event)
+        if len(encoded) > EVENT_BYTES:
+            _check_size(encoded, item, position)
         kind_of = event.get("type")
         if twice and (key := duplicate_key(item)) is not None:
             invalid.append((event, f"the key {_quoted(key)} is written twice in one "
@@ -152,6 +155,18 @@ def parse(kind: str | None, body: bytes, authorization: str | None, now: datetim
         else:
             events.append((_dedupe_key(event["messageId"]), encoded))
     return Request(write_key, events, invalid)
+
+
+def _check_size(encoded: bytes, item: dict, position: int) -> None:
+    """Refuse an event over 32 KB as the client sent it (as the clients count), or over 32 KB and what the
+    server adds (``receivedAt``, the fixed ``timestamp``, a ``messageId``) once the batch's ``context`` and
+    ``integrations`` are merged into it: a 400 KB context shared by 1,500 items was 600 MB to spool."""
+    if len(_encoded(item)) > EVENT_BYTES:
+        raise Refused(400, "event_too_large", f"event {position} is over the limit of {EVENT_BYTES // 1024} KB "
+                                              "per event")
+    if len(encoded) > EVENT_BYTES + ADDED_BYTES:
+        raise Refused(400, "event_too_large", f"event {position} is over the limit of {EVENT_BYTES // 1024} KB "
+                                              "per event once the batch's context and integrations are in it")
 
 
 def _encoded(value: dict) -> bytes:

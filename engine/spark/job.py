@@ -307,9 +307,11 @@ def _parse(line: str, source: str) -> Any:
 
 
 def _text(value: Any) -> str | None:
-    """An id as a column's text: a string as it is, anything else as JSON, and so is a string holding a lone
-    surrogate (``"m\\udfff"``), which Spark's strings cannot carry: it became ``m?`` in the table."""
-    if value is None or (value.__class__ is str and (value.isascii() or _carried(value))):
+    """An id as a column's text: a string as it is, anything else as JSON. So is a string holding a lone
+    surrogate (``"m\\udfff"``), which Spark's strings cannot carry (it became ``m?`` in the table), and one
+    starting with a double quote, which could otherwise be read back as such JSON."""
+    if value is None or (value.__class__ is str and not value.startswith('"')
+                         and (value.isascii() or _carried(value))):
         return value
     return stored_json(value)
 
@@ -323,14 +325,14 @@ def _carried(text: str) -> bool:
 
 
 def _message_id(column: str | None) -> Any:
-    """The message id :func:`_text` wrote: a string holding a lone surrogate is read back from its JSON."""
+    """The message id :func:`_text` wrote: a string written as JSON is read back."""
     if column is None or not column.startswith('"'):
         return column
     try:
         value, _ = loads_exact(column.encode(), ours=True)
     except ValueError:
         return column
-    return value if value.__class__ is str and not _carried(value) else column
+    return value if value.__class__ is str else column
 
 
 # -- reading outcome rows back -------------------------------------------------------------------

@@ -139,9 +139,12 @@ def numeric(text: str) -> int | float | None:
         return None
     if any(c in text for c in ".eE"):
         return float(text)
-    if len(text) > 4000:  # past Python's usual limit, up to the digits an event may hold
-        with any_size():
-            return int(text)
+    if len(text) > 4000:  # past Python's usual limit, up to the digits an event may hold; no number beyond
+        try:
+            with any_size():
+                return int(text)
+        except ValueError:
+            return None
     return int(text)
 
 
