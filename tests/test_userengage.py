@@ -215,6 +215,26 @@ def test_the_wait_limit_is_for_the_whole_call_not_for_each_of_its_requests(pack,
     assert adapter.retrier.clock.sleeps == [40.0]
 
 
+def test_a_company_made_by_a_create_whose_answer_was_lost_is_found_and_joined(pack, scripted):
+    """The create's 502 hid a company made: its retry was refused as a duplicate, the call ended refused (so
+    replay skipped it) and the user never joined the company."""
+    from scripted_server import Reply
+
+    scripted.script(Reply(200, {"id": 7, "user_key": "k7"}), path="/api/public/users/update_or_create/")
+    scripted.script(Reply(404, {"detail": "Not found."}), Reply(200, {"id": 5, "custom_id": "acme"}),
+                    path="/api/public/companies-by-id/acme/")
+    scripted.script(Reply(502), Reply(400, {"custom_id": ["company with this custom id already exists."]}),
+                    path="/api/public/companies/")
+    scripted.script(Reply(200, {}), path="/api/public/companies/5/add_member/")
+    adapter = _http_adapter(scripted.url, "k")
+    (outcome,) = adapter.deliver(calls_for(pack, [{"type": "group", "userId": "u1", "groupId": "acme",
+                                                   "traits": {"name": "Acme"}}]))
+    adapter.close()
+    assert outcome.state in ("delivered", "retried"), outcome.message
+    (joined,) = scripted.to("/api/public/companies/5/add_member/")
+    assert joined["body"]["user_id"] == 7
+
+
 def test_the_server_takes_token_or_basic_auth_and_answers_like_the_api(tmp_path):
     import base64
 

@@ -113,7 +113,18 @@ class _RestApi:
         return None if found is None else self._with_id(found, "companies-by-id/")
 
     def create_company(self, body: dict) -> dict:
-        return self._with_id(self._send("POST", PATHS["company_create"], body), "companies/")
+        try:
+            return self._with_id(self._send("POST", PATHS["company_create"], body), "companies/")
+        except _Stop as stop:
+            # A create answered 5xx (or not at all) may have been made: its retry is then refused as a company
+            # that exists. Looked up again, it is found, and the user still joins it.
+            last = self.last
+            if stop.outcome.state != REFUSED or last is None or last.attempts < 2:
+                raise
+            found = self.company_by_custom_id(str(body["custom_id"]))
+            if found is None:
+                raise
+            return found
 
     def update_company(self, company_id: int, body: dict) -> dict:
         return self._send("PUT", PATHS["company_update"].format(id=company_id), body)
