@@ -149,16 +149,23 @@ def test_a_403_is_refused_at_once_and_says_where_to_check(pack, tmp_path):
     assert "a-revoked-key" not in outcome.message
 
 
+def _over_http_to_the_stand_in(pack, tmp_path, events: list[dict]) -> tuple[list[str], list[str]]:
+    """The outcome of each call of ``events`` delivered over HTTP to the stand-in's server, and the requests
+    it received (``POST /api/public/... HTTP/1.1``)."""
+    seen: list[str] = []
+    with start_server(tmp_path / "app.db", "k", log=seen.append) as server:
+        adapter = _http_adapter(server.url, "k")
+        states = [o.state for o in adapter.deliver(calls_for(pack, events))]
+        adapter.close()
+    return states, [line.split('"')[1] for line in seen if '"' in line]
+
+
 def test_http_looks_each_user_and_company_up_once_per_run(pack, tmp_path):
     events = [{"type": "track", "userId": "u1", "event": f"E{n}"} for n in range(3)]
     events += [{"type": "group", "userId": "u1", "groupId": "acme", "traits": {"name": "Acme"}}] * 2
     events += [{"type": "page", "userId": "u1", "properties": {"url": "https://x.example/"}}]
-    seen: list[str] = []
-    with start_server(tmp_path / "app.db", "k", log=seen.append) as server:
-        adapter = _http_adapter(server.url, "k")
-        assert [o.state for o in adapter.deliver(calls_for(pack, events))] == ["delivered"] * 6
-        adapter.close()
-    requests = [line.split('"')[1] for line in seen if '"' in line]
+    states, requests = _over_http_to_the_stand_in(pack, tmp_path, events)
+    assert states == ["delivered"] * 6
     assert requests.count("POST /api/public/users/update_or_create/ HTTP/1.1") == 1
     assert requests.count("GET /api/public/companies-by-id/acme/ HTTP/1.1") == 1
     assert requests.count("POST /api/public/companies/ HTTP/1.1") == 1
@@ -173,12 +180,8 @@ def test_an_identifys_upsert_serves_the_users_later_calls_whatever_its_traits_ho
     adapter bug (after the upsert went out), and a later track of the same user upserted again."""
     events = [{"type": "identify", "userId": "u1", "traits": {"tags": ["a", "b"], "company": {"name": "Acme"}}},
               {"type": "track", "userId": "u1", "event": "E"}]
-    seen: list[str] = []
-    with start_server(tmp_path / "app.db", "k", log=seen.append) as server:
-        adapter = _http_adapter(server.url, "k")
-        assert [o.state for o in adapter.deliver(calls_for(pack, events))] == ["delivered"] * 2
-        adapter.close()
-    requests = [line.split('"')[1] for line in seen if '"' in line]
+    states, requests = _over_http_to_the_stand_in(pack, tmp_path, events)
+    assert states == ["delivered"] * 2
     assert requests.count("POST /api/public/users/update_or_create/ HTTP/1.1") == 1
     assert requests.count("POST /api/public/events/ HTTP/1.1") == 1
 
