@@ -390,6 +390,9 @@ mappings:
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert f"{rules}:4:" in result.stdout and "error SY001" in result.stdout
     assert "a number of 100,001 characters is longer than any value can be" in result.stdout
+    rules.write_text(rules.read_text().replace(f", fields: {{data: {{a: {big}}}}}", ""))
+    result = switchyard("lint", rules)  # in the trigger alone: said so, not read as a null
+    assert result.returncode == 1 and f"{rules}:4:40: error SY101 a number of 100,001 characters" in result.stdout
 
 
 def test_a_test_case_expecting_nan_passes_when_the_payload_holds_nan(tmp_path):

@@ -9,6 +9,7 @@ import http.client
 import json
 from datetime import datetime, timezone
 
+import orjson
 import pytest
 
 from conftest import ROOT
@@ -151,6 +152,19 @@ def test_nan_and_infinity_are_spooled_as_read_not_as_null():
     properties = event["properties"]
     assert math.isnan(properties["a"]) and properties["b"] == math.inf and properties["c"] == -math.inf
     assert properties["d"] is None
+    alone = b'{"type":"track","userId":"u","event":"E","properties":{"e":1' + b"0" * 299 + b'e10}}'  # 10^309
+    (event,) = spooled(parse("track", alone, None))
+    assert event["properties"]["e"] == math.inf
+
+
+def test_an_event_under_32_kb_as_sent_is_taken_however_it_is_spooled():
+    """Spooled exactly (it may hold NaN: the word is in a string), it was measured as json writes it, 1e-07
+    for 1e-7, and refused for a batch context it did not have."""
+    item = {"type": "track", "userId": "u", "event": "E", "messageId": "big", "properties": {
+        "order": 1234567890123456789, "note": "NaN is a word here", "xs": [1e-7] * 6000}}
+    body = orjson.dumps(item)  # 1e-7, as a JavaScript client writes it
+    assert 30_000 < len(body) < 32 * 1024
+    assert [key for key, _ in parse("track", body, None).events] == ["big"]
 
 
 def test_a_message_id_that_is_a_number_is_kept_and_deduplicated_as_its_text():

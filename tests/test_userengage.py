@@ -229,6 +229,7 @@ def test_a_company_made_by_a_create_whose_answer_was_lost_is_found_and_joined(pa
     scripted.script(Reply(502), Reply(400, {"custom_id": ["company with this custom id already exists."]}),
                     path="/api/public/companies/")
     scripted.script(Reply(200, {}), path="/api/public/companies/5/add_member/")
+    scripted.script(Reply(200, {"id": 5}), path="/api/public/companies/5/")
     adapter = _http_adapter(scripted.url, "k")
     (outcome,) = adapter.deliver(calls_for(pack, [{"type": "group", "userId": "u1", "groupId": "acme",
                                                    "traits": {"name": "Acme"}}]))
@@ -236,6 +237,8 @@ def test_a_company_made_by_a_create_whose_answer_was_lost_is_found_and_joined(pa
     assert outcome.state in ("delivered", "retried"), outcome.message
     (joined,) = scripted.to("/api/public/companies/5/add_member/")
     assert joined["body"]["user_id"] == 7
+    (updated,) = scripted.to("/api/public/companies/5/")  # made by another, maybe: this call's fields are sent
+    assert (updated["method"], updated["body"]["name"]) == ("PUT", "Acme")
 
 
 def test_the_server_takes_token_or_basic_auth_and_answers_like_the_api(tmp_path):

@@ -124,6 +124,7 @@ class _RestApi:
             found = self.company_by_custom_id(str(body["custom_id"]))
             if found is None:
                 raise
+            self.update_company(found["id"], body)  # made by the first try or by someone else: this call's fields
             return found
 
     def update_company(self, company_id: int, body: dict) -> dict:

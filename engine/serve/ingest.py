@@ -144,8 +144,8 @@ def parse(kind: str | None, body: bytes, authorization: str | None, now: datetim
         event = _event(item, kind, shared, batch_sent, stamp)
         # NaN and Infinity are kept as read (orjson would write null): a destination refuses them, as in run.
         encoded = exact_json(event) if exact else _encoded(event)
-        if len(encoded) > EVENT_BYTES:
-            _check_size(encoded, item, position)
+        if len(encoded) > EVENT_BYTES:  # measured as orjson writes it, as the clients do, however it is spooled
+            _check_size(_encoded(event) if exact else encoded, item, position)
         kind_of = event.get("type")
         if twice and (key := duplicate_key(item)) is not None:
             invalid.append((event, f"the key {_quoted(key)} is written twice in one "

@@ -93,7 +93,12 @@ class _ToNodes:
             raise TriggerError([problem_at("SY101", message, text, tree.meta.line, tree.meta.column)])
         children = [self.transform(child, text, depth + 1) if isinstance(child, Tree) else child
                     for child in tree.children]
-        return getattr(self, tree.data)(tree.meta, children)
+        try:
+            return getattr(self, tree.data)(tree.meta, children)
+        except _NumberTooLong as error:
+            token = error.token
+            message = f"a number of {len(token.value):,} characters is longer than any value can be"
+            raise TriggerError([problem_at("SY101", message, text, _known(token.line), _known(token.column))]) from None
 
     def trigger(self, meta, children):
         return children[0]
@@ -154,11 +159,21 @@ _DECODE = {
 }
 
 
+class _NumberTooLong(Exception):
+    """A number literal past the digits any value may hold (engine.integers.MAX_DIGITS)."""
+
+    def __init__(self, token: Token):
+        self.token = token
+
+
 def _literal(item: Token | nodes.Literal) -> nodes.Literal:
     """A value token as a Literal (a list arrives already built)."""
     if isinstance(item, nodes.Literal):
         return item
-    return nodes.Literal(span=_token_span(item), value=_DECODE[item.type](item.value))
+    value = _DECODE[item.type](item.value)
+    if value is None and item.type == "NUMBER":  # numeric() reads every NUMBER token but one too long
+        raise _NumberTooLong(item)
+    return nodes.Literal(span=_token_span(item), value=value)
 
 
 # --- Lark exceptions -> problems -----------------------------------------------------------
