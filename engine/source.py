@@ -206,7 +206,15 @@ def parse(file: str, text: str) -> Source:
 
 def _parse(file: str, text: str, loader_class) -> Source:
     source = Source(file, text)
-    loader = loader_class(text)
+    try:
+        loader = loader_class(text)
+    except yaml.reader.ReaderError as error:  # the pure-Python reader checks every character at once
+        line = text.count("\n", 0, error.position) + 1
+        column = error.position - (text.rfind("\n", 0, error.position) + 1) + 1
+        source.problems.append(source.at(line, column, Problem(
+            "SY001", f"YAML syntax error: the character U+{error.character:04X} cannot be in a YAML file "
+                     "(a control character); write it as an escape inside double quotes")))
+        return source
     try:
         source.data = _Builder(loader, source).document()
     except yaml.MarkedYAMLError as error:
