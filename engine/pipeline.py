@@ -49,6 +49,10 @@ POLL_INTERVAL = 0.05
 Sourced = tuple[ActionCall, "str | None"]  # a call and where its event came from (file:line)
 
 
+class PipelineClosed(RuntimeError):
+    """An event or call was given to a pipeline after :meth:`Pipeline.close` (or ``abandon``)."""
+
+
 class LedgerHooks(Protocol):
     """What a driver adds to booking (``replay``: a journal line per outcome)."""
 
@@ -126,16 +130,28 @@ class Lane:
         self._pending = 0                         # calls submitted whose outcome is not booked yet
         self._state = threading.Condition()
         self._abandoned = False
+        self._stopped = False  # the thread has ended: calls put from now on are failed at once
+        self._broken = ""      # why, when its adapter raised
         self._thread = threading.Thread(target=self._work, name=f"lane {name}", daemon=True)
         self._thread.start()
 
     def put(self, calls: list[Sourced]) -> None:
-        """Hand over calls, in order; waits while the lane already holds ``capacity`` calls."""
+        """Hand over calls, in order; waits while the lane already holds ``capacity`` calls. A lane whose thread
+        has stopped (its adapter's ``poll`` or ``close`` raised) fails them at once: none is left unanswered."""
         with self._state:
             while self._pending >= self.capacity and self._thread.is_alive():
                 self._state.wait(0.5)
             self._pending += len(calls)
-        self._queue.put(calls)
+            stopped = self._stopped
+            if not stopped:
+                self._queue.put(calls)  # under the lock: the thread, stopping, drains the queue after it
+        if stopped:
+            for call, source in calls:
+                self._sources[id(call)] = (call, source)
+                if self._booked is not None:
+                    self._booked.handed(call, source)
+            self._settle([Outcome(FAILED, 0, message=f"the lane of '{self.name}' stopped{self._broken}", call=call)
+                          for call, _ in calls])
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Wait until every call handed over has its outcome booked; False if ``timeout`` passed first."""
@@ -207,6 +223,8 @@ class Lane:
         """Whatever the adapter never answered for is failed, never lost from the count."""
         self._settle([Outcome(FAILED, 0, message=f"the adapter of '{self.name}' gave no outcome for this "
                               f"call{broken}", call=call) for call, _ in list(self._sources.values())])
+        with self._state:
+            self._stopped, self._broken = True, broken
         left = self._drain_queue()
         if left:
             for call, source in left:
@@ -366,6 +384,7 @@ class Pipeline:
 
     def submit_many(self, items: Iterable[tuple[str | None, Any]]) -> None:
         """Evaluate ``(source, event)`` pairs, in order, counting them under one lock."""
+        self._check_open()
         records: list[bytes] = []
         emitted: list[Sourced] = []
         written: list[bytes] = []
@@ -388,6 +407,7 @@ class Pipeline:
 
     def submit_part(self, part: Part) -> None:
         """Take a worker's part: add its counts, write its output and dead letters, deliver its calls."""
+        self._check_open()
         with self.ledger.lock:
             self.ledger.summary.add(part.summary)
         if self.dry_run and self.output is not None and part.output:
@@ -400,6 +420,7 @@ class Pipeline:
 
     def send(self, call: ActionCall, source: str | None = None) -> None:
         """Deliver a call built earlier (``replay``): counted as a call, not as an event."""
+        self._check_open()
         with self.ledger.lock:
             self.ledger.summary.calls[call.destination, call.mapping] += 1
         if self.dry_run:
@@ -449,6 +470,10 @@ class Pipeline:
         if last is not None and journal.passed(last):
             self._skipping = False  # input is read in order: past every destination's point, no more checks
         return kept
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise PipelineClosed("this pipeline is closed: its adapters are done; make a new one")
 
     # -- flushing and closing -------------------------------------------------------------------
 

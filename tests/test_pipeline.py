@@ -277,3 +277,43 @@ def test_a_persons_calls_after_one_that_failed_are_held_back_in_order():
     assert states == {"a1": ("failed", False), "b1": ("failed", False), "a2": ("failed", True),
                       "b2": ("failed", True), "c1": ("delivered", False)}
     assert sent == ["a1", "c1"]
+
+
+class _PollBreaks:
+    """A batching adapter whose poll raises: it holds each call, then its lane's thread ends."""
+
+    def deliver(self, calls):
+        return []
+
+    def poll(self):
+        raise RuntimeError("poll broke")
+
+    def close(self):
+        return []
+
+
+def test_calls_handed_to_a_lane_that_stopped_are_failed_and_a_closed_pipeline_takes_nothing(scripted, tmp_path):
+    """Both lost calls without a trace: the lane's thread had ended, so what was put on its queue stayed there,
+    and flush said every call had its outcome."""
+    from engine.pipeline import PipelineClosed
+
+    rules = two_destinations(tmp_path, scripted.url)
+    adapters = open_adapters(rules)
+    adapters["slow"].close()
+    adapters["slow"] = _PollBreaks()
+    dead = tmp_path / "dead.ndjson"
+    pipeline = Pipeline(rules, dead_letter=DeadLetter(str(dead)), adapters=adapters, hand_over=1)
+    pipeline.submit(order(0), "events:1")
+    deadline = time.monotonic() + 5
+    while pipeline.lanes["slow"]._thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    for n in range(1, 4):
+        pipeline.submit(order(n), f"events:{n + 1}")
+    assert pipeline.flush(timeout=5)
+    summary = pipeline.close()
+    slow = ("slow", "Orders")
+    assert (summary.calls[slow], summary.failed[slow]) == (4, 4) and summary.accounted
+    reasons = [json.loads(line)["reason"] for line in dead.read_text().splitlines()]
+    assert sum("stopped: RuntimeError: poll broke" in reason for reason in reasons) == 3
+    with pytest.raises(PipelineClosed):
+        pipeline.submit(order(9), "events:10")
