@@ -192,3 +192,44 @@ def without_times(value):
     if isinstance(value, list):
         return [without_times(v) for v in value]
     return value
+
+
+def test_an_alias_whose_type_is_written_with_an_escape_joins_its_ids(spark, tmp_path):
+    """The JVM picked alias lines by the text "alias": one spelled \\u0061lias was left out, and its two ids
+    were two people in two partitions."""
+    lines = [json.dumps({"type": "track", "event": "E", "anonymousId": "anon-1", "messageId": "t1",
+                         "timestamp": "2024-01-01T00:00:00Z"}),
+             '{"type":"\\u0061lias","previousId":"anon-1","userId":"user-1","messageId":"a1",'
+             '"timestamp":"2024-01-01T00:00:01Z"}']
+    events = tmp_path / "events.jsonl"
+    events.write_text("\n".join(lines) + "\n")
+    routed = route(spark, ROOT / "rules" / "customerio.yaml", [str(events)], output=str(tmp_path / "out"),
+                   dry_run=True)
+    rows = [row for row in routed.outcomes.collect() if row.kind == "call"]
+    assert {row.messageId for row in rows} == {"t1", "a1"}
+    assert len({(row.person, row.partition) for row in rows}) == 1
+
+
+def test_the_command_line_streams_into_json_and_says_what_it_did_even_when_nothing_came(tmp_path):
+    """Reading a stream's JSON rows back without their schema failed on a column null on every row, and a
+    stream that wrote nothing failed on its missing folder; both after routing, with a traceback."""
+    need_pyspark()
+    inbox, empty = tmp_path / "inbox", tmp_path / "empty"
+    inbox.mkdir()
+    empty.mkdir()
+    (inbox / "a.jsonl").write_text(json.dumps({"type": "track", "event": "E", "userId": "u1"}) + "\n")
+    for folder, events in ((inbox, 1), (empty, 0)):
+        result = switchyard("spark", "rules/customerio.yaml", folder, "--output", tmp_path / f"out-{folder.name}",
+                            "--stream", "--available-now", "--checkpoint", tmp_path / f"cp-{folder.name}",
+                            "--format", "json", "--dry-run", "--master", "local[1]", process=True)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert f"events read            {events}" in result.stderr
+
+
+def test_a_missing_input_or_an_output_that_exists_is_a_usage_error(tmp_path):
+    need_pyspark()
+    (tmp_path / "out").mkdir()
+    for inputs, output in (([tmp_path / "missing.jsonl"], tmp_path / "new"), ([EXAMPLES], tmp_path / "out")):
+        result = switchyard("spark", "rules/customerio.yaml", *inputs, "--output", output, "--dry-run",
+                            process=True)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]

@@ -95,6 +95,10 @@ def test_an_alias_between_ids_of_any_length_joins_them():
 
 def test_timestamps_are_ordered_as_instants_whatever_their_zone():
     assert instant_of({"timestamp": "2026-01-01T10:00:00+02:00"}) < instant_of({"timestamp": "2026-01-01T09:00:00Z"})
+    # a microsecond apart is apart in any year (float seconds merged them past 2242)
+    for year in ("0001", "2025", "9999"):
+        assert instant_of({"timestamp": f"{year}-01-01T00:00:00.000001Z"}) < \
+            instant_of({"timestamp": f"{year}-01-01T00:00:00.000002Z"})
     assert instant_of({"timestamp": "2026-01-01T09:00:00"}) == instant_of({"timestamp": "2026-01-01T09:00:00Z"})
     assert instant_of({"timestamp": "yesterday"}) == instant_of({}) < instant_of({"timestamp": "1970-01-01T00:00:00Z"})
 

@@ -116,8 +116,10 @@ def outcomes(lines: DataFrame, shipment: Shipment, *, dry_run: bool = False, par
     if not dry_run:
         check_adapters(shipment, local=(context.master or "").startswith("local"), workspace=workspace)
     job = Job(shipment, dry_run=dry_run, store=workspace, rate_shares=max(1, min(count, context.defaultParallelism)))
-    # Aliases are rare: the JVM picks the lines that may be one, and the driver joins their ids.
-    aliases = joined_by_alias(lines.where(lines.value.contains('"alias"')).rdd.mapPartitions(alias_links).collect())
+    # Aliases are rare: the JVM picks the lines that may be one (the word, or an escape that may spell it:
+    # "\u0061lias"), the executors read them, and the driver joins their ids.
+    maybe = lines.value.contains('"alias"') | lines.value.contains("\\u")
+    aliases = joined_by_alias(lines.where(maybe).rdd.mapPartitions(alias_links).collect())
     rows = (lines.rdd.mapPartitions(lambda items: keyed(items, aliases))
             .repartitionAndSortWithinPartitions(count, partitionFunc=partition_of)
             .mapPartitionsWithIndex(lambda index, items: route_partition(job, index, items)))

@@ -66,6 +66,15 @@ def run_spark(args: argparse.Namespace) -> int:
     if args.stream and not args.checkpoint:
         print("switchyard: --stream needs --checkpoint DIR", file=sys.stderr)
         return EXIT_USAGE
+    # Said here, as run says it, rather than as a traceback from Spark: local paths only (hdfs://, s3a:// ...
+    # are Spark's to read).
+    for name in [] if args.kafka else args.inputs:
+        if "://" not in name and not Path(name).exists():
+            print(f"switchyard: no such file or directory: {name}", file=sys.stderr)
+            return EXIT_USAGE
+    if not args.stream and "://" not in args.output and Path(args.output).exists():
+        print(f"switchyard: --output {args.output} exists; name a folder that does not", file=sys.stderr)
+        return EXIT_USAGE
     kafka = dict(option.partition("=")[::2] for option in args.kafka)
     try:
         ship([args.rules], dry_run=args.dry_run)  # lint first: no JVM is started for rules with errors
@@ -83,7 +92,7 @@ def run_spark(args: argparse.Namespace) -> int:
                 query.awaitTermination()
             except KeyboardInterrupt:
                 query.stop()  # a micro-batch cut short is routed again by the next start
-            rows = spark.read.format(args.format).load(args.output)
+            rows = _written(spark, args.output, args.format)
             summary = summarize(rows, dry_run=args.dry_run)
         else:
             routed = route(spark, args.rules, args.inputs, output=args.output, format=args.format,
@@ -102,6 +111,21 @@ def run_spark(args: argparse.Namespace) -> int:
     if args.summary_json:
         Path(args.summary_json).write_text(json.dumps(summary.to_dict(), indent=2) + "\n", encoding="utf-8")
     return EXIT_OK if not summary.undelivered else EXIT_PROBLEMS
+
+
+def _written(spark: Any, output: str, format: str) -> Any:
+    """The outcome rows a stream wrote to ``output``, read with their schema (a column null on every row is
+    not in a JSON file); none when no micro-batch wrote any."""
+    from pyspark.errors import AnalysisException
+
+    from . import _schema
+
+    try:
+        return spark.read.schema(_schema()).format(format).load(output)
+    except AnalysisException as error:
+        if "PATH_NOT_FOUND" not in str(error):
+            raise
+        return spark.createDataFrame([], schema=_schema())
 
 
 def _refused(refused: Any) -> int:
