@@ -275,6 +275,7 @@ def _load_or_report(paths, environ=None):
 def _test(args) -> int:
     if (code := _check_rule_paths(args.paths)) is not None:
         return code
+    from .events import json_text
     from .testing import run_tests
 
     # Tests are examples: they read `${VAR:-default}` as its default, whatever the environment
@@ -290,9 +291,10 @@ def _test(args) -> int:
         lines = [f"FAIL {outcome.file}:{outcome.line}: {outcome.destination} / {outcome.name}"]
         lines += [f"    {failure}" for failure in outcome.failures]
         lines.append("    actual:")
-        lines += [f"      {json.dumps(call, ensure_ascii=False) if isinstance(call, dict) else call}"
+        lines += [f"      {json_text(call) if isinstance(call, dict) else call}"
                   for call in outcome.actual or ["(no calls)"]]
-        print(secrets.mask("\n".join(lines)))
+        # A date or bytes from YAML is shown as its text; a lone surrogate as its escape, not a traceback.
+        print(secrets.mask("\n".join(lines)).encode("utf-8", "backslashreplace").decode("utf-8"))
     passed = sum(o.passed for o in outcomes)
     print(f"{passed} passed, {len(outcomes) - passed} failed")
     return EXIT_OK if passed == len(outcomes) else EXIT_PROBLEMS
@@ -310,7 +312,7 @@ def _explain(args) -> int:
         return code
     if args.event == STDIN and STDIN in args.paths:
         return _usage_error("stdin (-) can be read once: give the rules or the event as a file")
-    from .events import Unreadable, any_json
+    from .events import Unreadable, any_json, json_text
     from .explain import explain, render
 
     rules, _ = _load_or_report(args.paths)
@@ -325,7 +327,7 @@ def _explain(args) -> int:
     reports = [explain(rules, event) for _, event in items if not isinstance(event, Unreadable)]
     with any_json():  # an event may hold a 5,000-digit integer, or nest 900 levels
         if reports and args.format == "json":
-            text = json.dumps(reports[0] if len(reports) == 1 else reports, indent=2, ensure_ascii=False, default=str)
+            text = json_text(reports[0] if len(reports) == 1 else reports, indent=2)  # NaN as null: JSON
         else:
             text = "\n\n".join(render(report) for report in reports)
     if reports:  # a lone surrogate ("\udfff" in the event) is written as that escape

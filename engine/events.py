@@ -364,17 +364,25 @@ def to_line(value) -> bytes:
         return (_json_dumps(value) + "\n").encode("utf-8", "backslashreplace")
 
 
-def _json_dumps(value: Any, *, exact: bool = False) -> str:
+def json_text(value: Any, indent: int | None = None) -> str:
+    """``value`` as JSON text to show a person (explain, a failed test case): ``NaN`` and ``Infinity`` as
+    ``null``, other values as their text, indented when ``indent`` is given, else on one line with a space
+    after each separator. A lone surrogate stays in the text: write it with ``backslashreplace``."""
+    return _json_dumps(value, indent=indent, spaced=True)
+
+
+def _json_dumps(value: Any, *, exact: bool = False, indent: int | None = None, spaced: bool = False) -> str:
     """json.dumps of what orjson refused, written as orjson writes: compact, and ``NaN`` and ``Infinity``
     as ``null`` (they are not JSON), unless ``exact``; the rare value with a very long integer or deep
     nesting too."""
+    shape: dict[str, Any] = {"indent": indent} if indent is not None else {} if spaced else {"separators": (",", ":")}
     try:
-        text = json.dumps(value, ensure_ascii=False, default=str, separators=(",", ":"))
+        text = json.dumps(value, ensure_ascii=False, default=str, **shape)
     except (ValueError, RecursionError) as error:
         if isinstance(error, ValueError) and not too_long(error):
             raise
         with any_size(), _deep():
-            text = json.dumps(value, ensure_ascii=False, default=str, separators=(",", ":"))
+            text = json.dumps(value, ensure_ascii=False, default=str, **shape)
     if exact or ("NaN" not in text and "Infinity" not in text):
         return text
     return _NOT_FINITE.sub(lambda found: "null" if found.group(1) else found.group(0), text)

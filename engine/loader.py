@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
+from typing import Any, Iterator
 
 from . import cache
 from . import catalog as catalogs
@@ -552,7 +553,25 @@ class _FileCompiler:
                     if isinstance(name, str) and name not in mapping_names:
                         self.report(where + (kind, position, "mapping"), "SY403",
                                     f"test refers to unknown mapping '{name}'{_suggest(name, mapping_names)}")
+            # Events are JSON: a value YAML reads as something else (an unquoted date, !!binary) would reach the
+            # rules as no event ever can.
+            for path, value in _not_json(item["event"], where + ("event",)):
+                kind = "bytes" if isinstance(value, (bytes, bytearray)) else "a date"
+                self.report(path, "SY002", f"a test event is JSON, and YAML reads this value as {kind}, not text: "
+                                           "quote it")
             line, _ = self.source.position(where)
             cases.append(TestCase(str(item.get("name")), item["event"], item.get("expect"), item.get("errors"),
                                   item.get("discarded"), line))
         return cases
+
+
+def _not_json(value: Any, path: tuple) -> Iterator[tuple[tuple, Any]]:
+    """``(path, value)`` of each value in a YAML document that JSON has no such value for (dates, bytes)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _not_json(item, path + (key,))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _not_json(item, path + (index,))
+    elif value is not None and not isinstance(value, (str, int, float, bool)):
+        yield path, value

@@ -395,6 +395,42 @@ mappings:
     assert result.returncode == 1 and f"{rules}:4:40: error SY101 a number of 100,001 characters" in result.stdout
 
 
+def test_a_failed_case_whose_call_holds_a_lone_surrogate_is_reported(tmp_path):
+    """The report printed the call as it was: a UnicodeEncodeError traceback on a UTF-8 stdout."""
+    rules = tmp_path / "s.yaml"
+    rules.write_text("""version: 1
+destination: {name: d, catalog: webhook, settings: {url: "http://127.0.0.1:9/hook"}}
+mappings:
+  - {name: m, trigger: 'type = "track"', action: send, fields: {data: {n: properties.n}}}
+tests:
+  - name: a surrogate
+    event: {type: track, properties: {n: "x\\ud800"}}
+    expect:
+      - mapping: m
+        payload: {url: "http://127.0.0.1:9/hook", method: POST, data: {n: "y"}}
+""")
+    result = switchyard("test", rules, process=True)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert '"n": "x\\ud800"' in result.stdout and "0 passed, 1 failed" in result.stdout
+
+
+def test_explain_as_json_writes_nan_as_null(tmp_path):
+    rules = tmp_path / "n.yaml"
+    rules.write_text("""version: 1
+destination: {name: d, catalog: webhook, settings: {url: "http://127.0.0.1:9/hook"}}
+mappings:
+  - {name: m, trigger: 'type = "track"', action: send, fields: {data: {n: properties.n}}}
+""")
+    event = tmp_path / "e.json"
+    event.write_text('{"type":"track","properties":{"n":NaN}}\n')
+    result = switchyard("explain", rules, "--event", event, "--format", "json")
+
+    def refuse(word):
+        raise ValueError(f"{word} is not JSON")
+    report = json.loads(result.stdout, parse_constant=refuse)
+    assert '"n": null' in result.stdout and report
+
+
 def test_a_test_case_expecting_nan_passes_when_the_payload_holds_nan(tmp_path):
     rules = tmp_path / "nan.yaml"
     rules.write_text("""version: 1
