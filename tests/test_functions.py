@@ -130,3 +130,14 @@ def test_an_integer_longer_than_python_prints_by_default_is_written_whole_as_tex
     with any_size():
         number = int("7" * 5000)
     assert text_of(number) == "7" * 5000
+
+
+@pytest.mark.parametrize("expression", ["to_string(userId)", "concat('id-', userId)"])
+def test_standard_functions_take_an_integer_of_5000_digits_as_the_others_do(expression):
+    """to_string is JMESPath's own, whose json.dumps refused it: the call became an invalid payload."""
+    from engine.integers import any_size
+
+    with any_size():
+        number = int("7" * 5000)
+    evaluate, problems = compile_expression(expression)
+    assert not problems and evaluate({"userId": number}).endswith("7" * 5000)

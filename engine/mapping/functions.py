@@ -75,6 +75,17 @@ def text_of(value: Any) -> str:
 class SwitchyardFunctions(Functions):
     """The standard JMESPath functions plus Switchyard's (``_func_<name>`` is function ``<name>``)."""
 
+    @signature({"types": []})
+    def _func_to_string(self, arg):
+        """JMESPath's own, for any integer an event may hold: past 4,300 digits json.dumps refuses it."""
+        try:
+            return super()._func_to_string(arg)
+        except ValueError as error:
+            if not too_long(error):
+                raise
+            with any_size():
+                return super()._func_to_string(arg)
+
     @signature({"types": [], "variadic": True})
     def _func_coalesce(self, *values):
         """The first argument that is neither null nor an empty string, else null.
