@@ -53,10 +53,12 @@ class _Observer:
             item["note"] = "disabled: would fire if enabled"
         elif not explanation.result and mapping.enabled:
             total = explanation.condition_count()
-            held = [leaf for leaf in explanation.conditions() if leaf.result]
-            # `event != "x"` holds on a screen, which has no `event`: that says nothing about how near
-            # the event came to this mapping, so such conditions do not count.
-            vacuous = sum(1 for leaf in held if leaf.seen is MISSING or leaf.seen is None)
+            # A condition counts when its result brings the match nearer: one that holds, or one that does
+            # not hold under `not` (the one that holds there is what stopped the match).
+            held = [leaf for leaf, toward in explanation.toward_match() if toward]
+            # `event != "x"` holds on a screen, which has no `event`, and `products[*].sku != "TEST"` on an
+            # event without products: that says nothing about how near the event came, so they do not count.
+            vacuous = sum(1 for leaf in held if leaf.seen is MISSING or leaf.seen is None or leaf.seen == [])
             satisfied = len(held) - vacuous
             self.candidates.append((satisfied / total if total else 0.0, satisfied, total, vacuous,
                                     destination.name, mapping.name))

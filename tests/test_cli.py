@@ -111,6 +111,33 @@ def test_explain_shows_conditions_values_and_nearest_miss():
     assert data["nearest_miss"]["mapping"] == "Paid sign-ups"
 
 
+NEAREST = """version: 1
+destination: {name: crm, catalog: webhook, settings: {url: "http://127.0.0.1:9/hook"}}
+mappings:
+  - {name: Orders without a test SKU, trigger: 'type = "track" and properties.products[*].sku != "TEST"',
+     action: send}
+  - {name: Everything but orders, trigger: 'type = "track" and not (event = "Order Completed")', action: send}
+  - {name: Screens of the shop, trigger: 'type = "screen" and name = "Shop"', action: send}
+"""
+
+
+@pytest.mark.parametrize("event, nearest", [
+    # only conditions over no products, or a missing event under `not`, held: nothing brought it nearer
+    ({"type": "identify", "userId": "u1"}, None),
+    # under `not`, the condition that held is what stopped the match: 1 of 2 toward it, not 2 of 2
+    ({"type": "track", "event": "Order Completed", "properties": {"products": [{"sku": "TEST"}]}},
+     ("Orders without a test SKU", 1, 2)),
+    ({"type": "screen", "name": "Home"}, ("Screens of the shop", 1, 2)),
+], ids=["over no elements", "under not", "plain"])
+def test_the_nearest_miss_counts_only_conditions_that_bring_the_event_nearer(tmp_path, event, nearest):
+    rules = tmp_path / "near.yaml"
+    rules.write_text(NEAREST)
+    data = json.loads(switchyard("explain", rules, "--event", "-", "--format", "json",
+                                 stdin=json.dumps(event)).stdout)
+    found = data.get("nearest_miss")
+    assert (found["mapping"], found["satisfied"], found["conditions"]) == nearest if nearest else found is None, found
+
+
 def test_explain_shows_payload_and_disabled_mapping():
     event = {"type": "track", "event": "Order Refunded", "properties": {"total": 900}}
     data = json.loads(switchyard("explain", "rules/webhook.yaml", "--event", "-", "--format", "json",

@@ -54,6 +54,14 @@ class Explanation:
             return [self]
         return [leaf for child in self.children for leaf in child.conditions()]
 
+    def toward_match(self, negated: bool = False) -> list[tuple["Explanation", bool]]:
+        """Every condition with whether its result brings the trigger nearer to matching: its holding, or,
+        under an odd number of ``not``, its not holding."""
+        if self.kind == "condition":
+            return [(self, bool(self.result) != negated)]
+        inner = not negated if self.kind == "not" else negated
+        return [pair for child in self.children for pair in child.toward_match(inner)]
+
     def satisfied_count(self) -> int:
         """How many conditions held (to rank near misses; a held condition under `not` counts too)."""
         return sum(1 for leaf in self.conditions() if leaf.result)
