@@ -146,12 +146,7 @@ class Lane:
             if not stopped:
                 self._queue.put(calls)  # under the lock: the thread, stopping, drains the queue after it
         if stopped:
-            for call, source in calls:
-                self._sources[id(call)] = (call, source)
-                if self._booked is not None:
-                    self._booked.handed(call, source)
-            self._settle([Outcome(FAILED, 0, message=f"the lane of '{self.name}' stopped{self._broken}", call=call)
-                          for call, _ in calls])
+            self._fail_stopped(calls, self._broken)
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Wait until every call handed over has its outcome booked; False if ``timeout`` passed first."""
@@ -227,12 +222,16 @@ class Lane:
             self._stopped, self._broken = True, broken
         left = self._drain_queue()
         if left:
-            for call, source in left:
-                self._sources[id(call)] = (call, source)
-                if self._booked is not None:
-                    self._booked.handed(call, source)
-            self._settle([Outcome(FAILED, 0, message=f"the lane of '{self.name}' stopped{broken}", call=call)
-                          for call, _ in left])
+            self._fail_stopped(left, broken)
+
+    def _fail_stopped(self, calls: list[Sourced], broken: str) -> None:
+        """Fail calls the stopped thread will never hand its adapter (booked as handed, then failed)."""
+        for call, source in calls:
+            self._sources[id(call)] = (call, source)
+            if self._booked is not None:
+                self._booked.handed(call, source)
+        self._settle([Outcome(FAILED, 0, message=f"the lane of '{self.name}' stopped{broken}", call=call)
+                      for call, _ in calls])
 
     def _more(self, calls: list[Sourced]) -> list[Sourced]:
         """``calls`` and whatever else is queued behind them, up to ``GATHER`` calls: one bigger ``deliver``

@@ -422,14 +422,20 @@ mappings:
     assert result.returncode == 1 and f"{rules}:4:40: error SY101 a number of 100,001 characters" in result.stdout
 
 
-def test_a_failed_case_whose_call_holds_a_lone_surrogate_is_reported(tmp_path):
-    """The report printed the call as it was: a UnicodeEncodeError traceback on a UTF-8 stdout."""
-    rules = tmp_path / "s.yaml"
+def n_to_hook(tmp_path, tests: str = ""):
+    """A rule file that sends each track event's ``properties.n`` to a hook, with ``tests`` (YAML) after it."""
+    rules = tmp_path / "n.yaml"
     rules.write_text("""version: 1
 destination: {name: d, catalog: webhook, settings: {url: "http://127.0.0.1:9/hook"}}
 mappings:
   - {name: m, trigger: 'type = "track"', action: send, fields: {data: {n: properties.n}}}
-tests:
+""" + tests)
+    return rules
+
+
+def test_a_failed_case_whose_call_holds_a_lone_surrogate_is_reported(tmp_path):
+    """The report printed the call as it was: a UnicodeEncodeError traceback on a UTF-8 stdout."""
+    rules = n_to_hook(tmp_path, """tests:
   - name: a surrogate
     event: {type: track, properties: {n: "x\\ud800"}}
     expect:
@@ -442,12 +448,7 @@ tests:
 
 
 def test_explain_as_json_writes_nan_as_null(tmp_path):
-    rules = tmp_path / "n.yaml"
-    rules.write_text("""version: 1
-destination: {name: d, catalog: webhook, settings: {url: "http://127.0.0.1:9/hook"}}
-mappings:
-  - {name: m, trigger: 'type = "track"', action: send, fields: {data: {n: properties.n}}}
-""")
+    rules = n_to_hook(tmp_path)
     event = tmp_path / "e.json"
     event.write_text('{"type":"track","properties":{"n":NaN}}\n')
     result = switchyard("explain", rules, "--event", event, "--format", "json")
@@ -459,12 +460,7 @@ mappings:
 
 
 def test_a_test_case_expecting_nan_passes_when_the_payload_holds_nan(tmp_path):
-    rules = tmp_path / "nan.yaml"
-    rules.write_text("""version: 1
-destination: {name: d, catalog: webhook, settings: {url: "http://127.0.0.1:9/hook"}}
-mappings:
-  - {name: m, trigger: 'type = "track"', action: send, fields: {data: {n: properties.n}}}
-tests:
+    rules = n_to_hook(tmp_path, """tests:
   - name: NaN is NaN
     event: {type: track, properties: {n: .nan}}
     expect:
