@@ -416,7 +416,8 @@ def _deliver_what_comes(connection: Any, adapter: Adapter, context: AdapterConte
 
 
 def _person_in(persons: dict[int, Any]) -> Callable[[ActionCall], Any]:
-    return lambda call: persons[id(call)]
+    """Who a call of this slice is for; None for a call from elsewhere (an outcome an adapter answered late)."""
+    return lambda call: persons.get(id(call))
 
 
 _GONE = object()  # the pipe broke: the parent was killed
