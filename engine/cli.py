@@ -275,7 +275,7 @@ def _load_or_report(paths, environ=None):
 def _test(args) -> int:
     if (code := _check_rule_paths(args.paths)) is not None:
         return code
-    from .events import json_text
+    from .events import json_text, with_escapes
     from .testing import run_tests
 
     # Tests are examples: they read `${VAR:-default}` as its default, whatever the environment
@@ -294,7 +294,7 @@ def _test(args) -> int:
         lines += [f"      {json_text(call) if isinstance(call, dict) else call}"
                   for call in outcome.actual or ["(no calls)"]]
         # A date or bytes from YAML is shown as its text; a lone surrogate as its escape, not a traceback.
-        print(secrets.mask("\n".join(lines)).encode("utf-8", "backslashreplace").decode("utf-8"))
+        print(with_escapes(secrets.mask("\n".join(lines))))
     passed = sum(o.passed for o in outcomes)
     print(f"{passed} passed, {len(outcomes) - passed} failed")
     return EXIT_OK if passed == len(outcomes) else EXIT_PROBLEMS

@@ -196,6 +196,23 @@ def id_text(value: Any) -> str:
             return str(value)
 
 
+def holds_lone_surrogate(text: str) -> bool:
+    """Whether ``text`` holds a lone surrogate (``"\\udfff"``, which an event may): no UTF-8 can carry it."""
+    if text.isascii():
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def with_escapes(text: str) -> str:
+    """``text`` with each lone surrogate written as its escape (``\\udfff``), to print on a UTF-8 stream; in
+    JSON text, where one can only be inside a string, that is the same value."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def read(stream: IO, name: str) -> Iterator[tuple[str, object]]:
     """Yield ``(source, event)`` for every event, or ``(source, Unreadable)``; blank lines are skipped.
 

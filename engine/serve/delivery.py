@@ -21,7 +21,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,7 +56,7 @@ class _Chunk:
     last: int
     expected: int | None = None   # known once the chunk is evaluated
     settled: int = 0
-    message_ids: tuple[Hashable, ...] = ()   # whose people the worker remembers while the chunk is in hand
+    message_ids: tuple[str, ...] = ()   # whose people the worker remembers while the chunk is in hand
 
     @property
     def done(self) -> bool:
@@ -90,11 +90,6 @@ def in_process(destination: Destination, lanes: str) -> bool:
     return lanes == "process" or usable_cores() >= 2
 
 
-def _id_key(message_id: Any) -> Hashable:
-    """A messageId as ingest deduplicates it: a number by its text, so 1 and 1.0 (one dict key) are two ids."""
-    return message_id if message_id.__class__ is str else id_text(message_id)
-
-
 class DestinationWorker:
     """One destination's delivery thread: spool -> its rules -> its lane, progress after each chunk."""
 
@@ -105,7 +100,7 @@ class DestinationWorker:
         # A SetupError stops the start or the reload.
         # In a process, in lockstep: the held calls must see a failure before the person's next call goes.
         adapter = open_adapter(destination, store=store, process=in_process(destination, lanes), lockstep=True)
-        self._people: dict[Hashable, tuple[Any, float]] = {}  # messageId -> (person, received), chunks in hand
+        self._people: dict[str, tuple[Any, float]] = {}  # messageId -> (person, received), chunks in hand
         self.patient = PatientAdapter(adapter, patience, self._about, destination=self.name)
         self.pipeline = Pipeline(RuleSet([destination]), dead_letter=dead_letter,
                                  adapters={self.name: self.patient}, hooks=_Hooks(self, settled))
@@ -132,16 +127,17 @@ class DestinationWorker:
 
     def _about(self, call: Any) -> tuple[Any, float]:
         """The person a call is for (:func:`~engine.events.person_of` its event) and when its event was received."""
-        return self._people.get(_id_key(call.message_id)) or (None, time.time())
+        # By its text, as ingest deduplicates it: 1 and 1.0, one key of a dict, are two ids.
+        return self._people.get(id_text(call.message_id)) or (None, time.time())
 
-    def _remember(self, rows: list[tuple[int, bytes, float]]) -> tuple[list[tuple[str, Any]], tuple[Hashable, ...]]:
+    def _remember(self, rows: list[tuple[int, bytes, float]]) -> tuple[list[tuple[str, Any]], tuple[str, ...]]:
         """The chunk's events, parsed, and their messageIds; each one's person is remembered for the adapter."""
         events, ids, people = [], [], self._people
         for row_id, raw, received in rows:
             event, _ = loads_exact(raw, ours=True)  # an integer beyond 64 bits, a lone surrogate: as received
             message_id = event.get("messageId") if isinstance(event, dict) else None
             if message_id.__class__ in (str, int, float):  # ingest gives any other one an id of text
-                key = _id_key(message_id)
+                key = id_text(message_id)
                 people[key] = (person_of(event), received)
                 ids.append(key)
             events.append((str(row_id), event))

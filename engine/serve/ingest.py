@@ -153,7 +153,8 @@ def parse(kind: str | None, body: bytes, authorization: str | None, now: datetim
         elif kind_of.__class__ is not str or kind_of not in _TYPES:  # a list or an object too
             invalid.append((event, _invalid_reason(event)))
         else:
-            events.append((_dedupe_key(event["messageId"]), encoded))
+            # deduplicated by its text: a number as run keeps it (12345 and "12345" are one id)
+            events.append((id_text(event["messageId"]), encoded))
     return Request(write_key, events, invalid)
 
 
@@ -174,11 +175,6 @@ def _encoded(value: dict) -> bytes:
         return orjson.dumps(value)
     except TypeError:  # an integer beyond 64 bits, a lone surrogate, deep nesting: written as read
         return to_line(value)[:-1]
-
-
-def _dedupe_key(message_id: Any) -> str:
-    """The text a messageId is deduplicated by: a number as run keeps it (``12345`` and ``"12345"`` are one)."""
-    return message_id if message_id.__class__ is str else id_text(message_id)
 
 
 _TYPES = frozenset(t for t in PATHS.values() if t)

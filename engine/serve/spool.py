@@ -29,6 +29,7 @@ import time
 from concurrent.futures import Future
 from pathlib import Path
 
+from ..events import holds_lone_surrogate
 from .limits import DURABILITY, Limits  # noqa: F401 - Limits: read with the spool
 
 DEDUPE_WINDOW = 24 * 3600.0  # Segment keeps messageIds at least 24 h (HTTP API docs)
@@ -254,8 +255,4 @@ class Spool:
 def _seen_key(message_id: str) -> str | bytes:
     """What a messageId is remembered by: itself, or, when it holds a lone surrogate that SQLite cannot take
     as text, its bytes (a BLOB, which never equals any text: its JSON form, a client could send as an id)."""
-    try:
-        message_id.encode("utf-8")
-    except UnicodeEncodeError:
-        return message_id.encode("utf-8", "surrogatepass")
-    return message_id
+    return message_id.encode("utf-8", "surrogatepass") if holds_lone_surrogate(message_id) else message_id

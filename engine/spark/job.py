@@ -23,7 +23,7 @@ from ..adapters import Adapter, SetupError, open_adapter
 from ..deadletter import DeadLetter
 from ..delivery.outcome import Outcome
 from ..delivery.ratelimit import SHARES
-from ..events import id_text, loads_exact, parse, person_of, read_line, stored_json
+from ..events import holds_lone_surrogate, id_text, loads_exact, parse, person_of, read_line, stored_json
 from ..model import ActionCall
 from ..pipeline import Pipeline, Sourced, account
 from ..summary import Summary
@@ -313,18 +313,9 @@ def _text(value: Any) -> str | None:
     """An id as a column's text: a string as it is, anything else as JSON. So is a string holding a lone
     surrogate (``"m\\udfff"``), which Spark's strings cannot carry (it became ``m?`` in the table), and one
     starting with a double quote, which could otherwise be read back as such JSON."""
-    if value is None or (value.__class__ is str and not value.startswith('"')
-                         and (value.isascii() or _carried(value))):
+    if value is None or (value.__class__ is str and not value.startswith('"') and not holds_lone_surrogate(value)):
         return value
     return stored_json(value)
-
-
-def _carried(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _message_id(column: str | None) -> Any:

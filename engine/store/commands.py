@@ -14,6 +14,8 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
+from ..events import with_escapes
+
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
 #: The commands that may start from a file that does not exist yet.
 CREATING = ("settings", "serve")
@@ -46,9 +48,7 @@ def run_command(args: Any, handlers: Mapping[str, Callable[[Any], int]], *, dest
 def show(args: Any, data: Any, render: Callable[[Any], str] | None) -> int:
     """Print ``data`` as JSON with ``--json`` (or with no ``render``), else as ``render`` writes it."""
     text = json.dumps(data, indent=2, ensure_ascii=False) if args.json or render is None else render(data)
-    # A lone surrogate a refused call held cannot be written to a UTF-8 stream: its escape is, and in JSON
-    # (where it can only be inside a string) it is the same value.
-    print(text.encode("utf-8", "backslashreplace").decode("utf-8"))
+    print(with_escapes(text))  # a lone surrogate a refused call held: a UTF-8 stream cannot take it
     return EXIT_OK
 
 
