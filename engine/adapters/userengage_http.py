@@ -97,9 +97,8 @@ class _RestApi:
         answer = self._send("GET", PATHS["user_by_id"].format(id=user_id))
         if isinstance(answer, dict) and isinstance(answer.get("user_key"), str) and answer["user_key"]:
             return answer
-        last = self.last  # a page view needs the key: without it, it would be sent for a user named "None"
-        raise _Stop(Outcome(FAILED, self.attempts, last.status if last else None, last.body if last else None,
-                            "User.com answered users/<id>/ without a user_key", self.waited, self.call))
+        # A page view needs the key: without it, it would be sent for a user named "None".
+        raise self._unusable("User.com answered users/<id>/ without a user_key")
 
     def create_event(self, body: dict) -> dict:
         return self._send("POST", PATHS["event"], body)
@@ -173,6 +172,10 @@ class _RestApi:
         """``answer`` if it names an id; else the call fails (replayable): the next request needs that id."""
         if isinstance(answer, dict) and isinstance(answer.get("id"), int):
             return answer
+        raise self._unusable(f"User.com answered {what} without an id")
+
+    def _unusable(self, message: str) -> _Stop:
+        """The call fails (replayable) on an answer it cannot go on with, keeping that answer's status and body."""
         last = self.last
-        raise _Stop(Outcome(FAILED, self.attempts, last.status if last else None, last.body if last else None,
-                            f"User.com answered {what} without an id", self.waited, self.call))
+        return _Stop(Outcome(FAILED, self.attempts, last.status if last else None, last.body if last else None,
+                             message, self.waited, self.call))
