@@ -2,9 +2,10 @@
 
 - ``floor``: the least an ASGI app on the same stack (uvicorn) can do with a batch: read the body,
   parse the JSON, append it to a file, answer 200. ``switchyard serve`` is measured against it.
-- ``python benchmarks/serve.py load URL SECONDS``: 4 threads, each on its own keep-alive
-  connection, send batches of 100 distinct track events for SECONDS; prints JSON
-  ``{"events", "seconds", "refused"}`` (events acknowledged with 200).
+- ``python benchmarks/serve.py load URL SECONDS [RATE]``: 4 threads, each on its own keep-alive
+  connection, send batches of 100 distinct track events for SECONDS, as fast as they are answered or
+  RATE events a second in all; prints JSON ``{"events", "seconds", "refused"}`` (events acknowledged
+  with 200).
 - ``python benchmarks/serve.py latency URL SECONDS RATE``: single-event requests at RATE a second
   (open loop, 4 threads); prints JSON ``{"requests", "p50_ms", "p99_ms"}``.
 
@@ -23,6 +24,7 @@ from urllib.parse import urlsplit
 import orjson
 
 CLIENTS, BATCH = 4, 100
+STEADY_RATE = 20_000  # events a second, for the row on delivery keeping up
 
 
 async def floor(scope, receive, send):
@@ -64,17 +66,26 @@ def _event(client: int, number: int) -> dict:
             "context": {"ip": "1.2.3.4", "library": {"name": "bench"}}}
 
 
-def load(url: str, seconds: float) -> dict:
+def load(url: str, seconds: float, rate: float | None = None) -> dict:
+    """As fast as the server takes them, or, with ``rate``, that many events a second in all (open loop:
+    a batch is due at its time whether or not the one before has been answered late)."""
     parts = urlsplit(url)
     totals = {"events": 0, "refused": 0}
     lock = threading.Lock()
-    end = time.monotonic() + seconds
+    started = time.monotonic()
+    end = started + seconds
+    interval = CLIENTS * BATCH / rate if rate else 0.0
 
     def client(number: int) -> None:
         connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
         sent = refused = 0
         batch_number = 0
+        due = started + number * interval / CLIENTS
         while time.monotonic() < end:
+            if interval:
+                if (pause := due - time.monotonic()) > 0:
+                    time.sleep(pause)
+                due += interval
             first = batch_number * BATCH
             body = orjson.dumps({"batch": [_event(number, first + n) for n in range(BATCH)], "writeKey": "bench",
                                  "sentAt": "2026-01-01T00:00:00.000Z"})
@@ -91,7 +102,6 @@ def load(url: str, seconds: float) -> dict:
             totals["events"] += sent
             totals["refused"] += refused
 
-    started = time.monotonic()
     threads = [threading.Thread(target=client, args=(n,)) for n in range(CLIENTS)]
     for thread in threads:
         thread.start()
@@ -137,7 +147,10 @@ def latency(url: str, seconds: float, rate: float) -> dict:
 
 if __name__ == "__main__":
     command, url, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
-    result = load(url, seconds) if command == "load" else latency(url, seconds, float(sys.argv[4]))
+    if command == "load":
+        result = load(url, seconds, float(sys.argv[4]) if len(sys.argv) > 4 else None)
+    else:
+        result = latency(url, seconds, float(sys.argv[4]))
     print(json.dumps(result))
 
 
@@ -237,32 +250,41 @@ def measure(root, work, env: dict, *, seconds: float, latency_seconds: float, ra
                          "--spool", str(work / f"{name}-spool"), "--workspace", str(work / f"{name}.db"),
                          "--dead-letter", str(work / f"{name}-dead.ndjson")], root, env, "/ready")
 
-    server = serve("serve")
-    try:
-        import threading
-
-        samples: list[tuple[float, dict]] = []
-        done = threading.Event()
-
-        def sample() -> None:
-            while not done.wait(seconds / 6):
-                samples.append((time.monotonic(), metrics(server.url)))
-
-        before = (time.monotonic(), metrics(server.url))
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
-        served = _client("load", server.url, seconds, env=env)
-        done.set()
-        sampler.join()
-        after = (time.monotonic(), metrics(server.url))
-    finally:
-        server.stop()
-    depths = [s["switchyard_spool_depth"] for _, s in samples]
+    served = _under_load(serve("serve"), seconds, env)
+    # Delivery keeping up with 20,000 events a second is measured with clients sending at that rate: sending
+    # as fast as the server takes them, ingest takes the core delivery needs, and the depth must grow.
+    steady = _under_load(serve("steady"), seconds, env, rate=STEADY_RATE)
     latency_server = serve("latency")
     try:
         latencies = _client("latency", latency_server.url, latency_seconds, rate, env=env)
     finally:
         latency_server.stop()
-    return {"floor": floor_load["events"] / floor_load["seconds"], "accepted": served["events"] / served["seconds"],
-            "refused": served["refused"], "delivered": (_delivered(after[1]) - _delivered(before[1]))
-            / (after[0] - before[0]), "depths": depths, "latency": latencies}
+    return {"floor": floor_load["events"] / floor_load["seconds"], **served,
+            "steady": steady, "latency": latencies}
+
+
+def _under_load(server: _Started, seconds: float, env: dict, rate: float | None = None) -> dict:
+    """Events accepted and delivered a second while clients send for ``seconds`` (as fast as they can, or
+    ``rate`` events a second), and the spool's depth at each sixth of that time; the server is stopped after."""
+    import threading
+
+    samples: list[tuple[float, dict]] = []
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(seconds / 6):
+            samples.append((time.monotonic(), metrics(server.url)))
+
+    try:
+        before = (time.monotonic(), metrics(server.url))
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        sent = _client("load", server.url, seconds, *([rate] if rate else []), env=env)
+        done.set()
+        sampler.join()
+        after = (time.monotonic(), metrics(server.url))
+    finally:
+        server.stop()
+    return {"accepted": sent["events"] / sent["seconds"], "refused": sent["refused"],
+            "delivered": (_delivered(after[1]) - _delivered(before[1])) / (after[0] - before[0]),
+            "depths": [s["switchyard_spool_depth"] for _, s in samples]}
