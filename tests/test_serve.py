@@ -144,7 +144,7 @@ def spooled(request) -> list[dict]:
 
 
 def test_nan_and_infinity_are_spooled_as_read_not_as_null():
-    """orjson writes them as null: the workspace stored null where run refuses the call."""
+    """orjson writes them as null; kept as read, each transport does with them what it does in run."""
     import math
 
     body = b'{"type":"track","userId":"u","event":"E","properties":{"a":NaN,"b":1e400,"c":-1e400,"d":null}}'

@@ -1,6 +1,7 @@
 """``Workspace.apply_many``: an adapter's calls in one transaction, the same as applying them one at a time."""
 from __future__ import annotations
 
+import math
 import random
 import signal
 import subprocess
@@ -58,6 +59,9 @@ def tricky(rng: random.Random, count: int) -> list[tuple[str, dict]]:
                         "cio_relationships": [{"identifiers": {"anonymous_id": f"anon-{rng.randint(1, 4)}"}}]}),
             ("entity", {"type": "person", "action": "event", "identifiers": user}),  # refused before writing
             ("metrics", {"delivery_id": f"d{index}", "metric": rng.choice(["opened", "sent"])}),
+            identify(user["id"], plan=math.nan, score=-math.inf),  # null, as sent over HTTP: applied again
+            ("entity", {"type": "person", "action": "add_device", "identifiers": user,  # NaN met after a write
+                        "device": {"token": f"t{rng.randint(1, 5)}", "platform": "ios", "attributes": {"x": math.nan}}}),
         ]))
     return calls
 
@@ -142,3 +146,16 @@ def test_a_killed_process_loses_no_batch_it_reported_applied(tmp_path):
         stored = {row[0] for row in workspace.db.execute("SELECT event_id FROM events")}
         assert {f"b{batch}-{n}" for batch in reported for n in range(200)} <= stored
         assert len(stored) % 200 == 0  # whole batches only
+
+
+def test_nan_met_after_a_call_wrote_is_applied_again_as_null_not_refused(tmp_path):
+    """Creating the person comes before storing the device's attributes: the call is applied again, whole."""
+    device = ("entity", {"type": "person", "action": "add_device", "identifiers": {"id": "u2"},
+                         "device": {"token": "t1", "platform": "ios", "attributes": {"x": math.nan, "y": 1}}})
+    with Workspace.open(tmp_path / "w.db") as workspace:
+        outcomes = workspace.apply_many([identify("u1"), device, identify("u3")])
+        assert [o.ok for o in outcomes] == [True, True, True]
+        person = inspect.find_person(workspace.db, id="u2")
+        assert person is not None and [d["attributes"] for d in person["devices"]] == [{"y": 1}]  # null removes it
+        assert [p["id"] for p in inspect.people(workspace.db)] == ["u1", "u2", "u3"]
+        assert inspect.rejected(workspace.db) == []

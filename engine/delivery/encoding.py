@@ -63,21 +63,21 @@ def unstorable(error: BaseException, body: Any) -> str:
 def _encode_with_json(body: dict) -> bytes:
     try:
         with any_json():  # an integer of more than 4,300 digits, or nesting of 900 levels, is written as read
-            return json.dumps(_finite(body), ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+            return json.dumps(finite(body), ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
     except UnicodeEncodeError as error:
         raise UnencodableBody(unencodable(error, body)) from None
     except (RecursionError, TypeError, ValueError) as error:
         raise UnencodableBody(f"the body cannot be written as JSON: {error}") from None
 
 
-def _finite(value: Any) -> Any:
+def finite(value: Any) -> Any:
     """``value`` with NaN and infinities as None, as orjson and JSON.stringify write them."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
+        return {key: finite(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_finite(item) for item in value]
+        return [finite(item) for item in value]
     return value
 
 

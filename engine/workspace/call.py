@@ -15,11 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from ..delivery.encoding import UNSTORABLE, unstorable
+from ..delivery.encoding import UNSTORABLE, finite, unstorable
 from ..events import stored_json
 from ..store import Connection
 from .store import Settings
-from .values import Refusal
+from .values import NonFinite, Refusal
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,11 @@ class Call:
         outer, self.ignored = self.ignored, []
         self.db.execute("SAVEPOINT call")
         try:
-            summary = _unless_unstorable(handler, self, body)
+            try:
+                summary = _unless_unstorable(handler, self, body)
+            except NonFinite:
+                self.db.execute("ROLLBACK TO call")
+                summary = self._as_sent(handler, body)
         except Refusal as refusal:
             self.db.execute("ROLLBACK TO call")
             self.db.execute("RELEASE call")
@@ -114,7 +118,12 @@ class Call:
         outer, self.ignored = self.ignored, []
         changes = self.db.total_changes
         try:
-            summary = _unless_unstorable(handler, self, body)
+            try:
+                summary = _unless_unstorable(handler, self, body)
+            except NonFinite:
+                if self.db.total_changes != changes:
+                    return DIRTY
+                summary = self._as_sent(handler, body)
         except Refusal as refusal:
             if self.db.total_changes != changes:
                 return DIRTY
@@ -122,6 +131,12 @@ class Call:
         finally:
             ignored, self.ignored = self.ignored, outer
         return self._applied(summary, ignored, source, index, body)
+
+    def _as_sent(self, handler: Handler, body: Any) -> str:
+        """Apply ``body`` again, nothing of it written yet, with NaN and Infinity as null: as an HTTP transport
+        sends them (JSON.stringify's way), so an attribute set to NaN is removed there and here alike."""
+        self.ignored, self.next_person = [], None
+        return _unless_unstorable(handler, self, finite(body))
 
     def _refused(self, refusal: Refusal, source: str, index: int | None, body: Any) -> Rejected:
         if refusal.suppression is not None:

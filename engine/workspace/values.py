@@ -24,6 +24,10 @@ _DECIMAL = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
 _ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
 
 
+class NonFinite(Exception):  # noqa: N818 - not an error: the call is applied again
+    """A value to store holds NaN or Infinity: the call is applied again with them as null (:class:`Call`)."""
+
+
 class Refusal(Exception):
     """Raised anywhere inside a call to refuse it; nothing of the call is kept, the refusal is recorded."""
 
@@ -56,7 +60,7 @@ def optional_text(value: Any, where: str) -> str | None:
 
 
 def dumps(value: Any, where: str) -> str:
-    """``value`` as compact JSON text to store; NaN and Infinity, which JSON has not, refuse the call.
+    """``value`` as compact JSON text to store; :class:`NonFinite` if it holds NaN or Infinity.
 
     orjson writes most values. It writes NaN as null, so a result holding a null must read back
     as ``value`` (NaN equals nothing); else json writes it, and refuses NaN. Both write the same
@@ -71,7 +75,7 @@ def dumps(value: Any, where: str) -> str:
     try:
         return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     except ValueError:
-        raise Refusal("invalid_body", f"{where} holds NaN or Infinity, which JSON has not", where) from None
+        raise NonFinite(where) from None
 
 
 def number(value: float) -> float | int:
