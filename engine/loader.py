@@ -225,8 +225,20 @@ def _function(code, name: str):
 
 
 def _suggest(word: str, choices) -> str:
-    close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
+    close = difflib.get_close_matches(str(word), [choice for choice in choices if isinstance(choice, str)],
+                                      n=1, cutoff=0.6)
     return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def _mapping_names(declared: Any) -> set[str]:
+    """The names the file gives its mappings (a name of another type is the schema check's problem)."""
+    items = declared if isinstance(declared, list) else []
+    return {item["name"] for item in items if isinstance(item, dict) and isinstance(item.get("name"), str)}
+
+
+def _listed(value: Any) -> list:
+    """``value`` when it is a list, else nothing: a value of the wrong type is the schema check's problem."""
+    return value if isinstance(value, list) else []
 
 
 def _dotted(path) -> str:
@@ -266,14 +278,16 @@ class _FileCompiler:
             self.report((), "SY002", "the file is empty; a rule file has version, destination and mappings")
             return None, None
         self._check_schema(data)
-        if not isinstance(data, dict) or not isinstance(data.get("destination"), dict):
+        if not isinstance(data, dict):
             return None, None
-        declared = data["destination"]
-        catalog, transport, settings = self._destination(declared)
+        declared = data.get("destination")
+        if isinstance(declared, dict):
+            catalog, transport, settings = self._destination(declared)
+        else:  # reported by the schema check; the triggers, fields and tests are still checked
+            declared, catalog, transport, settings = {}, None, None, Settings({}, set())
         filters = self._filters(data.get("filters"))
         mappings = self._mappings(data.get("mappings"), catalog, settings)
-        declared_names = {m.get("name") for m in data.get("mappings") or [] if isinstance(m, dict)}
-        tests = self._tests(data.get("tests"), declared_names)
+        tests = self._tests(data.get("tests"), _mapping_names(data.get("mappings")))
         self._mask_secrets(settings)
         name = declared.get("name")
         if not isinstance(name, str) or catalog is None:
@@ -350,11 +364,14 @@ class _FileCompiler:
         if not isinstance(declared, dict):
             return Settings(values, secret)
         for key, value in declared.items():
+            warned = len(self.problems)
             expanded, from_env = self._expand(where + (key,), value)
-            if expanded is not None:
-                values[key] = expanded
-            else:
+            if expanded is None or any(problem.code == "SY501" for problem in self.problems[warned:]):
+                # Known only at run time, which refuses to deliver until it is set: an OAuth block without
+                # its secret is not checked (nor kept) as if the file had left the secret out.
                 self.unset_settings.add(key)
+            else:
+                values[key] = expanded
             if from_env:
                 secret.add(key)
         if catalog is not None and catalog.settings_schema:
@@ -421,7 +438,7 @@ class _FileCompiler:
             then = item.get("then")
             fields = []
             if isinstance(then, dict):
-                for position, text in enumerate(then.get("drop_fields") or []):
+                for position, text in enumerate(_listed(then.get("drop_fields"))):
                     if not isinstance(text, str):
                         continue
                     try:
@@ -548,7 +565,7 @@ class _FileCompiler:
                 continue
             where = ("tests", index)
             for kind in ("expect", "errors"):
-                for position, expected in enumerate(item.get(kind) or []):
+                for position, expected in enumerate(_listed(item.get(kind))):
                     name = expected.get("mapping") if isinstance(expected, dict) else None
                     if isinstance(name, str) and name not in mapping_names:
                         self.report(where + (kind, position, "mapping"), "SY403",
