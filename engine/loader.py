@@ -15,6 +15,7 @@ import re
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from datetime import date
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator
@@ -572,23 +573,33 @@ class _FileCompiler:
                                     f"test refers to unknown mapping '{name}'{_suggest(name, mapping_names)}")
             # Events are JSON: a value YAML reads as something else (an unquoted date, !!binary) would reach the
             # rules as no event ever can.
-            for path, value in _not_json(item["event"], where + ("event",)):
-                kind = "bytes" if isinstance(value, (bytes, bytearray)) else "a date"
-                self.report(path, "SY002", f"a test event is JSON, and YAML reads this value as {kind}, not text: "
-                                           "quote it")
+            for path, value, is_key in _not_json(item["event"], where + ("event",)):
+                self.report(path, "SY002", f"a test event is JSON, and YAML reads this {'key' if is_key else 'value'} "
+                                           f"as {_yaml_kind(value)}, not text: quote it", key=is_key)
             line, _ = self.source.position(where)
             cases.append(TestCase(str(item.get("name")), item["event"], item.get("expect"), item.get("errors"),
                                   item.get("discarded"), line))
         return cases
 
 
-def _not_json(value: Any, path: tuple) -> Iterator[tuple[tuple, Any]]:
-    """``(path, value)`` of each value in a YAML document that JSON has no such value for (dates, bytes)."""
+def _not_json(value: Any, path: tuple) -> Iterator[tuple[tuple, Any, bool]]:
+    """``(path, value, is_key)`` of each value in a YAML document that JSON has no such value for (dates,
+    bytes), and of each key that is not text (``on:``, ``7:``: JSON keys are text, so no event has them)."""
     if isinstance(value, dict):
         for key, item in value.items():
+            if not isinstance(key, str):
+                yield path + (key,), key, True
             yield from _not_json(item, path + (key,))
     elif isinstance(value, list):
         for index, item in enumerate(value):
             yield from _not_json(item, path + (index,))
     elif value is not None and not isinstance(value, (str, int, float, bool)):
-        yield path, value
+        yield path, value, False
+
+
+def _yaml_kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return "bytes" if isinstance(value, (bytes, bytearray)) else "a date" if isinstance(value, date) else "null"
