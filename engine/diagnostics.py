@@ -80,5 +80,11 @@ def format_text(problem: Problem) -> str:
 def format_github(problem: Problem) -> str:
     """A GitHub Actions workflow command, shown as an annotation on the pull request."""
     kind = "error" if problem.severity == ERROR else "warning"
-    message = f"{problem.code} {problem.message}".replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-    return f"::{kind} file={problem.file},line={problem.line},col={problem.column},title={problem.code}::{message}"
+    message = _escaped(f"{problem.code} {problem.message}")
+    file = _escaped(str(problem.file)).replace(":", "%3A").replace(",", "%2C")  # a property's own separators
+    return f"::{kind} file={file},line={problem.line},col={problem.column},title={problem.code}::{message}"
+
+
+def _escaped(text: str) -> str:
+    """``text`` as a workflow command's data: ``%`` and line breaks escaped, as GitHub's toolkit does."""
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")

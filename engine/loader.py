@@ -58,9 +58,11 @@ class TestCase:
 def discover(paths, texts=()) -> tuple[list[Path], list[Problem]]:
     """Rule files named by ``paths``: files as given, directories' YAML files in name order.
 
-    A name in ``texts`` is a rule file given as text (stdin), not read from disk.
+    A name in ``texts`` is a rule file given as text (stdin), not read from disk. A file named
+    twice (``rules/ rules/webhook.yaml``) is read once: it would declare its destination twice.
     """
-    files, problems = [], []
+    files: list[Path] = []
+    problems = []
     for given in paths:
         path = Path(given)
         if str(given) in texts:
@@ -71,7 +73,10 @@ def discover(paths, texts=()) -> tuple[list[Path], list[Problem]]:
             files.append(path)
         else:
             problems.append(Problem("SY003", f"no such file or directory: {given}", file=str(given)))
-    return files, problems
+    once: dict[Path, Path] = {}
+    for file in files:
+        once.setdefault(file if str(file) in texts else file.resolve(), file)
+    return list(once.values()), problems
 
 
 def compile_paths(paths, environ=None, *, texts=None) -> tuple[RuleSet, list[Problem]]:

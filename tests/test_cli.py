@@ -51,6 +51,13 @@ def test_lint_json_and_github_formats(write_rules):
     assert github[0].startswith(f"::error file={path},line=7,col=30,title=SY102::")
 
 
+def test_github_annotations_escape_the_separators_in_a_file_name(write_rules):
+    path = write_rules(BROKEN, name="a,b:c%.yaml")
+    github = switchyard("lint", path, "--format", "github").stdout.splitlines()
+    escaped = str(path.parent).replace("%", "%25").replace(":", "%3A").replace(",", "%2C") + "/a%2Cb%3Ac%25.yaml"
+    assert github[0].startswith(f"::error file={escaped},line=7,col=30,title=SY102::")
+
+
 def test_lint_clean_rules_exit_zero():
     result = switchyard("lint", "rules/")
     assert result.returncode == 0, result.stdout
@@ -620,3 +627,11 @@ def test_url_credentials_are_masked(text, masked):
     from engine.env import mask_url_credentials
 
     assert mask_url_credentials(text) == masked
+
+
+def test_a_pattern_python_warns_about_prints_nothing_but_the_report(write_rules):
+    """Python's parser, asked what RE2 refused or nested, warns of a "possible nested set" in [[:alpha:]]."""
+    path = write_rules('version: 1\ndestination: {name: d, catalog: webhook, settings: {url: "http://x/"}}\n'
+                       "mappings:\n  - {name: m, trigger: 'event matches \"[[:alpha:]]+\"', action: send}\n")
+    result = switchyard("lint", path, process=True)
+    assert result.returncode == 0 and result.stderr == "", result.stderr

@@ -40,6 +40,14 @@ def test_duplicate_destination_across_files(tmp_path):
     assert lint_paths([tmp_path], environ={}) == problems
 
 
+def test_a_file_named_twice_is_read_once(tmp_path, monkeypatch):
+    text = 'version: 1\ndestination: {name: d, catalog: webhook, settings: {url: "https://x.example"}}\nmappings: []\n'
+    (tmp_path / "a.yaml").write_text(text)
+    monkeypatch.chdir(tmp_path)
+    rules, problems = compile_paths([tmp_path, "a.yaml", "./a.yaml"], environ={})
+    assert problems == [] and [d.name for d in rules.destinations] == ["d"]
+
+
 def test_files_load_in_name_order(tmp_path):
     for name in ("b", "a", "c"):
         (tmp_path / f"{name}.yaml").write_text(f"version: 1\ndestination: {{name: {name}, catalog: webhook}}\n"

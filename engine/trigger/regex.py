@@ -12,6 +12,7 @@ This module owns compiling and searching; it never reads events and never prints
 from __future__ import annotations
 
 import re
+import warnings
 from typing import Any
 
 try:  # Python 3.11 moved sre_parse here; both are CPython's own parser of the syntax
@@ -92,7 +93,9 @@ def nested_quantifier(pattern: str) -> bool:
 
 def _parse(pattern: str) -> Any:
     try:
-        return _sre_parse.parse(pattern)
+        with warnings.catch_warnings():  # "Possible nested set" is about Python's future, not RE2's present
+            warnings.simplefilter("ignore", FutureWarning)
+            return _sre_parse.parse(pattern)
     except RecursionError:  # thousands of nested groups
         raise re.error("the pattern nests too deeply") from None
 
