@@ -11,6 +11,7 @@ import copy
 import difflib
 import functools
 import itertools
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -102,6 +103,8 @@ def _parse(text: str) -> tuple[jmespath.parser.ParsedResult | None, list[Problem
     try:
         parsed = jmespath.compile(text)
         problems = _check_functions(text, parsed.parsed) + (_missing_commas(text) if "(" in text else [])
+        if "&" in text:
+            problems += _stray_references(text, parsed.parsed)
     except EmptyExpressionError:
         return None, [Problem("SY201", "empty JMESPath expression; write a path such as properties.total")]
     except ParseError as error:
@@ -322,6 +325,26 @@ def _check_functions(text: str, node: dict) -> list[Problem]:
         if message:
             problems.append(Problem("SY202", message, column=column))
     return problems
+
+
+def _stray_references(text: str, node: dict) -> list[Problem]:
+    """SY201 for ``&expr`` anywhere but as a function's argument: its value is the library's own object,
+    which a payload would carry as that object's text (``<..._Expression object at 0x7f...>``)."""
+    if not any(_references_outside_calls(node)):
+        return []
+    column = next(match.start() for match in re.finditer(r"(?<!&)&(?!&)", text)) + 1
+    return [Problem("SY201", "an &expression is the argument of a function such as sort_by(items, &price); "
+                             "anywhere else it has no value", column=column)]
+
+
+def _references_outside_calls(node: dict, in_call: bool = False):
+    """True for each ``expref`` node that is not an argument of a function."""
+    if node.get("type") == "expref" and not in_call:
+        yield True
+    calling = node.get("type") == "function_expression"
+    for child in node.get("children", ()):
+        if isinstance(child, dict):
+            yield from _references_outside_calls(child, calling)
 
 
 def _call_problem(name: str, count: int) -> str | None:
