@@ -24,6 +24,7 @@ from . import cache
 from . import catalog as catalogs
 from .diagnostics import ERROR, WARNING, Problem
 from .env import MASK, Settings, UnsetVariable, expand, secret_values
+from .integers import any_size
 from .mapping import compile_fields, merge_defaults
 from .paths import parse_path
 from .resources import resource
@@ -236,6 +237,11 @@ def _suggest(word: str, choices) -> str:
     return f"; did you mean '{close[0]}'?" if close else ""
 
 
+def _cut(message: str, most: int = 300) -> str:
+    """A message that quotes a value (a 5,000-digit number, a long text) cut to a readable length."""
+    return message if len(message) <= most else message[:most - 1] + "…"
+
+
 def _mapping_names(declared: Any) -> set[str]:
     """The names the file gives its mappings (a name of another type is the schema check's problem)."""
     items = declared if isinstance(declared, list) else []
@@ -325,6 +331,10 @@ class _FileCompiler:
     def _check_schema(self, data):
         if _rules_check()(data):
             return
+        with any_size():  # jsonschema's messages write the value: `version: 99...9` may have 5,000 digits
+            self._report_schema_errors(data)
+
+    def _report_schema_errors(self, data):
         for error in _rules_validator().iter_errors(data):
             path = tuple(error.absolute_path)
             if error.validator == "additionalProperties":
@@ -333,14 +343,15 @@ class _FileCompiler:
                     self.report(path + (extra,), "SY002",
                                 f"unknown key '{extra}' in {_dotted(path)}{_suggest(extra, allowed)}", key=True)
             elif error.validator == "required":
-                self.report(path, "SY002", f"{_dotted(path)}: {error.message}")
+                self.report(path, "SY002", _cut(f"{_dotted(path)}: {error.message}"))
             elif error.validator in ("anyOf", "oneOf"):
                 best = min(error.context, key=lambda e: len(e.schema_path), default=error) if error.context else error
-                self.report(path, "SY002", f"{_dotted(path)}: {best.message}")
+                self.report(path, "SY002", _cut(f"{_dotted(path)}: {best.message}"))
             elif error.validator == "const" and path == ("version",):
-                self.report(path, "SY002", f"unsupported version {error.instance!r}: this Switchyard reads version 1")
+                self.report(path, "SY002",
+                            _cut(f"unsupported version {error.instance!r}: this Switchyard reads version 1"))
             else:
-                self.report(path, "SY002", f"{_dotted(path)}: {error.message}")
+                self.report(path, "SY002", _cut(f"{_dotted(path)}: {error.message}"))
 
     def _destination(self, declared: dict):
         where = ("destination",)

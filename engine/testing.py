@@ -6,7 +6,9 @@ files are added beside it. Payloads are compared as a subset: the listed keys mu
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
+from .integers import any_size
 from .model import Result
 from .ruleset import RuleSet
 
@@ -31,11 +33,11 @@ def subset_difference(expected, actual, where="payload") -> list[str]:
     """Where ``actual`` differs from ``expected``: dicts need only the expected keys, the rest must be equal."""
     if isinstance(expected, dict):
         if not isinstance(actual, dict):
-            return [f"{where}: expected an object, got {actual!r}"]
+            return [f"{where}: expected an object, got {_shown(actual)}"]
         out = []
         for key, value in expected.items():
             if key not in actual:
-                out.append(f"{where}.{key}: missing (expected {value!r})")
+                out.append(f"{where}.{key}: missing (expected {_shown(value)})")
             else:
                 out.extend(subset_difference(value, actual[key], f"{where}.{key}"))
         return out
@@ -48,7 +50,14 @@ def subset_difference(expected, actual, where="payload") -> list[str]:
         isinstance(expected, (int, float)) and isinstance(actual, (int, float))
         and not isinstance(expected, bool) and not isinstance(actual, bool) and expected == actual) or (
         isinstance(expected, float) and isinstance(actual, float) and expected != expected and actual != actual)
-    return [] if same else [f"{where}: expected {expected!r}, got {actual!r}"]  # NaN above: a `.nan` expected
+    return [] if same else [f"{where}: expected {_shown(expected)}, got {_shown(actual)}"]  # NaN: a `.nan` expected
+
+
+def _shown(value: Any, most: int = 200) -> str:
+    """``value`` as Python writes it, an integer of any length an event may hold too, cut to ``most``."""
+    with any_size():
+        text = repr(value)
+    return text if len(text) <= most else text[:most - 1] + "…"
 
 
 def run_case(destination, case) -> Outcome:

@@ -635,3 +635,14 @@ def test_a_pattern_python_warns_about_prints_nothing_but_the_report(write_rules)
                        "mappings:\n  - {name: m, trigger: 'event matches \"[[:alpha:]]+\"', action: send}\n")
     result = switchyard("lint", path, process=True)
     assert result.returncode == 0 and result.stderr == "", result.stderr
+
+
+def test_a_test_case_failing_on_an_integer_of_5000_digits_says_so(write_rules):
+    huge = "9" * 5000
+    rules = write_rules('version: 1\ndestination: {name: d, catalog: webhook, settings: {url: "http://x/"}}\n'
+                        "mappings:\n  - {name: m, trigger: 'type = \"track\"', action: send, fields: {data: properties}}\n"
+                        f"tests:\n  - {{name: t, event: {{type: track, properties: {{n: {huge}}}}},\n"
+                        f"     expect: [{{mapping: m, payload: {{data: {{n: {huge}8}}}}}}]}}\n")
+    result = switchyard("test", rules)
+    assert result.returncode == 1 and "0 passed, 1 failed" in result.stdout, result.stdout + result.stderr
+    assert "payload.data.n: expected 999" in result.stdout and "Traceback" not in result.stderr

@@ -117,3 +117,13 @@ def test_compiling_leaves_the_garbage_collector_as_it_found_it(tmp_path):
     before = gc.get_threshold()
     compile_paths([path], environ={})
     assert gc.get_threshold() == before
+
+
+def test_an_integer_past_python_s_4300_digits_is_reported_cut_short_not_a_traceback(tmp_path):
+    huge = "9" * 5000
+    path = tmp_path / "rules.yaml"
+    path.write_text(f"version: {huge}\ndestination: {{name: {huge}, catalog: webhook}}\nmappings: []\n"
+                    f"tests: [{{name: t, event: {{type: track}}, expect: [{{mapping: {huge}}}]}}]\n")
+    _, problems = compile_paths([path], environ={})
+    assert [(p.code, p.line) for p in problems] == [("SY002", 1), ("SY002", 2), ("SY002", 4)]
+    assert all(len(p.message) <= 300 and "99999" in p.message for p in problems)
