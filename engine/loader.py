@@ -175,7 +175,7 @@ def _compile_file(path: Path, environ, *, keep: bool,
         return None, None, [Problem("SY003", f"cannot read rule file: {error}", file=str(path))], source
     source = parse(str(path), text)
     if source.problems and source.data is None:
-        return None, None, source.problems, source
+        return None, None, [_unquoted_secret(problem) for problem in source.problems], source
     compiler = _FileCompiler(source, environ, keep=keep)
     name, destination = compiler.run()
     return name, destination, compiler.problems, source
@@ -235,6 +235,21 @@ def _suggest(word: str, choices) -> str:
     close = difflib.get_close_matches(str(word), [choice for choice in choices if isinstance(choice, str)],
                                       n=1, cutoff=0.6)
     return f"; did you mean '{close[0]}'?" if close else ""
+
+
+#: A key whose value a file that YAML cannot read may show in a quoted line: a catalog's secret settings
+#: (``api_key``, ``site_id``), and what names a secret inside headers or an OAuth block.
+_SECRET_VALUE = re.compile(r"""((?:^|[\s{,'"])(?:[\w-]*(?:secret|password|passwd|token|authorization|api[_-]?key|"""
+                           r"""credential)[\w-]*|site_id)['"]?\s*:[ \t]*)(.+)$""", re.IGNORECASE)
+
+
+def _unquoted_secret(problem: Problem) -> Problem:
+    """``problem`` with its source line's value of a secret-named key masked. The file could not be read,
+    so which settings are secret is not known; this is what names them in a line."""
+    line = problem.source_line
+    if not line or not (match := _SECRET_VALUE.search(line)):
+        return problem
+    return replace(problem, source_line=line[:match.start(2)] + MASK)
 
 
 def _cut(message: str, most: int = 300) -> str:

@@ -127,3 +127,14 @@ def test_an_integer_past_python_s_4300_digits_is_reported_cut_short_not_a_traceb
     _, problems = compile_paths([path], environ={})
     assert [(p.code, p.line) for p in problems] == [("SY002", 1), ("SY002", 2), ("SY002", 4)]
     assert all(len(p.message) <= 300 and "99999" in p.message for p in problems)
+
+
+@pytest.mark.parametrize("line", ["    api_key: sk_live_SECRET42 key: rotated",
+                                  "    oauth: {client_secret: sk_live_SECRET42 key: rotated}",
+                                  '    headers: {"Authorization": "Bearer sk_live_SECRET42" key: x}'])
+def test_a_secret_on_a_line_yaml_cannot_read_is_not_quoted(tmp_path, line):
+    path = tmp_path / "rules.yaml"
+    path.write_text(f"version: 1\ndestination:\n  name: c\n  catalog: customerio\n  settings:\n{line}\n")
+    for problems in (compile_paths([path], environ={})[1], lint_paths([path], environ={})):
+        (problem,) = problems
+        assert problem.code == "SY001" and "SECRET42" not in problem.source_line + problem.message
