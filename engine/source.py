@@ -251,6 +251,8 @@ _YAML_HINTS = (
     ("could not find expected ':'", "a key needs ': ' after it, or this line is indented one space off"),
     ("did not find expected key", "this line's indentation differs from the keys above it (one space off?)"),
     ("did not find expected '-'", "the items of a list line up; this one is indented differently"),
+    ("tag '!", "YAML reads a value that starts with '!' as a tag: quote it, as in "
+               "trigger: '!contains(event, \"Test\")'"),
 )
 
 
