@@ -26,6 +26,7 @@ from yaml.events import (  # type: ignore[import-untyped]
 
 from .diagnostics import Problem
 from .integers import any_size
+from .scalar_positions import positions
 
 Key = tuple  # a path into the document, e.g. ("mappings", 0, "trigger")
 
@@ -127,6 +128,14 @@ class Source:
         if found is None or not complete or found[4] == CONTAINER or not isinstance(value, str):
             return self.problem(path, problem)
         start_line, start_column, _, _, style = found
+        offset = sum(len(text) + 1 for text in value.split("\n")[:line - 1]) + column - 1
+        places = positions(self.lines, start_line, start_column, _STYLE_NAMES[style], value)
+        if places and 0 <= offset < len(places):
+            row, col = places[offset]
+            return self.at(row + 1, col + 1, problem)
+        if places and offset == len(places):  # just past the end: "the expression ends too early"
+            row, col = places[-1]
+            return self.at(row + 1, col + 2, problem)
         file_line, file_column = _map_into_scalar(start_line, start_column, _STYLE_NAMES[style], value,
                                                   self.lines, line, column)
         return self.at(file_line, file_column, problem)

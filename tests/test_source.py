@@ -94,3 +94,34 @@ def test_quoted_and_plain_scalars_of_the_same_text_keep_their_kinds():
 def test_what_safe_load_refuses_is_a_syntax_problem(text):
     (problem,) = parse("f.yaml", text).problems
     assert problem.code == "SY001"
+
+
+@pytest.mark.parametrize("style", [None, "'", '"', "|", ">"], ids=["plain", "single", "double", "literal", "folded"])
+def test_every_character_of_a_scalar_is_found_where_it_was_written(style):
+    """Random texts as PyYAML writes them in each style, folded at 12 columns: each letter or digit of the value
+    is located on that very character of the file (a differential test against PyYAML's own writer)."""
+    import random
+
+    import yaml
+
+    rng = random.Random(5)
+    checked = 0
+    alphabet = "ab  \t'\"\\#:-xé😀0123\n"
+    for _ in range(300):
+        value = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 40))).strip() or "x"
+        if style in ("|", ">") and "\t" in value:
+            continue  # PyYAML writes it double-quoted instead
+        text = yaml.safe_dump({"k": {"trigger": value}}, default_style=style, width=12, allow_unicode=True)
+        source = parse("f.yaml", text)
+        if source.data["k"]["trigger"] != value:
+            continue  # PyYAML does not read back what it wrote (trailing spaces in a folded scalar)
+        checked += 1
+        lines = text.splitlines()
+        for offset, char in enumerate(value):
+            if not char.isalnum():
+                continue
+            line = value[:offset].count("\n") + 1
+            column = offset - (value.rfind("\n", 0, offset) + 1) + 1
+            problem = source.inside(("k", "trigger"), line, column, Problem("SY101", "x"))
+            assert lines[problem.line - 1][problem.column - 1] == char, (text, value, offset)
+    assert checked > 100
