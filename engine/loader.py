@@ -252,6 +252,21 @@ def _unquoted_secret(problem: Problem) -> Problem:
     return replace(problem, source_line=line[:match.start(2)] + MASK)
 
 
+def _schema_at(schema: dict | None, path: tuple) -> dict | None:
+    """The part of a field's JSON Schema that a value at ``path`` inside the field must meet; None when the
+    schema does not say (a mapping's own keys, ``anyOf``), so nothing is checked there."""
+    for step in path:
+        if not isinstance(schema, dict):
+            return None
+        if isinstance(step, int):
+            schema = schema.get("items")
+        elif step in schema.get("properties", {}):
+            schema = schema["properties"][step]
+        else:
+            schema = schema.get("additionalProperties")
+    return schema if isinstance(schema, dict) else None
+
+
 def _cut(message: str, most: int = 300) -> str:
     """A message that quotes a value (a 5,000-digit number, a long text) cut to a readable length."""
     return message if len(message) <= most else message[:most - 1] + "…"
@@ -586,6 +601,12 @@ class _FileCompiler:
                 continue
             for message in action.field_errors(key, value):
                 self.report(where + ("fields", key), "SY305", message)
+        for key, inner, value in mapper.nested_literals():
+            schema = _schema_at(action.properties.get(key), inner)
+            if schema is not None:
+                label = "/".join(map(str, (key, *inner)))
+                for message in PayloadValidator({"properties": {label: schema}}).errors({label: value}):
+                    self.report(where + ("fields", key, *inner), "SY305", message)
         return mapper
 
     # -- tests -----------------------------------------------------------------------------

@@ -18,7 +18,7 @@ as it returned them, nulls inside included.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import lru_cache
 from types import MappingProxyType
 from typing import Any
@@ -177,6 +177,25 @@ class Mapper:
                 if value is not None:
                     values[name] = value
         return values
+
+    def nested_literals(self) -> Iterator[tuple[str, tuple, Any]]:
+        """``(field, path inside it, value)`` of each value fixed in the rule file inside a built object or
+        array (``headers: {X-Count: 5}``), for lint to check against the field's schema there."""
+        for name, node in self.fields.items():
+            if isinstance(node, (Object, Array)):
+                for inner, value in _literal_leaves(node, ()):
+                    yield name, inner, value
+
+
+def _literal_leaves(node: Node, path: tuple) -> Iterator[tuple[tuple, Any]]:
+    children = node.fields.items() if isinstance(node, Object) else \
+        enumerate(node.items) if isinstance(node, Array) else ()
+    for key, child in children:
+        if child.is_literal:
+            if (value := child.evaluate(None)) is not None:
+                yield path + (key,), value
+        else:
+            yield from _literal_leaves(child, path + (key,))
 
 
 def compile_fields(spec: Any, where: Path = ()) -> tuple[Mapper, list[tuple[Path, Problem]]]:
