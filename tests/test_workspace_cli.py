@@ -280,3 +280,16 @@ def test_what_a_file_holds_that_json_or_a_listing_did_not_expect_is_shown_as_it_
         workspace.db.execute("UPDATE people SET attributes = '[1, 2]' WHERE id = 'u2'")
     person = cli("workspace", "person", "--db", db, "--id", "u2")
     assert person.returncode == 0 and "[1, 2]" in person.stdout, person.stderr
+
+
+def test_an_email_set_with_another_non_ascii_letter_is_found_by_it_in_any_ascii_case(tmp_path, capsys):
+    """Python once folded Ö to ö and kept the old address, which --email (SQLite folds A-Z only) then missed."""
+    db = str(tmp_path / "w.db")
+    with Workspace.open(db) as workspace:
+        for email in ("jörg@example.de", "JÖRG@example.de"):
+            assert workspace.apply({"type": "person", "action": "identify", "identifiers": {"id": "u1"},
+                                    "attributes": {"email": email}}).ok
+    assert switchyard("person", "--db", db, "--email", "JÖRG@EXAMPLE.DE", "--json") == 0
+    assert json.loads(capsys.readouterr().out)["email"] == "JÖRG@example.de"
+    assert switchyard("people", "--db", db, "--email", "jörg@example.de", "--json") == 0
+    assert json.loads(capsys.readouterr().out) == []

@@ -42,7 +42,7 @@ def stored(value: Any) -> Any:
 # -- people ----------------------------------------------------------------------------------------
 
 def people(db, *, id=None, email=None, cio_id=None) -> list[dict]:
-    """Every person matching the filters (email matches without regard to case), oldest first."""
+    """Every person matching the filters (email without regard to the case of A-Z), oldest first."""
     where, values = _where({"id": id, "email": email, "cio_id": cio_id}, _PERSON_COLUMNS)
     rows = db.execute(
         "SELECT p.*, (SELECT count(*) FROM events WHERE person_pk = p.pk) AS events, "
