@@ -57,7 +57,8 @@ def test_people_lists_everyone_with_counts_and_a_footer(db, capsys):
         "cio_id    id  email            unsubscribed  events  page views  devices  objects  last seen",
         "00000001  u1  ada@example.com  no            2       1           1        1        2024-05-01 09:00:00",
         "1 of 1 people",
-        "anonymous events not merged 0, group calls waiting for an identify 1, suppressions 1, refused calls 2",
+        "anonymous events not merged 0, group calls waiting for an identify 1, suppressions 1, refused calls 2, "
+        "ignored values 0",
     ]
 
 
@@ -293,3 +294,24 @@ def test_an_email_set_with_another_non_ascii_letter_is_found_by_it_in_any_ascii_
     assert json.loads(capsys.readouterr().out)["email"] == "JÖRG@example.de"
     assert switchyard("people", "--db", db, "--email", "jörg@example.de", "--json") == 0
     assert json.loads(capsys.readouterr().out) == []
+
+
+def test_values_not_stored_are_counted_apart_from_refused_calls_which_match_the_runs(tmp_path):
+    """A typed value that cannot convert leaves its call applied: it was counted as one more refused call."""
+    from conftest import switchyard as cli
+
+    db, summary, events = tmp_path / "w.db", tmp_path / "summary.json", tmp_path / "events.jsonl"
+    events.write_text('{"type":"identify","userId":"u1","traits":{"seats":"many","plan":"pro"}}\n'
+                      '{"type":"identify","userId":"u2","traits":{"email":"ada@example.com"}}\n'
+                      '{"type":"identify","userId":"u3","traits":{"email":"ada@example.com"}}\n')
+    assert cli("workspace", "settings", "--db", db, "--typed-attributes", "on",
+               "--attribute-type", "seats=number").returncode == 0
+    run = cli("run", "rules/customerio.yaml", events, "--workspace", db, "--dead-letter", tmp_path / "dead",
+              "--summary-json", summary)
+    assert run.returncode == 1, run.stderr  # u3's identify is refused: ada@example.com is u2's
+    assert json.loads(summary.read_text())["refused"] == {"customerio / Create or Update Person": 1}
+    people = cli("workspace", "people", "--db", db).stdout.splitlines()
+    assert people[-1].endswith("refused calls 1, ignored values 1")
+    rejected = cli("workspace", "rejected", "--db", db).stdout.splitlines()
+    assert [line.split()[3] for line in rejected[1:-1]] == ["identifier_conflict", "attribute_ignored"]
+    assert rejected[-1] == "1 refused call(s), 1 ignored value(s)"

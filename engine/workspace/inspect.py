@@ -14,6 +14,8 @@ from typing import Any
 from ..events import json_text, loads_exact
 
 _PERSON_COLUMNS = {"id": "p.id", "email": "p.email", "cio_id": "p.cio_id"}
+#: The code of a value not stored while the rest of its call was applied: listed with refused calls, not one.
+IGNORED = "attribute_ignored"
 
 
 def _where(filters: dict, columns: dict) -> tuple[str, list]:
@@ -148,7 +150,7 @@ def waiting(db) -> list[dict]:
 # -- refused calls, metrics, totals ----------------------------------------------------------------
 
 def rejected(db, *, code=None, limit: int = 50) -> list[dict]:
-    """Refused calls (and typed values not stored), newest first."""
+    """Refused calls (and values not stored, code ``attribute_ignored``, of calls that were applied), newest first."""
     where, values = _where({"code": code}, {"code": "code"})
     rows = db.execute(f"SELECT * FROM rejected{where} ORDER BY pk DESC LIMIT ?", [*values, limit]).fetchall()
     return [{"received_at": row["received_at"], "source": row["source"], "batch_index": row["batch_index"],
@@ -174,7 +176,10 @@ def totals(db) -> dict:
             "anonymous_events": count("SELECT count(*) FROM events WHERE person_pk IS NULL"),
             "waiting_group_calls": count("SELECT count(*) FROM waiting"),
             "suppressions": count("SELECT count(*) FROM suppressions"),
-            "rejected": count("SELECT count(*) FROM rejected"), "metrics": count("SELECT count(*) FROM metrics")}
+            # a value not stored (attribute_ignored) is kept in `rejected` too, but its call was applied
+            "rejected": count(f"SELECT count(*) FROM rejected WHERE code != '{IGNORED}'"),
+            "ignored_values": count(f"SELECT count(*) FROM rejected WHERE code = '{IGNORED}'"),
+            "metrics": count("SELECT count(*) FROM metrics")}
 
 
 # -- text ------------------------------------------------------------------------------------------
@@ -225,7 +230,7 @@ def render_people(rows: list[dict], counts: dict) -> str:
     lines.append(f"{len(rows)} of {counts['people']} people")
     lines.append(f"anonymous events not merged {counts['anonymous_events']}, group calls waiting for an identify "
                  f"{counts['waiting_group_calls']}, suppressions {counts['suppressions']}, "
-                 f"refused calls {counts['rejected']}")
+                 f"refused calls {counts['rejected']}, ignored values {counts['ignored_values']}")
     return "\n".join(lines)
 
 
@@ -291,9 +296,10 @@ def render_object(obj: dict) -> str:
 def render_rejected(rows: list[dict]) -> str:
     def source(row: dict) -> str:
         return row["source"] if row["batch_index"] is None else f"{row['source']}[{row['batch_index']}]"
+    ignored = sum(row["code"] == IGNORED for row in rows)
     return table(["time", "source", "code", "field", "reason"],
                  [[when(r["received_at"]), source(r), r["code"], r["field"], r["reason"]] for r in rows]
-                 ) + f"\n{len(rows)} refused call(s)"
+                 ) + f"\n{len(rows) - ignored} refused call(s)" + (f", {ignored} ignored value(s)" if ignored else "")
 
 
 def render_metrics(rows: list[dict]) -> str:
