@@ -54,5 +54,5 @@ def show(args: Any, data: Any, render: Callable[[Any], str] | None) -> int:
 
 def reading(args: Any, connect: Callable[..., Any]) -> closing:
     """A connection to ``args.db`` (``--destination``) that ``with`` closes (a bare sqlite3 connection's
-    ``with`` only commits); never creates anything."""
-    return closing(connect(args.db, create=False, destination=args.destination))
+    ``with`` only commits); it writes nothing to the file: it creates, adopts and migrates nothing there."""
+    return closing(connect(args.db, read_only=True, destination=args.destination))
