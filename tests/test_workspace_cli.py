@@ -57,7 +57,8 @@ def test_people_lists_everyone_with_counts_and_a_footer(db, capsys):
         "cio_id    id  email            unsubscribed  events  page views  devices  objects  last seen",
         "00000001  u1  ada@example.com  no            2       1           1        1        2024-05-01 09:00:00",
         "1 of 1 people",
-        "anonymous events not merged 0, group calls waiting for an identify 1, suppressions 1, refused calls 2",
+        "anonymous events not merged 0, group calls waiting for an identify 1, suppressions 1, refused calls 2, "
+        "ignored values 0",
     ]
 
 
@@ -211,3 +212,106 @@ def test_a_refused_call_holding_a_lone_surrogate_is_shown_with_its_escape(tmp_pa
         assert shown.returncode == 0 and "Traceback" not in shown.stderr, shown.stderr
     (row,) = json.loads(shown.stdout)
     assert row["body"]["attributes"]["name"] == "x\udfff" and "lone surrogate" in row["reason"]
+
+
+MILLISECONDS = 1_714_550_400_000  # 2024-05-01 08:00:00 sent in milliseconds: stored as seconds, year 56301
+
+
+def test_a_time_no_calendar_has_is_shown_as_stored_and_the_listing_goes_on(tmp_path):
+    """Milliseconds sent as seconds are accepted and stored; showing them was a traceback for the whole file."""
+    from conftest import switchyard as cli
+
+    db = tmp_path / "w.db"
+    with Workspace.open(db, clock=lambda: NOW) as workspace:
+        workspace.apply({"type": "person", "action": "page", "identifiers": {"id": "u1"}, "name": "/pricing",
+                         "timestamp": MILLISECONDS})
+        workspace.apply({"type": "person", "action": "add_device", "identifiers": {"id": "u1"},
+                         "device": {"token": "tok-1", "platform": "ios", "last_used": MILLISECONDS}})
+        workspace.apply_metrics({"delivery_id": "dlv_1", "metric": "opened", "timestamp": MILLISECONDS})
+    people = cli("workspace", "people", "--db", db)
+    assert people.returncode == 0, people.stderr
+    assert people.stdout.splitlines()[1].split() == ["00000001", "u1", "no", "1", "1", "1", "0", str(MILLISECONDS)]
+    person = cli("workspace", "person", "--db", db, "--id", "u1")
+    assert person.returncode == 0, person.stderr
+    assert "created        2024-05-01 10:00:00" in person.stdout
+    assert f"tok-1  ios       {MILLISECONDS}" in person.stdout and f"{MILLISECONDS}  page" in person.stdout
+    for command in ("events", "metrics"):
+        shown = cli("workspace", command, "--db", db)
+        assert shown.returncode == 0 and shown.stdout.splitlines()[1].startswith(str(MILLISECONDS)), shown.stderr
+
+
+def test_a_user_com_time_no_calendar_has_is_shown_as_stored(tmp_path):
+    from conftest import switchyard as cli
+
+    events = tmp_path / "events.jsonl"
+    events.write_text("\n".join(json.dumps(event) for event in [
+        {"type": "identify", "userId": "u1", "timestamp": MILLISECONDS, "traits": {"email": "ada@example.com"}},
+        {"type": "track", "userId": "u1", "event": "Signed Up", "timestamp": MILLISECONDS},
+        {"type": "page", "userId": "u1", "name": "Pricing", "timestamp": MILLISECONDS,
+         "properties": {"url": "https://shop.example/pricing"}},
+    ]) + "\n")
+    db = tmp_path / "app.db"
+    run = cli("run", "rules/userengage.yaml", events, "--workspace", db, "--dead-letter", tmp_path / "dead")
+    assert run.returncode == 0, run.stderr
+    for command in (["users"], ["user", "--id", "u1"], ["events"]):
+        shown = cli("workspace", *command, "--db", db)
+        assert shown.returncode == 0 and str(MILLISECONDS) in shown.stdout, shown.stderr
+
+
+def test_what_a_file_holds_that_json_or_a_listing_did_not_expect_is_shown_as_it_is(tmp_path):
+    """An integer of 5,000 digits a refused call kept, and JSON columns another program wrote: each was a
+    traceback for the whole listing."""
+    from conftest import switchyard as cli
+
+    events = tmp_path / "events.jsonl"
+    events.write_text('{"type":"identify","userId":"u1","traits":{"email":"a@b.c","n":' + "7" * 5000 + "}}\n"
+                      '{"type":"identify","userId":"u2","traits":{"plan":"pro"}}\n')
+    db = tmp_path / "w.db"
+    assert cli("run", "rules/customerio.yaml", events, "--workspace", db, "--dead-letter", tmp_path / "dead",
+               ).returncode == 1  # the first call is refused and kept with its body
+    with Workspace.open(db) as workspace:  # its connection names the destination's tables
+        workspace.db.execute("UPDATE people SET attributes = 'not JSON' WHERE id = 'u2'")
+    for json_flag in ([], ["--json"]):
+        rejected = cli("workspace", "rejected", "--db", db, *json_flag)
+        assert rejected.returncode == 0, rejected.stderr
+        person = cli("workspace", "person", "--db", db, "--id", "u2", *json_flag)
+        assert person.returncode == 0 and "not JSON" in person.stdout, person.stderr
+    assert "7" * 5000 in rejected.stdout
+    with Workspace.open(db) as workspace:
+        workspace.db.execute("UPDATE people SET attributes = '[1, 2]' WHERE id = 'u2'")
+    person = cli("workspace", "person", "--db", db, "--id", "u2")
+    assert person.returncode == 0 and "[1, 2]" in person.stdout, person.stderr
+
+
+def test_an_email_set_with_another_non_ascii_letter_is_found_by_it_in_any_ascii_case(tmp_path, capsys):
+    """Python once folded Ö to ö and kept the old address, which --email (SQLite folds A-Z only) then missed."""
+    db = str(tmp_path / "w.db")
+    with Workspace.open(db) as workspace:
+        for email in ("jörg@example.de", "JÖRG@example.de"):
+            assert workspace.apply({"type": "person", "action": "identify", "identifiers": {"id": "u1"},
+                                    "attributes": {"email": email}}).ok
+    assert switchyard("person", "--db", db, "--email", "JÖRG@EXAMPLE.DE", "--json") == 0
+    assert json.loads(capsys.readouterr().out)["email"] == "JÖRG@example.de"
+    assert switchyard("people", "--db", db, "--email", "jörg@example.de", "--json") == 0
+    assert json.loads(capsys.readouterr().out) == []
+
+
+def test_values_not_stored_are_counted_apart_from_refused_calls_which_match_the_runs(tmp_path):
+    """A typed value that cannot convert leaves its call applied: it was counted as one more refused call."""
+    from conftest import switchyard as cli
+
+    db, summary, events = tmp_path / "w.db", tmp_path / "summary.json", tmp_path / "events.jsonl"
+    events.write_text('{"type":"identify","userId":"u1","traits":{"seats":"many","plan":"pro"}}\n'
+                      '{"type":"identify","userId":"u2","traits":{"email":"ada@example.com"}}\n'
+                      '{"type":"identify","userId":"u3","traits":{"email":"ada@example.com"}}\n')
+    assert cli("workspace", "settings", "--db", db, "--typed-attributes", "on",
+               "--attribute-type", "seats=number").returncode == 0
+    run = cli("run", "rules/customerio.yaml", events, "--workspace", db, "--dead-letter", tmp_path / "dead",
+              "--summary-json", summary)
+    assert run.returncode == 1, run.stderr  # u3's identify is refused: ada@example.com is u2's
+    assert json.loads(summary.read_text())["refused"] == {"customerio / Create or Update Person": 1}
+    people = cli("workspace", "people", "--db", db).stdout.splitlines()
+    assert people[-1].endswith("refused calls 1, ignored values 1")
+    rejected = cli("workspace", "rejected", "--db", db).stdout.splitlines()
+    assert [line.split()[3] for line in rejected[1:-1]] == ["identifier_conflict", "attribute_ignored"]
+    assert rejected[-1] == "1 refused call(s), 1 ignored value(s)"

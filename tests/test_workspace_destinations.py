@@ -113,6 +113,51 @@ def test_a_file_from_before_destinations_is_adopted_by_the_first_destination_tha
         assert [p["id"] for p in inspect.people(crm.db)] == ["u1"]
 
 
+def earlier_file(path, version: int) -> None:
+    """A workspace file as an earlier switchyard wrote it, at schema ``version``: unprefixed tables, WAL mode."""
+    legacy = sqlite3.connect(path, isolation_level=None)
+    legacy.execute("PRAGMA journal_mode=WAL")
+    for statement in statements("".join(MIGRATIONS[:version])):
+        legacy.execute(statement)
+    legacy.execute("INSERT INTO people (pk, cio_id, id, created_at, updated_at) VALUES (1, '00000001', 'u1', 0, 0)")
+    legacy.execute("INSERT INTO events (person_pk, kind, name, timestamp, received_at) VALUES (1, 'page', '/a', 0, 0)")
+    legacy.execute(f"PRAGMA user_version = {version}")
+    legacy.close()
+
+
+@pytest.mark.parametrize("version", [2, len(MIGRATIONS)])
+def test_looking_inside_a_file_from_before_destinations_writes_nothing_to_it(tmp_path, capsys, version):
+    """Inspection registered the file and migrated it in place: an earlier switchyard then refused it."""
+    path = tmp_path / "w.db"
+    earlier_file(path, version)
+    before = path.read_bytes()
+    for command in (["people"], ["person", "--id", "u1"], ["events"], ["rejected"], ["objects"], ["metrics"]):
+        assert switchyard(*command, "--db", str(path), "--json") == 0, command
+        shown = json.loads(capsys.readouterr().out)
+        if command[0] in ("people", "events"):
+            assert len(shown) == 1
+    assert switchyard("people", "--db", str(path), "--destination", "crm") == 2
+    assert "one not named yet (give no destination)" in capsys.readouterr().err
+    assert path.read_bytes() == before
+    with sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True) as raw:
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == version  # an earlier switchyard opens it
+    assert destinations(path) == []
+    with Workspace.open(path, destination="crm") as crm:  # the first destination still adopts it
+        assert [p["id"] for p in inspect.people(crm.db)] == ["u1"]
+    assert destinations(path) == ["crm"]
+
+
+def test_looking_inside_an_older_workspace_migrates_a_copy_not_the_file(tmp_path, capsys):
+    path = tmp_path / "w.db"
+    old = connect(path, Catalog("customerio", MIGRATIONS[:1]), destination="crm")
+    old.execute("INSERT INTO people (pk, cio_id, id, created_at, updated_at) VALUES (1, '00000001', 'u1', 0, 0)")
+    old.close()
+    assert switchyard("people", "--db", str(path), "--json") == 0
+    assert [person["page_views"] for person in json.loads(capsys.readouterr().out)] == [0]
+    with sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True) as raw:
+        assert raw.execute("SELECT schema_version FROM switchyard_namespaces").fetchall() == [(1,)]
+
+
 def test_a_new_file_opened_without_a_destination_is_adopted_the_same_way(tmp_path):
     path = tmp_path / "w.db"
     with Workspace.open(path) as unnamed:

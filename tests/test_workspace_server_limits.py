@@ -150,3 +150,46 @@ def test_serve_refuses_an_empty_site_id_or_api_key(tmp_path, capsys, flag):
     argv[argv.index(flag) + 1] = ""
     assert main(argv) == 2
     assert "must not be empty" in capsys.readouterr().err
+
+
+def rejected(path):
+    with Workspace.open(path) as workspace:
+        return inspect.rejected(workspace.db)
+
+
+def compact(value) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+# An identify of 31,660 bytes as a client sends it; json.dumps's spaces after "," and ":" make it 36,867.
+WIDE = {**IDENTIFY, "identifiers": {"id": "wide"}, "attributes": {f"k{n}": n for n in range(2_600)}}
+
+
+@pytest.mark.parametrize("path", ["/api/v2/entity", "/api/v2/batch"])
+def test_a_call_under_32_kb_as_sent_is_applied(server, path):
+    assert len(compact(WIDE)) < 32 * 1024 < len(json.dumps(WIDE).encode())
+    body = compact({"batch": [WIDE]}) if path.endswith("batch") else compact(WIDE)
+    status, answer, _ = raw_request(server.address, head(str(len(body)), path=path), body)
+    assert status == 200, answer
+    assert [person["id"] for person in people(server.db)] == ["wide"] and rejected(server.db) == []
+
+
+def test_a_batch_item_refused_before_it_is_applied_is_stored_as_sent_with_its_reason(server):
+    big = {**IDENTIFY, "identifiers": {"id": "big"}, "attributes": {"pad": "x" * 40_000}}
+    lone = '{"type":"person","action":"identify","identifiers":{"id":"u2"},"attributes":{"name":"\\ud800"}}'
+    body = b'{"batch":[' + compact(IDENTIFY) + b"," + compact(big) + b"," + lone.encode() + b"]}"
+    status, answer, _ = raw_request(server.address, head(str(len(body)), path="/api/v2/batch"), body)
+    assert status == 207, answer
+    stored = {row["batch_index"]: row for row in rejected(server.db)}
+    assert (stored[1]["code"], stored[1]["body"]) == ("too_large", big)
+    assert stored[1]["reason"] == f"the call is {len(compact(big)):,} bytes as compact JSON, over the limit of 32 KB"
+    assert (stored[2]["code"], stored[2]["body"]) == ("invalid_body", json.loads(lone))
+    assert "body.attributes.name holds a lone surrogate" in stored[2]["reason"]
+
+
+def test_an_entity_with_a_lone_surrogate_is_stored_as_sent_not_as_unreadable(server):
+    entity = '{"type":"person","action":"identify","identifiers":{"id":"u3"},"attributes":{"n":"\\udfff"}}'
+    status, answer, _ = raw_request(server.address, head(str(len(entity))), entity.encode())
+    assert status == 400 and b"lone surrogate" in answer
+    (row,) = rejected(server.db)
+    assert (row["source"], row["code"], row["body"]) == ("entity", "invalid_body", json.loads(entity))

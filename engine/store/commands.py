@@ -7,14 +7,13 @@ themselves (what to read, how to render it) belong to each stand-in: :mod:`engin
 """
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable, Mapping
 from contextlib import closing
 from pathlib import Path
 from typing import Any
 
-from ..events import with_escapes
+from ..events import json_text, with_escapes
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
 #: The commands that may start from a file that does not exist yet.
@@ -47,12 +46,13 @@ def run_command(args: Any, handlers: Mapping[str, Callable[[Any], int]], *, dest
 
 def show(args: Any, data: Any, render: Callable[[Any], str] | None) -> int:
     """Print ``data`` as JSON with ``--json`` (or with no ``render``), else as ``render`` writes it."""
-    text = json.dumps(data, indent=2, ensure_ascii=False) if args.json or render is None else render(data)
+    # json_text: an integer of any length, as the file may hold, is written whole
+    text = json_text(data, indent=2) if args.json or render is None else render(data)
     print(with_escapes(text))  # a lone surrogate a refused call held: a UTF-8 stream cannot take it
     return EXIT_OK
 
 
 def reading(args: Any, connect: Callable[..., Any]) -> closing:
     """A connection to ``args.db`` (``--destination``) that ``with`` closes (a bare sqlite3 connection's
-    ``with`` only commits); never creates anything."""
-    return closing(connect(args.db, create=False, destination=args.destination))
+    ``with`` only commits); it writes nothing to the file: it creates, adopts and migrates nothing there."""
+    return closing(connect(args.db, read_only=True, destination=args.destination))

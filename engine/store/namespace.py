@@ -18,6 +18,9 @@ Files from before the registry (``PRAGMA user_version`` 1 to 999) hold one custo
 workspace without prefix: it is registered as the file's unnamed namespace, and the first
 destination that opens the file by name adopts it. A file opened without a destination name
 uses its only namespace of the catalog; a new file gets an unnamed one, adopted the same way.
+A connection opened to read (``read_only``, as the inspection commands open one) writes nothing:
+it reads such a file as it is, and a namespace at an older schema version from a migrated copy
+in memory.
 """
 from __future__ import annotations
 
@@ -169,7 +172,7 @@ def statements(script: str) -> list[str]:
 # -- opening -----------------------------------------------------------------------------------------
 
 def connect(path: Any, catalog: Catalog, *, destination: str | None = None, create: bool = True,
-            timeout: float = BUSY_TIMEOUT) -> Connection:
+            timeout: float = BUSY_TIMEOUT, read_only: bool = False) -> Connection:
     """An open connection to ``destination``'s namespace of ``catalog`` in the file at ``path``, migrated.
 
     ``destination`` None: the file's only namespace of the catalog (an unnamed one is created
@@ -177,9 +180,15 @@ def connect(path: Any, catalog: Catalog, *, destination: str | None = None, crea
     ``create=False`` opens only what exists: a missing file, or a destination the file does
     not hold, is an error instead of something new. In WAL mode with ``synchronous=NORMAL``:
     a committed transaction survives the process being killed; a power cut may lose the last ones.
+
+    ``read_only`` opens only what exists, to read, and writes nothing to the file: a file from
+    before the registry is not registered or adopted (an earlier switchyard can still open it),
+    and a namespace at an older schema version is copied into memory and migrated there.
     """
-    if not create and not Path(path).is_file():
+    if (read_only or not create) and not Path(path).is_file():
         raise StoreError(f"no workspace at {path}")
+    if read_only:
+        return _connect_to_read(path, catalog, destination, timeout)
     try:
         # isolation_level=None: no implicit transactions; each write says where it begins.
         # check_same_thread=False: a run opens its adapters before the first event and hands each to
@@ -248,6 +257,75 @@ def _registry(db: sqlite3.Connection) -> list[Namespace]:
         f"SELECT destination, catalog, prefix, schema_version FROM {REGISTRY} ORDER BY destination")]
 
 
+def _format(db: sqlite3.Connection) -> int:
+    """The file's ``PRAGMA user_version``: 0 new, 1 to 999 a workspace from before the registry, or
+    :data:`FILE_FORMAT`; a newer format is refused."""
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version > FILE_FORMAT:
+        raise StoreError(f"the file has format {version}, newer than this switchyard's {FILE_FORMAT}; "
+                         "upgrade switchyard")
+    return version
+
+
+def _connect_to_read(path: Any, catalog: Catalog, destination: str | None, timeout: float) -> Connection:
+    """A connection to the namespace :func:`connect` would open that never writes the file (``mode=ro``)."""
+    try:
+        db = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True, timeout=timeout,
+                             isolation_level=None, factory=Connection, cached_statements=_CACHED_STATEMENTS,
+                             check_same_thread=False)
+    except sqlite3.Error as error:
+        raise StoreError(f"cannot open workspace {path}: {error}") from None
+    assert isinstance(db, Connection)
+    try:
+        db.row_factory = sqlite3.Row
+        version = _format(db)
+        # A file from before the registry, read as _set_up would register it.
+        rows = (_registry(db) if version == FILE_FORMAT
+                else [Namespace("", LEGACY_CATALOG, "", version)] if version else [])
+        namespace = _find(rows, str(path), catalog, destination)
+        if namespace is None:
+            raise DestinationError(_missing(rows, str(path), catalog, destination))
+        _check_version(namespace, catalog)
+        if namespace.schema_version < catalog.version:
+            db = _migrated_copy(db, namespace, catalog)
+            namespace = Namespace(namespace.destination, catalog.name, namespace.prefix, catalog.version)
+        db.use(namespace, catalog)
+    except sqlite3.DatabaseError as error:
+        db.close()
+        raise StoreError(f"cannot open workspace {path}: {error}") from None
+    except StoreError:
+        db.close()
+        raise
+    return db
+
+
+def _migrated_copy(db: Connection, namespace: Namespace, catalog: Catalog) -> Connection:
+    """The file ``db`` reads, copied into memory (``db`` closed) with ``namespace`` migrated there."""
+    memory = sqlite3.connect(":memory:", isolation_level=None, factory=Connection, check_same_thread=False)
+    assert isinstance(memory, Connection)
+    try:
+        db.backup(memory)
+    finally:
+        db.close()
+    memory.row_factory = sqlite3.Row
+    _migrate(memory, namespace, catalog)
+    return memory
+
+
+def _check_version(namespace: Namespace, catalog: Catalog) -> None:
+    if namespace.schema_version > catalog.version:
+        raise StoreError(f"the workspace has schema version {namespace.schema_version}; this switchyard "
+                         f"knows versions up to {catalog.version}; upgrade switchyard")
+
+
+def _migrate(db: Connection, namespace: Namespace, catalog: Catalog) -> None:
+    """Run the migrations ``namespace`` lacks, in the transaction the caller holds, if any."""
+    db.use(namespace, catalog)
+    for script in catalog.migrations[namespace.schema_version:]:
+        for statement in statements(script):
+            db.execute(statement)
+
+
 def _open_namespace(db: Connection, path: str, catalog: Catalog, destination: str | None, create: bool) -> None:
     namespace = _find(_registry(db), path, catalog, destination)
     if namespace is None or namespace.schema_version != catalog.version:
@@ -259,13 +337,8 @@ def _open_namespace(db: Connection, path: str, catalog: Catalog, destination: st
                 if not create:
                     raise DestinationError(_missing(rows, path, catalog, destination))
                 namespace = _claim(db, rows, catalog, destination or "")
-            if namespace.schema_version > catalog.version:
-                raise StoreError(f"the workspace has schema version {namespace.schema_version}; this switchyard "
-                                 f"knows versions up to {catalog.version}; upgrade switchyard")
-            db.use(namespace, catalog)
-            for script in catalog.migrations[namespace.schema_version:]:
-                for statement in statements(script):
-                    db.execute(statement)
+            _check_version(namespace, catalog)
+            _migrate(db, namespace, catalog)
             db.execute(f"UPDATE {REGISTRY} SET schema_version = ? WHERE prefix = ?",
                        (catalog.version, namespace.prefix))
             namespace = Namespace(namespace.destination, catalog.name, namespace.prefix, catalog.version)
@@ -274,12 +347,9 @@ def _open_namespace(db: Connection, path: str, catalog: Catalog, destination: st
 
 def _set_up(db: sqlite3.Connection) -> None:
     """Give the file a registry; a file from before the registry has its workspace registered, unnamed."""
-    version = db.execute("PRAGMA user_version").fetchone()[0]
+    version = _format(db)
     if version == FILE_FORMAT:
         return
-    if version > FILE_FORMAT:
-        raise StoreError(f"the file has format {version}, newer than this switchyard's {FILE_FORMAT}; "
-                         "upgrade switchyard")
     db.execute(f"CREATE TABLE {REGISTRY} (destination TEXT PRIMARY KEY, catalog TEXT NOT NULL, "
                "prefix TEXT NOT NULL UNIQUE, schema_version INTEGER NOT NULL)")
     if version:

@@ -2,13 +2,14 @@
 
 The queries take an open connection (:func:`engine.userengage.store.connect`) and return dicts
 and lists ready for ``json.dumps``; times are Unix seconds as stored. ``render_*`` turn them into
-text. Nothing here writes or prints.
+text. Nothing here writes or prints, and nothing a file holds makes it fail (see
+:mod:`engine.workspace.inspect`, whose helpers it shares).
 """
 from __future__ import annotations
 
-import json
+from typing import Any
 
-from ..workspace.inspect import table, when
+from ..workspace.inspect import named, short, stored, table, when
 
 _USER_COLUMNS = {"id": "u.custom_id", "anonymous_id": "u.anonymous_id"}
 
@@ -23,7 +24,7 @@ def _where(filters: dict) -> tuple[str, list]:
 
 def _profile(row) -> dict:
     return {"custom_id": row["custom_id"], "user_key": row["user_key"], "anonymous_id": row["anonymous_id"],
-            **{name: json.loads(row[name]) for name in ("fields", "attributes")},
+            **{name: stored(row[name]) for name in ("fields", "attributes")},
             "page_views": row["page_views"], "last_seen": row["last_seen"],
             "created_at": row["created_at"], "updated_at": row["updated_at"]}
 
@@ -47,7 +48,7 @@ def find_user(db, *, id=None, anonymous_id=None, recent: int = 10) -> dict | Non
     if row is None:
         return None
     pk = row["pk"]
-    companies = [{"custom_id": c["custom_id"], "name": json.loads(c["fields"]).get("name")} for c in db.execute(
+    companies = [{"custom_id": c["custom_id"], "name": _field(stored(c["fields"]), "name")} for c in db.execute(
         "SELECT c.custom_id, c.fields FROM memberships m JOIN companies c ON c.pk = m.company_pk "
         "WHERE m.user_pk = ? ORDER BY c.custom_id", (pk,))]
     event_count = db.execute("SELECT count(*) FROM events WHERE user_pk = ?", (pk,)).fetchone()[0]
@@ -73,7 +74,7 @@ def _events(db, where: str, values: list, limit: int) -> list[dict]:
     rows = db.execute("SELECT e.*, u.custom_id FROM events e JOIN users u ON u.pk = e.user_pk"
                       f"{where} ORDER BY e.timestamp DESC, e.pk DESC LIMIT ?", [*values, limit])
     return [{"user": row["custom_id"], "name": row["name"], "timestamp": row["timestamp"],
-             "data": json.loads(row["data"]), "received_at": row["received_at"]} for row in rows]
+             "data": stored(row["data"]), "received_at": row["received_at"]} for row in rows]
 
 
 # -- companies -------------------------------------------------------------------------------------
@@ -96,8 +97,8 @@ def find_company(db, *, id: str) -> dict | None:
 
 
 def _company(row) -> dict:
-    return {"custom_id": row["custom_id"], "fields": json.loads(row["fields"]),
-            "attributes": json.loads(row["attributes"]), "created_at": row["created_at"],
+    return {"custom_id": row["custom_id"], "fields": stored(row["fields"]),
+            "attributes": stored(row["attributes"]), "created_at": row["created_at"],
             "updated_at": row["updated_at"]}
 
 
@@ -111,7 +112,7 @@ def totals(db) -> dict:
 
 def render_users(rows: list[dict], counts: dict) -> str:
     lines = [table(["custom id", "anonymous id", "email", "events", "page views", "companies", "last seen"],
-                   [[r["custom_id"], r["anonymous_id"], r["fields"].get("email"), r["events"], r["page_views"],
+                   [[r["custom_id"], r["anonymous_id"], _field(r["fields"], "email"), r["events"], r["page_views"],
                      r["companies"], when(r["last_seen"])] for r in rows])] if rows else []
     lines.append(f"{len(rows)} of {counts['users']} users; events {counts['events']}, page views "
                  f"{counts['page_views']}, companies {counts['companies']}, refused requests {counts['rejected']}")
@@ -126,12 +127,11 @@ def render_user(user: dict) -> str:
                         f"companies {counts['companies']}"]]
     return "\n\n".join([
         f"user {user['custom_id']}\n" + _indent(table(None, facts)),
-        _section("profile", ["field", "value"], [[k, _short(v)] for k, v in user["fields"].items()]),
-        _section("attributes", ["name", "value"],
-                 [[k, _short(v, as_json=True)] for k, v in user["attributes"].items()]),
+        _section("profile", ["field", "value"], named(user["fields"], as_json=False)),
+        _section("attributes", ["name", "value"], named(user["attributes"])),
         _section("companies", ["custom id", "name"], [[c["custom_id"], c["name"]] for c in user["companies"]]),
         _section("recent events", ["time", "name", "data"],
-                 [[when(e["timestamp"]), _short(e["name"], 32), _short(e["data"])] for e in user["recent_events"]]),
+                 [[when(e["timestamp"]), short(e["name"], 32), short(e["data"])] for e in user["recent_events"]]),
         _section("recent page views", ["time", "path", "title"],
                  [[when(p["timestamp"]), p["path"], p["title"]] for p in user["recent_page_views"]]),
     ])
@@ -139,13 +139,13 @@ def render_user(user: dict) -> str:
 
 def render_events(rows: list[dict]) -> str:
     return table(["time", "user", "name", "data"],
-                 [[when(e["timestamp"]), e["user"], _short(e["name"], 32), _short(e["data"])] for e in rows]) \
+                 [[when(e["timestamp"]), e["user"], short(e["name"], 32), short(e["data"])] for e in rows]) \
         + f"\n{len(rows)} event(s)"
 
 
 def render_companies(rows: list[dict]) -> str:
     return "\n".join([table(["custom id", "name", "members", "attributes"],
-                            [[c["custom_id"], c["fields"].get("name"), c["members"], _short(c["attributes"], 64)]
+                            [[c["custom_id"], _field(c["fields"], "name"), c["members"], short(c["attributes"], 64)]
                              for c in rows]) if rows else "", f"{len(rows)} company(ies)"]).lstrip("\n")
 
 
@@ -153,9 +153,8 @@ def render_company(company: dict) -> str:
     return "\n\n".join([
         f"company {company['custom_id']}\n  created  {when(company['created_at'])}\n"
         f"  updated  {when(company['updated_at'])}",
-        _section("fields", ["field", "value"], [[k, _short(v)] for k, v in company["fields"].items()]),
-        _section("attributes", ["name", "value"],
-                 [[k, _short(v, as_json=True)] for k, v in company["attributes"].items()]),
+        _section("fields", ["field", "value"], named(company["fields"], as_json=False)),
+        _section("attributes", ["name", "value"], named(company["attributes"])),
         _section("members", ["custom id"], [[member] for member in company["members"]]),
     ])
 
@@ -166,9 +165,9 @@ def render_definitions(found: dict) -> str:
     return table(["scope", "attribute", "type", "origin"], rows) if rows else "no attribute definitions"
 
 
-def _short(value, width: int = 48, *, as_json: bool = False) -> str:
-    text = value if isinstance(value, str) and not as_json else json.dumps(value, ensure_ascii=False)
-    return text if len(text) <= width else text[:width - 1] + "…"
+def _field(fields: Any, name: str) -> Any:
+    """One profile field, None when absent (or when what is stored is not an object)."""
+    return fields.get(name) if isinstance(fields, dict) else None
 
 
 def _section(title: str, headers: list[str], rows: list[list]) -> str:

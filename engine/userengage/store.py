@@ -107,10 +107,12 @@ class DefinitionError(AppError):
 
 
 def connect(path: Any, *, create: bool = True, destination: str | None = None,
-            timeout: float = BUSY_TIMEOUT) -> Connection:
-    """An open, migrated connection to ``destination``'s stand-in in the file at ``path``."""
+            timeout: float = BUSY_TIMEOUT, read_only: bool = False) -> Connection:
+    """An open, migrated connection to ``destination``'s stand-in in the file at ``path``; ``read_only``
+    writes nothing to the file (:func:`engine.store.connect`)."""
     try:
-        return store.connect(path, CATALOG, destination=destination, create=create, timeout=timeout)
+        return store.connect(path, CATALOG, destination=destination, create=create, timeout=timeout,
+                             read_only=read_only)
     except store.DestinationError as error:
         raise DestinationError(str(error)) from None
     except store.StoreError as error:

@@ -102,6 +102,13 @@ def entity(call: Call, body: Any) -> str:
     return handler(call, body)
 
 
+def _refusing(outcome: Rejected) -> Handler:
+    """A handler that refuses its call as ``outcome`` says: for a call refused before it is applied."""
+    def refuse(call: Call, body: Any) -> str:
+        raise Refusal(outcome.code, outcome.reason, outcome.field)
+    return refuse
+
+
 #: The handler for each endpoint of :meth:`Workspace.apply_many`.
 ENDPOINTS: dict[str, Handler] = {"entity": entity, "metrics": metrics.metrics}
 
@@ -178,12 +185,20 @@ class Workspace:
         """Apply one entity body (``{"type": ..., "action": ..., "identifiers": ...}``)."""
         return self._apply([("entity", None, entity, body)])[0]
 
-    def apply_batch(self, body: Any) -> list[Outcome] | Rejected:
-        """Apply ``{"batch": [entity, ...]}``: one outcome per item, or Rejected when the body is not a batch."""
+    def apply_batch(self, body: Any, refused: Mapping[int, Rejected] | None = None) -> list[Outcome] | Rejected:
+        """Apply ``{"batch": [entity, ...]}``: one outcome per item, or Rejected when the body is not a batch.
+
+        ``refused`` holds, by index, items the caller refuses before they are applied (the server: an
+        item over the Track API's size limit): each is stored as refused, with its body, and its
+        neighbours are applied.
+        """
         items = body.get("batch") if isinstance(body, dict) else None
         if not isinstance(items, list):
-            return self._refuse_whole(body, "batch", "invalid_body", 'a batch body is {"batch": [entity, ...]}')
-        return self._apply([("batch", index, entity, item) for index, item in enumerate(items)])
+            return self._refuse_whole(body, "batch",
+                                      Rejected("invalid_body", 'a batch body is {"batch": [entity, ...]}'))
+        refused = refused or {}
+        return self._apply([("batch", index, _refusing(refused[index]) if index in refused else entity, item)
+                            for index, item in enumerate(items)])
 
     def apply_metrics(self, body: Any) -> Outcome:
         """Apply a ``/api/v1/metrics`` body: a delivery metric stored against its delivery id."""
@@ -191,10 +206,14 @@ class Workspace:
 
     def record_unreadable(self, source: str, text: str, reason: str) -> Rejected:
         """Store a request whose body could not be read as JSON; returns how it was refused."""
-        return self._refuse_whole({"unreadable_body": text[:10_000]}, source, "unreadable", reason)
+        return self._refuse_whole({"unreadable_body": text[:10_000]}, source, Rejected("unreadable", reason))
 
-    def _refuse_whole(self, body: Any, source: str, code: str, reason: str) -> Rejected:
-        outcome = Rejected(code, reason)
+    def refuse(self, source: str, body: Any, outcome: Rejected) -> Rejected:
+        """Store a call the caller refuses before it is applied (``source`` ``"entity"`` or ``"metrics"``),
+        with its body; returns ``outcome``."""
+        return self._refuse_whole(body, source, outcome)
+
+    def _refuse_whole(self, body: Any, source: str, outcome: Rejected) -> Rejected:
         with transaction(self.db):
             record(self.db, self._clock(), source, None, outcome, body)
         return outcome

@@ -55,6 +55,7 @@ REJECTION_CODES = {
     "invalid_timestamp": "neither Unix seconds nor an ISO-8601 date",
     "invalid_value": "a value outside its choices",
     "suppressed": "the person is suppressed",
+    "too_large": "a batch item over the Track API's limit of 32 KB",
     "attribute_ignored": "a value that cannot convert to its declared type; the rest of the call was applied",
 }
 

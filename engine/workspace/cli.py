@@ -34,7 +34,7 @@ def add_workspace_commands(subparsers) -> None:
     def person_filters(parser: argparse.ArgumentParser, required: bool = False) -> None:
         group = parser.add_mutually_exclusive_group(required=required) if required else parser
         group.add_argument("--id", help="the person's id")
-        group.add_argument("--email", help="the person's email (any case)")
+        group.add_argument("--email", help="the person's email (any case of A-Z)")
         group.add_argument("--cio-id", dest="cio_id", metavar="CIO_ID", help="the person's cio_id")
 
     person_filters(add("people", "list people with their counts"))

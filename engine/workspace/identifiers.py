@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import string
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,6 +27,9 @@ _FIND = {kind: f"SELECT * FROM people WHERE {kind} = ?" for kind in PERSON_KINDS
 _SUPPRESSION = {kind: "SELECT suppression_pk FROM suppressed_identifiers WHERE kind = ? AND value = ? COLLATE "
                       + ("NOCASE" if kind == "email" else "BINARY")  # emails are case-insensitive identifiers
                 for kind in PERSON_KINDS}
+# SQLite's NOCASE, which people.email and the suppression lookups use, folds the ASCII letters only:
+# JÖRG@example.de and jörg@example.de are two addresses to it, so they are two to Python too.
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 
 Person = Mapping[str, Any]  # a row of `people` (or the same keys for one just created)
 
@@ -62,6 +66,11 @@ def _read(call: Call, kind: str, value: str, where: str) -> tuple[str, str]:
         raise Refusal("email_not_identifier", "this workspace identifies people by id only; email is an "
                                               "attribute, not an identifier", where)
     return kind, value
+
+
+def same_email(a: str, b: str) -> bool:
+    """Whether two emails are one address: equal but for the case of ASCII letters, as SQLite compares them."""
+    return a.translate(_ASCII_LOWER) == b.translate(_ASCII_LOWER)
 
 
 def find(call: Call, kind: str, value: str) -> Person | None:

@@ -23,10 +23,12 @@ def object_ref(identifiers: Any, where: str) -> tuple[str, str]:
     object_id = text(identifiers["object_id"], f"{where}.object_id", "invalid_identifiers")
     type_id = identifiers.get("object_type_id")
     type_id = "1" if type_id in (None, "") else text(type_id, f"{where}.object_type_id", "invalid_identifiers")
-    if not type_id.isdigit() or int(type_id) < 1:
-        raise Refusal("invalid_identifiers", f"{where}.object_type_id must be a whole number from 1, not "
-                                             f"'{type_id}'", f"{where}.object_type_id")
-    return str(int(type_id)), object_id
+    # ASCII digits only: str.isdigit takes "²" (which int() refuses) and int() reads "١" as 1.
+    number = type_id.lstrip("0")
+    if not (type_id.isascii() and type_id.isdigit()) or not number:
+        raise Refusal("invalid_identifiers", f"{where}.object_type_id must be a whole number from 1 in the digits "
+                                             f"0-9, not '{type_id}'", f"{where}.object_type_id")
+    return number, object_id  # "007" is type 7, as 7 and "7" are
 
 
 def _relationships(call: Call, body: dict, *, to_people: bool) -> list[tuple[tuple[str, str], dict]]:

@@ -22,6 +22,7 @@ from .identifiers import (
     name,
     person_for,
     person_ref,
+    same_email,
     suppression,
 )
 from .objects import relate_to_objects
@@ -140,7 +141,7 @@ def _identified(call: Call, ref: tuple[str, str], wanted: dict) -> tuple[Person 
 
 def _same(kind: str, a: Any, b: Any) -> bool:
     if kind == "email" and isinstance(a, str) and isinstance(b, str):
-        return a.lower() == b.lower()
+        return same_email(a, b)
     return bool(a == b)
 
 

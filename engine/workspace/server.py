@@ -12,8 +12,9 @@ Routes, all ``POST`` with HTTP basic auth (site id as the user, API key as the p
 - **401** bad credentials (checked before the body is read), **404** unknown path, **405** a
   method other than POST, **400** a ``Content-Length`` that is not a number, **411** a body
   without one (chunked), **413** a body over the Track API's limits (500 KB a batch, 32 KB an
-  entity or metrics call; a batch item over 32 KB is refused on its own), **503** the workspace
-  cannot be written (locked too long, disk full) or every connection slot is busy, **500** a bug.
+  entity or metrics call; a batch item over 32 KB as compact JSON is refused on its own, stored
+  as ``too_large``), **503** the workspace cannot be written (locked too long, disk full) or
+  every connection slot is busy, **500** a bug.
 
 Whatever is refused before its body is read (401, 404, 405, 400, 411, 413) closes the
 connection, so a client cannot make the server read, or hold, what it will not use.
@@ -38,6 +39,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
+from ..delivery.encoding import UnencodableBody, encode
 from .apply import Rejected, Workspace
 from .store import WorkspaceError
 
@@ -278,44 +280,46 @@ def _respond(workspace: Workspace, endpoint: str, raw: bytes) -> tuple[int, dict
         outcome = workspace.record_unreadable(endpoint, text, f"the body is not JSON: {error}")
         return 400, {"meta": {"error": outcome.reason}}
     if endpoint == "batch":
-        refused = _refuse_items(body)
-        outcomes = workspace.apply_batch(body)
+        outcomes = workspace.apply_batch(body, _refused_items(body))
         if isinstance(outcomes, Rejected):
             return 400, {"meta": {"error": outcomes.reason}}
         errors = [{"batch_index": index, "reason": _TRACK_REASONS.get(outcome.code, "invalid"), "field": outcome.field,
-                   "message": refused.get(index, outcome.reason)}
+                   "message": outcome.reason}
                   for index, outcome in enumerate(outcomes) if isinstance(outcome, Rejected)]
         return (207, {"errors": errors}) if errors else (200, {})
-    if (problem := _item_problem(body)) is not None:
-        outcome = workspace.record_unreadable(endpoint, raw.decode("utf-8", "replace"), problem)
-        return 400, {"meta": {"error": outcome.reason}}
+    refused = _refusal(body, sized=False)  # its size was the request's, within the limit before it was read
+    if refused is not None:
+        return 400, {"meta": {"error": workspace.refuse(endpoint, body, refused).reason}}
     result = workspace.apply(body) if endpoint == "entity" else workspace.apply_metrics(body)
     return (400, {"meta": {"error": result.reason}}) if isinstance(result, Rejected) else (200, {})
 
 
-def _refuse_items(body: Any) -> dict[int, str]:
-    """Replace each batch item the workspace must not apply (a lone surrogate, over 32 KB) by a note of why,
-    which the workspace then refuses on its own, so its neighbours are applied; index -> the reason."""
+def _refused_items(body: Any) -> dict[int, Rejected]:
+    """The batch items the workspace must not apply (a lone surrogate, over 32 KB), by index, with why:
+    each is refused on its own, so its neighbours are applied."""
     items = body.get("batch") if isinstance(body, dict) else None
-    refused: dict[int, str] = {}
+    refused = {}
     for index, item in enumerate(items if isinstance(items, list) else []):
-        problem = _item_problem(item)
-        if problem is not None:
-            items[index] = f"refused before it was applied: {problem}"  # type: ignore[index]
-            refused[index] = problem
+        if (outcome := _refusal(item, sized=True)) is not None:
+            refused[index] = outcome
     return refused
 
 
-def _item_problem(item: Any) -> str | None:
-    """Why one call cannot be applied as it is: a string that is not Unicode text, or over the size limit."""
+def _refusal(item: Any, *, sized: bool) -> Rejected | None:
+    """Why one call cannot be applied as it is: text that is not Unicode (a lone surrogate), or, if ``sized``,
+    over the limit of 32 KB.
+
+    A batch item is measured as the bytes a client sends for it: compact JSON in UTF-8, as
+    :func:`~engine.delivery.encoding.encode` writes it (spaces a client added around ``,`` and ``:``
+    do not count against it).
+    """
     try:
-        size = len(json.dumps(item, ensure_ascii=False).encode("utf-8"))
-    except UnicodeEncodeError:
-        return "a string holds a lone surrogate (\\ud800-\\udfff alone), which is not Unicode text"
-    except (ValueError, RecursionError):
-        return "the call is nested too deeply"
-    if size > ENTITY_LIMIT:
-        return f"the call is over the limit of {ENTITY_LIMIT // 1024} KB"
+        size = len(encode(item))
+    except UnencodableBody as error:
+        return Rejected("invalid_body", str(error))
+    if sized and size > ENTITY_LIMIT:
+        return Rejected("too_large", f"the call is {size:,} bytes as compact JSON, over the limit of "
+                                     f"{ENTITY_LIMIT // 1024} KB")
     return None
 
 

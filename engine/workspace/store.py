@@ -171,17 +171,19 @@ CATALOG = Catalog("customerio", MIGRATIONS)
 
 
 def connect(path: Any, *, create: bool = True, timeout: float = BUSY_TIMEOUT, destination: str | None = None,
-            migrations: tuple[str, ...] = MIGRATIONS) -> Connection:
+            migrations: tuple[str, ...] = MIGRATIONS, read_only: bool = False) -> Connection:
     """An open, migrated connection to ``destination``'s workspace in the file at ``path``.
 
     ``destination`` None means the file's only workspace (see :func:`engine.store.connect`).
     With ``create=False`` a missing file, or a destination the file does not hold, is an error
-    instead of a new, empty workspace. ``migrations`` exists so tests can build a workspace at
+    instead of a new, empty workspace. ``read_only`` (inspection) writes nothing to the file, as
+    :func:`engine.store.connect` says. ``migrations`` exists so tests can build a workspace at
     an older version.
     """
     catalog = CATALOG if migrations is MIGRATIONS else Catalog(CATALOG.name, migrations)
     try:
-        return store.connect(path, catalog, destination=destination, create=create, timeout=timeout)
+        return store.connect(path, catalog, destination=destination, create=create, timeout=timeout,
+                             read_only=read_only)
     except store.DestinationError as error:
         raise DestinationError(str(error)) from None
     except store.StoreError as error:
