@@ -16,6 +16,7 @@ from engine.adapters.userengage_workspace import UserengageWorkspaceAdapter
 from engine.delivery import ManualClock, Retrier, RetryPolicy
 from engine.model import ActionCall
 from engine.userengage import inspect
+from engine.userengage.app import user_key
 from engine.userengage.attributes import IGNORED, convert
 from engine.userengage.requests import to_request
 from engine.userengage.server import start_server
@@ -76,8 +77,9 @@ def test_stand_in_case(case, pack, tmp_path):
                                       or case["events"][0].get("anonymousId"))
             assert found is not None
             subset(wanted, found, "user")
-        if "company" in case:
-            wanted = dict(case["company"])
+        companies = case.get("company", [])
+        for wanted in companies if isinstance(companies, list) else [companies]:
+            wanted = dict(wanted)
             found = inspect.find_company(connection, id=wanted.pop("id"))
             assert found is not None
             subset(wanted, found, "company")
@@ -184,6 +186,33 @@ def test_an_identifys_upsert_serves_the_users_later_calls_whatever_its_traits_ho
     assert states == ["delivered"] * 2
     assert requests.count("POST /api/public/users/update_or_create/ HTTP/1.1") == 1
     assert requests.count("POST /api/public/events/ HTTP/1.1") == 1
+
+
+def test_traits_named_id_or_user_key_never_stand_for_the_records_own_over_http(pack, tmp_path):
+    """The stand-in answered a company's custom attribute ``id`` as its id: serve's answers had no numeric id
+    (every group call of such a company failed, and again on replay), and the embedded transport updated and
+    joined the wrong company."""
+    from engine.delivery.http import Sender
+
+    events = [{"type": "identify", "userId": "u1", "traits": {"id": "7", "user_key": "forged"}},
+              {"type": "group", "userId": "u1", "groupId": "a", "traits": {"name": "Alpha"}},
+              {"type": "group", "userId": "u2", "groupId": "b", "traits": {"id": "1", "name": "Beta Ltd"}},
+              {"type": "group", "userId": "u3", "groupId": "b", "traits": {"id": "acme"}}]
+    with start_server(tmp_path / "app.db", "k") as server, Sender(5) as sender:
+        adapter = _http_adapter(server.url, "k")
+        states = [o.state for o in adapter.deliver(calls_for(pack, events))]
+        adapter.close()
+        found = json.loads(sender.send("GET", server.url + "/api/public/users-by-id/u1/", None,
+                                       {"Authorization": "Token k"}).body)
+    assert states == ["delivered"] * 4
+    assert (found["id"], found["user_key"]) == (1, user_key("u1"))
+    connection = connect(tmp_path / "app.db", create=False)
+    try:
+        assert inspect.find_company(connection, id="a")["members"] == ["u1"]
+        beta = inspect.find_company(connection, id="b")
+        assert (beta["fields"]["name"], beta["attributes"], beta["members"]) == ("Beta Ltd", {"id": "acme"}, ["u2", "u3"])
+    finally:
+        connection.close()
 
 
 @pytest.mark.parametrize("answer", [{"id": 7, "user_key": None}, {"id": 7}, ["not", "an", "object"]],
