@@ -270,6 +270,20 @@ def test_a_company_made_by_a_create_whose_answer_was_lost_is_found_and_joined(pa
     assert (updated["method"], updated["body"]["name"]) == ("PUT", "Acme")
 
 
+def test_a_group_id_of_dots_alone_stays_one_path_segment(pack, tmp_path):
+    """``companies-by-id/../`` went out as it was: a server or proxy reads it as ``/api/public/``."""
+    events = [{"type": "group", "userId": "u1", "groupId": group, "traits": {"name": "Dots"}} for group in (".", "..")]
+    states, requests = _over_http_to_the_stand_in(pack, tmp_path, events)
+    assert states == ["delivered"] * 2
+    assert "GET /api/public/companies-by-id/%2E/ HTTP/1.1" in requests
+    assert "GET /api/public/companies-by-id/%2E%2E/ HTTP/1.1" in requests
+    connection = connect(tmp_path / "app.db", create=False)
+    try:
+        assert [company["custom_id"] for company in inspect.companies(connection)] == [".", ".."]
+    finally:
+        connection.close()
+
+
 def test_the_server_takes_token_or_basic_auth_and_answers_like_the_api(tmp_path):
     import base64
 

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import json
 from typing import Any, Sequence
-from urllib.parse import quote
 
 from ..delivery.encoding import encode
 from ..delivery.http import Response, Sender
 from ..delivery.outcome import DELIVERED, FAILED, REFUSED, RETRIED, Outcome, from_http
 from ..delivery.ratelimit import rate_limit
 from ..delivery.retry import Retrier, RetryPolicy
+from ..mapping.functions import url_segment
 from ..model import ActionCall
 from ..userengage.requests import ACCEPT, PATHS, base_url, to_request
 from ..userengage.steps import Lookups, perform
@@ -107,7 +107,7 @@ class _RestApi:
         return self._send("POST", PATHS["page"], body)
 
     def company_by_custom_id(self, custom_id: str) -> dict | None:
-        found = self._send("GET", PATHS["company_by_custom_id"].format(custom_id=quote(custom_id, safe="")),
+        found = self._send("GET", PATHS["company_by_custom_id"].format(custom_id=url_segment(custom_id)),
                            missing_ok=True)
         return None if found is None else self._with_id(found, "companies-by-id/")
 
