@@ -10,7 +10,7 @@ import pytest
 
 import engine
 from conftest import ROOT, load_yaml
-from engine.adapters.contract import AdapterContext
+from engine.adapters.contract import AdapterContext, deliver_apart
 from engine.adapters.userengage_http import UserengageHttpAdapter
 from engine.adapters.userengage_workspace import UserengageWorkspaceAdapter
 from engine.delivery import ManualClock, Retrier, RetryPolicy
@@ -268,6 +268,55 @@ def test_a_company_made_by_a_create_whose_answer_was_lost_is_found_and_joined(pa
     assert joined["body"]["user_id"] == 7
     (updated,) = scripted.to("/api/public/companies/5/")  # made by another, maybe: this call's fields are sent
     assert (updated["method"], updated["body"]["name"]) == ("PUT", "Acme")
+
+
+def _as_a_lane(adapter: UserengageHttpAdapter, calls: list[ActionCall]) -> list[str]:
+    """Each call's outcome as a delivery lane gets it: an adapter that raises is given the calls again one by one."""
+    return [o.state for o in deliver_apart(adapter.deliver, calls, "userengage")]
+
+
+def test_an_answer_nested_too_deep_to_read_fails_its_own_call_and_sends_nothing_twice(pack, scripted):
+    """Reading it raised RecursionError out of deliver: the lane sent the slice again call by call, so the
+    event of the call before it reached User.com twice."""
+    from scripted_server import Reply
+
+    deep = b'{"id": 8, "deep": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    scripted.script(Reply(200, {"id": 7, "user_key": "k7"}), Reply(200, deep),
+                    path="/api/public/users/update_or_create/")
+    adapter = _http_adapter(scripted.url, "k")
+    states = _as_a_lane(adapter, calls_for(pack, [{"type": "track", "userId": "u1", "event": "E1"},
+                                                  {"type": "track", "userId": "u2", "event": "E2"}]))
+    adapter.close()
+    assert states == ["delivered", "failed"]
+    assert len(scripted.to("/api/public/events/")) == 1
+    assert len(scripted.to("/api/public/users/update_or_create/")) == 2
+
+
+def test_a_call_that_cannot_be_written_is_refused_before_its_first_request(pack, tmp_path):
+    """A lone surrogate in a groupId raised out of deliver (the call before it was sent again); one in a property
+    or a page URL was refused only after the user's upsert went out, so User.com kept a user the stand-in,
+    which rolls the whole call back, does not have."""
+    events = [{"type": "track", "userId": "u1", "event": "E1"},
+              {"type": "group", "userId": "u2", "groupId": "g\udfff", "traits": {"name": "G"}},
+              {"type": "track", "userId": "u3", "event": "E3", "properties": {"note": "\udfff"}},
+              {"type": "page", "userId": "u4", "properties": {"url": "https://x.example/\udfff"}}]
+    seen: list[str] = []
+    with start_server(tmp_path / "app.db", "k", log=seen.append) as server:
+        adapter = _http_adapter(server.url, "k")
+        outcomes = deliver_apart(adapter.deliver, calls_for(pack, events), "userengage")
+        adapter.close()
+    assert [o.state for o in outcomes] == ["delivered", "refused", "refused", "refused"]
+    assert all("lone surrogate" in o.message for o in outcomes[1:])
+    assert [line.split('"')[1] for line in seen] == ["POST /api/public/users/update_or_create/ HTTP/1.1",
+                                                     "POST /api/public/events/ HTTP/1.1"]
+    embedded = tmp_path / "embedded.db"
+    assert deliver(embedded, calls_for(pack, events)) == ["delivered", "refused", "refused", "refused"]
+    for db in (tmp_path / "app.db", embedded):
+        connection = connect(db, create=False)
+        try:
+            assert [user["custom_id"] for user in inspect.users(connection)] == ["u1"]
+        finally:
+            connection.close()
 
 
 def test_a_group_id_of_dots_alone_stays_one_path_segment(pack, tmp_path):

@@ -5,7 +5,9 @@ Bodies come from :mod:`engine.userengage.requests` and the order of requests fro
 sends them (``Authorization: Token <api_key>``, ``Accept: */*; version=2``) and remembers, for
 the run, the ids User.com answered (a user's id and user_key, a company's id), so each is looked
 up once. Each request is retried by the pipeline's policy; the first one that fails settles
-the call: refused for a final 4xx, failed (replayable) otherwise.
+the call: refused for a final 4xx, failed (replayable) otherwise. A call with a body or a path
+segment that cannot be written is refused before its first request, and an answer that cannot be
+read settles only its own call: nothing one call holds raises out of ``deliver``.
 
 A 403 means the key was revoked or the sending domain is not trusted: the call is refused,
 never retried, with a message that says where to look.
@@ -22,7 +24,7 @@ from ..delivery.ratelimit import rate_limit
 from ..delivery.retry import Retrier, RetryPolicy
 from ..mapping.functions import url_segment
 from ..model import ActionCall
-from ..userengage.requests import ACCEPT, PATHS, base_url, to_request
+from ..userengage.requests import ACCEPT, PATHS, UserRequest, base_url, to_request
 from ..userengage.steps import Lookups, perform
 from .contract import UNBUILDABLE, AdapterContext, SetupError, unbuildable
 
@@ -59,7 +61,7 @@ class UserengageHttpAdapter:
         outcomes = []
         for call in calls:
             try:
-                request = to_request(call)
+                request = sendable(to_request(call))
             except UNBUILDABLE as error:
                 outcomes.append(Outcome(REFUSED, 0, message=unbuildable(error), call=call))
                 continue
@@ -79,6 +81,21 @@ class UserengageHttpAdapter:
     def close(self) -> list[Outcome]:
         self.sender.close()
         return []
+
+
+def sendable(request: UserRequest) -> UserRequest:
+    """``request``, once every body it sends and the company id it puts in a path can be written.
+
+    Raises what :data:`~engine.adapters.contract.UNBUILDABLE` names otherwise (a lone surrogate, say), before
+    the call's first request: the stand-in refuses such a call whole, and User.com must not keep the
+    user its upsert made. The ids a look-up adds later (numbers) cannot make a body unwritable.
+    """
+    encode(request.user)
+    if request.body is not None:
+        encode(request.body)
+        if request.kind == "company":
+            url_segment(str(request.body["custom_id"]))
+    return request
 
 
 class _RestApi:
@@ -137,9 +154,8 @@ class _RestApi:
         url = adapter.base + path
         try:
             data = encode(body) if body is not None else None
-        except ValueError as error:
-            raise _Stop(Outcome(REFUSED, self.attempts, message=f"cannot build the request: {error}",
-                                call=self.call)) from None
+        except UNBUILDABLE as error:  # sendable() found none before the call's first request: a safeguard
+            raise _Stop(Outcome(REFUSED, self.attempts, message=unbuildable(error), call=self.call)) from None
         rate = adapter.rate
 
         def attempt() -> Response:
@@ -162,7 +178,7 @@ class _RestApi:
                                 f"{settled.message} ({method} {path})", self.waited, self.call, settled.response))
         try:
             answer = json.loads(outcome.response.body) if outcome.response is not None and outcome.response.body else {}
-        except ValueError:
+        except (ValueError, RecursionError):  # nested too deep to read is as unreadable as not JSON
             answer = {}
         if not isinstance(answer, dict):
             answer = {}
