@@ -215,6 +215,24 @@ def test_traits_named_id_or_user_key_never_stand_for_the_records_own_over_http(p
         connection.close()
 
 
+def test_a_user_whose_anonymous_id_changes_back_ends_with_it_on_both_transports(pack, tmp_path):
+    """Upserts were remembered by (userId, anonymousId): a1, a2, then a1 again skipped the third, so User.com kept
+    a2 while the stand-in, which upserts every call, kept a1."""
+    events = [{"type": "track", "userId": "u1", "anonymousId": anonymous, "event": "E"}
+              for anonymous in ("a1", "a2", "a1", "a1")] + [{"type": "track", "userId": "u1", "event": "E"}]
+    states, requests = _over_http_to_the_stand_in(pack, tmp_path, events)
+    assert states == ["delivered"] * 5
+    assert requests.count("POST /api/public/users/update_or_create/ HTTP/1.1") == 3  # a1, a2, a1: each a change
+    embedded = tmp_path / "embedded.db"
+    assert deliver(embedded, calls_for(pack, events)) == ["delivered"] * 5
+    for db in (tmp_path / "app.db", embedded):
+        connection = connect(db, create=False)
+        try:
+            assert inspect.find_user(connection, id="u1")["anonymous_id"] == "a1"
+        finally:
+            connection.close()
+
+
 @pytest.mark.parametrize("answer", [{"id": 7, "user_key": None}, {"id": 7}, ["not", "an", "object"]],
                          ids=["a null user_key", "no user_key", "no object"])
 def test_a_page_view_whose_user_key_cannot_be_read_fails_unsent(pack, scripted, answer):
@@ -381,11 +399,11 @@ def test_lookups_forget_the_oldest_ids_past_their_bound(monkeypatch):
     monkeypatch.setattr(steps, "REMEMBERED", 3)
     lookups = steps.Lookups()
     for n in range(4):
-        lookups.remember_user((("custom_id", f"u{n}"),), (n, None))
-    lookups.remember_user((("custom_id", "u1"),), (1, "k1"))  # learnt again: now the newest
-    lookups.remember_user((("custom_id", "u4"),), (4, None))
-    assert [key[0][1] for key in lookups.users] == ["u3", "u1", "u4"]
-    assert lookups.users[(("custom_id", "u1"),)] == (1, "k1")
+        lookups.remember_user(f"u{n}", steps.KnownUser(n, None, None))
+    lookups.remember_user("u1", steps.KnownUser(1, "k1", None))  # learnt again: now the newest
+    lookups.remember_user("u4", steps.KnownUser(4, None, None))
+    assert list(lookups.users) == ["u3", "u1", "u4"]
+    assert lookups.users["u1"] == (1, "k1", None)
     for n in range(5):
         lookups.remember_company(f"c{n}", n)
     assert list(lookups.companies) == ["c2", "c3", "c4"]
