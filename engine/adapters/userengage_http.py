@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from typing import Any, Sequence
 
+from ..delivery.breaker import circuit_breaker
 from ..delivery.encoding import encode
 from ..delivery.http import Response, Sender
 from ..delivery.outcome import DELIVERED, FAILED, REFUSED, RETRIED, Outcome, from_http
@@ -55,6 +56,7 @@ class UserengageHttpAdapter:
         self.sender = Sender(float(settings.get("timeout", timeout)))
         self.retrier = retrier or Retrier(RetryPolicy(max_attempts=int(settings.get("max_attempts", 5))))
         self.rate = rate_limit(settings, context.options)
+        self.breaker = circuit_breaker(context.destination, settings)  # counts requests: the first failed ends a call
         self.lookups = Lookups()
 
     def deliver(self, calls: Sequence[ActionCall]) -> list[Outcome]:
@@ -162,7 +164,9 @@ class _RestApi:
             if rate is not None:
                 rate.wait()
             return adapter.sender.send(method, url, data, adapter.headers)
-        outcome = adapter.retrier.run(attempt, self.call, waited=self.waited)  # the wait limit is the call's
+        breaker = adapter.breaker  # the wait limit is the call's, whatever the number of its requests
+        outcome = (adapter.retrier.run(attempt, self.call, waited=self.waited) if breaker is None
+                   else breaker.run(adapter.retrier, attempt, self.call, waited=self.waited))
         self.requests += 1
         self.attempts += outcome.attempts
         self.waited = outcome.waited
