@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import engine
-from conftest import ROOT, load_yaml
+from conftest import ROOT, load_yaml, switchyard
 from engine.adapters.contract import AdapterContext, deliver_apart
 from engine.adapters.userengage_http import UserengageHttpAdapter
 from engine.adapters.userengage_workspace import UserengageWorkspaceAdapter
@@ -139,16 +139,31 @@ def _http_adapter(url: str, key: str, **kwargs) -> UserengageHttpAdapter:
     return UserengageHttpAdapter(context, retrier=retrier, **kwargs)
 
 
-def test_a_403_is_refused_at_once_and_says_where_to_check(pack, tmp_path):
-    calls = calls_for(pack, [{"type": "track", "userId": "u1", "event": "Signed Up"}])
+def test_a_403_fails_at_once_says_where_to_check_and_is_replayed_once_the_key_is_fixed(tmp_path):
+    """A 403 was refused: after fixing the key, replay skipped every call it had stopped."""
+    events, dead = tmp_path / "events.ndjson", tmp_path / "dead.ndjson"
+    events.write_text("".join(json.dumps({"type": "track", "userId": f"u{n}", "event": "Signed Up",
+                                          "messageId": f"m{n}"}) + "\n" for n in range(2)))
+    rules = tmp_path / "userengage.yaml"
+    pack_text = PACK.read_text().replace("  catalog: userengage\n", "  catalog: userengage\n  transport: http\n", 1)
     with start_server(tmp_path / "app.db", "the-right-key") as server:
-        adapter = _http_adapter(server.url, "a-revoked-key")
-        [outcome] = adapter.deliver(calls)
-        adapter.close()
-    assert outcome.state == "refused" and outcome.status == 403 and outcome.attempts == 1
-    assert "API key was revoked" in outcome.message and "not trusted" in outcome.message
-    assert "Segment API keys" in outcome.message and "App settings > Advanced > Domains" in outcome.message
-    assert "a-revoked-key" not in outcome.message
+        rules.write_text(pack_text.replace("${USERENGAGE_API_KEY:-}", "a-revoked-key")
+                         .replace("${USERENGAGE_BASE_URL:-}", server.url))
+        assert switchyard("run", rules, events, "--dead-letter", dead).returncode == 1
+        records = [json.loads(line) for line in dead.read_text().splitlines()]
+        rules.write_text(pack_text.replace("${USERENGAGE_API_KEY:-}", "the-right-key")
+                         .replace("${USERENGAGE_BASE_URL:-}", server.url))
+        replayed = switchyard("replay", dead, "--rules", rules)
+    assert [(r["outcome"], r["status"], r["attempts"]) for r in records] == [("failed", 403, 1)] * 2
+    reason = records[0]["reason"]
+    assert "API key was revoked" in reason and "not trusted" in reason and "a-revoked-key" not in reason
+    assert "Segment API keys" in reason and "App settings > Advanced > Domains" in reason
+    assert replayed.returncode == 0, replayed.stderr
+    connection = connect(tmp_path / "app.db", create=False)
+    try:
+        assert [(u["custom_id"], u["events"]) for u in inspect.users(connection)] == [("u0", 1), ("u1", 1)]
+    finally:
+        connection.close()
 
 
 def _over_http_to_the_stand_in(pack, tmp_path, events: list[dict]) -> tuple[list[str], list[str]]:

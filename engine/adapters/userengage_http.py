@@ -9,8 +9,9 @@ the call: refused for a final 4xx, failed (replayable) otherwise. A call with a 
 segment that cannot be written is refused before its first request, and an answer that cannot be
 read settles only its own call: nothing one call holds raises out of ``deliver``.
 
-A 403 means the key was revoked or the sending domain is not trusted: the call is refused,
-never retried, with a message that says where to look.
+A 403 means the key was revoked or the sending domain is not trusted: the call fails, never
+retried, with a message that says where to look, and ``replay`` sends it once that is fixed (a
+401 or 403 is failed, not refused, in every HTTP transport: it says nothing of the call).
 """
 from __future__ import annotations
 
@@ -174,12 +175,10 @@ class _RestApi:
         if missing_ok and outcome.status == 404:
             return None
         if not outcome.ok:
-            if outcome.status == 403:
-                raise _Stop(Outcome(REFUSED, self.attempts, 403, outcome.body, f"{FORBIDDEN} ({method} {path})",
-                                    self.waited, self.call, outcome.response))
-            settled = from_http(outcome)
+            settled = from_http(outcome)  # a 403 stays failed, as every 401 and 403 does: replay once the key is fixed
+            message = FORBIDDEN if outcome.status == 403 else settled.message
             raise _Stop(Outcome(settled.state, self.attempts, settled.status, settled.body,
-                                f"{settled.message} ({method} {path})", self.waited, self.call, settled.response))
+                                f"{message} ({method} {path})", self.waited, self.call, settled.response))
         try:
             answer = json.loads(outcome.response.body) if outcome.response is not None and outcome.response.body else {}
         except (ValueError, RecursionError):  # nested too deep to read is as unreadable as not JSON
