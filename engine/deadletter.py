@@ -6,8 +6,9 @@ is killed, or the machine loses power, right after. Any
 thread may write: a lock keeps records whole. The file is opened on the first record, so a
 clean run leaves none; :meth:`DeadLetter.check` finds an unwritable path before the first event.
 
-Each record's ``reason`` is masked (credentials in URLs, and the secret settings the CLI passes in
-``mask``); the line, event or call it keeps is written as it was, so ``replay`` can send it.
+Each record's ``reason`` and ``body`` (the destination's answer, which may echo the key it was sent)
+are masked (credentials in URLs, and the secret settings the CLI passes in ``mask``); the line,
+event or call it keeps is written as it was, so ``replay`` can send it.
 """
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ class DeadLetterError(Exception):
 class DeadLetter:
     def __init__(self, path: str | None, mask: Callable[[str], str] = mask_url_credentials):
         """``path`` None keeps nothing but still counts (a dry run that was not asked for a file);
-        ``mask`` hides what a record's reason must not show."""
+        ``mask`` hides what a record's reason and body must not show."""
         self.path = path
         self.mask = mask
         self.count = 0
@@ -69,7 +70,7 @@ class DeadLetter:
             if self.path is None or not lines:
                 self.count += count
                 return
-            lines = _masked_reasons(lines, self.mask)
+            lines = _masked(lines, self.mask)
             try:
                 if self._stream is None:
                     # Unbuffered: a batch is written whole by one call, and a failed write leaves nothing behind.
@@ -98,8 +99,12 @@ class DeadLetter:
                 self._stream = None
 
 
-def _masked_reasons(lines: bytes, mask: Callable[[str], str]) -> bytes:
-    """NDJSON records with each ``reason`` masked; a record whose reason shows nothing is kept byte for byte.
+#: The texts of a record that are masked: why it was not delivered, and the answer that said so.
+MASKED = ("reason", "body")
+
+
+def _masked(lines: bytes, mask: Callable[[str], str]) -> bytes:
+    """NDJSON records with each of :data:`MASKED` masked; a record where they show nothing is kept byte for byte.
 
     orjson reads each record for its reason (a record of an invalid payload holds its whole event: json
     took twice as long); one it cannot read, and one to write again, is read exactly.
@@ -114,10 +119,12 @@ def _masked_reasons(lines: bytes, mask: Callable[[str], str]) -> bytes:
             except ValueError:
                 out.append(line)
                 continue
-        reason = record.get("reason") if isinstance(record, dict) else None
-        if isinstance(reason, str) and (masked := mask(reason)) != reason:
+        texts = {name: record.get(name) for name in MASKED} if isinstance(record, dict) else {}
+        masked = {name: shown for name, text in texts.items()
+                  if isinstance(text, str) and (shown := mask(text)) != text}
+        if masked:
             record = loads_exact(line, ours=True)[0]  # orjson reads an integer beyond 64 bits as a float
-            record["reason"] = masked
+            record.update(masked)
             line = to_line(record)
         out.append(line)
     return b"".join(out)

@@ -47,6 +47,48 @@ def test_a_refused_port_pauses_its_destination_and_the_other_goes_on(tmp_path):
     assert len(out.read_text().splitlines()) == 500  # the other destination delivered everything
 
 
+def test_user_com_over_http_is_paused_too(tmp_path):
+    """Without a breaker, every call to a User.com that was down waited out all its attempts: 12 calls took 48 s."""
+    rules, events, dead = tmp_path / "userengage.yaml", tmp_path / "e.ndjson", tmp_path / "dead.ndjson"
+    rules.write_text("version: 1\ndestination:\n  name: ue\n  catalog: userengage\n  transport: http\n"
+                     f"  settings: {{api_key: k, base_url: \"{refused_url().removesuffix('/hook')}\", max_attempts: 3, "
+                     "circuit_breaker: {failures: 3, pause: 60}}\n"
+                     "mappings:\n  - {name: Track, trigger: type = \"track\", action: trackEvent}\n")
+    events.write_text("".join(json.dumps({"type": "track", "userId": f"u{n}", "event": "E", "messageId": f"m{n}"})
+                              + "\n" for n in range(40)))
+    started = time.monotonic()
+    assert main(["run", str(rules), str(events), "--dead-letter", str(dead)]) == 1
+    assert time.monotonic() - started < 10  # three calls wait out their retries; the other 37 fail at once
+    records = [json.loads(line) for line in dead.read_text().splitlines()]
+    assert len(records) == 40 and all(r["outcome"] == "failed" for r in records)
+    assert all("paused by its circuit breaker" not in r["reason"] for r in records[:3])
+    assert all("paused by its circuit breaker" in r["reason"] and r["attempts"] == 0 for r in records[3:])
+
+
+def test_a_user_com_probe_that_is_answered_goes_on_with_its_call(scripted):
+    from engine.adapters.contract import AdapterContext
+    from engine.adapters.userengage_http import UserengageHttpAdapter
+    from engine.model import ActionCall
+
+    now = [0.0]
+    context = AdapterContext("ue", "userengage", "http", {"api_key": "k", "base_url": scripted.url,
+                                                          "circuit_breaker": {"failures": 1, "pause": 30}})
+    adapter = UserengageHttpAdapter(context, retrier=fast_retrier(max_attempts=2))
+    adapter.breaker = Breaker("ue", failures=1, pause=30, clock=lambda: now[0])
+    calls = [ActionCall("ue", "Track", "trackEvent", {"user_id": f"u{n}", "name": "E"}, f"m{n}") for n in range(3)]
+    scripted.script(Reply(503), Reply(503), path="/api/public/users/update_or_create/")
+    assert [o.state for o in adapter.deliver(calls)] == [FAILED] * 3
+    assert len(scripted.requests) == 2  # the first call's two attempts; the others were not sent
+
+    scripted.script(Reply(200, {"id": 7, "user_key": "k7"}), Reply(200, {"id": 8, "user_key": "k8"}),
+                    path="/api/public/users/update_or_create/")
+    now[0] = 31.0  # the probe (the upsert) is answered: the call sends its event, and the next call goes
+    assert [o.state for o in adapter.deliver(calls[:2])] == [DELIVERED] * 2
+    assert [r["path"] for r in scripted.requests[2:]] == ["/api/public/users/update_or_create/", "/api/public/events/",
+                                                          "/api/public/users/update_or_create/", "/api/public/events/"]
+    adapter.close()
+
+
 def test_paused_calls_send_no_request_then_a_probe_closes_the_breaker(scripted):
     now = [0.0]
     adapter = WebhookAdapter(webhook_context({"circuit_breaker": {"failures": 2, "pause": 30}}),

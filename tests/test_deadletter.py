@@ -52,3 +52,45 @@ def test_a_masked_reason_leaves_the_rest_of_its_record_exactly_as_it_was(tmp_pat
     masked, _ = loads_exact(first, ours=True)
     assert "s3cret-token" not in masked["reason"] and masked["event"] == event
     assert second == to_line(plain)  # nothing to mask: byte for byte
+
+
+DESTINATIONS = {
+    "userengage": ("USERENGAGE_API_KEY", """\
+version: 1
+destination:
+  name: ue
+  catalog: userengage
+  transport: http
+  settings: {{api_key: "${{USERENGAGE_API_KEY}}", base_url: "{url}", max_attempts: 1}}
+mappings:
+  - {{name: Track, trigger: type = "track", action: trackEvent}}
+"""),
+    "webhook": ("HOOK_TOKEN", """\
+version: 1
+destination:
+  name: hooks
+  catalog: webhook
+  settings: {{url: "{url}/hook", max_attempts: 1, headers: {{Authorization: "Bearer ${{HOOK_TOKEN}}"}}}}
+mappings:
+  - {{name: Send, trigger: type = "track", action: send, fields: {{data: {{e: event}}}}}}
+"""),
+}
+
+
+@pytest.mark.parametrize("catalog", sorted(DESTINATIONS))
+def test_a_secret_the_destination_echoes_in_its_answer_is_masked_in_the_dead_letter_file(tmp_path, scripted, catalog):
+    """Only the reason was masked: a server that quoted the credentials it refused left them in the record's body."""
+    from scripted_server import Reply
+
+    variable, rules_text = DESTINATIONS[catalog]
+    sent = "Token SECRETKEY123456" if catalog == "userengage" else "Bearer SECRETKEY123456"
+    scripted.default = Reply(400, {"detail": f"invalid credentials: {sent}"})
+    rules, dead = tmp_path / "rules.yaml", tmp_path / "dead.ndjson"
+    rules.write_text(rules_text.format(url=scripted.url))
+    result = switchyard("run", rules, "--dead-letter", dead, env={**os.environ, variable: "SECRETKEY123456"},
+                        stdin=json.dumps({"type": "track", "userId": "u1", "event": "E"}) + "\n")
+    assert result.returncode == 1, result.stderr
+    assert len(scripted.requests) == 1 and scripted.requests[0]["headers"]["Authorization"] == sent
+    (record,) = [json.loads(line) for line in dead.read_text().splitlines()]
+    assert record["status"] == 400 and "invalid credentials: " in record["body"] and "********" in record["body"]
+    assert "SECRETKEY123456" not in dead.read_text()

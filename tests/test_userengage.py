@@ -9,13 +9,14 @@ from pathlib import Path
 import pytest
 
 import engine
-from conftest import ROOT, load_yaml
-from engine.adapters.contract import AdapterContext
+from conftest import ROOT, load_yaml, switchyard
+from engine.adapters.contract import AdapterContext, deliver_apart
 from engine.adapters.userengage_http import UserengageHttpAdapter
 from engine.adapters.userengage_workspace import UserengageWorkspaceAdapter
 from engine.delivery import ManualClock, Retrier, RetryPolicy
 from engine.model import ActionCall
 from engine.userengage import inspect
+from engine.userengage.app import user_key
 from engine.userengage.attributes import IGNORED, convert
 from engine.userengage.requests import to_request
 from engine.userengage.server import start_server
@@ -76,8 +77,9 @@ def test_stand_in_case(case, pack, tmp_path):
                                       or case["events"][0].get("anonymousId"))
             assert found is not None
             subset(wanted, found, "user")
-        if "company" in case:
-            wanted = dict(case["company"])
+        companies = case.get("company", [])
+        for wanted in companies if isinstance(companies, list) else [companies]:
+            wanted = dict(wanted)
             found = inspect.find_company(connection, id=wanted.pop("id"))
             assert found is not None
             subset(wanted, found, "company")
@@ -137,16 +139,31 @@ def _http_adapter(url: str, key: str, **kwargs) -> UserengageHttpAdapter:
     return UserengageHttpAdapter(context, retrier=retrier, **kwargs)
 
 
-def test_a_403_is_refused_at_once_and_says_where_to_check(pack, tmp_path):
-    calls = calls_for(pack, [{"type": "track", "userId": "u1", "event": "Signed Up"}])
+def test_a_403_fails_at_once_says_where_to_check_and_is_replayed_once_the_key_is_fixed(tmp_path):
+    """A 403 was refused: after fixing the key, replay skipped every call it had stopped."""
+    events, dead = tmp_path / "events.ndjson", tmp_path / "dead.ndjson"
+    events.write_text("".join(json.dumps({"type": "track", "userId": f"u{n}", "event": "Signed Up",
+                                          "messageId": f"m{n}"}) + "\n" for n in range(2)))
+    rules = tmp_path / "userengage.yaml"
+    pack_text = PACK.read_text().replace("  catalog: userengage\n", "  catalog: userengage\n  transport: http\n", 1)
     with start_server(tmp_path / "app.db", "the-right-key") as server:
-        adapter = _http_adapter(server.url, "a-revoked-key")
-        [outcome] = adapter.deliver(calls)
-        adapter.close()
-    assert outcome.state == "refused" and outcome.status == 403 and outcome.attempts == 1
-    assert "API key was revoked" in outcome.message and "not trusted" in outcome.message
-    assert "Segment API keys" in outcome.message and "App settings > Advanced > Domains" in outcome.message
-    assert "a-revoked-key" not in outcome.message
+        rules.write_text(pack_text.replace("${USERENGAGE_API_KEY:-}", "a-revoked-key")
+                         .replace("${USERENGAGE_BASE_URL:-}", server.url))
+        assert switchyard("run", rules, events, "--dead-letter", dead).returncode == 1
+        records = [json.loads(line) for line in dead.read_text().splitlines()]
+        rules.write_text(pack_text.replace("${USERENGAGE_API_KEY:-}", "the-right-key")
+                         .replace("${USERENGAGE_BASE_URL:-}", server.url))
+        replayed = switchyard("replay", dead, "--rules", rules)
+    assert [(r["outcome"], r["status"], r["attempts"]) for r in records] == [("failed", 403, 1)] * 2
+    reason = records[0]["reason"]
+    assert "API key was revoked" in reason and "not trusted" in reason and "a-revoked-key" not in reason
+    assert "Segment API keys" in reason and "App settings > Advanced > Domains" in reason
+    assert replayed.returncode == 0, replayed.stderr
+    connection = connect(tmp_path / "app.db", create=False)
+    try:
+        assert [(u["custom_id"], u["events"]) for u in inspect.users(connection)] == [("u0", 1), ("u1", 1)]
+    finally:
+        connection.close()
 
 
 def _over_http_to_the_stand_in(pack, tmp_path, events: list[dict]) -> tuple[list[str], list[str]]:
@@ -184,6 +201,51 @@ def test_an_identifys_upsert_serves_the_users_later_calls_whatever_its_traits_ho
     assert states == ["delivered"] * 2
     assert requests.count("POST /api/public/users/update_or_create/ HTTP/1.1") == 1
     assert requests.count("POST /api/public/events/ HTTP/1.1") == 1
+
+
+def test_traits_named_id_or_user_key_never_stand_for_the_records_own_over_http(pack, tmp_path):
+    """The stand-in answered a company's custom attribute ``id`` as its id: serve's answers had no numeric id
+    (every group call of such a company failed, and again on replay), and the embedded transport updated and
+    joined the wrong company."""
+    from engine.delivery.http import Sender
+
+    events = [{"type": "identify", "userId": "u1", "traits": {"id": "7", "user_key": "forged"}},
+              {"type": "group", "userId": "u1", "groupId": "a", "traits": {"name": "Alpha"}},
+              {"type": "group", "userId": "u2", "groupId": "b", "traits": {"id": "1", "name": "Beta Ltd"}},
+              {"type": "group", "userId": "u3", "groupId": "b", "traits": {"id": "acme"}}]
+    with start_server(tmp_path / "app.db", "k") as server, Sender(5) as sender:
+        adapter = _http_adapter(server.url, "k")
+        states = [o.state for o in adapter.deliver(calls_for(pack, events))]
+        adapter.close()
+        found = json.loads(sender.send("GET", server.url + "/api/public/users-by-id/u1/", None,
+                                       {"Authorization": "Token k"}).body)
+    assert states == ["delivered"] * 4
+    assert (found["id"], found["user_key"]) == (1, user_key("u1"))
+    connection = connect(tmp_path / "app.db", create=False)
+    try:
+        assert inspect.find_company(connection, id="a")["members"] == ["u1"]
+        beta = inspect.find_company(connection, id="b")
+        assert (beta["fields"]["name"], beta["attributes"], beta["members"]) == ("Beta Ltd", {"id": "acme"}, ["u2", "u3"])
+    finally:
+        connection.close()
+
+
+def test_a_user_whose_anonymous_id_changes_back_ends_with_it_on_both_transports(pack, tmp_path):
+    """Upserts were remembered by (userId, anonymousId): a1, a2, then a1 again skipped the third, so User.com kept
+    a2 while the stand-in, which upserts every call, kept a1."""
+    events = [{"type": "track", "userId": "u1", "anonymousId": anonymous, "event": "E"}
+              for anonymous in ("a1", "a2", "a1", "a1")] + [{"type": "track", "userId": "u1", "event": "E"}]
+    states, requests = _over_http_to_the_stand_in(pack, tmp_path, events)
+    assert states == ["delivered"] * 5
+    assert requests.count("POST /api/public/users/update_or_create/ HTTP/1.1") == 3  # a1, a2, a1: each a change
+    embedded = tmp_path / "embedded.db"
+    assert deliver(embedded, calls_for(pack, events)) == ["delivered"] * 5
+    for db in (tmp_path / "app.db", embedded):
+        connection = connect(db, create=False)
+        try:
+            assert inspect.find_user(connection, id="u1")["anonymous_id"] == "a1"
+        finally:
+            connection.close()
 
 
 @pytest.mark.parametrize("answer", [{"id": 7, "user_key": None}, {"id": 7}, ["not", "an", "object"]],
@@ -241,6 +303,69 @@ def test_a_company_made_by_a_create_whose_answer_was_lost_is_found_and_joined(pa
     assert (updated["method"], updated["body"]["name"]) == ("PUT", "Acme")
 
 
+def _as_a_lane(adapter: UserengageHttpAdapter, calls: list[ActionCall]) -> list[str]:
+    """Each call's outcome as a delivery lane gets it: an adapter that raises is given the calls again one by one."""
+    return [o.state for o in deliver_apart(adapter.deliver, calls, "userengage")]
+
+
+def test_an_answer_nested_too_deep_to_read_fails_its_own_call_and_sends_nothing_twice(pack, scripted):
+    """Reading it raised RecursionError out of deliver: the lane sent the slice again call by call, so the
+    event of the call before it reached User.com twice."""
+    from scripted_server import Reply
+
+    deep = b'{"id": 8, "deep": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    scripted.script(Reply(200, {"id": 7, "user_key": "k7"}), Reply(200, deep),
+                    path="/api/public/users/update_or_create/")
+    adapter = _http_adapter(scripted.url, "k")
+    states = _as_a_lane(adapter, calls_for(pack, [{"type": "track", "userId": "u1", "event": "E1"},
+                                                  {"type": "track", "userId": "u2", "event": "E2"}]))
+    adapter.close()
+    assert states == ["delivered", "failed"]
+    assert len(scripted.to("/api/public/events/")) == 1
+    assert len(scripted.to("/api/public/users/update_or_create/")) == 2
+
+
+def test_a_call_that_cannot_be_written_is_refused_before_its_first_request(pack, tmp_path):
+    """A lone surrogate in a groupId raised out of deliver (the call before it was sent again); one in a property
+    or a page URL was refused only after the user's upsert went out, so User.com kept a user the stand-in,
+    which rolls the whole call back, does not have."""
+    events = [{"type": "track", "userId": "u1", "event": "E1"},
+              {"type": "group", "userId": "u2", "groupId": "g\udfff", "traits": {"name": "G"}},
+              {"type": "track", "userId": "u3", "event": "E3", "properties": {"note": "\udfff"}},
+              {"type": "page", "userId": "u4", "properties": {"url": "https://x.example/\udfff"}}]
+    seen: list[str] = []
+    with start_server(tmp_path / "app.db", "k", log=seen.append) as server:
+        adapter = _http_adapter(server.url, "k")
+        outcomes = deliver_apart(adapter.deliver, calls_for(pack, events), "userengage")
+        adapter.close()
+    assert [o.state for o in outcomes] == ["delivered", "refused", "refused", "refused"]
+    assert all("lone surrogate" in o.message for o in outcomes[1:])
+    assert [line.split('"')[1] for line in seen] == ["POST /api/public/users/update_or_create/ HTTP/1.1",
+                                                     "POST /api/public/events/ HTTP/1.1"]
+    embedded = tmp_path / "embedded.db"
+    assert deliver(embedded, calls_for(pack, events)) == ["delivered", "refused", "refused", "refused"]
+    for db in (tmp_path / "app.db", embedded):
+        connection = connect(db, create=False)
+        try:
+            assert [user["custom_id"] for user in inspect.users(connection)] == ["u1"]
+        finally:
+            connection.close()
+
+
+def test_a_group_id_of_dots_alone_stays_one_path_segment(pack, tmp_path):
+    """``companies-by-id/../`` went out as it was: a server or proxy reads it as ``/api/public/``."""
+    events = [{"type": "group", "userId": "u1", "groupId": group, "traits": {"name": "Dots"}} for group in (".", "..")]
+    states, requests = _over_http_to_the_stand_in(pack, tmp_path, events)
+    assert states == ["delivered"] * 2
+    assert "GET /api/public/companies-by-id/%2E/ HTTP/1.1" in requests
+    assert "GET /api/public/companies-by-id/%2E%2E/ HTTP/1.1" in requests
+    connection = connect(tmp_path / "app.db", create=False)
+    try:
+        assert [company["custom_id"] for company in inspect.companies(connection)] == [".", ".."]
+    finally:
+        connection.close()
+
+
 def test_the_server_takes_token_or_basic_auth_and_answers_like_the_api(tmp_path):
     import base64
 
@@ -289,11 +414,11 @@ def test_lookups_forget_the_oldest_ids_past_their_bound(monkeypatch):
     monkeypatch.setattr(steps, "REMEMBERED", 3)
     lookups = steps.Lookups()
     for n in range(4):
-        lookups.remember_user((("custom_id", f"u{n}"),), (n, None))
-    lookups.remember_user((("custom_id", "u1"),), (1, "k1"))  # learnt again: now the newest
-    lookups.remember_user((("custom_id", "u4"),), (4, None))
-    assert [key[0][1] for key in lookups.users] == ["u3", "u1", "u4"]
-    assert lookups.users[(("custom_id", "u1"),)] == (1, "k1")
+        lookups.remember_user(f"u{n}", steps.KnownUser(n, None, None))
+    lookups.remember_user("u1", steps.KnownUser(1, "k1", None))  # learnt again: now the newest
+    lookups.remember_user("u4", steps.KnownUser(4, None, None))
+    assert list(lookups.users) == ["u3", "u1", "u4"]
+    assert lookups.users["u1"] == (1, "k1", None)
     for n in range(5):
         lookups.remember_company(f"c{n}", n)
     assert list(lookups.companies) == ["c2", "c3", "c4"]

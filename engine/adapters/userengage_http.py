@@ -5,24 +5,28 @@ Bodies come from :mod:`engine.userengage.requests` and the order of requests fro
 sends them (``Authorization: Token <api_key>``, ``Accept: */*; version=2``) and remembers, for
 the run, the ids User.com answered (a user's id and user_key, a company's id), so each is looked
 up once. Each request is retried by the pipeline's policy; the first one that fails settles
-the call: refused for a final 4xx, failed (replayable) otherwise.
+the call: refused for a final 4xx, failed (replayable) otherwise. A call with a body or a path
+segment that cannot be written is refused before its first request, and an answer that cannot be
+read settles only its own call: nothing one call holds raises out of ``deliver``.
 
-A 403 means the key was revoked or the sending domain is not trusted: the call is refused,
-never retried, with a message that says where to look.
+A 403 means the key was revoked or the sending domain is not trusted: the call fails, never
+retried, with a message that says where to look, and ``replay`` sends it once that is fixed (a
+401 or 403 is failed, not refused, in every HTTP transport: it says nothing of the call).
 """
 from __future__ import annotations
 
 import json
 from typing import Any, Sequence
-from urllib.parse import quote
 
+from ..delivery.breaker import circuit_breaker
 from ..delivery.encoding import encode
 from ..delivery.http import Response, Sender
 from ..delivery.outcome import DELIVERED, FAILED, REFUSED, RETRIED, Outcome, from_http
 from ..delivery.ratelimit import rate_limit
 from ..delivery.retry import Retrier, RetryPolicy
+from ..mapping.functions import url_segment
 from ..model import ActionCall
-from ..userengage.requests import ACCEPT, PATHS, base_url, to_request
+from ..userengage.requests import ACCEPT, PATHS, UserRequest, base_url, to_request
 from ..userengage.steps import Lookups, perform
 from .contract import UNBUILDABLE, AdapterContext, SetupError, unbuildable
 
@@ -53,13 +57,14 @@ class UserengageHttpAdapter:
         self.sender = Sender(float(settings.get("timeout", timeout)))
         self.retrier = retrier or Retrier(RetryPolicy(max_attempts=int(settings.get("max_attempts", 5))))
         self.rate = rate_limit(settings, context.options)
+        self.breaker = circuit_breaker(context.destination, settings)  # counts requests: the first failed ends a call
         self.lookups = Lookups()
 
     def deliver(self, calls: Sequence[ActionCall]) -> list[Outcome]:
         outcomes = []
         for call in calls:
             try:
-                request = to_request(call)
+                request = sendable(to_request(call))
             except UNBUILDABLE as error:
                 outcomes.append(Outcome(REFUSED, 0, message=unbuildable(error), call=call))
                 continue
@@ -79,6 +84,21 @@ class UserengageHttpAdapter:
     def close(self) -> list[Outcome]:
         self.sender.close()
         return []
+
+
+def sendable(request: UserRequest) -> UserRequest:
+    """``request``, once every body it sends and the company id it puts in a path can be written.
+
+    Raises what :data:`~engine.adapters.contract.UNBUILDABLE` names otherwise (a lone surrogate, say), before
+    the call's first request: the stand-in refuses such a call whole, and User.com must not keep the
+    user its upsert made. The ids a look-up adds later (numbers) cannot make a body unwritable.
+    """
+    encode(request.user)
+    if request.body is not None:
+        encode(request.body)
+        if request.kind == "company":
+            url_segment(str(request.body["custom_id"]))
+    return request
 
 
 class _RestApi:
@@ -107,7 +127,7 @@ class _RestApi:
         return self._send("POST", PATHS["page"], body)
 
     def company_by_custom_id(self, custom_id: str) -> dict | None:
-        found = self._send("GET", PATHS["company_by_custom_id"].format(custom_id=quote(custom_id, safe="")),
+        found = self._send("GET", PATHS["company_by_custom_id"].format(custom_id=url_segment(custom_id)),
                            missing_ok=True)
         return None if found is None else self._with_id(found, "companies-by-id/")
 
@@ -137,16 +157,17 @@ class _RestApi:
         url = adapter.base + path
         try:
             data = encode(body) if body is not None else None
-        except ValueError as error:
-            raise _Stop(Outcome(REFUSED, self.attempts, message=f"cannot build the request: {error}",
-                                call=self.call)) from None
+        except UNBUILDABLE as error:  # sendable() found none before the call's first request: a safeguard
+            raise _Stop(Outcome(REFUSED, self.attempts, message=unbuildable(error), call=self.call)) from None
         rate = adapter.rate
 
         def attempt() -> Response:
             if rate is not None:
                 rate.wait()
             return adapter.sender.send(method, url, data, adapter.headers)
-        outcome = adapter.retrier.run(attempt, self.call, waited=self.waited)  # the wait limit is the call's
+        breaker = adapter.breaker  # the wait limit is the call's, whatever the number of its requests
+        outcome = (adapter.retrier.run(attempt, self.call, waited=self.waited) if breaker is None
+                   else breaker.run(adapter.retrier, attempt, self.call, waited=self.waited))
         self.requests += 1
         self.attempts += outcome.attempts
         self.waited = outcome.waited
@@ -154,15 +175,13 @@ class _RestApi:
         if missing_ok and outcome.status == 404:
             return None
         if not outcome.ok:
-            if outcome.status == 403:
-                raise _Stop(Outcome(REFUSED, self.attempts, 403, outcome.body, f"{FORBIDDEN} ({method} {path})",
-                                    self.waited, self.call, outcome.response))
-            settled = from_http(outcome)
+            settled = from_http(outcome)  # a 403 stays failed, as every 401 and 403 does: replay once the key is fixed
+            message = FORBIDDEN if outcome.status == 403 else settled.message
             raise _Stop(Outcome(settled.state, self.attempts, settled.status, settled.body,
-                                f"{settled.message} ({method} {path})", self.waited, self.call, settled.response))
+                                f"{message} ({method} {path})", self.waited, self.call, settled.response))
         try:
             answer = json.loads(outcome.response.body) if outcome.response is not None and outcome.response.body else {}
-        except ValueError:
+        except (ValueError, RecursionError):  # nested too deep to read is as unreadable as not JSON
             answer = {}
         if not isinstance(answer, dict):
             answer = {}

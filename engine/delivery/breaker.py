@@ -54,16 +54,17 @@ class Breaker:
     def open(self) -> bool:
         return self.paused_until is not None
 
-    def run(self, retrier: Retrier, attempt: Callable[[], Response], call: Any = None) -> Outcome:
-        """``retrier.run(attempt, call)`` while the destination is up; a failure without a request while
-        it is paused; one attempt as a probe when the pause is over."""
+    def run(self, retrier: Retrier, attempt: Callable[[], Response], call: Any = None, *,
+            waited: float = 0.0) -> Outcome:
+        """``retrier.run(attempt, call, waited=waited)`` while the destination is up; a failure without a
+        request while it is paused; one attempt as a probe when the pause is over."""
         if self.paused_until is not None:
             if self.clock() < self.paused_until:
-                return Outcome(FAILED, 0, message=self._paused_reason(), call=call)
+                return Outcome(FAILED, 0, message=self._paused_reason(), waited=waited, call=call)
             probe = Retrier(replace(retrier.policy, max_attempts=1), clock=retrier.clock, random=retrier.random)
-            outcome = probe.run(attempt, call)
+            outcome = probe.run(attempt, call, waited=waited)
         else:
-            outcome = retrier.run(attempt, call)
+            outcome = retrier.run(attempt, call, waited=waited)
         self.record(outcome)
         return outcome
 

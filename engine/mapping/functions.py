@@ -54,6 +54,18 @@ def type_name(value: Any) -> str:
     return TYPES_MAP.get(type(value).__name__, type(value).__name__)
 
 
+def url_segment(text: str) -> str:
+    """``text`` as one path segment of a URL, as the mapping function ``url_segment()`` writes it.
+
+    Raises ValueError for text with a lone surrogate, which no URL can carry.
+    """
+    try:
+        segment = quote(text, safe="", encoding="utf-8", errors="strict")
+    except UnicodeEncodeError:
+        raise ValueError("the value holds a lone surrogate, which no URL can carry") from None
+    return segment.replace(".", "%2E") if segment.strip(".") == "" else segment
+
+
 def text_of(value: Any) -> str:
     """Render a scalar as JSON writes it (and so Segment does): ``1``, ``1.5``, ``true``."""
     if isinstance(value, str):
@@ -215,12 +227,10 @@ class SwitchyardFunctions(Functions):
         """
         if value is None:
             return None
-        text = text_of(value)
         try:
-            segment = quote(text, safe="", encoding="utf-8", errors="strict")
-        except UnicodeEncodeError:
-            raise ValueError("url_segment(): the value holds a lone surrogate, which no URL can carry") from None
-        return segment.replace(".", "%2E") if segment.strip(".") == "" else segment
+            return url_segment(text_of(value))
+        except ValueError as error:
+            raise ValueError(f"url_segment(): {error}") from None
 
     @signature({"types": ["string", "number", "null"]})
     def _func_to_unix(self, timestamp):

@@ -344,11 +344,14 @@ def _dump(values: dict) -> str:
 
 
 def _user(row: sqlite3.Row) -> dict:
-    return {"id": row["pk"], "custom_id": row["custom_id"], "user_key": row["user_key"],
-            "page_views": row["page_views"], "last_seen": row["last_seen"],
-            **json.loads(row["fields"]), **json.loads(row["attributes"])}
+    """A user as User.com answers it: custom attributes first, so that one named ``id`` or ``user_key`` (any
+    trait may be) never stands for the user's own."""
+    return {**json.loads(row["attributes"]), **json.loads(row["fields"]),
+            "id": row["pk"], "custom_id": row["custom_id"], "user_key": row["user_key"],
+            "page_views": row["page_views"], "last_seen": row["last_seen"]}
 
 
 def _company(row: sqlite3.Row) -> dict:
-    return {"id": row["pk"], "custom_id": row["custom_id"],
-            **json.loads(row["fields"]), **json.loads(row["attributes"])}
+    """A company as User.com answers it: its own id wins over a custom attribute ``id`` (Segment's group trait)."""
+    return {**json.loads(row["attributes"]), **json.loads(row["fields"]),
+            "id": row["pk"], "custom_id": row["custom_id"]}

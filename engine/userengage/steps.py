@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from .requests import UserRequest, new_company
 
@@ -38,17 +38,25 @@ class Api(Protocol):
 REMEMBERED = 100_000
 
 
+class KnownUser(NamedTuple):
+    """What a run learnt of a user: User.com's id and user_key, and the anonymous id its profile holds."""
+
+    id: int
+    user_key: str | None
+    anonymous_id: str | None
+
+
 @dataclass
 class Lookups:
     """Ids learnt during one run, so a user or company is looked up once (not used by the stand-in itself)."""
 
     # OrderedDict: dropping the oldest of a plain dict rescans the freed slots at its front, slower each time.
-    # users: (custom_id, anonymous_id) -> (id, user_key); companies: custom_id -> id.
-    users: OrderedDict[tuple, tuple[int, str | None]] = field(default_factory=OrderedDict)
+    # users: custom_id -> KnownUser; companies: custom_id -> id.
+    users: OrderedDict[str, KnownUser] = field(default_factory=OrderedDict)
     companies: OrderedDict[str, int] = field(default_factory=OrderedDict)
 
-    def remember_user(self, key: tuple, known: tuple[int, str | None]) -> None:
-        _remember(self.users, key, known)
+    def remember_user(self, custom_id: str, known: KnownUser) -> None:
+        _remember(self.users, custom_id, known)
 
     def remember_company(self, custom_id: str, company_id: int) -> None:
         _remember(self.companies, custom_id, company_id)
@@ -65,19 +73,20 @@ def perform(request: UserRequest, api: Api, lookups: Lookups | None = None) -> N
     """Make ``request``'s requests through ``api``.
 
     The user is upserted first, so no call fails for a user User.com does not know yet; a
-    track, page or group call whose user (with the same anonymous id) was upserted before in
-    this run skips that.
+    track, page or group call whose user was upserted before in this run skips that, unless it
+    brings another anonymous id than the user's profile holds (the stand-in, which upserts on
+    every call, keeps the latest one too).
     """
-    # Who the upsert selects, not its whole body: an identify's traits (lists and objects too) are not part
-    # of it, so a later track of the same user skips the upsert, and an unhashable trait is no error.
-    key = (request.user["custom_id"], request.user.get("anonymous_id"))
-    known = lookups.users.get(key) if lookups is not None and request.kind != "identify" else None
-    if known is None:
+    custom_id, anonymous_id = request.custom_id, request.user.get("anonymous_id")
+    known = lookups.users.get(custom_id) if lookups is not None else None
+    if request.kind == "identify" or known is None or anonymous_id not in (None, known.anonymous_id):
         answer = api.update_or_create_user(request.user)
-        known = (int(answer["id"]), answer.get("user_key"))
+        # An upsert without an anonymous id leaves the one the profile holds.
+        kept = anonymous_id if anonymous_id is not None else known.anonymous_id if known is not None else None
+        known = KnownUser(int(answer["id"]), answer.get("user_key"), kept)
         if lookups is not None:
-            lookups.remember_user(key, known)
-    user_id, user_key = known
+            lookups.remember_user(custom_id, known)
+    user_id, user_key = known.id, known.user_key
     body = request.body or {}
     if request.kind == "event":
         api.create_event({"user_id": user_id, **body})
@@ -85,7 +94,7 @@ def perform(request: UserRequest, api: Api, lookups: Lookups | None = None) -> N
         if not user_key:
             user_key = str(api.user(user_id)["user_key"])
             if lookups is not None:
-                lookups.remember_user(key, (user_id, user_key))
+                lookups.remember_user(custom_id, known._replace(user_key=user_key))
         api.create_site_view({"client_user": user_key, **body})
     elif request.kind == "company":
         custom_id = str(body["custom_id"])
