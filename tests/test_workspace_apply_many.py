@@ -159,3 +159,15 @@ def test_nan_met_after_a_call_wrote_is_applied_again_as_null_not_refused(tmp_pat
         assert person is not None and [d["attributes"] for d in person["devices"]] == [{"y": 1}]  # null removes it
         assert [p["id"] for p in inspect.people(workspace.db)] == ["u1", "u2", "u3"]
         assert inspect.rejected(workspace.db) == []
+
+
+def test_an_integer_of_5000_digits_is_stored_exactly_beside_a_nan(tmp_path):
+    from engine.integers import any_size
+
+    with any_size():
+        big = int("9" * 5000)
+    with Workspace.open(tmp_path / "w.db") as workspace:
+        outcomes = workspace.apply_many([identify("u1", n=big, m=math.nan, k=1), identify("u2", k=2)])
+        assert [o.ok for o in outcomes] == [True, True]
+        (stored,) = workspace.db.execute("SELECT attributes FROM people WHERE id = 'u1'").fetchone()
+        assert stored == '{"n":' + "9" * 5000 + ',"k":1}'

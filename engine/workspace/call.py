@@ -137,7 +137,10 @@ class Call:
         """Apply ``body`` again, nothing of it written yet, with NaN and Infinity as null: as an HTTP transport
         sends them (JSON.stringify's way), so an attribute set to NaN is removed there and here alike."""
         self.ignored, self.next_person = [], None
-        return _unless_unstorable(handler, self, finite(body))
+        try:
+            return _unless_unstorable(handler, self, finite(body))
+        except NonFinite as again:  # not from NaN after all: a value json cannot write
+            raise Refusal("invalid_body", f"{again} cannot be written as JSON", str(again)) from None
 
     def _refused(self, refusal: Refusal, source: str, index: int | None, body: Any) -> Rejected:
         if refusal.suppression is not None:

@@ -14,6 +14,8 @@ from typing import Any
 
 import orjson
 
+from ..integers import any_size, too_long
+
 #: Marks "not given", where None (JSON null) is a value.
 MISSING: Any = object()
 
@@ -73,8 +75,11 @@ def dumps(value: Any, where: str) -> str:
     except TypeError:  # orjson.JSONEncodeError: an integer beyond 64 bits, a key that is not text
         pass
     try:
-        return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    except ValueError:
+        with any_size():  # an integer of up to 100,000 digits, as an event may hold
+            return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    except ValueError as error:
+        if too_long(error):
+            raise Refusal("invalid_body", f"{where} holds an integer too long to store", where) from None
         raise NonFinite(where) from None
 
 
