@@ -81,11 +81,16 @@ def _closing(text: str, position: int) -> int | None:
 
 
 class Settings(dict):
-    """Destination settings after expansion; values read from the environment are never shown."""
+    """Destination settings after expansion; values read from the environment are never shown.
 
-    def __init__(self, values: dict, secret_keys: set[str]):
+    ``from_environment`` holds the variables' own values: ``Bearer ${TOKEN}`` is masked whole, and a server
+    that echoes the token alone must not show it either.
+    """
+
+    def __init__(self, values: dict, secret_keys: set[str], from_environment: Iterable[str] = ()):
         super().__init__(values)
         self.secret_keys = frozenset(secret_keys)
+        self.from_environment = frozenset(from_environment)
 
     def masked(self) -> dict:
         return {key: (MASK if key in self.secret_keys else value) for key, value in self.items()}
@@ -113,7 +118,14 @@ def secret_values(settings: Settings) -> list[str]:
 
     for key in settings.secret_keys:
         collect(settings.get(key))
+    for value in getattr(settings, "from_environment", ()):
+        collect(value)
     return sorted(found, key=len, reverse=True)
+
+
+def referenced(text: str, environ: Mapping[str, str]) -> list[str]:
+    """The values of the variables ``text`` names that ``environ`` holds (used or not: a default is rare)."""
+    return [environ[name] for name in re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", text) if name in environ]
 
 
 # A URL's user-info (``user:password@``) and its query values (``?token=abc``): credentials often ride there.

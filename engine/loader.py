@@ -23,7 +23,7 @@ from typing import Any, Iterator
 from . import cache
 from . import catalog as catalogs
 from .diagnostics import ERROR, WARNING, Problem
-from .env import MASK, Settings, UnsetVariable, expand, secret_values
+from .env import MASK, Settings, UnsetVariable, expand, referenced, secret_values
 from .integers import any_size
 from .mapping import compile_fields, merge_defaults
 from .paths import parse_path
@@ -302,6 +302,7 @@ class _FileCompiler:
         self.environ = os.environ if environ is None else environ
         self.problems: list[Problem] = list(source.problems)
         self.unset_settings: set[str] = set()  # settings whose ${VAR} is unset: known only at run time
+        self.environment_values: set[str] = set()  # what each ${VAR} of the settings read: secrets on their own too
         # Trigger text -> its compiled trigger (None if it has errors) and problems: a trigger
         # written twice is compiled once, and the two mappings share it (it is immutable).
         # Not kept (lint): _CHECKED stands for a trigger without errors.
@@ -435,13 +436,15 @@ class _FileCompiler:
                         if key in secret:
                             message = f"setting '{key}' is not valid (its value is secret and not shown)"
                         self.report(where + (key,), "SY306", message)
-        return Settings(values, secret)
+        return Settings(values, secret, self.environment_values)
 
     def _expand(self, path, value):
         """Expand ``${VAR}`` in a settings value (recursively); unset variables leave the value out."""
         if isinstance(value, str):
             try:
-                return expand(value, self.environ)
+                expanded = expand(value, self.environ)
+                self.environment_values.update(referenced(value, self.environ))
+                return expanded
             except UnsetVariable as unset:
                 self.problems.append(self.source.inside(path, 1, unset.offset + 1, Problem(
                     "SY501", f"{unset} (set it, or write ${{{unset.name}:-default}})", WARNING)))

@@ -84,7 +84,8 @@ def test_a_secret_the_destination_echoes_in_its_answer_is_masked_in_the_dead_let
 
     variable, rules_text = DESTINATIONS[catalog]
     sent = "Token SECRETKEY123456" if catalog == "userengage" else "Bearer SECRETKEY123456"
-    scripted.default = Reply(400, {"detail": f"invalid credentials: {sent}"})
+    # The header whole, and the token alone: "Bearer ${HOOK_TOKEN}" is one secret, the variable's value another.
+    scripted.default = Reply(400, {"detail": f"invalid credentials: {sent}; no such token SECRETKEY123456"})
     rules, dead = tmp_path / "rules.yaml", tmp_path / "dead.ndjson"
     rules.write_text(rules_text.format(url=scripted.url))
     result = switchyard("run", rules, "--dead-letter", dead, env={**os.environ, variable: "SECRETKEY123456"},

@@ -205,3 +205,30 @@ def test_a_port_already_taken_ends_the_server_with_its_store_process(tmp_path):
     assert process.returncode != 0
     assert "address already in use" in process.stderr.lower()
     assert "stopped" in process.stderr  # deliveries were stopped in order on the way out
+
+
+def test_a_secret_a_refusing_destination_echoes_is_masked_in_serve_s_dead_letter_file(tmp_path, scripted):
+    """serve wrote its dead letters with no secrets to mask: a key the answer quoted was kept in clear."""
+    import os
+
+    from scripted_server import Reply
+
+    scripted.default = Reply(400, {"detail": "bad key Bearer SECRETKEY123456 (SECRETKEY123456)"})
+    rules = tmp_path / "hook.yaml"
+    rules.write_text(f"""
+version: 1
+destination:
+  name: hook
+  catalog: webhook
+  settings: {{url: "{scripted.url}/hook", max_attempts: 1, headers: {{Authorization: "Bearer ${{HOOK_TOKEN}}"}}}}
+mappings:
+  - {{name: Send, trigger: type = "track", action: send, fields: {{data: {{e: event}}}}}}
+""")
+    server = Served(rules, tmp_path, env={**os.environ, "HOOK_TOKEN": "SECRETKEY123456"}).start()
+    assert server.post("/v1/batch", {"batch": [track(0)]})[0] == 200
+    dead = tmp_path / "deadletter.ndjson"
+    wait(lambda: dead.exists() and dead.read_text().count("\n") == 1)
+    (record,) = [json.loads(line) for line in dead.read_text().splitlines()]
+    assert record["outcome"] == "refused" and "bad key ********" in record["body"]
+    assert "SECRETKEY123456" not in dead.read_text()
+    assert server.stop() == 0

@@ -16,6 +16,7 @@ from pathlib import Path
 from ..adapters.patient import Patience
 from ..deadletter import DeadLetter
 from ..diagnostics import ERROR, format_text
+from ..env import Secrets
 from ..loader import compile_paths
 from ..ruleset import RuleSet
 from .delivery import Delivery
@@ -61,7 +62,7 @@ class Service:
     def __init__(self, options: Options, rules: RuleSet):
         self.options = options
         self.draining = False
-        self.dead_letter = DeadLetter(options.dead_letter)
+        self.dead_letter = DeadLetter(options.dead_letter, mask=Secrets.of(rules.destinations).mask_reason)
         self.dead_letter.check()
         self.spool = Spool(options.spool, durability=options.durability, dedupe_window=options.dedupe_window,
                            max_events=options.limits.max_events)
@@ -131,6 +132,8 @@ class Service:
         with self._reload_lock:
             try:
                 rules = load_rules(self.options.paths)
+                # Calls of the old rules may still settle: their secrets stay masked too.
+                self.dead_letter.mask = Secrets.of([*self.rules.destinations, *rules.destinations]).mask_reason
                 self.delivery.swap(rules, time.monotonic() + self.options.stop_deadline)
             except RulesError as error:
                 for problem in error.problems:
