@@ -95,7 +95,7 @@ class ProgressJournal:
         else:
             name, _, number = source.rpartition(":")
         index = self._index.get(name)
-        if index is None or not number.isdigit():
+        if index is None or not (number.isascii() and number.isdigit()):
             return None
         return index, int(number)
 

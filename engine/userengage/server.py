@@ -30,14 +30,14 @@ from .store import AppError
 #: (method, path pattern below /api/public/) -> the App's request name; groups are its arguments.
 ROUTES: list[tuple[str, re.Pattern[str], str]] = [
     ("POST", re.compile(r"users/update_or_create/"), "update_or_create_user"),
-    ("GET", re.compile(r"users/(\d+)/"), "user"),
+    ("GET", re.compile(r"users/([0-9]+)/"), "user"),
     ("GET", re.compile(r"users-by-id/([^/]+)/"), "user_by_custom_id"),
     ("POST", re.compile(r"events/"), "create_event"),
     ("POST", re.compile(r"site-views/"), "create_site_view"),
     ("GET", re.compile(r"companies-by-id/([^/]+)/"), "company_by_custom_id"),
     ("POST", re.compile(r"companies/"), "create_company"),
-    ("PUT", re.compile(r"companies/(\d+)/"), "update_company"),
-    ("POST", re.compile(r"companies/(\d+)/add_member/"), "add_member"),
+    ("PUT", re.compile(r"companies/([0-9]+)/"), "update_company"),
+    ("POST", re.compile(r"companies/([0-9]+)/add_member/"), "add_member"),
 ]
 
 
