@@ -6,6 +6,8 @@ destination settings, with:
 - ``x-transports``: the delivery transports it supports, and ``x-default-transport``;
 - ``x-adapters``: per transport, the adapter factory as ``"module:attribute"`` (see
   :mod:`engine.adapters.registry`);
+- ``x-transport-needs``: per transport, the settings it cannot deliver without, as groups of which
+  one must be set (``{"http": [["api_key"], ["app", "base_url"]]}``), for lint to say so;
 - per setting, ``x-secret``: masked wherever a value could be printed.
 
 Per-field extensions of actions: ``x-default`` (a JMESPath expression used when a mapping does
@@ -95,6 +97,10 @@ class Catalog:
     def adapters(self) -> dict[str, str]:
         """Transport -> ``"module:attribute"`` of its adapter factory."""
         return dict(self.settings_schema.get("x-adapters", {}))
+
+    def needs(self, transport: str) -> list[list[str]]:
+        """The settings ``transport`` needs: groups of names, one of each group set."""
+        return [list(group) for group in self.settings_schema.get("x-transport-needs", {}).get(transport, [])]
 
     @property
     def secret_settings(self) -> frozenset[str]:

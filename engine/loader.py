@@ -403,7 +403,18 @@ class _FileCompiler:
                 self.report(where + ("transport",), "SY306",
                             f"catalog '{catalog.name}' has no transport '{transport}' "
                             f"(choose {', '.join(catalog.transports)}){_suggest(transport, catalog.transports)}")
+            if isinstance(transport, str):
+                self._needed_settings(declared, catalog, transport, settings)
         return catalog, transport, settings
+
+    def _needed_settings(self, declared: dict, catalog, transport: str, settings: Settings):
+        """SY306 for a setting the transport cannot deliver without, written nowhere in the file (one whose
+        ${VAR} is unset is known only at run time)."""
+        for group in catalog.needs(transport):
+            if not any(name in settings or name in self.unset_settings for name in group):
+                wanted = " or ".join(f"'{name}'" for name in group)
+                where = ("destination", "settings") if isinstance(declared.get("settings"), dict) else ("destination",)
+                self.report(where, "SY306", f"catalog '{catalog.name}' over {transport} needs the setting {wanted}")
 
     def _settings(self, declared, catalog) -> Settings:
         where = ("destination", "settings")
