@@ -321,10 +321,28 @@ def _check_functions(text: str, node: dict) -> list[Problem]:
         name = call["value"]
         starts = positions.get(name)
         column = starts.pop(0) + 1 if starts else 1
-        message = _call_problem(name, len(call["children"]))
+        message = _call_problem(name, len(call["children"])) or _fixed_failure(call)
         if message:
             problems.append(Problem("SY202", message, column=column))
     return problems
+
+
+def _fixed_failure(call: dict) -> str | None:
+    """Why a call of fixed arguments (``lower(`5`)``) fails, as it would on every event; None if it does not."""
+    if _reads_event(call):
+        return None
+    try:
+        _INTERPRETER.visit(call, None)
+    except (JMESPathError, ValueError, TypeError, OverflowError, RecursionError) as error:
+        return f"{call['value']}() fails on every event, its arguments fixed in the rule file: {error}"
+    return None
+
+
+def _reads_event(node: dict) -> bool:
+    """Whether ``node``'s value depends on the event: it reads a field or ``@``."""
+    if node.get("type") in ("field", "current"):
+        return True
+    return any(_reads_event(child) for child in node.get("children", ()) if isinstance(child, dict))
 
 
 def _stray_references(text: str, node: dict) -> list[Problem]:
