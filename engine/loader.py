@@ -170,7 +170,14 @@ def _compile_file(path: Path, environ, *, keep: bool,
     """The destination's name (None when it has none) and, if ``keep``, the destination compiled."""
     try:
         text = path.read_text(encoding="utf-8") if text is None else text
-    except (OSError, UnicodeDecodeError) as error:
+    except UnicodeDecodeError as error:
+        data = error.object
+        line, column = data.count(b"\n", 0, error.start) + 1, error.start - (data.rfind(b"\n", 0, error.start) + 1) + 1
+        source = Source(str(path), "")
+        return None, None, [Problem("SY003", f"cannot read rule file: it is not UTF-8 (byte 0x{data[error.start]:02X} "
+                                             f"at line {line}, column {column}); save it as UTF-8", file=str(path),
+                                    line=line, column=column)], source
+    except OSError as error:
         source = Source(str(path), "")
         return None, None, [Problem("SY003", f"cannot read rule file: {error}", file=str(path))], source
     source = parse(str(path), text)
@@ -368,6 +375,9 @@ class _FileCompiler:
     def _report_schema_errors(self, data):
         for error in _rules_validator().iter_errors(data):
             path = tuple(error.absolute_path)
+            if path[:1] in (("mappings",), ("tests",)) and path[2:3] in (("fields",), ("event",)) and \
+                    any(_not_json(error.instance, path)):
+                continue  # a date or bytes there has its own problem, at the value and in words
             if error.validator == "additionalProperties":
                 allowed = error.schema.get("properties", {})
                 for extra in sorted(set(error.instance) - set(allowed)):
@@ -378,6 +388,10 @@ class _FileCompiler:
             elif error.validator in ("anyOf", "oneOf"):
                 best = min(error.context, key=lambda e: len(e.schema_path), default=error) if error.context else error
                 self.report(path, "SY002", _cut(f"{_dotted(path)}: {best.message}"))
+            elif error.validator == "type" and error.validator_value == "string" and (
+                    error.instance is None or isinstance(error.instance, (bool, int, float))):
+                self.report(path, "SY002", f"{_dotted(path)}: YAML reads this as {_yaml_kind(error.instance)}, "
+                                           "not text: quote it")
             elif error.validator == "const" and path == ("version",):
                 self.report(path, "SY002",
                             _cut(f"unsupported version {error.instance!r}: this Switchyard reads version 1"))

@@ -126,7 +126,8 @@ def test_an_integer_past_python_s_4300_digits_is_reported_cut_short_not_a_traceb
                     f"tests: [{{name: t, event: {{type: track}}, expect: [{{mapping: {huge}}}]}}]\n")
     _, problems = compile_paths([path], environ={})
     assert [(p.code, p.line) for p in problems] == [("SY002", 1), ("SY002", 2), ("SY002", 4)]
-    assert all(len(p.message) <= 300 and "99999" in p.message for p in problems)
+    assert all(len(p.message) <= 300 for p in problems) and "unsupported version 99999" in problems[0].message
+    assert "YAML reads this as a number, not text: quote it" in problems[1].message
 
 
 @pytest.mark.parametrize("line", ["    api_key: sk_live_SECRET42 key: rotated",
@@ -138,3 +139,11 @@ def test_a_secret_on_a_line_yaml_cannot_read_is_not_quoted(tmp_path, line):
     for problems in (compile_paths([path], environ={})[1], lint_paths([path], environ={})):
         (problem,) = problems
         assert problem.code == "SY001" and "SECRET42" not in problem.source_line + problem.message
+
+
+def test_a_file_that_is_not_utf8_is_located_at_its_first_bad_byte(tmp_path):
+    path = tmp_path / "rules.yaml"
+    path.write_bytes(b"version: 1\n# caf\xe9\ndestination: {name: d, catalog: webhook}\n")
+    (problem,) = compile_paths([path], environ={})[1]
+    assert (problem.code, problem.line, problem.column) == ("SY003", 2, 6)
+    assert "not UTF-8 (byte 0xE9 at line 2, column 6)" in problem.message
