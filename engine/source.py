@@ -403,9 +403,11 @@ class _Builder:
             container.merges.append((value, key_mark))
             return
         if key in target:
-            self.source.problems.append(self.source.at(
-                key_mark.line + 1, key_mark.column + 1,
-                Problem("SY002", f"duplicate key '{key}': the later value would silently win")))
+            earlier = next(existing for existing in target if existing == key)
+            message = (f"duplicate key '{key}': the later value would silently win" if type(earlier) is type(key) else
+                       f"the keys {earlier!r} and {key!r} are one key as YAML reads them (true is 1): quote them")
+            self.source.problems.append(self.source.at(key_mark.line + 1, key_mark.column + 1,
+                                                       Problem("SY002", message)))
             index = _index_of(target, key) * 5
             container.positions[index:index + 5] = array("i", (key_mark.line, key_mark.column, line, column, style))
         else:
