@@ -210,6 +210,22 @@ def test_an_alias_whose_type_is_written_with_an_escape_joins_its_ids(spark, tmp_
     assert len({(row.person, row.partition) for row in rows}) == 1
 
 
+def test_a_line_that_is_not_utf8_is_unreadable_as_in_run_and_a_written_replacement_character_is_text(spark, tmp_path):
+    """Spark hands Python the text with U+FFFD for a bad byte: u\\xff became the id "u\ufffd", one person with
+    u\\xfe and with a user whose id really is "u\ufffd"."""
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b'{"type":"track","event":"E","userId":"u\xff","messageId":"bad"}\n'
+                       b'{"type":"track","event":"E","userId":"u\xef\xbf\xbd","messageId":"fffd"}\n')
+    routed = route(spark, ROOT / "rules" / "customerio.yaml", [str(events)], output=str(tmp_path / "out"),
+                   dry_run=True)
+    rows = routed.outcomes.collect()
+    assert [row.messageId for row in rows if row.kind == "call"] == ["fffd"]
+    (unreadable,) = [row for row in rows if row.kind != "call"]
+    assert "not valid UTF-8: byte 0xFF" in unreadable.reason
+    ran = switchyard("run", ROOT / "rules" / "customerio.yaml", events, "--dry-run", process=True)
+    assert "unreadable lines       1" in ran.stderr + ran.stdout  # the same one
+
+
 def test_the_command_line_streams_into_json_and_says_what_it_did_even_when_nothing_came(tmp_path):
     """Reading a stream's JSON rows back without their schema failed on a column null on every row, and a
     stream that wrote nothing failed on its missing folder; both after routing, with a traceback."""

@@ -84,13 +84,21 @@ def session(master: str | None = None, app_name: str = "switchyard", conf: Mappi
 
 def read_events(spark: SparkSession, paths: Sequence[str]) -> DataFrame:
     """NDJSON files (any Hadoop-compatible URI, folders and globs too) as lines, not parsed:
-    ``value``, ``source`` (the file), and the line's place in it (``block``, ``row``)."""
+    ``value``, ``source`` (the file), the line's place in it (``block``, ``row``), and ``raw``.
+
+    ``raw`` is the line's bytes when they are not UTF-8, else null. Spark keeps a line's bytes as read
+    but hands Python the text with U+FFFD for each bad byte: ``u\\xff`` and ``u\\xfe`` would be one user id.
+    The JVM finds such lines (their text written back differs from their bytes) and only those cross
+    as bytes, which the executors refuse as unreadable, as ``run`` does.
+    """
     from pyspark.sql import functions as F
 
     lines = spark.read.text(list(paths))
+    read = F.col("value").cast("binary")
     return lines.select("value", F.col("_metadata.file_path").alias("source"),
                         F.col("_metadata.file_block_start").alias("block"),
-                        F.monotonically_increasing_id().alias("row"))
+                        F.monotonically_increasing_id().alias("row"),
+                        F.when(F.encode(F.col("value"), "UTF-8") != read, read).alias("raw"))
 
 
 def events_of(frame: DataFrame, column: str = "value", source: str | None = None) -> DataFrame:
@@ -100,7 +108,8 @@ def events_of(frame: DataFrame, column: str = "value", source: str | None = None
 
     return frame.select(F.col(column).cast("string").alias("value"),
                         (F.col(source).cast("string") if source else F.lit(None).cast("string")).alias("source"),
-                        F.lit(0).cast("long").alias("block"), F.monotonically_increasing_id().alias("row"))
+                        F.lit(0).cast("long").alias("block"), F.monotonically_increasing_id().alias("row"),
+                        F.lit(None).cast("binary").alias("raw"))
 
 
 def outcomes(lines: DataFrame, shipment: Shipment, *, dry_run: bool = False, partitions: int | None = None,

@@ -48,7 +48,7 @@ BUCKETS = (SENT, PAYLOAD_ONLY, FILTERED, NO_MATCH, INVALID_EVENT, UNREADABLE)
 LOCAL_TRANSPORTS = frozenset({"workspace", "file"})
 
 Key = tuple[str, float, tuple[str, int, int]]  # (person, instant, position in the input)
-Keyed = tuple[Key, tuple[str, str]]            # key, (source, line)
+Keyed = tuple[Key, tuple[str, str | bytes]]    # key, (source, line): bytes for a line that is not UTF-8
 
 _EARLIEST = float("-inf")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -59,14 +59,17 @@ _MICROSECOND = timedelta(microseconds=1)
 
 
 def keyed(rows: Iterable[Sequence[Any]], aliases: dict[str, str] | None = None) -> Iterator[Keyed]:
-    """``(value, source, block, row)`` rows as ``((person, instant, position), (source, line))``; blank lines dropped.
+    """``(value, source, block, row[, raw])`` rows as ``((person, instant, position), (source, line))``; blank
+    lines dropped. A line whose ``raw`` bytes are given (they are not UTF-8) goes on as those bytes.
 
     ``position`` (source, start of its block, row number) is the line's place in the input: events
     of one person with the same timestamp keep their input order. ``aliases`` (from
     :func:`joined_by_alias`) makes the ids an alias joins one person.
     """
-    for value, source, block, row in rows:
-        if value is None or (value[:1] != "{" and not value.strip()):  # most lines start with {: no copy
+    for value, source, block, row, *raw in rows:
+        if raw and raw[0] is not None:
+            value = bytes(raw[0])
+        elif value is None or (value[:1] != "{" and not value.strip()):  # most lines start with {: no copy
             continue
         source = source or ""
         event = _parse(value, source)
@@ -79,7 +82,8 @@ def keyed(rows: Iterable[Sequence[Any]], aliases: dict[str, str] | None = None) 
 def alias_links(rows: Iterable[Sequence[Any]]) -> Iterator[tuple[str, str]]:
     """``(previousId, userId)`` of every alias event among the rows (lines that mention "alias")."""
     for row in rows:
-        event = _parse(row[0], "") if row[0] else None
+        line = bytes(row[4]) if len(row) > 4 and row[4] is not None else row[0]  # bytes: not UTF-8, no alias
+        event = _parse(line, "") if line else None
         if event.__class__ is dict and event.get("type") == "alias":
             previous, user = event.get("previousId"), event.get("userId")
             if previous not in (None, "") and user not in (None, ""):
@@ -305,8 +309,8 @@ def _record_row(record: dict[str, Any], bucket: str | None, where: tuple) -> tup
     return _row(kind=kind, event_bucket=bucket, reason=record["reason"], event=event, where=where)
 
 
-def _parse(line: str, source: str) -> Any:
-    return read_line(line.encode("utf-8", "surrogatepass"), source)
+def _parse(line: str | bytes, source: str) -> Any:
+    return read_line(line if isinstance(line, bytes) else line.encode("utf-8", "surrogatepass"), source)
 
 
 def _text(value: Any) -> str | None:
