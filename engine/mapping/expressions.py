@@ -11,7 +11,6 @@ import copy
 import difflib
 import functools
 import itertools
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -328,21 +327,15 @@ def _check_functions(text: str, node: dict) -> list[Problem]:
 
 
 def _fixed_failure(call: dict) -> str | None:
-    """Why a call of fixed arguments (``lower(`5`)``) fails, as it would on every event; None if it does not."""
-    if _reads_event(call):
+    """Why a call whose arguments are all literals (``lower(`5`)``) fails, as it would each time it runs; None
+    if it does not. Only such calls are made: one of other calls could take any time or memory."""
+    if not all(isinstance(child, dict) and child.get("type") == "literal" for child in call["children"]):
         return None
     try:
-        _INTERPRETER.visit(call, None)
+        _INTERPRETER.visit(call, {})
     except (JMESPathError, ValueError, TypeError, OverflowError, RecursionError) as error:
-        return f"{call['value']}() fails on every event, its arguments fixed in the rule file: {error}"
+        return f"{call['value']}() fails each time it runs, its arguments fixed in the rule file: {error}"
     return None
-
-
-def _reads_event(node: dict) -> bool:
-    """Whether ``node``'s value depends on the event: it reads a field or ``@``."""
-    if node.get("type") in ("field", "current"):
-        return True
-    return any(_reads_event(child) for child in node.get("children", ()) if isinstance(child, dict))
 
 
 def _stray_references(text: str, node: dict) -> list[Problem]:
@@ -350,9 +343,26 @@ def _stray_references(text: str, node: dict) -> list[Problem]:
     which a payload would carry as that object's text (``<..._Expression object at 0x7f...>``)."""
     if not any(_references_outside_calls(node)):
         return []
-    column = next(match.start() for match in re.finditer(r"(?<!&)&(?!&)", text)) + 1
     return [Problem("SY201", "an &expression is the argument of a function such as sort_by(items, &price); "
-                             "anywhere else it has no value", column=column)]
+                             "anywhere else it has no value", column=_stray_reference_column(text))]
+
+
+def _stray_reference_column(text: str) -> int:
+    """The column of the first ``&`` that does not start a function's argument (1 if none is found)."""
+    opened: list[bool] = []  # per open bracket: whether it is a function call's
+    previous: dict = {}
+    for token in Lexer().tokenize(text):
+        kind = token["type"]
+        if kind == "expref" and not (opened and opened[-1] and previous.get("type") in ("lparen", "comma")):
+            return token["start"] + 1
+        if kind in ("lparen", "lbracket", "lbrace", "filter", "flatten"):
+            opened.append(kind == "lparen" and previous.get("type") == "unquoted_identifier")
+            if kind == "flatten":
+                opened.pop()  # [] opens nothing
+        elif kind in ("rparen", "rbracket", "rbrace") and opened:
+            opened.pop()
+        previous = token
+    return 1
 
 
 def _references_outside_calls(node: dict, in_call: bool = False):
