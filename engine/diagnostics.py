@@ -34,6 +34,7 @@ CODES = {
     "SY304": "required action field has no mapping and no default",
     "SY305": "literal value of the wrong type for its field",
     "SY306": "unknown destination transport or bad destination setting",
+    "SY307": "a setting the transport cannot deliver without is not in the file",
     "SY401": "duplicate mapping name",
     "SY402": "duplicate destination name",
     "SY403": "test case refers to an unknown mapping",

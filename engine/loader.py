@@ -422,13 +422,14 @@ class _FileCompiler:
         return catalog, transport, settings
 
     def _needed_settings(self, declared: dict, catalog, transport: str, settings: Settings):
-        """SY306 for a setting the transport cannot deliver without, written nowhere in the file (one whose
-        ${VAR} is unset is known only at run time)."""
+        """SY307 for a setting the transport cannot deliver without, written nowhere in the file (or empty): a
+        warning, since test and --dry-run deliver nothing; one whose ${VAR} is unset is known only at run time."""
         for group in catalog.needs(transport):
-            if not any(name in settings or name in self.unset_settings for name in group):
+            if not any(settings.get(name) not in (None, "") or name in self.unset_settings for name in group):
                 wanted = " or ".join(f"'{name}'" for name in group)
                 where = ("destination", "settings") if isinstance(declared.get("settings"), dict) else ("destination",)
-                self.report(where, "SY306", f"catalog '{catalog.name}' over {transport} needs the setting {wanted}")
+                self.report(where, "SY307", f"catalog '{catalog.name}' over {transport} needs the setting {wanted} "
+                                            "to deliver", severity=WARNING)
 
     def _settings(self, declared, catalog) -> Settings:
         where = ("destination", "settings")
