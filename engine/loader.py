@@ -274,6 +274,19 @@ def _schema_at(schema: dict | None, path: tuple) -> dict | None:
     return schema if isinstance(schema, dict) else None
 
 
+def _token_like(read: dict[str, set[str]], catalog) -> set[str]:
+    """What the ``${VAR}`` of a catalog's secret settings read that is a secret on its own too: ``Bearer ${TOKEN}``
+    is masked whole, and a server that quotes the token alone must not show it. Only values that look like
+    keys (eight characters or more, not a number or a word of JSON): a port or ``true`` masked wherever it
+    appeared would break the JSON that --dry-run prints."""
+    secret = catalog.secret_settings if catalog is not None else frozenset()
+    return {value for key, values in read.items() if key in secret for value in values
+            if len(value) >= 8 and not _PLAIN_VALUE.fullmatch(value)}
+
+
+_PLAIN_VALUE = re.compile(r"-?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?|true|false|null", re.IGNORECASE)
+
+
 def _cut(message: str, most: int = 300) -> str:
     """A message that quotes a value (a 5,000-digit number, a long text) cut to a readable length."""
     return message if len(message) <= most else message[:most - 1] + "…"
@@ -309,7 +322,7 @@ class _FileCompiler:
         self.environ = os.environ if environ is None else environ
         self.problems: list[Problem] = list(source.problems)
         self.unset_settings: set[str] = set()  # settings whose ${VAR} is unset: known only at run time
-        self.environment_values: set[str] = set()  # what each ${VAR} of the settings read: secrets on their own too
+        self.environment_values: dict[str, set[str]] = {}  # per setting, what each of its ${VAR} read
         # Trigger text -> its compiled trigger (None if it has errors) and problems: a trigger
         # written twice is compiled once, and the two mappings share it (it is immutable).
         # Not kept (lint): _CHECKED stands for a trigger without errors.
@@ -462,14 +475,14 @@ class _FileCompiler:
                         if key in secret:
                             message = f"setting '{key}' is not valid (its value is secret and not shown)"
                         self.report(where + (key,), "SY306", message)
-        return Settings(values, secret, self.environment_values)
+        return Settings(values, secret, _token_like(self.environment_values, catalog))
 
     def _expand(self, path, value):
         """Expand ``${VAR}`` in a settings value (recursively); unset variables leave the value out."""
         if isinstance(value, str):
             try:
                 expanded = expand(value, self.environ)
-                self.environment_values.update(referenced(value, self.environ))
+                self.environment_values.setdefault(path[2], set()).update(referenced(value, self.environ))
                 return expanded
             except UnsetVariable as unset:
                 self.problems.append(self.source.inside(path, 1, unset.offset + 1, Problem(

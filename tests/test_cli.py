@@ -646,3 +646,18 @@ def test_a_test_case_failing_on_an_integer_of_5000_digits_says_so(write_rules):
     result = switchyard("test", rules)
     assert result.returncode == 1 and "0 passed, 1 failed" in result.stdout, result.stdout + result.stderr
     assert "payload.data.n: expected 999" in result.stdout and "Traceback" not in result.stderr
+
+
+def test_a_variable_holding_a_port_or_a_word_is_not_masked_wherever_its_value_appears(write_rules):
+    """Masking every ${VAR}'s value turned 9000 and true in the calls --dry-run prints into ********: not JSON."""
+    import os
+
+    rules = write_rules('version: 1\ndestination: {name: d, catalog: webhook, settings: '
+                        '{url: "http://127.0.0.1:${PORT}/hook?sandbox=${SANDBOX}", '
+                        'headers: {Authorization: "Bearer ${TOKEN}"}}}\n'
+                        "mappings:\n  - {name: m, trigger: 'type = \"track\"', action: send, fields: {data: properties}}\n")
+    event = '{"type":"track","properties":{"total":9000,"flag":true,"note":"sekrit-token-42"}}\n'
+    result = switchyard("run", rules, "-", "--dry-run", stdin=event,
+                        env={**os.environ, "PORT": "9000", "SANDBOX": "true", "TOKEN": "sekrit-token-42"})
+    (line,) = result.stdout.splitlines()
+    assert json.loads(line)["payload"]["data"] == {"total": 9000, "flag": True, "note": "********"}
