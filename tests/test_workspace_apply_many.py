@@ -171,3 +171,19 @@ def test_an_integer_of_5000_digits_is_stored_exactly_beside_a_nan(tmp_path):
         assert [o.ok for o in outcomes] == [True, True]
         (stored,) = workspace.db.execute("SELECT attributes FROM people WHERE id = 'u1'").fetchone()
         assert stored == '{"n":' + "9" * 5000 + ',"k":1}'
+        # What is stored is read back by every later call: each one applies, the integer kept as it was.
+        device = {"token": "t1", "platform": "ios", "attributes": {"n": big}}
+        group = {"type": "object", "identifiers": {"object_type_id": "1", "object_id": "acme"}}
+        later = [identify("u1", plan="pro"),
+                 ("entity", {"type": "person", "action": "add_device", "identifiers": {"id": "u1"}, "device": device}),
+                 ("entity", {"type": "person", "action": "add_device", "identifiers": {"id": "u1"},
+                             "device": {**device, "attributes": {"m": 1}}}),
+                 ("entity", {**group, "action": "identify", "attributes": {"n": big}}),
+                 ("entity", {**group, "action": "identify", "attributes": {"m": 1}}),
+                 ("entity", {"type": "object", "action": "identify_anonymous", "identifiers": {"object_id": "g2"},
+                             "attributes": {"n": big}, "cio_relationships": [{"identifiers": {"anonymous_id": "a1"}}]}),
+                 identify("u3", anonymous_id="a1"),
+                 ("entity", {"type": "person", "action": "merge", "primary": {"id": "u2"}, "secondary": {"id": "u1"}})]
+        assert [(o.ok, getattr(o, "reason", "")) for o in workspace.apply_many(later)] == [(True, "")] * len(later)
+        (stored,) = workspace.db.execute("SELECT attributes FROM people WHERE id = 'u2'").fetchone()
+        assert '"n":' + "9" * 5000 in stored and '"plan":"pro"' in stored

@@ -6,12 +6,11 @@ in ``waiting`` until that identify arrives (:func:`engine.workspace.people.link_
 """
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from .call import Call
 from .identifiers import linked, name, person_for, person_ref
-from .values import Refusal, dumps, merged, object_of, text
+from .values import Refusal, dumps, loaded, merged, object_of, text
 
 
 def object_ref(identifiers: Any, where: str) -> tuple[str, str]:
@@ -58,7 +57,7 @@ def _object_row(call: Call, ref: tuple[str, str]) -> Any:
 
 def _upsert_object(call: Call, ref: tuple[str, str], attributes: dict) -> tuple[int, bool]:
     row = _object_row(call, ref)
-    stored = dumps(merged(json.loads(row["attributes"]) if row else {}, attributes, empty_removes=True),
+    stored = dumps(merged(loaded(row["attributes"]) if row else {}, attributes, empty_removes=True),
                    "attributes")
     if row is not None:
         call.db.execute("UPDATE objects SET attributes = ?, updated_at = ? WHERE pk = ?", (stored, call.now, row["pk"]))
@@ -72,7 +71,7 @@ def _upsert_object(call: Call, ref: tuple[str, str], attributes: dict) -> tuple[
 def _relate(call: Call, person_pk: int, object_pk: int, attributes: dict) -> None:
     row = call.db.execute("SELECT attributes FROM relationships WHERE person_pk = ? AND object_pk = ?",
                           (person_pk, object_pk)).fetchone()
-    stored = merged(json.loads(row["attributes"]) if row else {}, attributes, empty_removes=True)
+    stored = merged(loaded(row["attributes"]) if row else {}, attributes, empty_removes=True)
     call.db.execute("INSERT INTO relationships (person_pk, object_pk, attributes) VALUES (?, ?, ?) "
                     "ON CONFLICT (person_pk, object_pk) DO UPDATE SET attributes = excluded.attributes",
                     (person_pk, object_pk, dumps(stored, "relationship_attributes")))

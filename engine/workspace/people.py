@@ -31,6 +31,7 @@ from .values import (
     MISSING,
     Refusal,
     dumps,
+    loaded,
     merged,
     object_of,
     text,
@@ -64,7 +65,7 @@ def identify(call: Call, body: dict) -> str:
     elif unsubscribed is not MISSING:
         call.ignored.append(("attributes.unsubscribed", (f"unsubscribed must be true or false, not "
                                                         f"{json.dumps(unsubscribed, default=repr)}")))
-    stored = dumps(_person_attributes(call, json.loads(person["attributes"]) if person else {}, attributes),
+    stored = dumps(_person_attributes(call, loaded(person["attributes"]) if person else {}, attributes),
                    "attributes")
     created = person is None
     if person is None:
@@ -206,7 +207,7 @@ def link_anonymous(call: Call, person_pk: int, anonymous_id: str) -> str:
     applied = 0
     for row in waiting:
         call.db.execute("DELETE FROM waiting WHERE pk = ?", (row["pk"],))
-        applied += call.run(json.loads(row["body"]), "waiting", None, call.entity).ok
+        applied += call.run(loaded(row["body"]), "waiting", None, call.entity).ok
     if waiting:
         notes += f"; applied {applied} of {len(waiting)} waiting group call(s)"
     return notes
@@ -239,7 +240,7 @@ def add_device(call: Call, body: dict) -> str:
     row = call.db.execute("SELECT person_pk, attributes FROM devices WHERE token = ?", (token,)).fetchone()
     if row is None and platform is None:
         raise Refusal("missing_field", "a new device needs a platform (ios or android)", "device.platform")
-    stored = merged(json.loads(row["attributes"]) if row else {}, attributes)
+    stored = merged(loaded(row["attributes"]) if row else {}, attributes)
     # A token belongs to one person: adding it for someone else moves it (a shared or resold phone).
     call.db.execute("INSERT INTO devices (token, person_pk, platform, last_used, attributes, updated_at) "
                     "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (token) DO UPDATE SET person_pk = excluded.person_pk, "
@@ -330,10 +331,10 @@ def merge(call: Call, body: dict) -> str:
         call.db.execute(statement, (keep, gone))
     call.db.execute("INSERT OR IGNORE INTO relationships (person_pk, object_pk, attributes) "
                     "SELECT ?, object_pk, attributes FROM relationships WHERE person_pk = ?", (keep, gone))
-    attributes = {**json.loads(secondary["attributes"]), **json.loads(primary["attributes"])}
+    attributes = {**loaded(secondary["attributes"]), **loaded(primary["attributes"])}
     call.db.execute("UPDATE people SET attributes = ?, page_views = page_views + ?, "
                     "last_seen = max(coalesce(last_seen, ?), coalesce(?, last_seen)), updated_at = ? WHERE pk = ?",
-                    (json.dumps(attributes, ensure_ascii=False), secondary["page_views"], secondary["last_seen"],
+                    (dumps(attributes, "attributes"), secondary["page_views"], secondary["last_seen"],
                      secondary["last_seen"], call.now, keep))
     call.db.execute("DELETE FROM people WHERE pk = ?", (gone,))
     return f"merged {name(secondary)} into {name(primary)}"

@@ -83,6 +83,17 @@ def dumps(value: Any, where: str) -> str:
         raise NonFinite(where) from None
 
 
+def loaded(text: str) -> Any:
+    """JSON the workspace stored, read back; an integer of up to 100,000 digits (:func:`dumps` writes one) too."""
+    try:
+        return json.loads(text)
+    except ValueError as error:
+        if not too_long(error):
+            raise
+    with any_size():
+        return json.loads(text)
+
+
 def number(value: float) -> float | int:
     return int(value) if float(value).is_integer() else value
 
