@@ -13,7 +13,6 @@ event or call it keeps is written as it was, so ``replay`` can send it.
 from __future__ import annotations
 
 import errno
-import json
 import os
 import threading
 from pathlib import Path
@@ -112,19 +111,21 @@ def _masked(lines: bytes, mask: Callable[[str], str]) -> bytes:
     out = []
     for line in lines.splitlines(keepends=True):
         try:
-            record = orjson.loads(line)
-        except orjson.JSONDecodeError:  # a lone surrogate, deep nesting: json reads what to_line wrote
-            try:
-                record = json.loads(line)
-            except ValueError:
-                out.append(line)
-                continue
-        texts = {name: record.get(name) for name in MASKED} if isinstance(record, dict) else {}
-        masked = {name: shown for name, text in texts.items()
-                  if isinstance(text, str) and (shown := mask(text)) != text}
-        if masked:
-            record = loads_exact(line, ours=True)[0]  # orjson reads an integer beyond 64 bits as a float
-            record.update(masked)
-            line = to_line(record)
-        out.append(line)
+            out.append(_masked_record(line, mask))
+        except Exception:  # noqa: BLE001 - never lose a record, never show a secret: the line is masked as text
+            out.append(mask(line.decode("utf-8", "surrogatepass")).encode("utf-8", "surrogatepass"))
     return b"".join(out)
+
+
+def _masked_record(line: bytes, mask: Callable[[str], str]) -> bytes:
+    try:
+        record = orjson.loads(line)
+    except orjson.JSONDecodeError:  # a lone surrogate, deep nesting, an integer beyond 64 bits: read exactly
+        record = loads_exact(line, ours=True)[0]
+    texts = {name: record.get(name) for name in MASKED} if isinstance(record, dict) else {}
+    masked = {name: shown for name, text in texts.items() if isinstance(text, str) and (shown := mask(text)) != text}
+    if not masked:
+        return line
+    record = loads_exact(line, ours=True)[0]  # orjson reads an integer beyond 64 bits as a float
+    record.update(masked)
+    return to_line(record)

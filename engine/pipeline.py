@@ -103,10 +103,11 @@ class Ledger:
         """Write dead-letter records; if the file cannot take them, count them as lost and stop the input."""
         try:
             self.dead_letter.write_lines(lines, count)
-        except DeadLetterError as error:
+        except Exception as error:  # noqa: BLE001 - a bug too: the records are counted as lost and the run says so
             with self.lock:
                 self.summary.dead_letter_unwritten += count
-                self.summary.problem = str(error)
+                self.summary.problem = str(error) if isinstance(error, DeadLetterError) else \
+                    f"cannot write dead-letter records: {type(error).__name__}: {error}"
 
 
 class Lane:

@@ -95,3 +95,23 @@ def test_a_secret_the_destination_echoes_in_its_answer_is_masked_in_the_dead_let
     (record,) = [json.loads(line) for line in dead.read_text().splitlines()]
     assert record["status"] == 400 and "invalid credentials: " in record["body"] and "********" in record["body"]
     assert "SECRETKEY123456" not in dead.read_text()
+
+
+def test_records_of_deep_or_huge_payloads_are_kept_and_masked_with_their_neighbours(tmp_path, scripted):
+    """A record nested 1,500 deep made the masking raise, and the batch of dead letters was lost without a word;
+    one holding a 5,000-digit integer was kept with the key the server echoed."""
+    from scripted_server import Reply
+
+    variable, rules_text = DESTINATIONS["webhook"]
+    scripted.default = Reply(400, {"detail": "invalid credentials: Bearer SECRETKEY123456"})
+    rules, dead = tmp_path / "rules.yaml", tmp_path / "dead.ndjson"
+    rules.write_text(rules_text.format(url=scripted.url).replace("{e: event}", "{e: event, p: properties}"))
+    events = ['{"type":"track","userId":"u1","event":"E","properties":{"deep":' + "[" * 1500 + "]" * 1500 + "}}",
+              '{"type":"track","userId":"u2","event":"E","properties":{"n":' + "7" * 5000 + "}}",
+              '{"type":"track","userId":"u3","event":"E"}']
+    result = switchyard("run", rules, "--dead-letter", dead, env={**os.environ, variable: "SECRETKEY123456"},
+                        stdin="\n".join(events) + "\n")
+    assert result.returncode == 1 and "dead-lettered          3" in result.stderr, result.stderr
+    text = dead.read_text()
+    assert len(text.splitlines()) == 3 and "SECRETKEY123456" not in text
+    assert "7" * 5000 in text and "[" * 1500 in text  # the calls, kept as made, for replay
