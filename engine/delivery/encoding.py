@@ -70,6 +70,17 @@ def _encode_with_json(body: dict) -> bytes:
         raise UnencodableBody(f"the body cannot be written as JSON: {error}") from None
 
 
+def holds_non_finite(value: Any) -> bool:
+    """Whether ``value`` holds NaN or an infinity anywhere (what :func:`finite` replaces)."""
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(holds_non_finite(item) for item in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(holds_non_finite(item) for item in value)
+    return False
+
+
 def finite(value: Any) -> Any:
     """``value`` with NaN and infinities as None, as orjson and JSON.stringify write them."""
     if isinstance(value, float):

@@ -20,7 +20,7 @@ destination that opens the file by name adopts it. A file opened without a desti
 uses its only namespace of the catalog; a new file gets an unnamed one, adopted the same way.
 A connection opened to read (``read_only``, as the inspection commands open one) writes nothing:
 it reads such a file as it is, and a namespace at an older schema version from a migrated copy
-in memory.
+in a temporary database.
 """
 from __future__ import annotations
 
@@ -183,7 +183,7 @@ def connect(path: Any, catalog: Catalog, *, destination: str | None = None, crea
 
     ``read_only`` opens only what exists, to read, and writes nothing to the file: a file from
     before the registry is not registered or adopted (an earlier switchyard can still open it),
-    and a namespace at an older schema version is copied into memory and migrated there.
+    and a namespace at an older schema version is copied into a temporary database and migrated there.
     """
     if (read_only or not create) and not Path(path).is_file():
         raise StoreError(f"no workspace at {path}")
@@ -300,8 +300,10 @@ def _connect_to_read(path: Any, catalog: Catalog, destination: str | None, timeo
 
 
 def _migrated_copy(db: Connection, namespace: Namespace, catalog: Catalog) -> Connection:
-    """The file ``db`` reads, copied into memory (``db`` closed) with ``namespace`` migrated there."""
-    memory = sqlite3.connect(":memory:", isolation_level=None, factory=Connection, check_same_thread=False)
+    """The file ``db`` reads, copied (``db`` closed) with ``namespace`` migrated there. The copy is SQLite's
+    private temporary database (the empty name): it spills to a temporary file past its cache, so a large
+    workspace is not held in memory, and it is gone when the connection closes."""
+    memory = sqlite3.connect("", isolation_level=None, factory=Connection, check_same_thread=False)
     assert isinstance(memory, Connection)
     try:
         db.backup(memory)

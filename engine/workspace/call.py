@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from ..delivery.encoding import UNSTORABLE, finite, unstorable
+from ..delivery.encoding import UNSTORABLE, finite, holds_non_finite, unstorable
 from ..events import stored_json
 from ..store import Connection
 from .store import Settings
@@ -98,7 +98,9 @@ class Call:
         try:
             try:
                 summary = _unless_unstorable(handler, self, body)
-            except NonFinite:
+            except (NonFinite, Refusal) as stopped:
+                if isinstance(stopped, Refusal) and not holds_non_finite(body):
+                    raise
                 self.db.execute("ROLLBACK TO call")
                 summary = self._as_sent(handler, body)
         except Refusal as refusal:
@@ -121,7 +123,9 @@ class Call:
         try:
             try:
                 summary = _unless_unstorable(handler, self, body)
-            except NonFinite:
+            except (NonFinite, Refusal) as stopped:
+                if isinstance(stopped, Refusal) and not holds_non_finite(body):
+                    raise
                 if self.db.total_changes != changes:
                     return DIRTY
                 summary = self._as_sent(handler, body)
@@ -135,7 +139,9 @@ class Call:
 
     def _as_sent(self, handler: Handler, body: Any) -> str:
         """Apply ``body`` again, nothing of it written yet, with NaN and Infinity as null: as an HTTP transport
-        sends them (JSON.stringify's way), so an attribute set to NaN is removed there and here alike."""
+        sends them (JSON.stringify's way), so an attribute set to NaN is removed there and here alike, and a
+        timestamp or email of NaN is no value rather than a refusal. (Only a call that stopped is looked at
+        for them: the usual one pays nothing.)"""
         self.ignored, self.next_person = [], None
         try:
             return _unless_unstorable(handler, self, finite(body))
