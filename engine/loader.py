@@ -23,7 +23,7 @@ from typing import Any, Iterator
 from . import cache
 from . import catalog as catalogs
 from .diagnostics import ERROR, WARNING, Problem
-from .env import MASK, Settings, UnsetVariable, expand, referenced, secret_values
+from .env import MASK, Settings, UnsetVariable, expand, mask_url_credentials, referenced, secret_values
 from .integers import any_size
 from .mapping import compile_fields, merge_defaults
 from .paths import parse_path
@@ -246,17 +246,25 @@ def _suggest(word: str, choices) -> str:
 
 #: A key whose value a file that YAML cannot read may show in a quoted line: a catalog's secret settings
 #: (``api_key``, ``site_id``), and what names a secret inside headers or an OAuth block.
-_SECRET_VALUE = re.compile(r"""((?:^|[\s{,'"])(?:[\w-]*(?:secret|password|passwd|token|authorization|api[_-]?key|"""
-                           r"""credential)[\w-]*|site_id)['"]?\s*:[ \t]*)(.+)$""", re.IGNORECASE)
+#: The key must end with the word (``client_secret``, ``X-Api-Key``, ``accessToken``), so ``token_count`` is no secret.
+_SECRET_VALUE = re.compile(r"""((?:^|[\s{,'"])(?:[\w-]*(?:secret|password|passwd|passphrase|token|authorization"""
+                           r"""|api[_-]?key|private[_-]?key|access[_-]?key|credentials?)|site_id)['"]?\s*:[ \t]*)"""
+                           r"""(.+)$""", re.IGNORECASE)
 
 
 def _unquoted_secret(problem: Problem) -> Problem:
-    """``problem`` with its source line's value of a secret-named key masked. The file could not be read,
-    so which settings are secret is not known; this is what names them in a line."""
+    """``problem`` with its source line's value of a secret-named key masked, and the URL credentials on it. The
+    file could not be read, so which settings are secret is not known; this is what names them in a line. YAML's
+    own message may quote the value too (``tag '!sk_live...' is not allowed``): each word of it is masked there."""
     line = problem.source_line
-    if not line or not (match := _SECRET_VALUE.search(line)):
+    if not line:
         return problem
-    return replace(problem, source_line=line[:match.start(2)] + MASK)
+    message, shown = problem.message, mask_url_credentials(line)
+    if match := _SECRET_VALUE.search(shown):
+        shown = shown[:match.start(2)] + MASK
+        for word in re.findall(r"[^\s'\"{},\[\]]{4,}", match.group(2)):
+            message = message.replace(word.lstrip("!&*"), MASK) if len(word.lstrip("!&*")) >= 4 else message
+    return replace(problem, source_line=shown, message=mask_url_credentials(message))
 
 
 def _schema_at(schema: dict | None, path: tuple) -> dict | None:

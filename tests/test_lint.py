@@ -131,7 +131,10 @@ def test_an_integer_past_python_s_4300_digits_is_reported_cut_short_not_a_traceb
 
 @pytest.mark.parametrize("line", ["    api_key: sk_live_SECRET42 key: rotated",
                                   "    oauth: {client_secret: sk_live_SECRET42 key: rotated}",
-                                  '    headers: {"Authorization": "Bearer sk_live_SECRET42" key: x}'])
+                                  '    headers: {"Authorization": "Bearer sk_live_SECRET42" key: x}',
+                                  "    api_key: !sk_live_SECRET42", "    api_key: *sk_live_SECRET42",
+                                  "    private_key: sk_live_SECRET42 key: x",
+                                  '    url: "https://user:sk_live_SECRET42@h/x" key: y'])
 def test_a_secret_on_a_line_yaml_cannot_read_is_not_quoted(tmp_path, line):
     path = tmp_path / "rules.yaml"
     path.write_text(f"version: 1\ndestination:\n  name: c\n  catalog: customerio\n  settings:\n{line}\n")
@@ -146,3 +149,11 @@ def test_a_file_that_is_not_utf8_is_located_at_its_first_bad_byte(tmp_path):
     (problem,) = compile_paths([path], environ={})[1]
     assert (problem.code, problem.line, problem.column) == ("SY003", 2, 6)
     assert "not UTF-8 (byte 0xE9 at line 2, column 6)" in problem.message
+
+
+def test_a_key_that_only_starts_with_a_secret_word_is_shown_on_a_line_yaml_cannot_read(tmp_path):
+    path = tmp_path / "rules.yaml"
+    path.write_text("version: 1\ndestination: {name: d, catalog: webhook}\nmappings: []\n"
+                    "tests: [{name: t, event: {type: track, properties: {token_count: 3, plan: pro]}}]\n")
+    (problem,) = compile_paths([path], environ={})[1]
+    assert problem.code == "SY001" and "token_count: 3, plan: pro]" in problem.source_line
