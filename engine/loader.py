@@ -282,6 +282,20 @@ def _schema_at(schema: dict | None, path: tuple) -> dict | None:
     return schema if isinstance(schema, dict) else None
 
 
+def _as_written_where_unset(value: Any, environ) -> Any:
+    """A setting's value expanded, each text whose ``${VAR}`` is unset left as written (for the schema check)."""
+    if isinstance(value, str):
+        try:
+            return expand(value, environ)[0]
+        except UnsetVariable:
+            return value
+    if isinstance(value, dict):
+        return {key: _as_written_where_unset(item, environ) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_as_written_where_unset(item, environ) for item in value]
+    return value
+
+
 def _token_like(read: dict[str, set[str]], catalog) -> set[str]:
     """What the ``${VAR}`` of a catalog's secret settings read that is a secret on its own too: ``Bearer ${TOKEN}``
     is masked whole, and a server that quotes the token alone must not show it. Only values that look like
@@ -458,13 +472,16 @@ class _FileCompiler:
         secret: set[str] = set()
         if not isinstance(declared, dict):
             return Settings(values, secret)
+        partly_unset: dict = {}  # settings with an unset ${VAR} inside: checked with it as written, not kept
         for key, value in declared.items():
             warned = len(self.problems)
             expanded, from_env = self._expand(where + (key,), value)
             if expanded is None or any(problem.code == "SY501" for problem in self.problems[warned:]):
-                # Known only at run time, which refuses to deliver until it is set: an OAuth block without
-                # its secret is not checked (nor kept) as if the file had left the secret out.
+                # Known only at run time, which refuses to deliver until it is set. An OAuth block is still
+                # checked, its unset secret standing as written: not as if the file had left the secret out.
                 self.unset_settings.add(key)
+                if expanded is not None:
+                    partly_unset[key] = _as_written_where_unset(value, self.environ)
             else:
                 values[key] = expanded
             if from_env:
@@ -472,7 +489,7 @@ class _FileCompiler:
         if catalog is not None and catalog.settings_schema:
             properties = catalog.settings_schema.get("properties", {})
             secret |= {k for k, spec in properties.items() if spec.get("x-secret")}
-            for key, value in values.items():
+            for key, value in {**values, **partly_unset}.items():
                 if key not in properties and catalog.settings_schema.get("additionalProperties") is False:
                     self.report(where + (key,), "SY306",
                                 f"unknown setting '{key}' for catalog '{catalog.name}'{_suggest(key, properties)}",

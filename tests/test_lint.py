@@ -21,8 +21,8 @@ def test_lint_case(case, tmp_path):
     expected = sorted((code, line, column) for code, line, column, _ in case["problems"])
     assert found == expected, "\n".join(f"{p.code} {p.line}:{p.column} {p.message}" for p in problems)
     for code, line, column, part in case["problems"]:
-        (problem,) = [p for p in problems if (p.code, p.line, p.column) == (code, line, column) and part in p.message]
-        assert problem.file == str(path)
+        matching = [p for p in problems if (p.code, p.line, p.column) == (code, line, column) and part in p.message]
+        assert matching and all(problem.file == str(path) for problem in matching), (code, line, column, part)
     # lint keeps nothing it compiles, and finds the same, with the same words and source lines.
     linted = lint_paths([path], environ={})
     assert [(p, p.source_line) for p in linted] == [(p, p.source_line) for p in problems]
