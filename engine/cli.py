@@ -213,7 +213,7 @@ def _compile(paths, environ=None):
     if STDIN not in paths:
         return compile_paths(paths, environ)
     name = "<stdin>"
-    return compile_paths([name if p == STDIN else p for p in paths], environ, texts={name: sys.stdin.read()})
+    return compile_paths([name if p == STDIN else p for p in paths], environ, texts={name: sys.stdin.buffer.read()})
 
 
 class _MaskedOutput:

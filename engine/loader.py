@@ -166,17 +166,18 @@ def compile_file(path: Path, environ=None) -> tuple[Destination | None, list[Pro
 
 
 def _compile_file(path: Path, environ, *, keep: bool,
-                  text: str | None = None) -> tuple[str | None, Destination | None, list[Problem], Source]:
-    """The destination's name (None when it has none) and, if ``keep``, the destination compiled."""
+                  text: str | bytes | None = None) -> tuple[str | None, Destination | None, list[Problem], Source]:
+    """The destination's name (None when it has none) and, if ``keep``, the destination compiled.
+
+    ``text``: the file's content given (stdin), as text or as bytes read like a file's."""
     try:
-        text = path.read_text(encoding="utf-8") if text is None else text
+        data = path.read_bytes() if text is None else text
+        if isinstance(data, bytes):  # line breaks as read_text gives them: \r\n and \r are \n
+            text = data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
+        else:
+            text = data
     except UnicodeDecodeError as error:
-        data = error.object
-        line, column = data.count(b"\n", 0, error.start) + 1, error.start - (data.rfind(b"\n", 0, error.start) + 1) + 1
-        source = Source(str(path), "")
-        return None, None, [Problem("SY003", f"cannot read rule file: it is not UTF-8 (byte 0x{data[error.start]:02X} "
-                                             f"at line {line}, column {column}); save it as UTF-8", file=str(path),
-                                    line=line, column=column)], source
+        return None, None, [_not_utf8(str(path), error)], Source(str(path), "")
     except OSError as error:
         source = Source(str(path), "")
         return None, None, [Problem("SY003", f"cannot read rule file: {error}", file=str(path))], source
@@ -186,6 +187,14 @@ def _compile_file(path: Path, environ, *, keep: bool,
     compiler = _FileCompiler(source, environ, keep=keep)
     name, destination = compiler.run()
     return name, destination, compiler.problems, source
+
+
+def _not_utf8(file: str, error: UnicodeDecodeError) -> Problem:
+    """SY003 at the first byte that is not UTF-8, its line and column counted in characters."""
+    before = error.object[:error.start].decode("utf-8").replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    line, column = len(before), len(before[-1]) + 1
+    return Problem("SY003", f"cannot read rule file: it is not UTF-8 (byte 0x{error.object[error.start]:02X} at "
+                            f"line {line}, column {column}); save it as UTF-8", file=file, line=line, column=column)
 
 
 @lru_cache(maxsize=1)

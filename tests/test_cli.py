@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -661,3 +663,10 @@ def test_a_variable_holding_a_port_or_a_word_is_not_masked_wherever_its_value_ap
                         env={**os.environ, "PORT": "9000", "SANDBOX": "true", "TOKEN": "sekrit-token-42"})
     (line,) = result.stdout.splitlines()
     assert json.loads(line)["payload"]["data"] == {"total": 9000, "flag": True, "note": "********"}
+
+
+def test_a_rule_file_on_stdin_that_is_not_utf8_is_sy003_not_a_traceback():
+    result = subprocess.run([sys.executable, "-m", "engine", "lint", "-"], input=b"version: 1\n# \xff\n",
+                            capture_output=True, cwd=ROOT, timeout=60)
+    assert result.returncode == 1 and b"Traceback" not in result.stderr, result.stderr
+    assert b"<stdin>:2:3: error SY003 cannot read rule file: it is not UTF-8 (byte 0xFF" in result.stdout

@@ -143,12 +143,15 @@ def test_a_secret_on_a_line_yaml_cannot_read_is_not_quoted(tmp_path, line):
         assert problem.code == "SY001" and "SECRET42" not in problem.source_line + problem.message
 
 
-def test_a_file_that_is_not_utf8_is_located_at_its_first_bad_byte(tmp_path):
+@pytest.mark.parametrize("data, line, column", [(b"version: 1\n# caf\xe9\n", 2, 6),
+                                                (b"version: 1\r# \xc3\xa9\xc3\xa9\xc3\xa9 \xff\n", 2, 7)],
+                         ids=["ascii before", "characters, not bytes, and a lone CR"])
+def test_a_file_that_is_not_utf8_is_located_at_its_first_bad_byte(tmp_path, data, line, column):
     path = tmp_path / "rules.yaml"
-    path.write_bytes(b"version: 1\n# caf\xe9\ndestination: {name: d, catalog: webhook}\n")
+    path.write_bytes(data + b"destination: {name: d, catalog: webhook}\n")
     (problem,) = compile_paths([path], environ={})[1]
-    assert (problem.code, problem.line, problem.column) == ("SY003", 2, 6)
-    assert "not UTF-8 (byte 0xE9 at line 2, column 6)" in problem.message
+    assert (problem.code, problem.line, problem.column) == ("SY003", line, column)
+    assert f"at line {line}, column {column}); save it as UTF-8" in problem.message
 
 
 def test_a_key_that_only_starts_with_a_secret_word_is_shown_on_a_line_yaml_cannot_read(tmp_path):
