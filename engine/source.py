@@ -26,7 +26,7 @@ from yaml.events import (  # type: ignore[import-untyped]
 
 from .diagnostics import Problem
 from .integers import any_size
-from .scalar_positions import positions
+from .scalar_positions import positions, value_start
 
 Key = tuple  # a path into the document, e.g. ("mappings", 0, "trigger")
 
@@ -128,6 +128,7 @@ class Source:
         if found is None or not complete or found[4] == CONTAINER or not isinstance(value, str):
             return self.problem(path, problem)
         start_line, start_column, _, _, style = found
+        start_line, start_column = value_start(self.lines, start_line, start_column)
         offset = sum(len(text) + 1 for text in value.split("\n")[:line - 1]) + column - 1
         places = positions(self.lines, start_line, start_column, _STYLE_NAMES[style], value)
         if places and 0 <= offset < len(places):
