@@ -151,6 +151,11 @@ class Source:
         return value
 
 
+def _as_yaml(value: Any) -> str:
+    """A key YAML read as another value than text, as YAML writes that value: true, null, 1.0."""
+    return yaml.safe_dump(value, default_flow_style=True).removesuffix("\n...\n").strip()
+
+
 def _index_of(mapping: dict, key: Any) -> int:
     for index, candidate in enumerate(mapping):
         if candidate == key:
@@ -405,8 +410,14 @@ class _Builder:
             return
         if key in target:
             earlier = next(existing for existing in target if existing == key)
-            message = (f"duplicate key '{key}': the later value would silently win" if type(earlier) is type(key) else
-                       f"the keys {earlier!r} and {key!r} are one key as YAML reads them (true is 1): quote them")
+            if isinstance(key, str):
+                message = f"duplicate key '{key}': the later value would silently win"
+            elif type(earlier) is type(key):
+                alike = " (YAML reads on, yes and true alike, and off, no and false)" if isinstance(key, bool) else ""
+                message = (f"duplicate key {_as_yaml(key)} as YAML reads both keys{alike}: the later value would "
+                           "silently win; quote them")
+            else:
+                message = f"the keys {_as_yaml(earlier)} and {_as_yaml(key)} are one key as YAML reads them: quote them"
             self.source.problems.append(self.source.at(key_mark.line + 1, key_mark.column + 1,
                                                        Problem("SY002", message)))
             index = _index_of(target, key) * 5
