@@ -97,6 +97,15 @@ def test_a_lone_surrogate_refuses_its_item_and_the_others_are_applied(server):
     assert status == 400
 
 
+def test_an_item_with_an_integer_of_5000_digits_is_applied_with_its_neighbours(server):
+    """The body was read with Python's 4,300-digit limit: the whole batch was refused as not JSON."""
+    big = '{"type": "person", "action": "identify", "identifiers": {"id": "u2"}, "attributes": {"n": ' + "7" * 5000 + "}}"
+    body = ('{"batch": [' + json.dumps(IDENTIFY) + ", " + big + "]}").encode()
+    status, answer, _ = raw_request(server.address, head(str(len(body)), path="/api/v2/batch"), body)
+    assert status == 200, answer
+    assert [person["id"] for person in people(server.db)] == ["u1", "u2"]
+
+
 def test_the_basic_scheme_in_lowercase_is_accepted(server):
     body = json.dumps(IDENTIFY).encode()
     status, _, _ = raw_request(server.address, head(str(len(body)), auth=AUTH.replace("Basic", "basic")), body)

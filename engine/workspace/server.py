@@ -40,6 +40,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
 from ..delivery.encoding import UnencodableBody, encode
+from ..integers import any_size
 from .apply import Rejected, Workspace
 from .store import WorkspaceError
 
@@ -274,7 +275,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 def _respond(workspace: Workspace, endpoint: str, raw: bytes) -> tuple[int, dict]:
     try:
-        body = json.loads(raw, parse_constant=_not_json)
+        with any_size():  # an integer of up to 100,000 digits, as an event may hold (the workspace stores it)
+            body = json.loads(raw, parse_constant=_not_json)
     except (ValueError, RecursionError) as error:  # UnicodeDecodeError is a ValueError
         text = raw.decode("utf-8", "replace")
         outcome = workspace.record_unreadable(endpoint, text, f"the body is not JSON: {error}")
