@@ -71,13 +71,17 @@ def _encode_with_json(body: dict) -> bytes:
 
 
 def holds_non_finite(value: Any) -> bool:
-    """Whether ``value`` holds NaN or an infinity anywhere (what :func:`finite` replaces)."""
-    if isinstance(value, float):
-        return not math.isfinite(value)
-    if isinstance(value, dict):
-        return any(holds_non_finite(item) for item in value.values())
-    if isinstance(value, (list, tuple)):
-        return any(holds_non_finite(item) for item in value)
+    """Whether ``value`` holds NaN or an infinity anywhere (what :func:`finite` replaces); at any depth."""
+    waiting = [value]
+    while waiting:
+        item = waiting.pop()
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                return True
+        elif isinstance(item, dict):
+            waiting.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            waiting.extend(item)
     return False
 
 

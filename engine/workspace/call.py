@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from ..delivery.encoding import UNSTORABLE, finite, holds_non_finite, unstorable
-from ..events import stored_json
+from ..events import any_json, stored_json
 from ..store import Connection
 from .store import Settings
 from .values import NonFinite, Refusal
@@ -144,7 +144,12 @@ class Call:
         for them: the usual one pays nothing.)"""
         self.ignored, self.next_person = [], None
         try:
-            return _unless_unstorable(handler, self, finite(body))
+            with any_json():  # a body as deep as a line may be read
+                sent = finite(body)
+        except RecursionError:
+            raise Refusal("invalid_body", "the body nests too deeply to be stored") from None
+        try:
+            return _unless_unstorable(handler, self, sent)
         except NonFinite as again:  # not from NaN after all: a value json cannot write
             raise Refusal("invalid_body", f"{again} cannot be written as JSON", str(again)) from None
 
