@@ -255,10 +255,11 @@ def _suggest(word: str, choices) -> str:
 
 #: A key whose value a file that YAML cannot read may show in a quoted line: a catalog's secret settings
 #: (``api_key``, ``site_id``), and what names a secret inside headers or an OAuth block.
-#: The key must end with the word (``client_secret``, ``X-Api-Key``, ``accessToken``), so ``token_count`` is no secret.
+#: The key must end with the word, or with it and ``key`` or ``value`` (``client_secret``, ``X-Secret-Key``,
+#: ``accessToken``, ``api_key_value``), so ``token_count`` is no secret.
 _SECRET_VALUE = re.compile(r"""((?:^|[\s{,'"])(?:[\w-]*(?:secret|password|passwd|passphrase|token|authorization"""
-                           r"""|api[_-]?key|private[_-]?key|access[_-]?key|credentials?)|site_id)['"]?\s*:[ \t]*)"""
-                           r"""(.+)$""", re.IGNORECASE)
+                           r"""|api[_-]?key|private[_-]?key|access[_-]?key|credentials?)(?:[_-]?(?:key|value))?"""
+                           r"""|site_id)['"]?\s*:[ \t]*)(.+)$""", re.IGNORECASE)
 
 
 def _unquoted_secret(problem: Problem) -> Problem:
@@ -305,17 +306,32 @@ def _as_written_where_unset(value: Any, environ) -> Any:
     return value
 
 
+def _only_unset_fail(schema: dict, value: Any) -> bool:
+    """Whether every way ``value`` fails ``schema`` is at a text still holding an unset ``${VAR}`` (as written by
+    :func:`_as_written_where_unset`): what the variable will hold is known only at run time."""
+    from jsonschema import Draft202012Validator
+
+    return all(isinstance(error.instance, str) and "${" in error.instance
+               for error in Draft202012Validator(schema).iter_errors(value))
+
+
 def _token_like(read: dict[str, set[str]], catalog) -> set[str]:
-    """What the ``${VAR}`` of a catalog's secret settings read that is a secret on its own too: ``Bearer ${TOKEN}``
-    is masked whole, and a server that quotes the token alone must not show it. Only values that look like
-    keys (eight characters or more, not a number or a word of JSON): a port or ``true`` masked wherever it
-    appeared would break the JSON that --dry-run prints."""
+    """What the ``${VAR}`` of the settings read that is a secret on its own too: ``Bearer ${TOKEN}`` is masked
+    whole, and a server that quotes the token alone must not show it. Only values that look like keys: a port,
+    ``true`` or a host name masked wherever it appeared would change the JSON that --dry-run prints. In a
+    catalog's secret setting that is eight characters or more, not a number or a word of JSON; elsewhere (a
+    URL's ``?token=${T}``) also letters and digits both, without dots (a host name) or spaces."""
     secret = catalog.secret_settings if catalog is not None else frozenset()
-    return {value for key, values in read.items() if key in secret for value in values
-            if len(value) >= 8 and not _PLAIN_VALUE.fullmatch(value)}
+    return {value for key, values in read.items() for value in values
+            if len(value) >= 8 and not _PLAIN_VALUE.fullmatch(value) and (key in secret or _looks_like_a_key(value))}
+
+
+def _looks_like_a_key(value: str) -> bool:
+    return bool(_TOKEN.fullmatch(value) and re.search("[0-9]", value) and re.search("[A-Za-z]", value))
 
 
 _PLAIN_VALUE = re.compile(r"-?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?|true|false|null", re.IGNORECASE)
+_TOKEN = re.compile(r"[A-Za-z0-9_+/=-]+")
 
 
 def _cut(message: str, most: int = 300) -> str:
@@ -503,7 +519,7 @@ class _FileCompiler:
                     self.report(where + (key,), "SY306",
                                 f"unknown setting '{key}' for catalog '{catalog.name}'{_suggest(key, properties)}",
                                 key=True)
-                elif key in properties:
+                elif key in properties and not (key in partly_unset and _only_unset_fail(properties[key], value)):
                     labelled = {"title": f"setting '{key}'", **properties[key]}
                     for message in PayloadValidator({"properties": {key: labelled}}).errors({key: value}):
                         if key in secret:

@@ -19,15 +19,18 @@ _SIMPLE_ESCAPES = {"0": "\0", "a": "\a", "b": "\b", "t": "\t", "\t": "\t", "n": 
 _INDICATOR = re.compile(r"[|>]([1-9]?)[+-]?([1-9]?)")
 
 
-def value_start(lines: list[str], line: int, column: int) -> Position:
-    """Where a scalar written at (``line``, ``column``) starts after its anchor and tag (``&t !!str ...``)."""
+def value_start(lines: list[str], line: int, column: int, value: str) -> Position:
+    """Where a scalar ``value`` written at (``line``, ``column``) starts after its anchor and tag (``&t !!str``);
+    an empty one is placed at them."""
+    if not value:
+        return line, column
     while line < len(lines) and column < len(lines[line]) and lines[line][column] in "&!":
         text = lines[line]
         while column < len(text) and not text[column].isspace():
             column += 1
         while column < len(text) and text[column] in " \t":
             column += 1
-        if column == len(text):  # the scalar itself is on a later line
+        if column == len(text) or text[column] == "#":  # the scalar itself is on a later line
             line += 1
             while line < len(lines) and not lines[line].strip():
                 line += 1

@@ -128,7 +128,7 @@ class Source:
         if found is None or not complete or found[4] == CONTAINER or not isinstance(value, str):
             return self.problem(path, problem)
         start_line, start_column, _, _, style = found
-        start_line, start_column = value_start(self.lines, start_line, start_column)
+        start_line, start_column = value_start(self.lines, start_line, start_column, value)
         offset = sum(len(text) + 1 for text in value.split("\n")[:line - 1]) + column - 1
         places = positions(self.lines, start_line, start_column, _STYLE_NAMES[style], value)
         if places and 0 <= offset < len(places):

@@ -670,3 +670,17 @@ def test_a_rule_file_on_stdin_that_is_not_utf8_is_sy003_not_a_traceback():
                             capture_output=True, cwd=ROOT, timeout=60)
     assert result.returncode == 1 and b"Traceback" not in result.stderr, result.stderr
     assert b"<stdin>:2:3: error SY003 cannot read rule file: it is not UTF-8 (byte 0xFF" in result.stdout
+
+
+def test_a_key_read_into_a_url_is_masked_alone_and_a_host_name_is_not(write_rules):
+    """A token in a URL's query was masked only as part of the URL: a server quoting it alone showed it."""
+    import os
+
+    rules = write_rules('version: 1\ndestination: {name: d, catalog: webhook, settings: '
+                        '{url: "http://${HOST}/hook?token=${T}"}}\n'
+                        "mappings:\n  - {name: m, trigger: 'type = \"track\"', action: send, fields: {data: properties}}\n")
+    event = '{"type":"track","properties":{"token":"tokABCDEFGH123","host":"crm.internal.example"}}\n'
+    result = switchyard("run", rules, "-", "--dry-run", stdin=event,
+                        env={**os.environ, "HOST": "crm.internal.example", "T": "tokABCDEFGH123"})
+    (line,) = result.stdout.splitlines()
+    assert json.loads(line)["payload"]["data"] == {"token": "********", "host": "crm.internal.example"}

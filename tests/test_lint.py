@@ -134,7 +134,9 @@ def test_an_integer_past_python_s_4300_digits_is_reported_cut_short_not_a_traceb
                                   '    headers: {"Authorization": "Bearer sk_live_SECRET42" key: x}',
                                   "    api_key: !sk_live_SECRET42", "    api_key: *sk_live_SECRET42",
                                   "    private_key: sk_live_SECRET42 key: x",
-                                  '    url: "https://user:sk_live_SECRET42@h/x" key: y'])
+                                  '    url: "https://user:sk_live_SECRET42@h/x" key: y',
+                                  "    secret_key: !sk_live_SECRET42", "    X-Secret-Key: !sk_live_SECRET42",
+                                  "    api_key_value: !sk_live_SECRET42"])
 def test_a_secret_on_a_line_yaml_cannot_read_is_not_quoted(tmp_path, line):
     path = tmp_path / "rules.yaml"
     path.write_text(f"version: 1\ndestination:\n  name: c\n  catalog: customerio\n  settings:\n{line}\n")

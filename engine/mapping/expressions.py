@@ -326,10 +326,17 @@ def _check_functions(text: str, node: dict) -> list[Problem]:
     return problems
 
 
+def _small(value: Any) -> bool:
+    """A literal lint may call a function with: a scalar, a text of at most 1,000 characters (so that a call
+    such as replace() makes at most a million)."""
+    return value is None or isinstance(value, (bool, int, float)) or (isinstance(value, str) and len(value) <= 1000)
+
+
 def _fixed_failure(call: dict) -> str | None:
-    """Why a call whose arguments are all literals (``lower(`5`)``) fails, as it would each time it runs; None
-    if it does not. Only such calls are made: one of other calls could take any time or memory."""
-    if not all(isinstance(child, dict) and child.get("type") == "literal" for child in call["children"]):
+    """Why a call whose arguments are all small literals (``lower(`5`)``) fails, as it would each time it runs;
+    None if it does not. Only such calls are made: another could take any time or memory."""
+    if not all(isinstance(child, dict) and child.get("type") == "literal" and _small(child["value"])
+               for child in call["children"]):
         return None
     try:
         _INTERPRETER.visit(call, {})
