@@ -10,6 +10,10 @@ from dataclasses import dataclass, field
 ERROR = "error"
 WARNING = "warning"
 
+
+class AtKey(tuple):
+    """A path to a value whose problem is its key itself (YAML read ``on:`` as a boolean): placed at the key."""
+
 #: Stable codes, grouped by what they check. Documented in docs/cli.md.
 CODES = {
     "SY001": "YAML syntax error",

@@ -22,7 +22,7 @@ from typing import Any, Iterator
 
 from . import cache
 from . import catalog as catalogs
-from .diagnostics import ERROR, WARNING, Problem
+from .diagnostics import ERROR, WARNING, AtKey, Problem
 from .env import MASK, Settings, UnsetVariable, expand, mask_url_credentials, referenced, secret_values
 from .integers import any_size
 from .mapping import compile_fields, merge_defaults
@@ -378,6 +378,14 @@ class _FileCompiler:
     def report(self, path, code: str, message: str, *, severity=ERROR, key=False):
         self.problems.append(self.source.problem(path, Problem(code, message, severity), key=key))
 
+    def _report_fields(self, problems: list[tuple[tuple, Problem]]):
+        """Field mappings' problems: inside an expression, or at a key that is not text (YAML's ``on:``)."""
+        for path, problem in problems:
+            if isinstance(path, AtKey):
+                self.problems.append(self.source.problem(tuple(path), problem, key=True))
+            else:
+                self.report_inside(path, problem)
+
     def report_inside(self, path, problem: Problem):
         self.problems.append(self.source.inside(path, problem.line, problem.column, problem))
 
@@ -654,8 +662,7 @@ class _FileCompiler:
         """Report the problems of fields' expressions that are not otherwise compiled."""
         if spec:
             _, problems = compile_fields(spec, where=where + ("fields",))
-            for path, problem in problems:
-                self.report_inside(path, problem)
+            self._report_fields(problems)
 
     def _fields(self, where, item, action, settings):
         declared = item.get("fields") or {}
@@ -685,8 +692,7 @@ class _FileCompiler:
         order = {key: index for index, key in enumerate(action.properties)}
         spec = dict(sorted(spec.items(), key=lambda pair: order.get(pair[0], len(order))))
         mapper, problems = compile_fields(spec, where=where + ("fields",))
-        for path, problem in problems:
-            self.report_inside(path, problem)
+        self._report_fields(problems)
         for key, value in mapper.literal_values().items():
             prop = action.properties.get(key)
             if prop is None:

@@ -23,7 +23,7 @@ from functools import lru_cache
 from types import MappingProxyType
 from typing import Any
 
-from engine.diagnostics import Problem
+from engine.diagnostics import AtKey, Problem
 from engine.generated import define
 from engine.mapping.expressions import Expression, Path, constant, parse_expression
 
@@ -207,7 +207,7 @@ def compile_fields(spec: Any, where: Path = ()) -> tuple[Mapper, list[tuple[Path
         problems.append((tuple(where), Problem("SY002", f"fields must be a mapping of field names, got {_kind(spec)}")))
         return Mapper({}), problems
     fields = _compile_object(spec, (), problems)
-    located = [(tuple(where) + path, problem) for path, problem in problems]
+    located = [(type(path)(tuple(where) + path), problem) for path, problem in problems]  # an AtKey stays one
     return Mapper(fields), located
 
 
@@ -269,8 +269,8 @@ def _compile_object(spec: dict, path: Path, problems: list) -> dict[str, Node | 
     for name, value in spec.items():
         if not isinstance(name, str):
             # YAML reads unquoted on/off/yes/no and numbers as non-strings.
-            problems.append((path + (name,), Problem(
-                "SY002", f"field name {name!r} is {_kind(name)}, not text; quote it in YAML"
+            problems.append((AtKey(path + (name,)), Problem(
+                "SY002", f"YAML reads this field name as {_kind(name)}, not text: quote it"
             )))
             continue
         fields[name] = _compile(value, path + (name,), problems)
@@ -278,5 +278,6 @@ def _compile_object(spec: dict, path: Path, problems: list) -> dict[str, Node | 
 
 
 def _kind(value: Any) -> str:
-    names = {bool: "a boolean", int: "a number", float: "a number", str: "text", list: "a list", dict: "a mapping"}
+    names = {bool: "a boolean", int: "a number", float: "a number", str: "text", list: "a list", dict: "a mapping",
+             type(None): "null"}
     return names.get(type(value), f"a {type(value).__name__}")
