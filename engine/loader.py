@@ -306,6 +306,47 @@ def _as_written_where_unset(value: Any, environ) -> Any:
     return value
 
 
+def _secret_setting_problems(key: str, schema: dict, value: Any, unset_inside: bool = False) -> list[str]:
+    """What is wrong with a secret setting, in words that name its keys and what the schema wants, never a
+    value: ``setting 'oauth': client_auth must be one of "basic", "body"``. ``unset_inside``: a text still
+    holding an unset ``${VAR}`` is known only at run time, and not checked."""
+    from jsonschema import Draft202012Validator
+
+    problems = []
+    for error in Draft202012Validator(schema).iter_errors(value):
+        if unset_inside and isinstance(error.instance, str) and "${" in error.instance:
+            continue
+        where = ".".join(str(step) for step in error.absolute_path)
+        at = f"setting '{key}'" + (f": {where}" if where else "")
+        if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+            extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+            problems.append(f"{at} has no key {', '.join(repr(name) for name in extra)}"
+                            f"{_suggest(extra[0], error.schema.get('properties', {})) if extra else ''}")
+        elif error.validator == "required":
+            problems.append(f"{at}: {error.message}")  # names a key, not a value
+        elif error.validator in ("enum", "const"):
+            allowed = error.validator_value if error.validator == "enum" else [error.validator_value]
+            choices = ", ".join(json.dumps(item, ensure_ascii=False) for item in allowed)
+            problems.append(f"{at} must be one of {choices}")
+        elif error.validator == "type":
+            problems.append(f"{at} must be of type {error.validator_value}")
+        else:
+            problems.append(f"{at} does not meet its schema's '{error.validator}' (the value is secret and not shown)")
+    return problems
+
+
+def _texts(value: Any) -> Iterator[str]:
+    """Every text in ``value``, at any depth."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _texts(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _texts(item)
+
+
 def _only_unset_fail(schema: dict, value: Any) -> bool:
     """Whether every way ``value`` fails ``schema`` is at a text still holding an unset ``${VAR}`` (as written by
     :func:`_as_written_where_unset`): what the variable will hold is known only at run time."""
@@ -528,12 +569,17 @@ class _FileCompiler:
                                 f"unknown setting '{key}' for catalog '{catalog.name}'{_suggest(key, properties)}",
                                 key=True)
                 elif key in properties and not (key in partly_unset and _only_unset_fail(properties[key], value)):
+                    if key in secret:
+                        for message in _secret_setting_problems(key, properties[key], value, key in partly_unset):
+                            self.report(where + (key,), "SY306", message)
+                        continue
                     labelled = {"title": f"setting '{key}'", **properties[key]}
                     for message in PayloadValidator({"properties": {key: labelled}}).errors({key: value}):
-                        if key in secret:
-                            message = f"setting '{key}' is not valid (its value is secret and not shown)"
                         self.report(where + (key,), "SY306", message)
-        return Settings(values, secret, _token_like(self.environment_values, catalog))
+        # A secret setting left out for an unset ${VAR} inside may still hold literal secrets: masked as well.
+        written = {text for key in partly_unset if key in secret
+                   for text in _texts(partly_unset[key]) if "${" not in text}
+        return Settings(values, secret, _token_like(self.environment_values, catalog) | written)
 
     def _expand(self, path, value):
         """Expand ``${VAR}`` in a settings value (recursively); unset variables leave the value out."""

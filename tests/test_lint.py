@@ -162,3 +162,12 @@ def test_a_key_that_only_starts_with_a_secret_word_is_shown_on_a_line_yaml_canno
                     "tests: [{name: t, event: {type: track, properties: {token_count: 3, plan: pro]}}]\n")
     (problem,) = compile_paths([path], environ={})[1]
     assert problem.code == "SY001" and "token_count: 3, plan: pro]" in problem.source_line
+
+
+def test_a_literal_secret_beside_an_unset_variable_is_masked_in_lint_s_lines(tmp_path):
+    path = tmp_path / "rules.yaml"
+    path.write_text('version: 1\ndestination:\n  name: d\n  catalog: webhook\n  settings:\n    url: "http://x/"\n'
+                    '    oauth: {token_url: "https://a/t", client_id: x, client_secret: literalSECRET42,'
+                    ' client_auth: "${AUTHX}", scope: [1]}\nmappings: []\n')
+    problems = compile_paths([path], environ={})[1]
+    assert problems and all("literalSECRET42" not in (p.source_line or "") + p.message for p in problems)
