@@ -103,23 +103,26 @@ def secret_values(settings: Settings) -> list[str]:
     """The texts of ``settings``' secret values (inside objects and lists too), longest first.
 
     Values shorter than four characters are left out: masking every "1" or "us" would hide more than it protects.
+    Inside an object or a list (``headers``, ``oauth``) the bar is eight: its ordinary words (``client_auth: body``,
+    ``X-Version: 2024``, ``scope: orders``) masked wherever they appear would break the JSON --dry-run prints,
+    and the credentials there (a token, ``Bearer ...``, a client secret) are longer.
     """
     found: set[str] = set()
 
-    def collect(value) -> None:
+    def collect(value, shortest: int) -> None:
         if isinstance(value, dict):
             for item in value.values():
-                collect(item)
+                collect(item, 8)
         elif isinstance(value, list):
             for item in value:
-                collect(item)
-        elif isinstance(value, (str, int, float)) and not isinstance(value, bool) and len(str(value)) >= 4:
+                collect(item, 8)
+        elif isinstance(value, (str, int, float)) and not isinstance(value, bool) and len(str(value)) >= shortest:
             found.add(str(value))
 
     for key in settings.secret_keys:
-        collect(settings.get(key))
+        collect(settings.get(key), 4)
     for value in getattr(settings, "from_environment", ()):
-        collect(value)
+        collect(value, 4)
     return sorted(found, key=len, reverse=True)
 
 
@@ -157,9 +160,11 @@ class Secrets:
 
     def __init__(self, values: Iterable[str] = ()):
         texts = set(values)
-        # As they appear inside JSON output too ("/" and quotes escaped, non-ASCII kept or escaped).
+        # As they appear inside JSON output too (quotes escaped, non-ASCII kept or escaped, and "/" written
+        # "\/" as PHP's json_encode writes it in an answer that quotes the token).
         texts |= {json.dumps(value)[1:-1] for value in list(texts)}
         texts |= {json.dumps(value, ensure_ascii=False)[1:-1] for value in list(texts)}
+        texts |= {value.replace("/", "\\/") for value in list(texts) if "/" in value}
         self.values = sorted(texts, key=len, reverse=True)
 
     @classmethod

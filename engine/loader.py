@@ -306,32 +306,35 @@ def _as_written_where_unset(value: Any, environ) -> Any:
     return value
 
 
-def _secret_setting_problems(key: str, schema: dict, value: Any, unset_inside: bool = False) -> list[str]:
+def _secret_setting_problems(key: str, schema: dict, value: Any,
+                             unset_inside: bool = False) -> list[tuple[tuple, str, bool]]:
     """What is wrong with a secret setting, in words that name its keys and what the schema wants, never a
-    value: ``setting 'oauth': client_auth must be one of "basic", "body"``. ``unset_inside``: a text still
-    holding an unset ``${VAR}`` is known only at run time, and not checked."""
+    value (``setting 'oauth': client_auth must be one of "basic", "body"``), each with where it is inside the
+    setting and whether that is a key. ``unset_inside``: a text still holding an unset ``${VAR}`` is known
+    only at run time, and not checked."""
     from jsonschema import Draft202012Validator
 
     problems = []
     for error in Draft202012Validator(schema).iter_errors(value):
         if unset_inside and isinstance(error.instance, str) and "${" in error.instance:
             continue
-        where = ".".join(str(step) for step in error.absolute_path)
-        at = f"setting '{key}'" + (f": {where}" if where else "")
+        inner = tuple(error.absolute_path)
+        at = f"setting '{key}'" + (f": {'.'.join(map(str, inner))}" if inner else "")
         if error.validator == "additionalProperties" and isinstance(error.instance, dict):
-            extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
-            problems.append(f"{at} has no key {', '.join(repr(name) for name in extra)}"
-                            f"{_suggest(extra[0], error.schema.get('properties', {})) if extra else ''}")
+            known = error.schema.get("properties", {})
+            for name in sorted(set(error.instance) - set(known), key=str):
+                problems.append((inner + (name,), f"{at} has no key {name!r}{_suggest(name, known)}", True))
         elif error.validator == "required":
-            problems.append(f"{at}: {error.message}")  # names a key, not a value
+            problems.append((inner, f"{at}: {error.message}", False))  # names a key, not a value
         elif error.validator in ("enum", "const"):
             allowed = error.validator_value if error.validator == "enum" else [error.validator_value]
             choices = ", ".join(json.dumps(item, ensure_ascii=False) for item in allowed)
-            problems.append(f"{at} must be one of {choices}")
+            problems.append((inner, f"{at} must be one of {choices}", False))
         elif error.validator == "type":
-            problems.append(f"{at} must be of type {error.validator_value}")
+            problems.append((inner, f"{at} must be of type {error.validator_value}", False))
         else:
-            problems.append(f"{at} does not meet its schema's '{error.validator}' (the value is secret and not shown)")
+            problems.append((inner, f"{at} does not meet its schema's '{error.validator}' (the value is secret and "
+                                    "not shown)", False))
     return problems
 
 
@@ -345,6 +348,13 @@ def _texts(value: Any) -> Iterator[str]:
     elif isinstance(value, list):
         for item in value:
             yield from _texts(item)
+
+
+def _around_variables(text: str) -> list[str]:
+    """The literal parts of a text that holds ``${VAR}`` (none for a text without one: that is masked whole)."""
+    if "${" not in text:
+        return []
+    return [part.strip() for part in re.split(r"\$\{[^}]*\}", text) if part.strip()]
 
 
 def _only_unset_fail(schema: dict, value: Any) -> bool:
@@ -368,11 +378,12 @@ def _token_like(read: dict[str, set[str]], catalog) -> set[str]:
 
 
 def _looks_like_a_key(value: str) -> bool:
-    return bool(_TOKEN.fullmatch(value) and re.search("[0-9]", value) and re.search("[A-Za-z]", value))
+    """Letters and digits both, with no dot (a host name) or space: ``abc123~xyz789``, ``sk/live+Zm9v=``."""
+    return bool(_TOKEN.fullmatch(value) and re.search("[0-9]", value) and re.search("[^\\W\\d_]", value))
 
 
 _PLAIN_VALUE = re.compile(r"-?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?|true|false|null", re.IGNORECASE)
-_TOKEN = re.compile(r"[A-Za-z0-9_+/=-]+")
+_TOKEN = re.compile(r"[^\s.]+")
 
 
 def _cut(message: str, most: int = 300) -> str:
@@ -570,15 +581,19 @@ class _FileCompiler:
                                 key=True)
                 elif key in properties and not (key in partly_unset and _only_unset_fail(properties[key], value)):
                     if key in secret:
-                        for message in _secret_setting_problems(key, properties[key], value, key in partly_unset):
-                            self.report(where + (key,), "SY306", message)
+                        for inner, message, at_key in _secret_setting_problems(key, properties[key], value,
+                                                                                key in partly_unset):
+                            self.report(where + (key, *inner), "SY306", message, key=at_key)
                         continue
                     labelled = {"title": f"setting '{key}'", **properties[key]}
                     for message in PayloadValidator({"properties": {key: labelled}}).errors({key: value}):
                         self.report(where + (key,), "SY306", message)
-        # A secret setting left out for an unset ${VAR} inside may still hold literal secrets: masked as well.
-        written = {text for key in partly_unset if key in secret
-                   for text in _texts(partly_unset[key]) if "${" not in text}
+        # What a secret setting writes beside a ${VAR}, or in a setting left out for an unset one, is masked
+        # too: "Basic sk_literal_AAA ${USER}" never appears expanded in the file's lines.
+        written = {part for key in secret if key in declared for text in _texts(declared[key])
+                   for part in _around_variables(text) if len(part) >= 8}
+        written |= {text for key in partly_unset if key in secret  # left out of the settings, so not known there
+                    for text in _texts(partly_unset[key]) if "${" not in text and len(text) >= 8}
         return Settings(values, secret, _token_like(self.environment_values, catalog) | written)
 
     def _expand(self, path, value):

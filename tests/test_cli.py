@@ -679,8 +679,20 @@ def test_a_key_read_into_a_url_is_masked_alone_and_a_host_name_is_not(write_rule
     rules = write_rules('version: 1\ndestination: {name: d, catalog: webhook, settings: '
                         '{url: "http://${HOST}/hook?token=${T}"}}\n'
                         "mappings:\n  - {name: m, trigger: 'type = \"track\"', action: send, fields: {data: properties}}\n")
-    event = '{"type":"track","properties":{"token":"tokABCDEFGH123","host":"crm.internal.example"}}\n'
+    event = '{"type":"track","properties":{"token":"abc123~xyz789","host":"crm.internal.example"}}\n'
     result = switchyard("run", rules, "-", "--dry-run", stdin=event,
-                        env={**os.environ, "HOST": "crm.internal.example", "T": "tokABCDEFGH123"})
+                        env={**os.environ, "HOST": "crm.internal.example", "T": "abc123~xyz789"})
     (line,) = result.stdout.splitlines()
     assert json.loads(line)["payload"]["data"] == {"token": "********", "host": "crm.internal.example"}
+
+
+def test_an_oauth_block_s_ordinary_words_are_not_masked_in_the_calls_a_dry_run_prints(write_rules):
+    """Its client_id, scope and client_auth, masked wherever they appeared, broke the JSON --dry-run prints."""
+    rules = write_rules('version: 1\ndestination: {name: d, catalog: webhook, settings: {url: "http://x/orders", '
+                        'oauth: {token_url: "https://auth.example/token", client_id: "1001", client_auth: body, '
+                        'scope: orders, client_secret: "${CS}"}}}\n'
+                        "mappings:\n  - {name: m, trigger: 'type = \"track\"', action: send, fields: {data: properties}}\n")
+    event = '{"type":"track","properties":{"order_id":1001,"plan":"orders","body":"hi"}}\n'
+    result = switchyard("run", rules, "-", "--dry-run", stdin=event)
+    (line,) = result.stdout.splitlines()
+    assert json.loads(line)["payload"]["data"] == {"order_id": 1001, "plan": "orders", "body": "hi"}

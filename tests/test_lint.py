@@ -171,3 +171,12 @@ def test_a_literal_secret_beside_an_unset_variable_is_masked_in_lint_s_lines(tmp
                     ' client_auth: "${AUTHX}", scope: [1]}\nmappings: []\n')
     problems = compile_paths([path], environ={})[1]
     assert problems and all("literalSECRET42" not in (p.source_line or "") + p.message for p in problems)
+
+
+def test_a_literal_credential_written_beside_a_variable_is_masked_in_lint_s_lines(tmp_path):
+    path = tmp_path / "rules.yaml"
+    path.write_text('version: 1\ndestination:\n  name: d\n  catalog: webhook\n  settings:\n    url: "http://x/"\n'
+                    '    headers: {Authorization: "Basic sk_literal_AAA111 ${UNSET_A}", X-Num: 5}\nmappings: []\n')
+    for environ in ({}, {"UNSET_A": "set-now"}):
+        problems = compile_paths([path], environ=environ)[1]
+        assert problems and all("sk_literal_AAA111" not in (p.source_line or "") + p.message for p in problems)
