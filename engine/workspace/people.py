@@ -9,6 +9,7 @@ choice is written next to the code that makes it. Identifiers are read by
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from .call import Call
@@ -60,8 +61,9 @@ def identify(call: Call, body: dict) -> str:
     person, final = _identified(call, ref, wanted)
 
     flag = None
-    if unsubscribed is None or isinstance(unsubscribed, bool):
-        flag = int(bool(unsubscribed))
+    if unsubscribed is None or isinstance(unsubscribed, bool) or (  # NaN: null, as an HTTP transport sends it
+            unsubscribed.__class__ is float and not math.isfinite(unsubscribed)):
+        flag = int(unsubscribed is True)
     elif unsubscribed is not MISSING:
         call.ignored.append(("attributes.unsubscribed", (f"unsubscribed must be true or false, not "
                                                         f"{json.dumps(unsubscribed, default=repr)}")))
