@@ -352,6 +352,18 @@ def test_a_call_that_cannot_be_written_is_refused_before_its_first_request(pack,
             connection.close()
 
 
+@pytest.mark.parametrize("event", [{"type": "track", "userId": "u3", "event": "E3", "properties": {"note": "\udfff"}},
+                                   {"type": "page", "userId": "u4", "properties": {"url": "https://x.example/\udfff"}}],
+                         ids=["a property", "a page URL"])
+def test_a_call_that_cannot_be_written_upserts_no_user_first(pack, tmp_path, event):
+    seen: list[str] = []
+    with start_server(tmp_path / "app.db", "k", log=seen.append) as server:
+        adapter = _http_adapter(server.url, "k")
+        outcomes = deliver_apart(adapter.deliver, calls_for(pack, [event]), "userengage")
+        adapter.close()
+    assert [o.state for o in outcomes] == ["refused"] and seen == []
+
+
 def test_a_group_id_of_dots_alone_stays_one_path_segment(pack, tmp_path):
     """``companies-by-id/../`` went out as it was: a server or proxy reads it as ``/api/public/``."""
     events = [{"type": "group", "userId": "u1", "groupId": group, "traits": {"name": "Dots"}} for group in (".", "..")]
