@@ -83,14 +83,15 @@ def _closing(text: str, position: int) -> int | None:
 class Settings(dict):
     """Destination settings after expansion; values read from the environment are never shown.
 
-    ``from_environment`` holds the variables' own values: ``Bearer ${TOKEN}`` is masked whole, and a server
-    that echoes the token alone must not show it either.
+    ``secret_texts`` are secrets beside the secret settings' values: what a variable read that looks like a
+    key (``Bearer ${TOKEN}`` is masked whole, and a server that echoes the token alone must not show it),
+    and what is written beside a variable in a secret setting.
     """
 
-    def __init__(self, values: dict, secret_keys: set[str], from_environment: Iterable[str] = ()):
+    def __init__(self, values: dict, secret_keys: set[str], secret_texts: Iterable[str] = ()):
         super().__init__(values)
         self.secret_keys = frozenset(secret_keys)
-        self.from_environment = frozenset(from_environment)
+        self.secret_texts = frozenset(secret_texts)
 
     def masked(self) -> dict:
         return {key: (MASK if key in self.secret_keys else value) for key, value in self.items()}
@@ -121,7 +122,7 @@ def secret_values(settings: Settings) -> list[str]:
 
     for key in settings.secret_keys:
         collect(settings.get(key), 4)
-    for value in getattr(settings, "from_environment", ()):
+    for value in settings.secret_texts:
         collect(value, 4)
     return sorted(found, key=len, reverse=True)
 

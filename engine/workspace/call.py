@@ -99,7 +99,7 @@ class Call:
             try:
                 summary = _unless_unstorable(handler, self, body)
             except (NonFinite, Refusal) as stopped:
-                if isinstance(stopped, Refusal) and not holds_non_finite(body):
+                if not _for_non_finite(stopped, body):
                     raise
                 self.db.execute("ROLLBACK TO call")
                 summary = self._as_sent(handler, body)
@@ -124,7 +124,7 @@ class Call:
             try:
                 summary = _unless_unstorable(handler, self, body)
             except (NonFinite, Refusal) as stopped:
-                if isinstance(stopped, Refusal) and not holds_non_finite(body):
+                if not _for_non_finite(stopped, body):
                     raise
                 if self.db.total_changes != changes:
                     return DIRTY
@@ -167,6 +167,12 @@ class Call:
         if ignored:
             summary += f"; not stored: {', '.join(field for field, _ in ignored)}"
         return Applied(summary)
+
+
+def _for_non_finite(stopped: Exception, body: Any) -> bool:
+    """Whether a call that stopped is to be applied again with NaN and Infinity as null: a value to store held
+    one, or the call was refused and its body holds one (looked for only then: the usual call pays nothing)."""
+    return isinstance(stopped, NonFinite) or holds_non_finite(body)
 
 
 def _unless_unstorable(handler: Handler, call: Call, body: Any) -> str:
