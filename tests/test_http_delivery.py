@@ -50,6 +50,17 @@ def test_a_keep_alive_connection_closed_by_the_server_is_replaced_before_sending
     assert len({r["port"] for r in scripted.requests}) == 2
 
 
+def test_a_keep_alive_connection_the_server_closes_as_a_request_goes_out_sends_it_again_on_a_new_one(scripted):
+    # The server read the second request on the kept-alive connection and closed it unanswered, as one
+    # whose idle timeout ran out just then does: the caller gets the answer, not an error to retry later.
+    scripted.script(Reply(), Reply(hang_up=True), Reply(201))
+    with Sender(timeout=2) as sender:
+        assert sender.send("POST", scripted.url + "/a", b"1", {}).status == 200
+        assert sender.send("POST", scripted.url + "/a", b"2", {}).status == 201
+    assert [r["raw"] for r in scripted.requests] == [b"1", b"2", b"2"]
+    assert len({r["port"] for r in scripted.requests}) == 2
+
+
 def test_a_server_silent_past_the_timeout_is_a_retryable_send_error(scripted):
     scripted.script(Reply(delay=0.5))
     started = time.monotonic()

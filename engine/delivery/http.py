@@ -78,7 +78,7 @@ class Sender:
         self.user_agent = user_agent
         self.ssl_context = ssl_context
         self._proxies = urllib.request.getproxies()
-        self._idle: dict[Origin, list[http.client.HTTPConnection]] = {}
+        self._idle: dict[Origin, list[_HTTPConnection]] = {}
         self._lock = threading.Lock()
 
     def send(self, method: str, url: str, body: bytes | None = None, headers: dict | None = None) -> Response:
@@ -92,8 +92,18 @@ class Sender:
         _attempt.deadline = time.monotonic() + self.timeout
         connection = self._take(origin, proxy)
         try:
-            connection.request(method, target, body=body, headers=request_headers)
-            answer = connection.getresponse()
+            try:
+                answer = _exchange(connection, method, target, body, request_headers)
+            except _CLOSED_UNANSWERED:
+                if not connection.reused:
+                    raise
+                # A kept-alive connection the server closed as this request went out (its close
+                # had not reached us when the connection was taken): the request goes once more on
+                # a new connection, within the same deadline, as browsers and Go's client do. Not
+                # an attempt of its own: the call was not answered, and delivery is at least once.
+                connection.close()
+                connection = self._new(origin, proxy)
+                answer = _exchange(connection, method, target, body, request_headers)
             data = answer.read()
         except (OSError, http.client.HTTPException) as error:
             connection.close()
@@ -126,19 +136,23 @@ class Sender:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _take(self, origin: Origin, proxy: tuple[str, int, dict] | None) -> http.client.HTTPConnection:
+    def _take(self, origin: Origin, proxy: tuple[str, int, dict] | None) -> _HTTPConnection:
         """An idle connection to ``origin`` still open, or a new one (connected on first send)."""
         while True:
             with self._lock:
                 idle = self._idle.get(origin)
                 connection = idle.pop() if idle else None
             if connection is None:
-                break
+                return self._new(origin, proxy)
             if not _dropped(connection):
+                connection.reused = True
                 return connection
             # The server closed an idle keep-alive connection; never write a request into it
             # (it would fail, or worse be sent twice).
             connection.close()
+
+    def _new(self, origin: Origin, proxy: tuple[str, int, dict] | None) -> _HTTPConnection:
+        """A new connection to ``origin`` (through ``proxy``), connected on its first send."""
         scheme, host, port = origin
         via_host, via_port = (proxy[0], proxy[1]) if proxy is not None else (host, port)
         if scheme == "https":
@@ -148,7 +162,7 @@ class Sender:
             return secure
         return _HTTPConnection(via_host, via_port)
 
-    def _give_back(self, origin: Origin, connection: http.client.HTTPConnection) -> None:
+    def _give_back(self, origin: Origin, connection: _HTTPConnection) -> None:
         with self._lock:
             idle = self._idle.setdefault(origin, [])
             if len(idle) < POOLED_PER_ORIGIN:
@@ -232,6 +246,7 @@ class _HTTPConnection(http.client.HTTPConnection):
 
     response_class = _Answer
     _body: bytes | None = None
+    reused = False  # taken from the pool of idle kept-alive connections
 
     def connect(self) -> None:
         self.timeout = _time_left()
@@ -303,6 +318,17 @@ def _route(url: str) -> tuple[Origin, str]:
     port = port or (443 if parts.scheme == "https" else 80)
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     return (parts.scheme, parts.hostname, port), target
+
+
+def _exchange(connection: http.client.HTTPConnection, method: str, target: str, body: bytes | None,
+              headers: dict[str, str]) -> http.client.HTTPResponse:
+    """Write one request on ``connection`` and read the head of its answer."""
+    connection.request(method, target, body=body, headers=headers)
+    return connection.getresponse()
+
+
+#: What a kept-alive connection closed by its server gives before any byte of an answer.
+_CLOSED_UNANSWERED = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
 
 
 def _dropped(connection: http.client.HTTPConnection) -> bool:
