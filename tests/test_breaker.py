@@ -123,6 +123,18 @@ def test_a_refusal_or_an_auth_error_says_the_destination_is_up(scripted):
     assert len(scripted.requests) == 6  # only after the last two 503s in a row is the seventh not sent
 
 
+def test_calls_that_could_not_be_sent_say_nothing_of_the_destination(scripted):
+    # URLs taken from the events: those that cannot be written fail at once, unsent; the good ones still go.
+    adapter = WebhookAdapter(webhook_context({"circuit_breaker": {"failures": 2}}),
+                             retrier=fast_retrier(max_attempts=3))
+    unsendable = [send_call(scripted.url + f"/caf\u00e9{n}", {"a": n}) for n in range(4)]
+    unsendable.append(send_call("http://a..b/hook", {"a": 4}))
+    outcomes = adapter.deliver(unsendable + [send_call(scripted.url + "/hook", {"a": 5})])
+    assert [o.state for o in outcomes] == [FAILED] * 5 + [DELIVERED]
+    assert not any("circuit breaker" in o.message for o in outcomes)
+    assert len(scripted.requests) == 1
+
+
 def test_customerio_batches_share_the_breaker(scripted):
     scripted.default = Reply(502)
     adapter = CustomerioHttpAdapter(customerio_context({"site_id": "s", "api_key": "k", "base_url": scripted.url,

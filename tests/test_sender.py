@@ -4,13 +4,16 @@ The Sender basics (exact request, keep-alive, proxies) are in test_http_delivery
 """
 from __future__ import annotations
 
+import os
 import socket
+import ssl
+import subprocess
 import threading
 import time
 
 import pytest
 
-from engine.delivery import Sender, SendError
+from engine.delivery import Sender, SendError, http
 from scripted_server import Reply
 
 
@@ -155,3 +158,145 @@ def test_a_closed_sender_opens_new_connections_when_used_again(scripted):
     assert sender.send("POST", scripted.url + "/a", b"2").ok
     sender.close()
     assert len({r["port"] for r in scripted.requests}) == 2
+
+
+class ScriptedSocketServer:
+    """Answers the requests of one kept-alive connection with raw bytes: for request n, after ``waits[n]``
+    seconds, each piece of ``answers[n]`` in turn, 50 ms apart (so the client reads each on its own)."""
+
+    def __init__(self, answers: list[list[bytes]], waits: list[float] | None = None):
+        self.answers, self.waits = answers, waits or [0.0] * len(answers)
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}/x"
+        self.connections = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        answered = 0
+        while answered < len(self.answers):
+            try:
+                connection, _ = self._listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            with connection:
+                received = b""
+                while answered < len(self.answers):
+                    while b"\r\n\r\n" not in received:
+                        piece = connection.recv(65536)
+                        if not piece:
+                            break
+                        received += piece
+                    if b"\r\n\r\n" not in received:
+                        break
+                    head, _, received = received.partition(b"\r\n\r\n")
+                    length = int(next((line.split(b":")[1] for line in head.split(b"\r\n")
+                                       if line.lower().startswith(b"content-length:")), b"0"))
+                    while len(received) < length:
+                        received += connection.recv(65536)
+                    received = received[length:]
+                    time.sleep(self.waits[answered])
+                    for at, piece in enumerate(self.answers[answered]):
+                        if at:
+                            time.sleep(0.05)
+                        connection.sendall(piece)
+                    answered += 1
+
+    def close(self) -> None:
+        self._listener.close()
+
+
+def _answer(status: str, body: bytes, headers: bytes = b"") -> bytes:
+    return b"HTTP/1.1 " + status.encode() + b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n" + headers \
+        + b"\r\n" + body
+
+
+def test_each_request_on_a_kept_alive_connection_gets_the_whole_timeout():
+    # The first answer comes late, its body in a second packet: the connection's last read had 0.3 s left.
+    # The second answer takes 0.6 s, well within its own 1 s: it is read, not timed out (nor sent twice).
+    first = _answer("200 OK", b"first")
+    server = ScriptedSocketServer([[first[:-5], first[-5:]], [_answer("200 OK", b"second")]], waits=[0.65, 0.6])
+    with Sender(timeout=1) as sender:
+        assert sender.send("POST", server.url, b"1").body == b"first"
+        assert sender.send("POST", server.url, b"2").body == b"second"
+    server.close()
+    assert server.connections == 1
+
+
+def test_interim_answers_are_passed_over_for_the_answer_of_their_own_request():
+    server = ScriptedSocketServer([
+        [b"HTTP/1.1 102 Processing\r\n\r\n", _answer("200 OK", b"accepted")],
+        [b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n" + _answer("422 Unprocessable", b"no")],
+    ])
+    with Sender(timeout=2) as sender:
+        first = sender.send("POST", server.url, b"1")
+        second = sender.send("POST", server.url, b"2")
+    server.close()
+    assert (first.status, first.body) == (200, b"accepted")
+    assert (second.status, second.body) == (422, b"no")
+
+
+def test_an_answer_larger_than_any_api_sends_is_cut_and_its_connection_not_kept(scripted, monkeypatch):
+    monkeypatch.setattr("engine.delivery.http.LARGEST_ANSWER", 1024)
+    scripted.script(Reply(500, b"x" * 100_000), Reply(200, b"small"))
+    with Sender(timeout=2) as sender:
+        large = sender.send("POST", scripted.url + "/a", b"1")
+        small = sender.send("POST", scripted.url + "/a", b"2")
+    assert (large.status, len(large.body)) == (500, 1024)
+    assert (small.status, small.body) == (200, b"small")
+    assert len({request["port"] for request in scripted.requests}) == 2  # the rest of the large one was not read
+
+
+def _open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_idle_connections_are_kept_for_a_bounded_number_of_hosts():
+    # A webhook whose URL names a host per customer: one idle connection per host reached would run the
+    # process out of descriptors after some thousand customers.
+    servers = [ScriptedSocketServer([[_answer("200 OK", b"ok")]]) for _ in range(http.POOLED_ORIGINS + 20)]
+    before = _open_descriptors()
+    with Sender(timeout=2) as sender:
+        for server in servers:
+            assert sender.send("POST", server.url, b"{}").status == 200
+        kept = _open_descriptors() - before
+    for server in servers:
+        server.close()
+    assert kept <= http.POOLED_ORIGINS
+
+
+@pytest.mark.parametrize("url", ["http://a..b/hook", "http://" + "a" * 64 + ".example/hook"])
+def test_a_host_name_that_cannot_be_looked_up_as_written_is_not_retryable(url):
+    with Sender(timeout=2) as sender, pytest.raises(SendError) as error:
+        sender.send("POST", url, b"{}")
+    assert not error.value.retryable
+    assert "not a valid host name" in str(error.value)
+
+
+def test_tls_to_a_port_that_does_not_speak_it_is_not_retryable(scripted):
+    with Sender(timeout=2) as sender, pytest.raises(SendError) as error:
+        sender.send("POST", scripted.url.replace("http://", "https://") + "/x", b"{}")
+    assert not error.value.retryable
+
+
+def test_a_certificate_that_does_not_verify_is_not_retryable(tmp_path):
+    key, certificate = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(certificate), "-days", "1", "-subj", "/CN=127.0.0.1"], check=True, capture_output=True)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(certificate, key)
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        connection, _ = listener.accept()
+        try:
+            context.wrap_socket(connection, server_side=True).close()
+        except (ssl.SSLError, OSError):
+            pass  # the client refused the certificate: what the test expects
+
+    threading.Thread(target=serve, daemon=True).start()
+    with Sender(timeout=2) as sender, pytest.raises(SendError) as error:
+        sender.send("POST", f"https://127.0.0.1:{listener.getsockname()[1]}/x", b"{}")
+    listener.close()
+    assert not error.value.retryable
+    assert "CERTIFICATE_VERIFY_FAILED" in str(error.value)

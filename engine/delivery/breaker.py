@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from .http import Response
+from .http import Response, SendError
 from .outcome import FAILED, Outcome
 from .retry import Retrier
 
@@ -61,11 +61,20 @@ class Breaker:
         if self.paused_until is not None:
             if self.clock() < self.paused_until:
                 return Outcome(FAILED, 0, message=self._paused_reason(), waited=waited, call=call)
-            probe = Retrier(replace(retrier.policy, max_attempts=1), clock=retrier.clock, random=retrier.random)
-            outcome = probe.run(attempt, call, waited=waited)
-        else:
-            outcome = retrier.run(attempt, call, waited=waited)
-        self.record(outcome)
+            retrier = Retrier(replace(retrier.policy, max_attempts=1), clock=retrier.clock, random=retrier.random)
+        unsendable = False
+
+        def observed() -> Response:
+            nonlocal unsendable
+            try:
+                return attempt()
+            except SendError as error:
+                unsendable = not error.retryable
+                raise
+
+        outcome = retrier.run(observed, call, waited=waited)
+        if not unsendable:  # a URL, header or certificate that can never work says nothing of the destination
+            self.record(outcome)
         return outcome
 
     def record(self, outcome: Outcome) -> None:

@@ -19,15 +19,23 @@ import math
 import re
 import select
 import socket
+import ssl
 import threading
 import time
 import urllib.request
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Self
 from urllib.parse import unquote, urlsplit
 
 USER_AGENT = "switchyard/0.1"
 POOLED_PER_ORIGIN = 16  # idle connections kept per origin: one per thread sending there at once
+#: Origins with idle connections kept: past it, those of the origin sent to longest ago are closed, so a
+#: webhook whose URL names a host per customer does not hold a descriptor open for every host it reached.
+POOLED_ORIGINS = 32
+#: The most of an answer's body read: reasons keep 2,000 characters and APIs answer in kilobytes; a URL
+#: that names a download must not fill the memory. The rest is not read and its connection is closed.
+LARGEST_ANSWER = 4 << 20
 
 
 @dataclass(frozen=True)
@@ -78,7 +86,7 @@ class Sender:
         self.user_agent = user_agent
         self.ssl_context = ssl_context
         self._proxies = urllib.request.getproxies()
-        self._idle: dict[Origin, list[_HTTPConnection]] = {}
+        self._idle: OrderedDict[Origin, list[_HTTPConnection]] = OrderedDict()  # the origin sent to last, last
         self._lock = threading.Lock()
 
     def send(self, method: str, url: str, body: bytes | None = None, headers: dict | None = None) -> Response:
@@ -104,15 +112,16 @@ class Sender:
                 connection.close()
                 connection = self._new(origin, proxy)
                 answer = _exchange(connection, method, target, body, request_headers)
-            data = answer.read()
-        except (OSError, http.client.HTTPException) as error:
+            data = answer.read(LARGEST_ANSWER)
+            whole = not data or answer.isclosed() or answer.length == 0 or not answer.read(1)
+        except (OSError, http.client.HTTPException, UnicodeError) as error:
             connection.close()
             if isinstance(error, TimeoutError) or time.monotonic() >= _attempt.deadline:
                 raise SendError(f"cannot reach {url}: no answer within {self.timeout:g}s") from None
-            raise SendError(f"cannot reach {url}: {_reason(error)}") from None
+            raise SendError(f"cannot reach {url}: {_reason(error)}", retryable=_may_pass(error)) from None
         finally:
             _attempt.deadline = math.inf
-        if answer.will_close:
+        if answer.will_close or not whole:
             connection.close()
         else:
             self._give_back(origin, connection)
@@ -125,7 +134,7 @@ class Sender:
     def close(self) -> None:
         """Close every idle connection; a later ``send`` opens new ones."""
         with self._lock:
-            idle, self._idle = self._idle, {}
+            idle, self._idle = self._idle, OrderedDict()
         for connections in idle.values():
             for connection in connections:
                 connection.close()
@@ -146,6 +155,7 @@ class Sender:
                 return self._new(origin, proxy)
             if not _dropped(connection):
                 connection.reused = True
+                connection.sock.settimeout(self.timeout)  # type: ignore[union-attr]  # not what the last attempt had left
                 return connection
             # The server closed an idle keep-alive connection; never write a request into it
             # (it would fail, or worse be sent twice).
@@ -163,12 +173,17 @@ class Sender:
         return _HTTPConnection(via_host, via_port)
 
     def _give_back(self, origin: Origin, connection: _HTTPConnection) -> None:
+        closing = [connection]
         with self._lock:
             idle = self._idle.setdefault(origin, [])
+            self._idle.move_to_end(origin)
             if len(idle) < POOLED_PER_ORIGIN:
                 idle.append(connection)
-                return
-        connection.close()
+                closing.pop()
+            while len(self._idle) > POOLED_ORIGINS:
+                closing += self._idle.popitem(last=False)[1]
+        for stale in closing:
+            stale.close()
 
     def _proxy(self, scheme: str, host: str) -> tuple[str, int, dict] | None:
         """(host, port, headers) of the proxy for this origin, as urllib would choose it."""
@@ -233,12 +248,22 @@ class _Deadlined(io.RawIOBase):
 
 
 class _Answer(http.client.HTTPResponse):
-    """http.client's response, reading through :class:`_Deadlined`."""
+    """http.client's response, reading through :class:`_Deadlined`, and past interim answers."""
 
     def __init__(self, sock: socket.socket, debuglevel: int = 0, method: str | None = None, url: str | None = None):
         super().__init__(sock, debuglevel, method, url)
         if _attempt.deadline != math.inf:
             self.fp = io.BufferedReader(_Deadlined(sock, self.fp))
+
+    def _read_status(self) -> tuple[str, int, str]:
+        # http.client passes over 100 Continue only. 102 Processing and 103 Early Hints come before the
+        # answer too (RFC 9110 section 15.2): taken as the answer, they failed a call the server went on
+        # to accept, and left that answer on the connection for the next request to read as its own.
+        while True:
+            version, status, reason = super()._read_status()  # type: ignore[misc]
+            if not (102 <= status < 200):
+                return version, status, reason
+            http.client.parse_headers(self.fp)  # type: ignore[arg-type]  # the interim answer's own headers
 
 
 class _HTTPConnection(http.client.HTTPConnection):
@@ -348,4 +373,17 @@ def _reason(error: Exception) -> str:
         return "the server closed the connection without answering"
     if isinstance(error, ConnectionResetError):
         return "the connection was reset"
+    if isinstance(error, UnicodeError):  # the host name, encoded for the lookup
+        return f"not a valid host name ({error})"
     return str(error) or type(error).__name__
+
+
+def _may_pass(error: Exception) -> bool:
+    """Whether trying again may help: not for a host name that cannot be written, a certificate that does
+    not verify, TLS to a port that does not speak it, or a proxy that refuses the tunnel: each fails the
+    same way until someone changes the settings or the server (replay then)."""
+    if isinstance(error, (UnicodeError, ssl.SSLCertVerificationError)):
+        return False
+    if isinstance(error, ssl.SSLError):
+        return error.reason not in ("WRONG_VERSION_NUMBER", "UNSUPPORTED_PROTOCOL", "TLSV1_ALERT_PROTOCOL_VERSION")
+    return not str(error).startswith("Tunnel connection failed: 4")
