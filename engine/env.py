@@ -6,10 +6,12 @@ whatever is shown. :func:`mask_url_credentials` masks what URLs carry in reasons
 """
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
 from typing import Iterable, Mapping
+from urllib.parse import quote_plus
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 MASK = "********"
@@ -127,6 +129,38 @@ def secret_values(settings: Settings) -> list[str]:
     return sorted(found, key=len, reverse=True)
 
 
+def basic_credentials(user: str, password: str) -> str:
+    """What ``Authorization: Basic`` carries for ``user`` and ``password``."""
+    return base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+
+
+def _as_basic_credentials(settings: Settings, secrets: list[str]) -> list[str]:
+    """Each secret as a Basic-auth pair would carry it, after any text of the settings (Customer.io's
+    ``site_id:api_key``, OAuth's ``client_id:client_secret``, also form-encoded, as RFC 6749 has it, and
+    a key with no password): a server that quotes the request's headers back quotes them so."""
+    texts: set[str] = {""}
+
+    def collect(value) -> None:
+        if isinstance(value, dict):
+            for item in value.values():
+                collect(item)
+        elif isinstance(value, list):
+            for item in value:
+                collect(item)
+        elif isinstance(value, (str, int)) and not isinstance(value, bool):
+            texts.add(str(value))
+
+    collect(dict(settings))
+    texts.update(secrets)
+    forms = []
+    for secret in secrets:
+        forms.append(basic_credentials(secret, ""))
+        for user in texts:
+            forms.append(basic_credentials(user, secret))
+            forms.append(basic_credentials(quote_plus(user, safe=""), quote_plus(secret, safe="")))
+    return forms
+
+
 def referenced(text: str, environ: Mapping[str, str]) -> list[str]:
     """The values of the variables ``text`` names that ``environ`` holds (used or not: a default is rare)."""
     return [environ[name] for name in re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", text) if name in environ]
@@ -170,7 +204,12 @@ class Secrets:
 
     @classmethod
     def of(cls, destinations) -> Secrets:
-        return cls(value for destination in destinations for value in secret_values(destination.settings))
+        values: list[str] = []
+        for destination in destinations:
+            secrets = secret_values(destination.settings)
+            values += secrets
+            values += _as_basic_credentials(destination.settings, secrets)
+        return cls(values)
 
     def mask(self, text: str) -> str:
         """``text`` with every secret setting masked."""

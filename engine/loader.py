@@ -675,15 +675,17 @@ class _FileCompiler:
                     names[name] = index
             trigger = self._trigger(where + ("trigger",), item.get("trigger"))
             action = self._action(where, item.get("action"), catalog)
+            from_settings: dict[str, str] = {}
             if action is not None:
-                mapper = self._fields(where, item, action, settings)
+                mapper = self._fields(where, item, action, settings, from_settings)
             else:
                 mapper = None
                 self._fields_without_action(where, item, catalog)
             if None in (trigger, action, mapper) or not isinstance(name, str) or not self.keep:
                 mappings.append(None)
                 continue
-            mappings.append(Mapping(name, trigger, action, mapper, item.get("enabled", True) is not False))
+            mappings.append(Mapping(name, trigger, action, mapper, item.get("enabled", True) is not False,
+                                    from_settings))
         return mappings
 
     def _action(self, where, name, catalog):
@@ -725,7 +727,8 @@ class _FileCompiler:
             _, problems = compile_fields(spec, where=where + ("fields",))
             self._report_fields(problems)
 
-    def _fields(self, where, item, action, settings):
+    def _fields(self, where, item, action, settings, from_settings: dict[str, str]):
+        """The mapping's compiled fields; ``from_settings`` gets each field that falls back to a setting."""
         declared = item.get("fields") or {}
         if not isinstance(declared, dict):
             return None
@@ -745,6 +748,7 @@ class _FileCompiler:
             setting = prop.get("x-setting")
             if key not in spec and setting and setting in settings:
                 spec[key] = {"$literal": settings[setting]}
+                from_settings[key] = setting
         for key in action.required:
             if spec.get(key) is None and action.properties.get(key, {}).get("x-setting") not in self.unset_settings:
                 self.report(where + ("fields",) if "fields" in item else where + ("action",), "SY304",

@@ -40,7 +40,7 @@ from .env import Secrets
 from .events import any_json
 from .model import ActionCall
 from .pipeline import Pipeline
-from .ruleset import RuleSet
+from .ruleset import Destination, RuleSet
 from .summary import Pair, per_mapping
 
 JOURNAL_SUFFIX = ".replayed"
@@ -145,6 +145,19 @@ def replay(rules: RuleSet, dead_letter_path: str | Path, *, out_dead_letter: str
         records = _read(source, summary)  # all of it first: out_dead_letter may be this very file
         _Replay(rules, summary, journal).run(records, done, Path(out_dead_letter), workspace, include_refused)
     return summary
+
+
+def _as_set_now(destination: Destination, call: dict[str, Any]) -> Any:
+    """The recorded payload, with each field its mapping leaves to a destination setting (a webhook's
+    ``url``) taken from the setting as it is now: a replay goes where the destination now says."""
+    payload = call["payload"]
+    mapping = next((m for m in destination.mappings if m.name == call["mapping"] and m.action.name == call["action"]),
+                   None)
+    if mapping is None or not mapping.from_settings or not isinstance(payload, dict):
+        return payload
+    settings = destination.settings
+    now = {key: settings[setting] for key, setting in mapping.from_settings.items() if setting in settings}
+    return {**payload, **now}
 
 
 def _lock(stream: IO[str], name: str) -> None:
@@ -252,7 +265,7 @@ class _Replay:
                 self.summary.unroutable += 1
                 continue
             todo.append((key, record, ActionCall(data["destination"], data["mapping"], data["action"],
-                                                 data["payload"], data.get("messageId"))))
+                                                 _as_set_now(destination, data), data.get("messageId"))))
         if not todo:
             return
         names = {call.destination for _, _, call in todo}

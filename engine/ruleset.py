@@ -64,6 +64,9 @@ class Mapping:
     action: Action
     mapper: Any              # engine.mapping.fields mapper: ``apply(event) -> payload``
     enabled: bool = True
+    #: Fields the mapping leaves to a destination setting (``x-setting``): field -> setting. A replay
+    #: sends them with the setting's current value (a new webhook URL), not the one recorded.
+    from_settings: dict[str, str] = field(default_factory=dict)
 
     def build(self, destination: str, event: dict, message_id) -> ActionCall | MappingError:
         """The call for an event this mapping matched, or why there is none."""

@@ -97,6 +97,55 @@ def test_a_secret_the_destination_echoes_in_its_answer_is_masked_in_the_dead_let
     assert "SECRETKEY123456" not in dead.read_text()
 
 
+BASIC_AUTH = {
+    "customerio": ("""\
+version: 1
+destination:
+  name: cio
+  catalog: customerio
+  transport: http
+  settings: {{site_id: "${{CIO_SITE_ID}}", api_key: "${{CIO_API_KEY}}", base_url: "{url}", max_attempts: 1}}
+mappings:
+  - {{name: Track, trigger: type = "track", action: trackEvent, fields: {{id: userId, name: event}}}}
+""", "site1234abcd:apikey5678efgh"),
+    "webhook oauth": ("""\
+version: 1
+destination:
+  name: hooks
+  catalog: webhook
+  settings:
+    url: "{url}/hook"
+    max_attempts: 1
+    oauth: {{token_url: "{url}/token", client_id: switchyard, client_secret: "${{CLIENT_SECRET}}"}}
+mappings:
+  - {{name: Send, trigger: type = "track", action: send, fields: {{data: {{e: event}}}}}}
+""", "switchyard:supersecretvalue1"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BASIC_AUTH))
+def test_credentials_a_server_quotes_back_in_their_basic_auth_form_are_masked(tmp_path, scripted, name):
+    """Customer.io's site id and key, and OAuth's client id and secret, go as one base64 token: a server that
+    quoted the request's headers left them in the dead-letter file, readable by anyone who decodes it."""
+    import base64
+
+    from scripted_server import Reply
+
+    rules_text, pair = BASIC_AUTH[name]
+    token = base64.b64encode(pair.encode()).decode()
+    scripted.default = Reply(400, {"error": "bad request", "headers": {"authorization": f"Basic {token}"}})
+    rules, dead = tmp_path / "rules.yaml", tmp_path / "dead.ndjson"
+    rules.write_text(rules_text.format(url=scripted.url))
+    env = {**os.environ, "CIO_SITE_ID": "site1234abcd", "CIO_API_KEY": "apikey5678efgh",
+           "CLIENT_SECRET": "supersecretvalue1"}
+    result = switchyard("run", rules, "--dead-letter", dead, env=env,
+                        stdin=json.dumps({"type": "track", "userId": "u1", "event": "E"}) + "\n")
+    assert result.returncode == 1, result.stderr
+    assert scripted.requests[0]["headers"]["Authorization"] == f"Basic {token}"
+    text = dead.read_text()
+    assert "bad request" in text and token not in text and "Basic ********" in text
+
+
 def test_records_of_deep_or_huge_payloads_are_kept_and_masked_with_their_neighbours(tmp_path, scripted):
     """A record nested 1,500 deep made the masking raise, and the batch of dead letters was lost without a word;
     one holding a 5,000-digit integer was kept with the key the server echoed."""

@@ -9,7 +9,7 @@ import pytest
 from engine.loader import compile_paths
 from engine.replay import ReplayError, journal_path, record_key, replay
 from engine.run import DeadLetter, Progress, run
-from scripted_server import Reply
+from scripted_server import Reply, refused_url
 
 RULES = """\
 version: 1
@@ -291,3 +291,24 @@ def test_a_replay_killed_with_kill_9_sends_again_at_most_the_slice_it_was_sendin
     assert set(times) == set(range(3000))
     again = sum(count - 1 for count in times.values())
     assert again <= 256, f"{again} calls sent twice"
+
+
+def test_a_replay_sends_to_the_url_the_destination_has_now_and_keeps_a_url_the_mapping_wrote(scripted, tmp_path):
+    # The webhook moved: its `url` setting now names the new server. The Orders calls took their URL from
+    # that setting and go there; the Contacts mapping wrote its own URL, which is the call's data, kept.
+    old = refused_url()
+    path = tmp_path / "rules.yaml"
+    path.write_text(RULES.replace("$URL", old))
+    rules, _ = compile_paths([str(path)])
+    dead = tmp_path / "dead.ndjson"
+    dead_letter = DeadLetter(str(dead))
+    run(rules, [("events.ndjson", event) for event in EVENTS], dry_run=False, out=io.StringIO(),
+        dead_letter=dead_letter, progress=Progress(io.StringIO()))
+    dead_letter.close()
+    path.write_text(RULES.replace('"$URL/orders"', f'"{scripted.url}/orders"').replace("$URL", old))
+    moved, _ = compile_paths([str(path)])
+    summary = replay(moved, dead, out_dead_letter=tmp_path / "again.ndjson")
+    assert sent(scripted) == [("/orders", {"id": "o1"}), ("/orders", {"id": "o3"})]
+    assert sum(summary.delivered.values()) == 2 and sum(summary.failed.values()) == 1
+    (again,) = [json.loads(line) for line in (tmp_path / "again.ndjson").read_text().splitlines()]
+    assert again["call"]["payload"]["url"] == f"{old}/contacts/u1"

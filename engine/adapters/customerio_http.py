@@ -22,7 +22,6 @@ delivered again. Without it (``run``), each batch goes as built.
 """
 from __future__ import annotations
 
-import base64
 import json
 import time
 from typing import Any, Callable, Hashable, Sequence
@@ -35,6 +34,7 @@ from ..delivery.http import Response, Sender
 from ..delivery.outcome import FAILED, REFUSED, Outcome, from_http
 from ..delivery.ratelimit import RateLimit, rate_limit
 from ..delivery.retry import Retrier, RetryPolicy
+from ..env import basic_credentials
 from ..model import ActionCall
 from .contract import UNBUILDABLE, AdapterContext, SetupError, held_back, unbuildable
 
@@ -51,8 +51,8 @@ class CustomerioHttpAdapter:
         site_id, api_key = settings.get("site_id"), settings.get("api_key")
         if not site_id or not api_key:
             raise SetupError("customerio over http needs the 'site_id' and 'api_key' settings")
-        credentials = base64.b64encode(f"{site_id}:{api_key}".encode()).decode("ascii")
-        self.headers = {"Content-Type": "application/json", "Authorization": f"Basic {credentials}"}
+        self.headers = {"Content-Type": "application/json",
+                        "Authorization": f"Basic {basic_credentials(str(site_id), str(api_key))}"}
         self.host = host_for(settings)
         self.sender = Sender(float(settings.get("timeout", timeout)))
         self.retrier = retrier or Retrier(RetryPolicy(max_attempts=int(settings.get("max_attempts", 5))))

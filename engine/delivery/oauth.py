@@ -13,11 +13,11 @@ Nothing here prints or returns the secret or the token.
 """
 from __future__ import annotations
 
-import base64
 import json
 from dataclasses import dataclass
 from urllib.parse import quote_plus, urlencode
 
+from ..env import basic_credentials
 from .http import Response, Sender, SendError
 from .retry import SYSTEM_CLOCK, Clock
 
@@ -86,8 +86,8 @@ class ClientCredentials:
         headers = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"}
         if self.client_auth == "basic":
             # RFC 6749 section 2.3.1: the id and secret are form-encoded before Basic encoding.
-            pair = f"{quote_plus(self.client_id, safe='')}:{quote_plus(self._secret, safe='')}".encode()
-            headers["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
+            pair = quote_plus(self.client_id, safe=""), quote_plus(self._secret, safe="")
+            headers["Authorization"] = "Basic " + basic_credentials(*pair)
         else:
             form.update(client_id=self.client_id, client_secret=self._secret)
         self.fetches += 1
