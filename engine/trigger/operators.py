@@ -106,16 +106,20 @@ def _is_boolean(expected: bool) -> Callable[[None], Test]:
 
 
 def _in(items: list) -> Test:
-    """Equals one of the items. Sets per kind keep 1 == 1.0 and keep true apart from 1."""
+    """Equals one of the items. Sets per kind keep 1 == 1.0 and keep true apart from 1. A ``null`` item is
+    a missing or null value, as ``= null`` is: ``coupon in [null, ""]`` is "no coupon"."""
     strings = frozenset(item for item in items if isinstance(item, str))
     numbers = frozenset(item for item in items if _is_number(item))
     booleans = frozenset(item for item in items if isinstance(item, bool))
+    absent = None in items
 
     def test(value: Any) -> bool:
         if isinstance(value, str):
             return value in strings
         if isinstance(value, bool):
             return value in booleans
+        if value is None or value is MISSING:
+            return absent
         return _is_number(value) and value in numbers
     return test
 
