@@ -57,8 +57,15 @@ class DeadLetter:
         parent = path.parent if str(path.parent) else Path(".")
         if not parent.is_dir():
             raise DeadLetterError(f"the folder of the dead-letter file {path} does not exist")
-        if not os.access(parent if not path.exists() else path, os.W_OK):
-            raise DeadLetterError(f"cannot write the dead-letter file {path}: permission denied")
+        # Opened for real: os.access answers yes to root (a container's user) and knows nothing of a file
+        # system that refuses new files (/proc, a read-only mount).
+        existed = path.exists()
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_APPEND | (0 if existed else os.O_CREAT | os.O_EXCL), 0o644))
+        except OSError as error:
+            raise DeadLetterError(f"cannot write the dead-letter file {path}: {error.strerror or error}") from None
+        if not existed:
+            path.unlink(missing_ok=True)
 
     def write(self, record: dict[str, Any]) -> None:
         self.write_lines(to_line(record) if self.path is not None else b"", 1)

@@ -164,3 +164,32 @@ def test_records_of_deep_or_huge_payloads_are_kept_and_masked_with_their_neighbo
     text = dead.read_text()
     assert len(text.splitlines()) == 3 and "SECRETKEY123456" not in text
     assert "7" * 5000 in text and "[" * 1500 in text  # the calls, kept as made, for replay
+
+
+@pytest.mark.parametrize("where, says", [
+    ("/proc/dead.ndjson", "cannot write the dead-letter file /proc/dead.ndjson: "),
+    ("{tmp}/no/such/folder/dead.ndjson", "does not exist"),
+    ("{tmp}", "is a directory"),
+])
+def test_a_dead_letter_file_that_cannot_be_written_stops_the_run_before_any_event(tmp_path, where, says):
+    """Checked with os.access, /proc passed (root may write anywhere, says access); the run then delivered
+    everything and lost the records that were due, ending 'STOPPED'."""
+    rules, out = tmp_path / "rules", tmp_path / "audit.ndjson"
+    rules.mkdir()
+    (rules / "audit.yaml").write_text(audit_rules(out))
+    path = where.format(tmp=tmp_path)
+    result = switchyard("run", rules, "--dead-letter", path,
+                        stdin=json.dumps({"type": "track", "userId": "u1", "event": "Order Completed"}) + "\n")
+    assert result.returncode == 2, result.stderr
+    assert says in result.stderr and "Traceback" not in result.stderr
+    assert not out.exists() or out.read_text() == ""
+
+
+def test_checking_the_dead_letter_file_leaves_no_empty_file_behind(tmp_path):
+    rules, out, dead = tmp_path / "rules", tmp_path / "audit.ndjson", tmp_path / "dead.ndjson"
+    rules.mkdir()
+    (rules / "audit.yaml").write_text(audit_rules(out))
+    result = switchyard("run", rules, "--dead-letter", dead,
+                        stdin=json.dumps({"type": "track", "userId": "u1", "event": "Order Completed"}) + "\n")
+    assert result.returncode == 0, result.stderr
+    assert not dead.exists() and len(out.read_text().splitlines()) == 1
