@@ -106,8 +106,9 @@ def unquote(token: str) -> str:
 
     text = _ESCAPE.sub(replace, token[1:-1])
     if any("\ud800" <= ch <= "\udfff" for ch in text):
-        # \uXXXX pairs spell characters outside the BMP as UTF-16 surrogates, as in JSON.
-        text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        # \uXXXX pairs spell characters outside the BMP as UTF-16 surrogates, as in JSON; a lone one stays
+        # itself, as JSON reads it in an event (it is not U+FFFD, which would match other events).
+        text = text.encode("utf-16", "surrogatepass").decode("utf-16", "surrogatepass")
     return text
 
 

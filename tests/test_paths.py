@@ -147,6 +147,7 @@ def test_unquote():
     assert unquote(r"'it\'s'") == "it's"
     assert unquote(r'"\\ \/ \n \r \t"') == "\\ / \n \r \t"
     assert unquote(r'"\u00e9\ud83d\ude00"') == "é😀"
+    assert unquote(r'"\udfff"') == "\udfff" and unquote(r'"a\ud800\ud83d\ude00"') == "a\ud800😀"  # lone, as JSON
     assert unquote(r'"^\d+\b"') == r"^\d+\b"  # other escapes are kept, so regexes read naturally
 
 

@@ -178,6 +178,21 @@ def instant(text: str) -> datetime | None:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
 
 
+#: A fraction of a second with digits past the microsecond, which datetime drops.
+_LONG_FRACTION = re.compile(r":[0-9]{2}[.,][0-9]{6}([0-9]+)")
+
+
+def moment(text: str) -> tuple[datetime, str] | None:
+    """:func:`instant`, with the fraction's digits past the microsecond (trailing zeros dropped, so that
+    they compare as text as they do as numbers): ``.1234561`` and ``.1234567``, as .NET writes them,
+    are different instants."""
+    at = instant(text)
+    if at is None:
+        return None
+    beyond = _LONG_FRACTION.search(text) if len(text) > 26 else None
+    return at, beyond.group(1).rstrip("0") if beyond else ""
+
+
 def utc_seconds(text: str) -> str | None:
     """``YYYY-MM-DDTHH:MM:SS`` of a string shaped like a UTC timestamp with seconds, else None.
 
@@ -197,7 +212,7 @@ def _ordering(compare: Callable[[Any, Any], bool]) -> Callable[[Any], Test]:
         if _is_number(operand):
             return lambda value: type(value) in _NUMBER_TYPES and compare(value, operand)
         as_number = numeric(operand)
-        as_instant = instant(operand)
+        as_instant = moment(operand)
         head = utc_seconds(operand) if as_instant is not None else None
 
         def test(value: Any) -> bool:
@@ -207,7 +222,7 @@ def _ordering(compare: Callable[[Any, Any], bool]) -> Callable[[Any], Test]:
                     if seen_head != head:  # see utc_seconds: the heads decide
                         return compare(seen_head, head)
                 if as_instant is not None:
-                    seen = instant(value)
+                    seen = moment(value)
                     if seen is not None:
                         return compare(seen, as_instant)
                 return compare(value, operand)
