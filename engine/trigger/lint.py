@@ -15,6 +15,7 @@ from __future__ import annotations
 from engine.diagnostics import WARNING, Problem
 from engine.trigger import nodes
 from engine.trigger.errors import problem_at
+from engine.trigger.operators import OperandError, resolve
 from engine.trigger.regex import nested_quantifier
 
 
@@ -32,11 +33,19 @@ def _guarded(node: nodes.Node) -> list[nodes.Node]:
     """The ``path != n`` conditions of an ``and`` that also says ``path exists``: Segment's meaning."""
     if not isinstance(node, nodes.AllOf):
         return []
-    present = {child.path.text for child in node.children
-               if isinstance(child, nodes.Condition) and child.spelling in ("exists", "!=") and child.literal is None}
-    present |= {child.path.text for child in node.children if isinstance(child, nodes.Condition)
-                and child.spelling == "!=" and child.literal is not None and child.literal.value is None}
-    return [child for child in node.children if isinstance(child, nodes.Condition) and child.path.text in present]
+    present = {child.path.segments for child in node.children
+               if isinstance(child, nodes.Condition) and _says_exists(child)}
+    return [child for child in node.children
+            if isinstance(child, nodes.Condition) and child.path.segments in present]
+
+
+def _says_exists(condition: nodes.Condition) -> bool:
+    """Whether the condition is ``exists`` in any of its spellings (``!= null``, ``is not null`` ...)."""
+    try:
+        operator, _ = resolve(condition.spelling, condition.literal.value if condition.literal is not None else None)
+    except (OperandError, KeyError):
+        return False
+    return operator.name == "exists"
 
 
 def _walk(node: nodes.Node):
