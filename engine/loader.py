@@ -774,6 +774,25 @@ class _FileCompiler:
 
     # -- tests -----------------------------------------------------------------------------
 
+    def _unlike_json(self, event: Any, where: tuple) -> None:
+        """SY002 for each unquoted value of a test event that YAML 1.1 reads otherwise than JSON would
+        (``zip: 010`` is 8, ``1:30`` is 90, ``1e3`` is text, ``yes`` is true): the test would run on an
+        event its author did not write."""
+        unlike = self.source.unlike_json
+        for path, value in _scalars(event, where):
+            line, column = self.source.position(path)
+            found = unlike.get((line - 1, column - 1))
+            if found is None or found[1] is not value and found[1] != value:
+                continue
+            text = found[0]
+            try:
+                meant = f"JSON reads it as {json.dumps(json.loads(text))}"
+            except ValueError:
+                meant = "JSON cannot read it"
+            self.report(path, "SY002", f"a test event is JSON, and YAML reads {text} here as "
+                                       f"{json.dumps(value) if not isinstance(value, float) else repr(value)} "
+                                       f"({meant}): write the JSON value you mean, or quote it for the text")
+
     def _tests(self, declared, mapping_names: set) -> list:
         cases = []
         for index, item in enumerate(declared if isinstance(declared, list) else []):
@@ -791,10 +810,24 @@ class _FileCompiler:
             for path, value, is_key in _not_json(item["event"], where + ("event",)):
                 self.report(path, "SY002", f"a test event is JSON, and YAML reads this {'key' if is_key else 'value'} "
                                            f"as {_yaml_kind(value)}, not text: quote it", key=is_key)
+            if self.source.unlike_json:
+                self._unlike_json(item["event"], where + ("event",))
             line, _ = self.source.position(where)
             cases.append(TestCase(str(item.get("name")), item["event"], item.get("expect"), item.get("errors"),
                                   item.get("discarded"), line))
         return cases
+
+
+def _scalars(value: Any, path: tuple) -> Iterator[tuple[tuple, Any]]:
+    """``(path, value)`` of each value in ``value`` that is not an object or an array."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _scalars(item, path + (key,))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _scalars(item, path + (index,))
+    else:
+        yield path, value
 
 
 def _not_json(value: Any, path: tuple) -> Iterator[tuple[tuple, Any, bool]]:

@@ -9,6 +9,7 @@ no tag can run code.
 """
 from __future__ import annotations
 
+import json
 from array import array
 from functools import cached_property
 from typing import Any
@@ -70,6 +71,9 @@ class Source:
         # id(container) -> its entries' positions: for a dict (key line, key column, value line,
         # value column, style) per key in order, for a list (line, column, style) per item; 0-based.
         self._positions: dict[int, array] = {}
+        #: (line, column), 0-based, of each unquoted value JSON would read otherwise than YAML 1.1 does
+        #: (``010`` YAML's 8, ``1:30`` its 90, ``1e3`` its text, ``yes`` its true): (the text, YAML's value).
+        self.unlike_json: dict[tuple[int, int], tuple[str, Any]] = {}
 
     @cached_property
     def lines(self) -> list[str]:
@@ -311,6 +315,7 @@ class _Builder:
         # Scalar text -> its value: a plain scalar is resolved once, and short quoted texts repeated
         # (``"properties.order_id"`` in every mapping) are stored once.
         self.plain: dict[str, Any] = {}
+        self.unlike_json: set[str] = set()  # the plain texts of Source.unlike_json
         self.quoted: dict[str, str] = {}
         self.written = 0    # values written out in the file
         self.repeated = 0   # values aliases repeat
@@ -460,17 +465,27 @@ class _Builder:
                 return self.quoted.setdefault(text, text) if len(text) < 64 else text
             known = self.plain.get(text, _NO_KEY)
             if known is not _NO_KEY:
+                if text in self.unlike_json:
+                    self._unlike(event, known)
                 return known
             tag = self.loader.resolve(yaml.ScalarNode, text, (True, False))
             if tag == _MERGE_TAG:
                 return _MERGE
             value = self.construct(tag, event) if tag in _SCALAR_TAGS and tag != _STR_TAG else text
             self.plain[text] = value
+            if _unlike_json(text, value):
+                self.unlike_json.add(text)
+                self._unlike(event, value)
             return value
         if tag not in _SCALAR_TAGS:
             raise yaml.constructor.ConstructorError(None, None, f"tag {tag!r} is not allowed",
                                                     event.start_mark)  # type: ignore[arg-type]
         return text if tag == _STR_TAG else self.construct(tag, event)
+
+    def _unlike(self, event: ScalarEvent, value: Any) -> None:
+        mark = event.start_mark
+        assert mark is not None  # the parser marks every event
+        self.source.unlike_json[mark.line, mark.column] = event.value, value
 
     def construct(self, tag: str, event: ScalarEvent) -> Any:
         # libyaml's marks stand in for pure-Python ones here, as they do inside PyYAML itself.
@@ -485,6 +500,26 @@ class _Builder:
                     None, None, f"a number of {len(event.value):,} characters is longer than any value can be",
                     event.start_mark) from None  # type: ignore[arg-type]
         return yaml.SafeLoader.yaml_constructors[tag](self.loader, node)
+
+
+_INF = float("inf")
+
+
+def _unlike_json(text: str, value: Any) -> bool:
+    """Whether JSON reads the unquoted scalar ``text`` otherwise than YAML 1.1 read it (``value``)."""
+    if value is None or isinstance(value, bool):
+        return isinstance(value, bool) and text not in ("true", "false")
+    if isinstance(value, str) and not (text[:1].isdigit() or text[:1] == "-"):
+        return False
+    if not isinstance(value, (str, int, float)) or len(text) > 4000 or value != value or value in (_INF, -_INF):
+        # a date: reported as such; an integer past json's digits: read as JSON reads it; .nan and .inf:
+        # YAML's only spelling of what an event's NaN and Infinity are
+        return False
+    try:
+        read = json.loads(text)
+    except ValueError:
+        return not isinstance(value, str)
+    return type(read) is not type(value) or read != value
 
 
 class _Merge:
