@@ -11,6 +11,7 @@ import copy
 import difflib
 import functools
 import itertools
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -328,8 +329,16 @@ def _check_functions(text: str, node: dict) -> list[Problem]:
 
 def _small(value: Any) -> bool:
     """A literal lint may call a function with: a scalar, a text of at most 1,000 characters (so that a call
-    such as replace() makes at most a million)."""
-    return value is None or isinstance(value, (bool, int, float)) or (isinstance(value, str) and len(value) <= 1000)
+    such as replace() makes at most a million), an array or object of at most 1,000 characters as JSON
+    (``to_unix(`[1]`)`` fails as surely as ``to_unix(`true`)``)."""
+    if value is None or isinstance(value, (bool, int, float)):
+        return True
+    if isinstance(value, str):
+        return len(value) <= 1000
+    try:
+        return len(json.dumps(value)) <= 1000
+    except (TypeError, ValueError, RecursionError):
+        return False
 
 
 def _fixed_failure(call: dict) -> str | None:
