@@ -57,6 +57,9 @@ class Problem:
     line: int = 1
     column: int = 1
     source_line: str | None = field(default=None, compare=False)
+    #: The caret's column in ``source_line`` when that line is shown with secrets masked (shorter or longer
+    #: than in the file); None: ``column``.
+    caret: int | None = field(default=None, compare=False)
 
     def located(self, file: str, line: int, column: int, source_line: str | None = None) -> Problem:
         return Problem(self.code, self.message, self.severity, file, line, column, source_line)
@@ -78,7 +81,7 @@ def format_text(problem: Problem) -> str:
     if problem.source_line is None:
         return head
     text = problem.source_line.rstrip("\n")
-    caret = " " * (problem.column - 1) + "^"
+    caret = " " * ((problem.caret or problem.column) - 1) + "^"
     return f"{head}\n    {text}\n    {caret}"
 
 

@@ -270,11 +270,14 @@ def _unquoted_secret(problem: Problem) -> Problem:
     if not line:
         return problem
     message, shown = problem.message, mask_url_credentials(line)
+    caret = len(mask_url_credentials(line[:problem.column - 1])) + 1
     if match := _SECRET_VALUE.search(shown):
         shown = shown[:match.start(2)] + MASK
+        caret = min(caret, match.start(2) + 1)
         for word in re.findall(r"[^\s'\"{},\[\]]{4,}", match.group(2)):
             message = message.replace(word.lstrip("!&*"), MASK) if len(word.lstrip("!&*")) >= 4 else message
-    return replace(problem, source_line=shown, message=mask_url_credentials(message))
+    return replace(problem, source_line=shown, message=mask_url_credentials(message),
+                   caret=caret if shown != line else None)
 
 
 def _schema_at(schema: dict | None, path: tuple) -> dict | None:
@@ -475,13 +478,18 @@ class _FileCompiler:
         secrets = secret_values(settings)
         if not secrets:
             return
+        def hidden(text: str) -> str:
+            for secret in secrets:
+                text = text.replace(secret, MASK)
+            return text
+
         masked = []
         for problem in self.problems:
-            line, message = problem.source_line, problem.message
-            for secret in secrets:
-                line = line.replace(secret, MASK) if line else line
-                message = message.replace(secret, MASK)
-            masked.append(replace(problem, source_line=line, message=message))
+            line = problem.source_line
+            shown = hidden(line) if line else line
+            # The caret stays under what it points at, however the masks before it changed the line's length.
+            caret = min(len(hidden(line[:problem.column - 1])) + 1, len(shown) + 1) if line and shown != line else None
+            masked.append(replace(problem, source_line=shown, message=hidden(problem.message), caret=caret))
         self.problems = masked
 
     # -- structure -------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import pytest
 import yaml  # type: ignore[import-untyped]
 
 from conftest import load_yaml
+from engine.diagnostics import format_text
 from engine.loader import compile_paths, lint_paths
 
 CASES = load_yaml(Path(__file__).parent / "cases" / "lint.yaml")
@@ -180,3 +181,20 @@ def test_a_literal_credential_written_beside_a_variable_is_masked_in_lint_s_line
     for environ in ({}, {"UNSET_A": "set-now"}):
         problems = compile_paths([path], environ=environ)[1]
         assert problems and all("sk_literal_AAA111" not in (p.source_line or "") + p.message for p in problems)
+
+
+@pytest.mark.parametrize("settings, under", [
+    # Literal secrets, masked on the quoted line: the caret follows the shorter line.
+    ('{url: "http://x/", oauth: {token_url: "https://auth.example/token", client_id: switchyard, '
+     'client_secret: "s3cr3tvalue99", scope: orders, client_auth: bodyy}}', "bodyy"),
+    # A line YAML cannot read: its secret-named key's value is masked.
+    ('{url: "https://user:longpassword1@h.example/x", headers: {X-Id: "a" b}}', 'b}}'),
+])
+def test_the_caret_stays_under_the_problem_when_secrets_on_its_line_are_masked(tmp_path, settings, under):
+    path = tmp_path / "rules.yaml"
+    path.write_text(f"version: 1\ndestination:\n  name: hooks\n  catalog: webhook\n  settings: {settings}\n"
+                    "mappings: []\n")
+    (problem,) = compile_paths([path], environ={})[1]
+    shown, caret = format_text(problem).splitlines()[1:3]
+    assert "s3cr3tvalue99" not in shown and "longpassword1" not in shown
+    assert shown[caret.index("^"):].startswith(under), f"\n{shown}\n{caret}"
