@@ -485,10 +485,11 @@ class _FileCompiler:
 
         masked = []
         for problem in self.problems:
-            line = problem.source_line
+            line, caret = problem.source_line, None
             shown = hidden(line) if line else line
-            # The caret stays under what it points at, however the masks before it changed the line's length.
-            caret = min(len(hidden(line[:problem.column - 1])) + 1, len(shown) + 1) if line and shown != line else None
+            if line and shown and shown != line:
+                # The caret stays under what it points at, however the masks before it changed the line's length.
+                caret = min(len(hidden(line[:problem.column - 1])) + 1, len(shown) + 1)
             masked.append(replace(problem, source_line=shown, message=hidden(problem.message), caret=caret))
         self.problems = masked
 

@@ -41,7 +41,7 @@ from .events import any_json
 from .model import ActionCall
 from .pipeline import Pipeline
 from .ruleset import Destination, RuleSet
-from .summary import Pair, per_mapping
+from .summary import Pair, mapping_table, per_mapping
 
 JOURNAL_SUFFIX = ".replayed"
 
@@ -100,14 +100,11 @@ class ReplaySummary:
             ("unreadable lines", self.unreadable, "(left in place)" if self.unreadable else ""),
         ]
         lines = [f"{label:<23}{value}  {note}".rstrip() for label, value, note in rows]
-        pairs = sorted(set(self.delivered) | set(self.refused) | set(self.failed))
+        pairs = set(self.delivered) | set(self.refused) | set(self.failed)
         if pairs:
-            width = max(len(f"{d} / {m}") for d, m in pairs) + 2
-            lines.append(f"{'per mapping':<{width}}" + "".join(
-                f"{c:>11}" for c in ("delivered", "retried", "refused", "failed")))
-            for pair in pairs:
-                lines.append(f"  {pair[0] + ' / ' + pair[1]:<{width - 2}}" + "".join(f"{v:>11}" for v in (
-                    self.delivered[pair], self.retried[pair], self.refused[pair], self.failed[pair])))
+            lines += mapping_table("per mapping", ("delivered", "retried", "refused", "failed"), {
+                pair: (self.delivered[pair], self.retried[pair], self.refused[pair], self.failed[pair])
+                for pair in pairs})
         lines.append(f"journal                {self.journal}")
         return "\n".join(lines)
 

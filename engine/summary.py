@@ -9,6 +9,7 @@ refused, failed). :meth:`Summary.render` is the delivery overview ``run`` prints
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -95,17 +96,14 @@ class Summary:
             f"  invalid events       {self.invalid_events}",
             f"unreadable lines       {self.unreadable}",
         ]
-        pairs = sorted(set(self.calls) | set(self.invalid_payloads))
+        pairs = set(self.calls) | set(self.invalid_payloads)
         if pairs:
-            width = max(len(f"{d} / {m}") for d, m in pairs) + 2
             columns = ("calls", "invalid") if dry_run else (
                 "calls", "delivered", "retried", "refused", "failed", "invalid")
-            lines.append(f"{'calls per mapping':<{width}}" + "".join(f"{c:>11}" for c in columns))
-            for pair in pairs:
-                values = [self.calls[pair], self.invalid_payloads[pair]] if dry_run else [
-                    self.calls[pair], self.delivered[pair], self.retried[pair], self.refused[pair],
-                    self.failed[pair], self.invalid_payloads[pair]]
-                lines.append(f"  {pair[0] + ' / ' + pair[1]:<{width - 2}}" + "".join(f"{v:>11}" for v in values))
+            lines += mapping_table("calls per mapping", columns, {pair: [self.calls[pair], self.invalid_payloads[pair]]
+                                   if dry_run else [self.calls[pair], self.delivered[pair], self.retried[pair],
+                                                    self.refused[pair], self.failed[pair], self.invalid_payloads[pair]]
+                                   for pair in pairs})
         if self.already_done:
             lines.append(f"already done           {sum(self.already_done.values())} calls, booked by an earlier run "
                          f"of this command (its progress journal); counted in calls, not sent again")
@@ -120,6 +118,15 @@ class Summary:
                          f"lines was not processed; everything processed was delivered or dead-lettered")
         lines.append("every event accounted for" if self.accounted else "WARNING: event counts do not add up")
         return "\n".join(lines)
+
+
+def mapping_table(title: str, columns: Sequence[str], rows: Mapping[Pair, Sequence[int]]) -> list[str]:
+    """The lines of a table of counts per destination / mapping, each number under its column's name."""
+    width = max(len(title), *(len(f"  {destination} / {mapping}") for destination, mapping in rows))
+    lines = [f"{title:<{width}}" + "".join(f"{column:>11}" for column in columns)]
+    for (destination, mapping), values in sorted(rows.items()):
+        lines.append(f"{'  ' + destination + ' / ' + mapping:<{width}}" + "".join(f"{value:>11}" for value in values))
+    return lines
 
 
 _COUNTS = tuple(f.name for f in fields(Summary) if f.type in ("int", int))

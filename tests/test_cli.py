@@ -696,3 +696,18 @@ def test_an_oauth_block_s_ordinary_words_are_not_masked_in_the_calls_a_dry_run_p
     result = switchyard("run", rules, "-", "--dry-run", stdin=event)
     (line,) = result.stdout.splitlines()
     assert json.loads(line)["payload"]["data"] == {"order_id": 1001, "plan": "orders", "body": "hi"}
+
+
+def test_the_summary_s_numbers_stand_under_their_column_names_however_short_the_names(tmp_path):
+    rules = tmp_path / "f.yaml"
+    rules.write_text("version: 1\ndestination: {name: f, catalog: webhook, transport: file, "
+                     f"settings: {{path: \"{tmp_path / 'out.ndjson'}\"}}}}\n"
+                     "mappings:\n  - {name: M, trigger: type = \"track\", action: send, "
+                     "fields: {url: \"'http://x.invalid/'\"}}\n")
+    result = switchyard("run", rules, "--dead-letter", tmp_path / "dead.ndjson",
+                        stdin=json.dumps({"type": "track", "event": "E"}) + "\n")
+    assert result.returncode == 0, result.stderr
+    header, row = [line for line in result.stderr.splitlines() if "per mapping" in line or "f / M" in line]
+    for column in ("calls", "delivered", "failed"):
+        end = header.index(" " + column) + 1 + len(column)
+        assert row[end - 1].isdigit() and row[end:end + 1] in ("", " "), f"\n{header}\n{row}"
