@@ -51,7 +51,7 @@ class Regex:
     __slots__ = ("pattern", "_match")
 
     def __init__(self, pattern: str):
-        compiled = _re2.RE2(pattern.encode("utf-8", "surrogatepass"), _OPTIONS)
+        compiled = _re2.RE2(as_re2(pattern).encode("utf-8", "surrogatepass"), _OPTIONS)
         if not compiled.ok():
             # Python's parser names what RE2 refused when it is a feature RE2 lacks by design.
             try:
@@ -75,6 +75,47 @@ class Regex:
 
     def __repr__(self) -> str:
         return f"Regex({self.pattern!r})"
+
+
+_OPEN_REPEAT = re.compile(r"\{,([0-9]+)\}")
+_MULTILINE = re.compile(r"\(\?[a-zA-Z]*m[a-zA-Z-]*[:)]")
+
+
+def as_re2(pattern: str) -> str:
+    """``pattern`` written so that RE2 reads it as Python's ``re`` does, where the two spell a thing apart:
+    ``{,n}`` is ``{0,n}`` (RE2 reads it as text), ``$`` is also found before a line break that ends the
+    text (RE2's only at the very end), and ``\\Z`` is RE2's ``\\z``. Character classes are left as they are."""
+    if "{" not in pattern and "$" not in pattern and "\\Z" not in pattern:
+        return pattern
+    multiline = _MULTILINE.search(pattern) is not None  # (?m): RE2's $ is Python's there
+    out: list[str] = []
+    at, end, in_class = 0, len(pattern), False
+    while at < end:
+        char = pattern[at]
+        if char == "\\" and at + 1 < end:
+            escape = pattern[at:at + 2]
+            out.append("\\z" if escape == "\\Z" and not in_class else escape)
+            at += 2
+        elif in_class:
+            in_class = char != "]"
+            out.append(char)
+            at += 1
+        elif char == "[":
+            # A ] right after [ or [^ is one of the class's characters, not its end.
+            opened = 2 if pattern.startswith("[^", at) else 1
+            opened += pattern.startswith("]", at + opened)
+            out.append(pattern[at:at + opened])
+            at, in_class = at + opened, True
+        elif char == "$" and not multiline:
+            out.append("(?:\\n?\\z)")
+            at += 1
+        elif char == "{" and (repeat := _OPEN_REPEAT.match(pattern, at)):
+            out.append(f"{{0,{repeat.group(1)}}}")
+            at = repeat.end()
+        else:
+            out.append(char)
+            at += 1
+    return "".join(out)
 
 
 def nested_quantifier(pattern: str) -> bool:
