@@ -642,8 +642,21 @@ class _FileCompiler:
                 self.triggers[text] = (None, error.problems)
         trigger, problems = self.triggers[text]
         for problem in problems:  # positions within the text: each place it is written gets its own
+            if problem.code == "SY101" and problem.message.startswith("unterminated string") and \
+                    (comment := self._comment_after(path, text)):
+                problem = replace(problem, message=f"unterminated string: YAML read '{comment}' as a comment and "
+                                                   "ended the trigger before it; quote the whole trigger")
             self.report_inside(path, problem)
         return trigger
+
+    def _comment_after(self, path, text: str) -> str | None:
+        """The comment YAML cut an unquoted one-line value at ``path`` short with (`` #`` and what follows)."""
+        line, column = self.source.position(path)
+        written = self.source.lines[line - 1] if 0 < line <= len(self.source.lines) else ""
+        after = written[column - 1 + len(text):]
+        if written[column - 1:column - 1 + len(text)] != text or not after.lstrip().startswith("#"):
+            return None
+        return after.lstrip()[:40]
 
     def _filters(self, declared) -> list:
         filters = []
