@@ -220,7 +220,11 @@ def _bad_token(error: UnexpectedToken, text: str) -> Problem:
         unknown = "unknown " + _what(suggestion) if token.type == "PATH" else "unexpected"
         return problem_at("SY102", f"{unknown} {word!r}; did you mean {suggestion!r}?", text, line, column)
     if token.type == "PATH" and "EQ" in expected:
-        return problem_at("SY102", f"unknown operator {word!r}; expected {_expected_phrase(expected)}",
+        lead = _WORD.match(token.value)
+        if word is None and lead and lead.group().upper() in _OPERATOR_WORDS:  # `contains[1]`: read as one path
+            return problem_at("SY102", f"unknown operator {token.value!r}; write a space after {lead.group()!r}",
+                              text, line, column)
+        return problem_at("SY102", f"unknown operator {word or token.value!r}; expected {_expected_phrase(expected)}",
                           text, line, column)
     if token.type == "PATH" and "STRING" in expected:
         return problem_at("SY101", f"expected a value; to compare with the text {word}, quote it: \"{word}\"",
