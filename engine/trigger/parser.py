@@ -189,6 +189,8 @@ _OPERATOR_WORDS = {
 }
 _NOT_KEYWORDS = {"PATH", "STRING", "NUMBER", "$END"}
 _FUNCTIONS = ("ALL", "ANY", "contains", "match")
+#: Operators spelt in one word that `is` cannot come before (`x is exists`).
+_AFTER_IS_ALONE = {"exists", "contains", "matches", "in"}
 _WORD = re.compile(r"(?:[^\W\d]|\$)[\w$-]*")
 
 
@@ -215,6 +217,9 @@ def _bad_token(error: UnexpectedToken, text: str) -> Problem:
         # stumbles on the word after it: point at the doubled keyword instead.
         return problem_at("SY101", f"unexpected {before[0]!r}; expected a condition", text, *before[1:])
     word = token.value if _WORD.fullmatch(token.value) else None
+    if word and before and before[0].lower() == "is" and word.lower() in _AFTER_IS_ALONE:
+        # `x is exists`: an operator of its own after `is`, which takes a value or less/greater/not.
+        return problem_at("SY102", f"'is {word}' is not an operator; write {word.lower()!r} alone", text, line, column)
     suggestion = _suggest(word, expected) if word else None
     if suggestion and word and suggestion.lower() != word.lower():
         unknown = "unknown " + _what(suggestion) if token.type == "PATH" else "unexpected"
@@ -280,6 +285,10 @@ def _suggest(word: str, expected: set[str]) -> str | None:
     candidates = {name.lower(): name if name in ("ALL", "ANY") else name.lower() for name in keywords}
     if "EQ" in expected:
         candidates.update({spelling.replace(" ", ""): spelling for spelling in WORD_SPELLINGS})
+        # `less than 10`, as Segment's interface names the operator: the spelling whose word after `is` it is.
+        for spelling in sorted(WORD_SPELLINGS, key=len):
+            if spelling.startswith("is ") and (first := spelling.split()[1]) not in ("not", "true", "false"):
+                candidates.setdefault(first, spelling)
     return _closest(word, candidates)
 
 
