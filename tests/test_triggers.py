@@ -366,3 +366,10 @@ def test_hour_24_is_not_an_instant_on_any_python(text):
     assert operators.instant(text) is None
     by_code_point = text >= "2024-01-02T00:00:00Z"
     assert compile_trigger('x >= "2024-01-02T00:00:00Z"').matches({"x": text}) is by_code_point
+
+
+def test_a_long_mixed_trigger_s_warning_shows_the_start_of_how_it_reads_not_all_of_it():
+    text = " or ".join(f"a{i} = {i} and b{i} = {i}" for i in range(400))
+    (warning,) = compile_trigger(text).warnings
+    assert warning.code == "SY104" and len(warning.message) < 600
+    assert "this reads as (a0 = 0 and b0 = 0) or (a1 = 1 and b1 = 1) or" in warning.message

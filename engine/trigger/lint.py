@@ -57,6 +57,10 @@ def _walk(node: nodes.Node):
         yield from _walk(node.child)
 
 
+#: How much of a long trigger SY104's message shows as it reads it.
+_LONGEST_READING = 300
+
+
 def _mixed_and_or(node: nodes.Node, text: str) -> Problem | None:
     # `and` binds tighter, so an unparenthesised mix is always an `or` over bare `and`s.
     # ANY(...) has no `or` joints: its commas already delimit each member.
@@ -68,7 +72,10 @@ def _mixed_and_or(node: nodes.Node, text: str) -> Problem | None:
     joints = sorted([*node.joints, *(joint for child in bare for joint in child.joints)], key=lambda s: s.start)
     words = [text[joint.start:joint.end].lower() for joint in joints]
     where = next(joint for joint, word in zip(joints, words) if word != words[0])
-    reading = " or ".join(_render(child, text, force_parens=child in bare) for child in node.children)
+    bare_ids = {id(child) for child in bare}  # by identity: nodes compare by value, deeply
+    reading = " or ".join(_render(child, text, force_parens=id(child) in bare_ids) for child in node.children)
+    if len(reading) > _LONGEST_READING:
+        reading = reading[:_LONGEST_READING] + " ..."
     message = (
         f"'and' and 'or' mixed without parentheses: this reads as {reading}; add parentheses to say so "
         f"(Segment would join every condition here with '{words[-1]}')"
