@@ -224,6 +224,10 @@ def _bad_token(error: UnexpectedToken, text: str) -> Problem:
     if suggestion and word and suggestion.lower() != word.lower():
         unknown = "unknown " + _what(suggestion) if token.type == "PATH" else "unexpected"
         return problem_at("SY102", f"{unknown} {word!r}; did you mean {suggestion!r}?", text, line, column)
+    if token.type == "PATH" and "EQ" in expected and before and before[0].lower() != "not" and \
+            _closest(before[0], {"not": "not"}) and before[0] == text[before[2] - 1:].split()[0]:
+        # `nto a = 1`: the misspelt `not` was read as the path, and the real path as its operator.
+        return problem_at("SY102", f"unknown keyword {before[0]!r}; did you mean 'not'?", text, *before[1:])
     if token.type == "PATH" and "EQ" in expected:
         lead = _WORD.match(token.value)
         if word is None and lead and lead.group().upper() in _OPERATOR_WORDS:  # `contains[1]`: read as one path
