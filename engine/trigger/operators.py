@@ -258,6 +258,8 @@ class Operator:
         negated one when none does (and, for the guarded ones, at least one element is of
         the kind they read), so ``items[*].sku != "x"`` means "no sku is x".
         """
+        if wildcard and self.build is _in and None in operand:
+            return _in_or_absent(operand, negated=self.negated)
         test = self.build(operand)
         guard = self.applies_to
         if not wildcard:
@@ -271,6 +273,16 @@ class Operator:
         if guard is None:
             return lambda values: not any(map(test, values))
         return lambda values: any(map(guard, values)) and not any(map(test, values))
+
+
+def _in_or_absent(items: list, negated: bool) -> Test:
+    """``items[*].x in [null, ...]`` over the list found: what ``= null or = ...`` means there (no element has
+    ``x``, or one equals an item), so that it agrees with ``= null``; ``not in`` is its complement."""
+    equals = _in([item for item in items if item is not None])
+
+    def test(values: Any) -> bool:
+        return not any(value is not None and value is not MISSING for value in values) or any(map(equals, values))
+    return (lambda values: not test(values)) if negated else test
 
 
 _ORDER_KINDS = (NUMBER, STRING)
