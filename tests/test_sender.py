@@ -254,7 +254,7 @@ def _open_descriptors() -> int:
 def test_idle_connections_are_kept_for_a_bounded_number_of_hosts():
     # A webhook whose URL names a host per customer: one idle connection per host reached would run the
     # process out of descriptors after some thousand customers.
-    servers = [ScriptedSocketServer([[_answer("200 OK", b"ok")]]) for _ in range(http.POOLED_ORIGINS + 20)]
+    servers = [ScriptedSocketServer([[_answer("200 OK", b"ok")]]) for _ in range(http.POOLED_IDLE + 20)]
     before = _open_descriptors()
     with Sender(timeout=2) as sender:
         for server in servers:
@@ -262,7 +262,7 @@ def test_idle_connections_are_kept_for_a_bounded_number_of_hosts():
         kept = _open_descriptors() - before
     for server in servers:
         server.close()
-    assert kept <= http.POOLED_ORIGINS
+    assert kept <= http.POOLED_IDLE
 
 
 @pytest.mark.parametrize("url", ["http://a..b/hook", "http://" + "a" * 64 + ".example/hook"])
@@ -300,3 +300,42 @@ def test_a_certificate_that_does_not_verify_is_not_retryable(tmp_path):
     listener.close()
     assert not error.value.retryable
     assert "CERTIFICATE_VERIFY_FAILED" in str(error.value)
+
+
+@pytest.mark.parametrize("status, retryable", [("407 Proxy Authentication Required", False),
+                                               ("403 Forbidden", False),
+                                               ("429 Too Many Requests", True),
+                                               ("408 Request Timeout", True),
+                                               ("502 Bad Gateway", True)])
+def test_a_proxy_refusing_the_tunnel_fails_at_once_unless_it_is_busy(monkeypatch, status, retryable):
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            received = b""
+            while b"\r\n\r\n" not in received:
+                received += connection.recv(4096)
+            connection.sendall(f"HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n".encode())
+
+    threading.Thread(target=serve, daemon=True).start()
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{listener.getsockname()[1]}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    with Sender(timeout=2) as sender, pytest.raises(SendError) as error:
+        sender.send("POST", "https://hooks.example.test/hook", b"{}")
+    listener.close()
+    assert "Tunnel connection failed: " + status.split()[0] in str(error.value)
+    assert error.value.retryable is retryable
+
+
+def test_a_connection_to_each_of_many_hosts_sent_to_in_turn_is_kept_and_used_again():
+    servers = [ScriptedSocketServer([[_answer("200 OK", b"ok")], [_answer("200 OK", b"again")]]) for _ in range(40)]
+    with Sender(timeout=2) as sender:
+        for server in servers:
+            assert sender.send("POST", server.url, b"{}").body == b"ok"
+        for server in servers:
+            assert sender.send("POST", server.url, b"{}").body == b"again"
+    for server in servers:
+        server.close()
+    assert [server.connections for server in servers] == [1] * 40

@@ -30,9 +30,10 @@ from urllib.parse import unquote, urlsplit
 
 USER_AGENT = "switchyard/0.1"
 POOLED_PER_ORIGIN = 16  # idle connections kept per origin: one per thread sending there at once
-#: Origins with idle connections kept: past it, those of the origin sent to longest ago are closed, so a
-#: webhook whose URL names a host per customer does not hold a descriptor open for every host it reached.
-POOLED_ORIGINS = 32
+#: Idle connections kept in all: past it, one of the origin sent to longest ago is closed, so a webhook
+#: whose URL names a host per customer does not hold a descriptor open for every host it reached, and
+#: one sending to many hosts in turn still reuses a connection to each.
+POOLED_IDLE = 128
 #: The most of an answer's body read: reasons keep 2,000 characters and APIs answer in kilobytes; a URL
 #: that names a download must not fill the memory. The rest is not read and its connection is closed.
 LARGEST_ANSWER = 4 << 20
@@ -87,6 +88,7 @@ class Sender:
         self.ssl_context = ssl_context
         self._proxies = urllib.request.getproxies()
         self._idle: OrderedDict[Origin, list[_HTTPConnection]] = OrderedDict()  # the origin sent to last, last
+        self._idle_count = 0
         self._lock = threading.Lock()
 
     def send(self, method: str, url: str, body: bytes | None = None, headers: dict | None = None) -> Response:
@@ -134,7 +136,7 @@ class Sender:
     def close(self) -> None:
         """Close every idle connection; a later ``send`` opens new ones."""
         with self._lock:
-            idle, self._idle = self._idle, OrderedDict()
+            idle, self._idle, self._idle_count = self._idle, OrderedDict(), 0
         for connections in idle.values():
             for connection in connections:
                 connection.close()
@@ -151,6 +153,9 @@ class Sender:
             with self._lock:
                 idle = self._idle.get(origin)
                 connection = idle.pop() if idle else None
+                self._idle_count -= connection is not None
+                if idle is not None and not idle:
+                    del self._idle[origin]
             if connection is None:
                 return self._new(origin, proxy)
             if not _dropped(connection):
@@ -180,8 +185,14 @@ class Sender:
             if len(idle) < POOLED_PER_ORIGIN:
                 idle.append(connection)
                 closing.pop()
-            while len(self._idle) > POOLED_ORIGINS:
-                closing += self._idle.popitem(last=False)[1]
+                self._idle_count += 1
+            while self._idle_count > POOLED_IDLE:
+                oldest, connections = next(iter(self._idle.items()))
+                if connections:
+                    closing.append(connections.pop(0))
+                    self._idle_count -= 1
+                if not connections:
+                    del self._idle[oldest]
         for stale in closing:
             stale.close()
 
@@ -381,9 +392,10 @@ def _reason(error: Exception) -> str:
 def _may_pass(error: Exception) -> bool:
     """Whether trying again may help: not for a host name that cannot be written, a certificate that does
     not verify, TLS to a port that does not speak it, or a proxy that refuses the tunnel: each fails the
-    same way until someone changes the settings or the server (replay then)."""
+    same way until someone changes the settings or the server (replay then). A proxy's 408 and 429 pass."""
     if isinstance(error, (UnicodeError, ssl.SSLCertVerificationError)):
         return False
     if isinstance(error, ssl.SSLError):
         return error.reason not in ("WRONG_VERSION_NUMBER", "UNSUPPORTED_PROTOCOL", "TLSV1_ALERT_PROTOCOL_VERSION")
-    return not str(error).startswith("Tunnel connection failed: 4")
+    refused = re.match(r"Tunnel connection failed: (4[0-9][0-9])", str(error))
+    return refused is None or refused.group(1) in ("408", "429")  # the proxy is busy or slow: try again
