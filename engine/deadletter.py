@@ -57,15 +57,21 @@ class DeadLetter:
         parent = path.parent if str(path.parent) else Path(".")
         if not parent.is_dir():
             raise DeadLetterError(f"the folder of the dead-letter file {path} does not exist")
+        target = path.resolve() if path.is_symlink() else path  # a link to a file not made yet: the file
+        if target.exists() and not target.is_file():
+            # A pipe or a device: opening it to see would block, or hand a reader its end.
+            if not os.access(target, os.W_OK):
+                raise DeadLetterError(f"cannot write the dead-letter file {path}: permission denied")
+            return
         # Opened for real: os.access answers yes to root (a container's user) and knows nothing of a file
         # system that refuses new files (/proc, a read-only mount).
-        existed = path.exists()
+        existed = target.exists()
         try:
-            os.close(os.open(path, os.O_WRONLY | os.O_APPEND | (0 if existed else os.O_CREAT | os.O_EXCL), 0o644))
+            os.close(os.open(target, os.O_WRONLY | os.O_APPEND | (0 if existed else os.O_CREAT | os.O_EXCL), 0o644))
         except OSError as error:
             raise DeadLetterError(f"cannot write the dead-letter file {path}: {error.strerror or error}") from None
         if not existed:
-            path.unlink(missing_ok=True)
+            target.unlink(missing_ok=True)
 
     def write(self, record: dict[str, Any]) -> None:
         self.write_lines(to_line(record) if self.path is not None else b"", 1)

@@ -193,3 +193,28 @@ def test_checking_the_dead_letter_file_leaves_no_empty_file_behind(tmp_path):
                         stdin=json.dumps({"type": "track", "userId": "u1", "event": "Order Completed"}) + "\n")
     assert result.returncode == 0, result.stderr
     assert not dead.exists() and len(out.read_text().splitlines()) == 1
+
+
+def test_a_dead_letter_path_that_is_a_pipe_or_a_link_to_a_file_not_made_yet_is_written(tmp_path):
+    """Opening the path to check it handed a pipe's reader its end before the run, and O_EXCL refused a
+    link whose file did not exist yet."""
+    import threading
+
+    rules, out = tmp_path / "audit.yaml", tmp_path / "audit.ndjson"
+    rules.write_text(audit_rules(out))
+    events = json.dumps({"type": "track", "event": "Order Completed"}) + "\nnot json\n"
+    pipe = tmp_path / "dead.fifo"
+    os.mkfifo(pipe)
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(pipe.read_bytes()), daemon=True)
+    reader.start()
+    result = switchyard("run", rules, "--dead-letter", pipe, stdin=events, process=True)  # 60 s at most
+    reader.join(5)
+    assert result.returncode == 0 and b"unreadable" in b"".join(received), result.stderr
+
+    (tmp_path / "data").mkdir()
+    link = tmp_path / "dead-link.ndjson"
+    link.symlink_to(tmp_path / "data" / "dead.ndjson")
+    result = switchyard("run", rules, "--dead-letter", link, stdin=events)
+    assert result.returncode == 0, result.stderr
+    assert "unreadable" in (tmp_path / "data" / "dead.ndjson").read_text()
