@@ -21,6 +21,7 @@ CODES = {
     "SY003": "rule file cannot be read",
     "SY004": "YAML aliases repeat more values than the file may",
     "SY005": "rule file nests too deeply",
+    "SY006": "a test event's unquoted value that YAML reads otherwise than JSON",
     "SY101": "trigger syntax error",
     "SY102": "unknown operator or keyword in a trigger",
     "SY103": "invalid regular expression",

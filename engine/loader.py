@@ -796,27 +796,31 @@ class _FileCompiler:
 
     # -- tests -----------------------------------------------------------------------------
 
-    def _unlike_json(self, event: Any, where: tuple) -> None:
-        """SY002 for each unquoted value of a test event that YAML 1.1 reads otherwise than JSON would
-        (``zip: 010`` is 8, ``1:30`` is 90, ``1e3`` is text, ``yes`` is true): the test would run on an
-        event its author did not write."""
+    def _unlike_json(self, event: Any, where: tuple, warned: set[tuple[int, int]]) -> None:
+        """SY006 for each unquoted value of a test event that YAML 1.1 reads otherwise than JSON would
+        (``zip: 010`` is 8, ``1:30`` is 90, ``1e3`` is text, ``yes`` is true): the test runs on an event its
+        author may not have meant. A warning: it concerns a test, and must not stop ``run``. ``warned``: the
+        places warned of already (an anchor's values, used by several tests)."""
         unlike = self.source.unlike_json
         for path, value in _scalars(event, where):
             line, column = self.source.position(path)
             found = unlike.get((line - 1, column - 1))
-            if found is None or found[1] is not value and found[1] != value:
+            if found is None or found[1] is not value and found[1] != value or (line, column) in warned:
                 continue
+            warned.add((line, column))
             text = found[0]
             try:
                 meant = f"JSON reads it as {json.dumps(json.loads(text))}"
             except ValueError:
                 meant = "JSON cannot read it"
-            self.report(path, "SY002", f"a test event is JSON, and YAML reads {text} here as "
+            self.report(path, "SY006", f"a test event is JSON, and YAML reads {text} here as "
                                        f"{json.dumps(value) if not isinstance(value, float) else repr(value)} "
-                                       f"({meant}): write the JSON value you mean, or quote it for the text")
+                                       f"({meant}): write the JSON value you mean, or quote it for the text",
+                        severity=WARNING)
 
     def _tests(self, declared, mapping_names: set) -> list:
         cases = []
+        warned: set[tuple[int, int]] = set()
         for index, item in enumerate(declared if isinstance(declared, list) else []):
             if not isinstance(item, dict) or not isinstance(item.get("event"), dict):
                 continue
@@ -833,7 +837,7 @@ class _FileCompiler:
                 self.report(path, "SY002", f"a test event is JSON, and YAML reads this {'key' if is_key else 'value'} "
                                            f"as {_yaml_kind(value)}, not text: quote it", key=is_key)
             if self.source.unlike_json:
-                self._unlike_json(item["event"], where + ("event",))
+                self._unlike_json(item["event"], where + ("event",), warned)
             line, _ = self.source.position(where)
             cases.append(TestCase(str(item.get("name")), item["event"], item.get("expect"), item.get("errors"),
                                   item.get("discarded"), line))

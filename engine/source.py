@@ -508,7 +508,7 @@ _INF = float("inf")
 def _unlike_json(text: str, value: Any) -> bool:
     """Whether JSON reads the unquoted scalar ``text`` otherwise than YAML 1.1 read it (``value``)."""
     if value is None or isinstance(value, bool):
-        return isinstance(value, bool) and text not in ("true", "false")
+        return isinstance(value, bool) and text.lower() not in ("true", "false")  # True: what its author means
     if isinstance(value, str) and not (text[:1].isdigit() or text[:1] == "-"):
         return False
     if not isinstance(value, (str, int, float)) or len(text) > 4000 or value != value or value in (_INF, -_INF):
