@@ -129,29 +129,32 @@ def secret_values(settings: Settings) -> list[str]:
     return sorted(found, key=len, reverse=True)
 
 
+_NAMES_A_USER = re.compile(r"(?:id|user|username|login|account)$", re.IGNORECASE)
+
+
 def basic_credentials(user: str, password: str) -> str:
     """What ``Authorization: Basic`` carries for ``user`` and ``password``."""
     return base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
 
 
 def _as_basic_credentials(settings: Settings, secrets: list[str]) -> list[str]:
-    """Each secret as a Basic-auth pair would carry it, after any text of the settings (Customer.io's
-    ``site_id:api_key``, OAuth's ``client_id:client_secret``, also form-encoded, as RFC 6749 has it, and
-    a key with no password): a server that quotes the request's headers back quotes them so."""
+    """Each secret as a Basic-auth pair would carry it, after a user name (a setting named like one, secret
+    or not: Customer.io's ``site_id:api_key``, OAuth's ``client_id:client_secret``, also form-encoded, as
+    RFC 6749 has it), or none: a server that quotes the request's headers back quotes them so. Only names
+    are paired, not every text: each form is one more text to look for in everything printed."""
     texts: set[str] = {""}
 
-    def collect(value) -> None:
+    def collect(value, key: str = "") -> None:
         if isinstance(value, dict):
-            for item in value.values():
-                collect(item)
+            for name, item in value.items():
+                collect(item, str(name))
         elif isinstance(value, list):
             for item in value:
-                collect(item)
-        elif isinstance(value, (str, int)) and not isinstance(value, bool):
+                collect(item, key)
+        elif isinstance(value, (str, int)) and not isinstance(value, bool) and _NAMES_A_USER.search(key):
             texts.add(str(value))
 
     collect(dict(settings))
-    texts.update(secrets)
     forms = []
     for secret in secrets:
         forms.append(basic_credentials(secret, ""))

@@ -48,3 +48,18 @@ def test_a_secret_is_masked_in_an_answer_that_writes_its_slashes_escaped():
 
     secrets = Secrets(["sk/live+Zm9vYmFy/YmF6="])
     assert secrets.mask('{"token": "sk\\/live+Zm9vYmFy\\/YmF6="}') == '{"token": "********"}'
+
+
+def test_basic_auth_forms_pair_secrets_with_user_names_only_so_masking_stays_cheap():
+    """Every secret after every text of the settings made 500 texts to look for in each printed line for a
+    webhook with 20 secret headers, and a dry run a third slower."""
+    from types import SimpleNamespace
+
+    from engine.env import Secrets, Settings, basic_credentials
+
+    headers = {f"X-H{i}": f"value-number-{i}-abcdefgh" for i in range(20)}
+    webhook = Settings({"url": "http://x", "headers": headers}, {"headers"})
+    oauth = Settings({"oauth": {"client_id": "switchyard", "client_secret": "supersecretvalue1"}}, {"oauth"})
+    secrets = Secrets.of([SimpleNamespace(settings=webhook), SimpleNamespace(settings=oauth)])
+    assert len(secrets.values) < 150
+    assert secrets.mask(basic_credentials("switchyard", "supersecretvalue1")) == "********"
