@@ -14,7 +14,7 @@ import pytest
 from conftest import switchyard
 from engine.adapters.contract import AdapterContext
 from engine.adapters.remote import RemoteAdapter
-from engine.delivery.outcome import DELIVERED, FAILED
+from engine.delivery.outcome import DELIVERED, FAILED, REFUSED
 from engine.model import ActionCall
 
 
@@ -245,10 +245,16 @@ def test_a_containers_cpu_quota_counts_as_the_cores_it_may_keep_busy(tmp_path, m
     assert parallel.usable_cores() == (4 if cpus is None else max(1, int(cpus)))
 
 
-def test_a_call_that_cannot_cross_to_the_delivery_process_fails_alone(tmp_path):
+@pytest.mark.parametrize("data", [{"n": lambda: 0}, "deep"], ids=["not picklable", "nested 4,000 deep"])
+def test_a_call_that_cannot_cross_to_the_delivery_process_is_refused_alone(tmp_path, data):
+    """Failed, such a call was held by serve to be tried again, for 24 h, and its destination stalled behind it."""
+    if data == "deep":
+        data = []
+        for _ in range(4000):
+            data = [data]
     adapter = RemoteAdapter(_file_context(tmp_path), "engine.adapters.file:FileAdapter")
     good = _calls(2)
-    odd = ActionCall("audit", "Orders", "send", {"url": "http://example.invalid/", "data": {"n": lambda: 0}}, "odd")
+    odd = ActionCall("audit", "Orders", "send", {"url": "http://example.invalid/", "data": data}, "odd")
     outcomes = adapter.deliver([good[0], odd, good[1]])
     deadline = time.monotonic() + 20
     while len(outcomes) < 3 and time.monotonic() < deadline:
@@ -256,7 +262,7 @@ def test_a_call_that_cannot_cross_to_the_delivery_process_fails_alone(tmp_path):
         outcomes += adapter.poll()
     outcomes += adapter.close()
     states = {o.call.message_id: o.state for o in outcomes}
-    assert states == {"m0": DELIVERED, "m1": DELIVERED, "odd": FAILED}
+    assert states == {"m0": DELIVERED, "m1": DELIVERED, "odd": REFUSED}
     (failed,) = [o for o in outcomes if o.call is odd]
     assert "cannot hand this call to the delivery process of 'audit'" in failed.message
 

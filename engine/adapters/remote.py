@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from ..collector import for_streams
-from ..delivery.outcome import DELIVERED, FAILED, Outcome
+from ..delivery.outcome import DELIVERED, FAILED, REFUSED, Outcome
 from ..delivery.pacing import JOURNAL_GATHER, next_slice
 from ..model import ActionCall, call_factory
 from ..parallel import pickled
@@ -280,7 +280,9 @@ class RemoteAdapter:
                 try:
                     pieces.append(([item], pickled([_crossing(*item, self._who(item[1]))])))
                 except Exception as error:  # noqa: BLE001 - the reason is this call's outcome
-                    failed.append(Outcome(FAILED, 0, message=f"cannot hand this call to the delivery process of "
+                    # Refused, not failed: it never can be (nested deeper than pickling goes, say), so holding it
+                    # to try again (serve) would stall the destination behind it until the holding's limit.
+                    failed.append(Outcome(REFUSED, 0, message=f"cannot hand this call to the delivery process of "
                                                              f"'{self.name}': {type(error).__name__}: {error}",
                                           call=item[1]))
         for items, data in pieces:

@@ -30,6 +30,9 @@ CORS = [(b"access-control-allow-origin", b"*"),
         (b"access-control-allow-headers", b"Authorization, Content-Type, Content-Encoding, X-Retry-Count"),
         (b"access-control-max-age", b"86400")]
 JSON = (b"content-type", b"application/json")
+#: The status counted for a request whose client went away before its body came (nginx's number): no one is
+#: answered, and nothing of it is kept.
+CLIENT_GONE = 499
 
 
 class App:
@@ -86,6 +89,11 @@ class App:
             return await _refuse(send, Refused(429, "spool_full", full),
                                  [(b"retry-after", str(service.options.limits.retry_after).encode())])
         headers = dict(scope["headers"])
+        if b"content-length" in headers and b"transfer-encoding" in headers:
+            # RFC 9112 section 6.1: such a request may be read one way here and another by a proxy in front
+            # (request smuggling); it is refused and its connection closed.
+            return await _refuse(send, Refused(400, "invalid_request", "a request may not have both "
+                                               "Content-Length and Transfer-Encoding"), [(b"connection", b"close")])
         try:
             body = await _read(receive)
             body = decode(body, _text(headers.get(b"content-encoding")))
@@ -94,6 +102,8 @@ class App:
                 raise Refused(401, "invalid_write_key", "the write key is missing or not one this server takes")
         except Refused as refused:
             return await _refuse(send, refused)
+        except ClientGone:
+            return CLIENT_GONE
         except Exception:  # noqa: BLE001 - a bug must still answer as the API does, and be seen
             log.exception("cannot read a request to %s", path)
             return await _refuse(send, Refused(500, "internal_error", "the request could not be read; "
@@ -126,13 +136,19 @@ class App:
         self.service.metrics.invalid.inc(len(events))
 
 
+class ClientGone(Exception):
+    """The client went away before its whole body came: nothing of it is taken, and no one is answered."""
+
+
 async def _read(receive: Any) -> bytes:
     """The whole body, chunked or not; past REQUEST_BYTES (before unpacking) it is a 400."""
     parts, size = [], 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            break
+            # A body cut short (its Content-Length not reached, no last chunk) is not the client's request:
+            # taking it would keep events the client was never told of, and will send again.
+            raise ClientGone()
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > REQUEST_BYTES:

@@ -18,6 +18,7 @@ the shared dead-letter file and spool take their own locks.
 """
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
@@ -35,6 +36,13 @@ from ..parallel import usable_cores
 from ..pipeline import Pipeline
 from ..ruleset import Destination, RuleSet
 from .spool import Spool
+
+log = logging.getLogger("switchyard.serve")
+
+
+class DeadLettersLost(Exception):
+    """Dead-letter records of a destination's calls could not be written: its progress must not pass them."""
+
 
 #: Events a destination takes from the spool at a time.
 CHUNK = 2000
@@ -174,7 +182,7 @@ class DestinationWorker:
             while not self._stop.is_set():
                 finished = self._finished()
                 if finished is not None:
-                    spool.mark(db, name, finished)
+                    self._mark(db, finished)
                 if len(chunks) >= IN_FLIGHT:
                     with self._progress:
                         if not chunks[0].done:
@@ -209,7 +217,7 @@ class DestinationWorker:
             while chunks and time.monotonic() < self._deadline:
                 finished = self._finished()
                 if finished is not None:
-                    spool.mark(db, name, finished)
+                    self._mark(db, finished)
                 if chunks and 0 < lane.pending <= self.patient.waiting:
                     break  # only held calls are left: nothing more will settle
                 with self._progress:
@@ -221,9 +229,21 @@ class DestinationWorker:
                 return
             self.pipeline.close()
         except Exception as error:  # noqa: BLE001 - reported by /ready and the log; the events stay spooled
-            self.error = f"{type(error).__name__}: {error}"
+            self.error = str(error) if isinstance(error, DeadLettersLost) else f"{type(error).__name__}: {error}"
+            log.error("delivery to '%s' stopped: %s", self.name, self.error)
         finally:
             db.close()
+
+    def _mark(self, db: Any, finished: int) -> None:
+        """Record progress up to spool row ``finished``; not if a dead-letter record of a call before it could
+        not be written (a full disk): those calls are not on disk, so their events must stay in the spool, to be
+        delivered again once the server restarts or reloads, and this destination stops here."""
+        summary = self.pipeline.summary
+        if summary.dead_letter_unwritten:
+            raise DeadLettersLost(f"{summary.problem}; {summary.dead_letter_unwritten} record(s) not written, so "
+                                  "delivery stopped there and its events stay in the spool: free the disk, then "
+                                  "reload (SIGHUP) or restart")
+        self.spool.mark(db, self.name, finished)
 
     @property
     def alive(self) -> bool:

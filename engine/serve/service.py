@@ -113,7 +113,11 @@ class Service:
             return f"the spool holds {limits.max_events:,} events not yet delivered (--max-spool-events)"
         if spool.size() >= limits.max_bytes:
             return f"the spool is over {limits.max_bytes:,} bytes (--max-spool-bytes)"
-        if spool.free() < limits.min_free_bytes:
+        try:
+            free = spool.free()
+        except OSError:  # the spool's folder is gone: the writer answers 503 (spool_unavailable)
+            return None
+        if free < limits.min_free_bytes:
             return f"less than {limits.min_free_bytes:,} bytes of disk are free under the spool (--min-free-bytes)"
         return None
 
@@ -130,6 +134,9 @@ class Service:
     def reload(self) -> bool:
         """Load the rule files again and swap them in; on any problem keep the old rules and log each one."""
         with self._reload_lock:
+            if self.draining:  # a SIGHUP just before the stop: the stop has the deliveries
+                log.info("reload: not done, the server is stopping")
+                return False
             try:
                 rules = load_rules(self.options.paths)
                 # Calls of the old rules may still settle: their secrets stay masked too.
@@ -149,8 +156,9 @@ class Service:
     def stop(self) -> bool:
         """Stop deliveries (each finishes its chunk until the deadline) and close the spool; True if all settled."""
         self.draining = True
-        settled = self.delivery.stop(time.monotonic() + self.options.stop_deadline)
-        self.spool.close()
-        self._lag_db.close()
-        self.dead_letter.close()
+        with self._reload_lock:  # a reload under way finishes its swap first; none starts after
+            settled = self.delivery.stop(time.monotonic() + self.options.stop_deadline)
+            self.spool.close()
+            self._lag_db.close()
+            self.dead_letter.close()
         return settled

@@ -44,6 +44,7 @@ CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY AUTOINCREMENT, event B
 CREATE TABLE IF NOT EXISTS seen (message_id TEXT PRIMARY KEY, at REAL NOT NULL) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS seen_at ON seen (at);
 CREATE TABLE IF NOT EXISTS progress (destination TEXT PRIMARY KEY, done INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS probe (at REAL NOT NULL);
 """
 
 
@@ -74,6 +75,7 @@ class Spool:
             self.path = self.folder / "spool.db"
             self._db = connect(self.path, durability)
             self._db.executescript(_SCHEMA)
+            self._file = _identity(self.path)
         except (OSError, sqlite3.Error) as error:
             raise SpoolError(f"cannot open the spool in {self.folder}: {error}") from None
         self.durability, self.dedupe_window, self.max_events = durability, dedupe_window, max_events
@@ -119,6 +121,8 @@ class Spool:
                     self._commit(work)
                 except Exception as error:  # noqa: BLE001 - the writer must live on: these requests get a 503
                     self._failed(work, f"cannot write the spool {self.path}: {type(error).__name__}: {error}")
+            elif not closing and (self.problem is not None or self._gone() is not None):
+                self._probe()
             if time.monotonic() - self._pruned >= PRUNE_EVERY:
                 self._prune()
             if closing and not work:
@@ -126,6 +130,9 @@ class Spool:
 
     def _commit(self, work: list[tuple[list[tuple[str, bytes]], Future]]) -> None:
         db, now = self._db, time.time()
+        if (gone := self._gone()) is not None:
+            self._failed(work, gone)
+            return
         results: list[tuple[int, int] | SpoolError] = []
         # Checked here as well as before a request is read: requests read at the same moment all passed
         # that check, and together went far past the limit. Now at most the last one taken goes past it.
@@ -167,6 +174,31 @@ class Spool:
                 future.set_exception(result)
             else:
                 future.set_result(result)
+
+    def _gone(self) -> str | None:
+        """Why the spool's file is not the one this writer has open (removed, or replaced), else None: events
+        committed to a removed file would be acknowledged and lost at the next start."""
+        try:
+            same = _identity(self.path) == self._file
+        except OSError:
+            same = False
+        return None if same else f"the spool file {self.path} was removed or replaced; restart the server"
+
+    def _probe(self) -> None:
+        """After a failed commit, with no request to try: whether the spool takes a write again (the disk
+        was freed), so that /ready says so without waiting for a request a load balancer no longer sends."""
+        problem = self._gone()
+        if problem is None:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.execute("DELETE FROM probe")
+                self._db.execute("INSERT INTO probe (at) VALUES (?)", (time.time(),))
+                self._db.execute("COMMIT")
+            except sqlite3.Error as error:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                problem = f"cannot write the spool {self.path}: {error}"
+        self.problem = problem
 
     def _failed(self, work: list[tuple[list[tuple[str, bytes]], Future]], problem: str) -> None:
         """Nothing of ``work`` was kept: roll back, and answer each of its requests with ``problem``."""
@@ -250,6 +282,11 @@ class Spool:
             self._wake.notify()
         self._writer.join()
         self._db.close()
+
+
+def _identity(path: Path) -> tuple[int, int]:
+    status = os.stat(path)
+    return status.st_dev, status.st_ino
 
 
 def _seen_key(message_id: str) -> str | bytes:

@@ -1,0 +1,138 @@
+"""``switchyard serve`` when things around it go wrong: the disk, the spool's folder, clients that hang up,
+requests that could be read two ways, a reload just before a stop."""
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import socket
+import time
+
+import pytest
+
+from conftest import ROOT
+from engine.serve.spool import Spool
+from serving import Served, stop_all, track, wait, workspace_event_ids
+
+
+@pytest.fixture(autouse=True)
+def _no_server_left_running():
+    yield
+    stop_all()
+
+
+PACK = (ROOT / "rules" / "customerio.yaml").read_text()
+
+
+@pytest.fixture
+def server(tmp_path):
+    rules = tmp_path / "customerio.yaml"
+    rules.write_text(PACK)
+    served = Served(rules, tmp_path).start()
+    yield served
+    served.stop()
+
+
+def _raw(server: Served, request: bytes, *, close_after: bool = False) -> bytes:
+    """Send ``request`` as it is on a connection of its own; what comes back until the server closes it."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as connection:
+        connection.sendall(request)
+        if close_after:
+            return b""
+        answer = b""
+        while piece := connection.recv(65536):
+            answer += piece
+        return answer
+
+
+def test_a_body_its_client_cut_short_is_not_taken(server):
+    """The Content-Length not reached, or the last chunk never sent, and the client gone: the events were
+    spooled and delivered, though the client was never answered and will send them again."""
+    body = json.dumps({"batch": [track(1)]}).encode()
+    _raw(server, b"POST /v1/batch HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: %d\r\n\r\n" % (len(body) + 100) + body, close_after=True)
+    chunked = json.dumps({"batch": [track(2)]}).encode()
+    _raw(server, b"POST /v1/batch HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n"
+                 b"Transfer-Encoding: chunked\r\n\r\n%x\r\n" % len(chunked) + chunked + b"\r\n", close_after=True)
+    time.sleep(0.5)
+    assert server.post("/v1/batch", {"batch": [track(3)]})[0] == 200
+    wait(lambda: workspace_event_ids(server.workspace) == ["m-3"])
+    time.sleep(0.3)
+    assert workspace_event_ids(server.workspace) == ["m-3"]
+    assert server.metric('switchyard_requests_total{status="499"}') == 2
+
+
+def test_a_request_with_both_content_length_and_chunked_is_refused_and_its_connection_closed(server):
+    """Read as chunked here and by Content-Length at a proxy in front, it could carry a second request."""
+    body = json.dumps({"batch": [track(1)]}).encode()
+    answer = _raw(server, b"POST /v1/batch HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n"
+                          b"Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n" % len(body) + body
+                          + b"\r\n0\r\n\r\nGET /health HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 400 ") and b'"code":"invalid_request"' in answer
+    assert answer.count(b"HTTP/1.1 ") == 1  # the request after it was not read
+    assert server.metric("switchyard_spool_depth") == 0
+
+
+def test_a_spool_folder_removed_under_the_server_answers_503_not_200_and_the_server_is_not_ready(server, tmp_path):
+    """Events committed to a removed file were answered 200 and lost at the next start."""
+    shutil.rmtree(tmp_path / "spool")
+    status, _, answer = server.post("/v1/batch", {"batch": [track(1)]})
+    assert (status, answer.get("code")) == (503, "spool_unavailable")
+    status, body = server.get("/ready")
+    assert status == 503 and b"was removed or replaced" in body
+
+
+def test_a_spool_that_failed_a_write_is_ready_again_once_it_takes_one(tmp_path):
+    """Cleared only by a request's commit, the problem kept /ready at 503 once a disk was freed, and a load
+    balancer that had stopped sending requests never sent another."""
+    spool = Spool(tmp_path / "spool")
+    try:
+        spool.problem = "cannot write the spool: database or disk is full"
+        assert not spool.writable()
+        wait(spool.writable, timeout=5)
+    finally:
+        spool.close()
+
+
+def test_dead_letters_that_cannot_be_written_keep_their_events_in_the_spool(tmp_path):
+    """Refused calls whose records could not be written were counted as settled: their events left the spool
+    and were in no file. Now the destination stops there, /ready says why, and a reload delivers them."""
+    rules = tmp_path / "customerio.yaml"
+    rules.write_text(PACK)
+    server = Served(rules, tmp_path).start()
+    dead = tmp_path / "deadletter.ndjson"
+    dead.mkdir()  # the file cannot be opened: as a full disk, a lost mount
+    refused = b'{"batch": [{"type": "track", "userId": "u1", "event": "\\udfff", "messageId": "lone"}]}'
+    assert server.post("/v1/batch", refused)[0] == 200
+    wait(lambda: server.get("/ready")[0] == 503)
+    assert b"record(s) not written" in server.get("/ready")[1]
+    assert server.metric("switchyard_spool_depth") == 1
+    dead.rmdir()
+    done = server.log.read_text().count("reload: rules loaded")
+    server.process.send_signal(signal.SIGHUP)
+    wait(lambda: server.log.read_text().count("reload: rules loaded") > done)
+    wait(lambda: server.metric("switchyard_spool_depth") == 0)
+    (record,) = [json.loads(line) for line in dead.read_text().splitlines()]
+    assert record["outcome"] == "refused" and record["call"]["messageId"] == "lone"
+    assert server.get("/ready")[0] == 200
+    assert server.stop() == 0
+
+
+def test_a_reload_just_before_a_stop_neither_hangs_nor_crashes_the_stop(tmp_path):
+    """systemctl reload, then restart: the stop did not wait for the reloads, which went on to swap in
+    workers the stop had not seen (the process never exited) or not yet started (a RuntimeError, exit 1)."""
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    for name in ("customerio.yaml", "userengage.yaml"):
+        (rules / name).write_text((ROOT / "rules" / name).read_text())
+    for _ in range(3):
+        server = Served(rules, tmp_path).start()
+        for _ in range(5):
+            server.process.send_signal(signal.SIGHUP)
+            time.sleep(0.02)
+        time.sleep(0.3)
+        assert server.stop(timeout=40) == 0, server.log.read_text()[-3000:]
+        log = server.log.read_text()
+        server.log.unlink()
+        assert "RuntimeError" not in log and "Exception ignored" not in log, log[-3000:]
+        assert "reload: rules loaded" not in log.rpartition("stopped; ")[2]  # nothing swapped in after the stop
