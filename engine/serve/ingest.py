@@ -24,6 +24,9 @@ from ..events import duplicate_key, exact_json, id_text, loads_body, may_hold_no
 #: Segment's limits (HTTP API docs): per event, per request, events per batch.
 EVENT_BYTES = 32 * 1024
 REQUEST_BYTES = 500 * 1024
+#: A request's events as spooled, the batch's context and integrations merged into each: a 7 KB gzip of a
+#: 32 KB context and 2,500 tiny items was 80 MB to spool (and any web page shows its write key).
+SPOOLED_BYTES = 16 * 1024 * 1024
 BATCH_EVENTS = 2500
 #: What the server may add to an event over the 32 KB a client counts: receivedAt, the corrected timestamp
 #: with the original kept, a messageId.
@@ -138,6 +141,7 @@ def parse(kind: str | None, body: bytes, authorization: str | None, now: datetim
         items, shared, batch_sent = [data], {}, None
     events, invalid = [], []
     exact = not plain and may_hold_non_finite(body)  # most bodies json read hold neither: orjson writes them
+    spooled = 0
     for position, item in enumerate(items):
         if not isinstance(item, dict):
             raise Refused(400, "not_an_object", f"batch item {position} is not a JSON object")
@@ -146,6 +150,10 @@ def parse(kind: str | None, body: bytes, authorization: str | None, now: datetim
         encoded = exact_json(event) if exact else _encoded(event)
         if len(encoded) > EVENT_BYTES:  # measured as orjson writes it, as the clients do, however it is spooled
             _check_size(_encoded(event) if exact else encoded, item, position)
+        spooled += len(encoded)
+        if spooled > SPOOLED_BYTES:
+            raise Refused(400, "request_too_large", f"the request's events come to over {SPOOLED_BYTES >> 20} MB "
+                                                    "once the batch's context and integrations are in each")
         kind_of = event.get("type")
         if twice and (key := duplicate_key(item)) is not None:
             invalid.append((event, f"the key {_quoted(key)} is written twice in one "
