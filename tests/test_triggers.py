@@ -373,3 +373,15 @@ def test_a_long_mixed_trigger_s_warning_shows_the_start_of_how_it_reads_not_all_
     (warning,) = compile_trigger(text).warnings
     assert warning.code == "SY104" and len(warning.message) < 600
     assert "this reads as (a0 = 0 and b0 = 0) or (a1 = 1 and b1 = 1) or" in warning.message
+
+
+@pytest.mark.parametrize("text, expected", [
+    ('event = "x" && properties.total > 1', "expected 'and' or 'or'"),
+    ('x = "(" && y = 1', "expected 'and' or 'or'"),  # a bracket inside a string opens nothing
+    ("ALL(a = 1 && b = 2)", "expected 'and', ',', 'or' or ')'"),
+])
+def test_an_unexpected_character_is_told_only_what_can_follow_there(text, expected):
+    with pytest.raises(TriggerError) as error:
+        compile_trigger(text)
+    (problem,) = error.value.problems
+    assert problem.code == "SY101" and problem.message.endswith(expected), problem.message

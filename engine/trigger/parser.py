@@ -199,8 +199,30 @@ def _bad_character(error: UnexpectedCharacters, text: str) -> Problem:
     if char in "\"'":
         message = f"unterminated string: add the closing {char}"
     else:
-        message = f"unexpected character {char!r}; expected {_expected_phrase(error.allowed)}"
+        position = _known(error.pos_in_stream)
+        allowed = set(error.allowed) - _closers_not_open(text[:position])
+        message = f"unexpected character {char!r}; expected {_expected_phrase(allowed)}"
     return problem_at("SY101", message, text, error.line, error.column)
+
+
+def _closers_not_open(before: str) -> set[str]:
+    """The closing tokens the lexer allows that nothing before the error opened: it lists what any parser state
+    with this lexer state takes (``x = 1 &&`` at the top level would be told ``,``, ``)`` or ``]``)."""
+    depth = {"(": 0, "[": 0}
+    for match in re.finditer(r"\"(?:\\.|[^\"\\])*\"|'(?:\\.|[^'\\])*'|[()\[\]]", before):
+        token = match.group()
+        if token in "([":
+            depth[token] += 1
+        elif token in ")]":
+            depth["(" if token == ")" else "["] -= 1
+    closed = set()
+    if depth["("] <= 0:
+        closed.add("RPAR")
+    if depth["["] <= 0:
+        closed.add("RSQB")
+    if depth["("] <= 0 and depth["["] <= 0:
+        closed.add("COMMA")
+    return closed
 
 
 def _bad_token(error: UnexpectedToken, text: str) -> Problem:
