@@ -136,3 +136,25 @@ def test_a_reload_just_before_a_stop_neither_hangs_nor_crashes_the_stop(tmp_path
         server.log.unlink()
         assert "RuntimeError" not in log and "Exception ignored" not in log, log[-3000:]
         assert "reload: rules loaded" not in log.rpartition("stopped; ")[2]  # nothing swapped in after the stop
+
+
+@pytest.mark.parametrize("second", [signal.SIGINT, signal.SIGTERM])
+def test_a_second_signal_while_deliveries_stop_exits_at_once_and_says_so(tmp_path, second):
+    """A second Ctrl-C printed a KeyboardInterrupt traceback; a second SIGTERM killed the process unseen."""
+    from hooks import Hook
+
+    from serving import hook_rules
+
+    hook = Hook(held=True)  # answers nothing: the stop waits for its deadline
+    try:
+        server = Served(hook_rules(tmp_path, hook.url, timeout=30), tmp_path, "--stop-deadline", "30").start()
+        assert server.post("/v1/batch", {"batch": [track(n) for n in range(5)]})[0] == 200
+        time.sleep(1)  # the hook holds the first call: the stop will wait for it
+        server.process.send_signal(signal.SIGTERM)
+        time.sleep(1.5)  # requests in flight drained, deliveries stopping
+        server.process.send_signal(second)
+        assert server.process.wait(10) == 128 + second
+        log = server.log.read_text()
+        assert "a second signal: exiting at once" in log and "Traceback" not in log, log[-2000:]
+    finally:
+        hook.close()

@@ -9,6 +9,8 @@ SIGHUP, and a change to a rule file with ``--reload``, load the rules again.
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import signal
 import sys
 import threading
@@ -158,10 +160,28 @@ def run_serve(args) -> int:
         with for_streams():  # each request's and event's objects die young: collections seldom walk the rules
             serve(service, args.host, args.port, watch=args.reload)
     finally:  # uvicorn may end without a signal (the port is taken): deliveries still stop in order
+        _second_signal_exits_at_once()
         settled = service.stop()
         log.info("stopped; %s", "every delivery in hand settled" if settled else
                  "deliveries not settled by the deadline stay in the spool")
     return EXIT_OK
+
+
+def _second_signal_exits_at_once() -> None:
+    """While deliveries stop, SIGINT or SIGTERM ends the process at once, as the docs say: uvicorn has put back
+    Python's own handlers, under which a second Ctrl-C printed a KeyboardInterrupt traceback and a second
+    SIGTERM killed the process with no word. The spool is safe: each commit is whole (WAL), as after kill -9."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def at_once(sig: int, _frame: FrameType | None) -> None:
+        logging.getLogger("switchyard.serve").warning("a second signal: exiting at once; what was not delivered "
+                                                      "stays in the spool")
+        logging.shutdown()
+        os._exit(128 + sig)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, at_once)
 
 
 def serve(service: Service, host: str, port: int, *, watch: bool = False) -> None:
@@ -197,8 +217,6 @@ def serve(service: Service, host: str, port: int, *, watch: bool = False) -> Non
         signal.signal(signal.SIGHUP, lambda *_: threading.Thread(target=service.reload, daemon=True).start())
     if watch:
         threading.Thread(target=_watch, args=(service, stopped), daemon=True, name="rule watcher").start()
-    import logging
-
     log = logging.getLogger("switchyard.serve")
     log.info("listening on http://%s:%d (spool %s, durability %s)", host, port, service.options.spool,
              service.options.durability)
