@@ -12,6 +12,7 @@ event or call it keeps is written as it was, so ``replay`` can send it.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import threading
@@ -85,9 +86,8 @@ class DeadLetter:
             lines = _masked(lines, self.mask)
             try:
                 if self._stream is None:
-                    # Unbuffered: a batch is written whole by one call, and a failed write leaves nothing behind.
-                    self._stream = open(self.path, "ab", buffering=0)
-                self._stream.write(lines)
+                    self._stream = open(self.path, "ab", buffering=0)  # unbuffered: written when write returns
+                _append_whole(self._stream, lines)
                 sync(self._stream.fileno())
             except OSError as error:
                 raise DeadLetterError(f"cannot write the dead-letter file {self.path}: "
@@ -109,6 +109,28 @@ class DeadLetter:
             if self._stream is not None:
                 self._stream.close()  # every write was already synced, or reported its own failure
                 self._stream = None
+
+
+def _append_whole(stream: Any, data: bytes) -> None:
+    """Append all of ``data`` or none of it. A disk that is nearly full takes part of a write and says how
+    much (no error): the rest was lost, counted as written, and the cut line spoiled the next record. What
+    a failed batch wrote is cut off again, so the file holds whole records only."""
+    try:
+        start: int | None = os.lseek(stream.fileno(), 0, os.SEEK_END)
+    except OSError:  # a pipe: nothing to cut off
+        start = None
+    done = 0
+    try:
+        while done < len(data):
+            written = stream.write(memoryview(data)[done:])
+            if not written:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            done += written
+    except OSError:
+        if done and start is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(stream.fileno(), start)
+        raise
 
 
 #: The texts of a record that are masked: why it was not delivered, and the answer that said so.

@@ -218,3 +218,37 @@ def test_a_dead_letter_path_that_is_a_pipe_or_a_link_to_a_file_not_made_yet_is_w
     result = switchyard("run", rules, "--dead-letter", link, stdin=events)
     assert result.returncode == 0, result.stderr
     assert "unreadable" in (tmp_path / "data" / "dead.ndjson").read_text()
+
+
+def test_a_disk_that_takes_part_of_a_batch_leaves_whole_records_and_says_what_was_not_written(tmp_path):
+    """A nearly full disk takes part of a write and says how much, without an error: the rest of the batch was
+    counted as written, and the cut line spoiled the record after it. A file size limit (RLIMIT_FSIZE) is such
+    a disk, for this process alone."""
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    dead = tmp_path / "dead.ndjson"
+    dead.write_bytes(b'{"kind": "earlier"}\n' * 100)  # 2,000 bytes
+    rules = tmp_path / "audit.yaml"
+    rules.write_text(audit_rules(tmp_path / "audit.ndjson"))
+
+    def limited() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # past the limit a write is short, then fails: EFBIG
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2600, 2600))
+
+    bad = "".join(f"not json {n} " + "x" * 100 + "\n" for n in range(10))  # ten records of ~200 bytes, one batch
+    # No bytecode or start-up cache written under the limit: only the dead-letter file meets it.
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "SWITCHYARD_CACHE_DIR": ""}
+    result = subprocess.run([sys.executable, "-m", "engine", "run", str(rules), "--dry-run", "--dead-letter", str(dead)],
+                            input=bad, capture_output=True, text=True, cwd=ROOT, env=env, preexec_fn=limited,
+                            timeout=60)
+    assert result.returncode == 1, result.stderr
+    assert "STOPPED: cannot write the dead-letter file" in result.stderr and "were not written" in result.stderr
+    lines = dead.read_bytes().splitlines(keepends=True)
+    assert all(line.endswith(b"\n") and json.loads(line) for line in lines)  # whole records only
+    unwritten = int(result.stderr.split(" record(s) were not written")[0].rsplit(" ", 1)[1])
+    assert unwritten > 0 and len(lines) - 100 + unwritten == 10  # each record written whole, or said lost

@@ -158,3 +158,30 @@ def test_a_second_signal_while_deliveries_stop_exits_at_once_and_says_so(tmp_pat
         assert "a second signal: exiting at once" in log and "Traceback" not in log, log[-2000:]
     finally:
         hook.close()
+
+
+def test_a_destination_goes_on_by_itself_once_a_full_disk_has_room_again(tmp_path):
+    """Its delivery thread met the full disk in its own SQLite connection and stopped for good: events were
+    answered 200 and waited undelivered until a reload. The disk here is a file size limit set on the server
+    (RLIMIT_FSIZE, as `ulimit -f` or systemd's LimitFSIZE): writes past it fail as on a full disk."""
+    import resource
+
+    rules = tmp_path / "customerio.yaml"
+    rules.write_text(PACK)
+    server = Served(rules, tmp_path, "--min-free-bytes", "0", "--lanes", "thread").start()
+    assert server.post("/v1/batch", {"batch": [track(0)]})[0] == 200
+    wait(lambda: workspace_event_ids(server.workspace) == ["m-0"])
+    spool = tmp_path / "spool"
+    largest = max(path.stat().st_size for path in [*spool.iterdir(), server.workspace])
+    resource.prlimit(server.process.pid, resource.RLIMIT_FSIZE, (largest, resource.RLIM_INFINITY))
+    batch = {"batch": [{**track(n), "properties": {"n": n, "pad": "x" * 20_000}} for n in range(1, 11)]}
+    for _ in range(20):
+        if server.post("/v1/batch", batch)[0] == 503:
+            break
+    wait(lambda: server.get("/ready")[0] == 503)
+    resource.prlimit(server.process.pid, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    wait(lambda: server.get("/ready")[0] == 200, timeout=20)
+    assert server.post("/v1/batch", {"batch": [track(99)]})[0] == 200
+    wait(lambda: "m-99" in workspace_event_ids(server.workspace), timeout=20)
+    wait(lambda: server.metric("switchyard_spool_depth") == 0)
+    assert server.stop() == 0

@@ -129,6 +129,10 @@ def run_serve(args) -> int:
     from .spool import SpoolError
 
     log = _logging(args.log_format)
+    if threading.current_thread() is threading.main_thread():
+        # A file size limit (ulimit -f, systemd's LimitFSIZE) reached makes a write fail (EFBIG), handled as a
+        # full disk is, rather than the signal's default: killing the server with its requests in flight.
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     try:
         rules = load_rules(args.rules)
     except RulesError as error:

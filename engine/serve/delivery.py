@@ -18,7 +18,9 @@ the shared dead-letter file and spool take their own locks.
 """
 from __future__ import annotations
 
+import functools
 import logging
+import sqlite3
 import threading
 import time
 from collections import deque
@@ -44,6 +46,8 @@ class DeadLettersLost(Exception):
     """Dead-letter records of a destination's calls could not be written: its progress must not pass them."""
 
 
+#: Seconds between tries of a spool read or write SQLite could not do (a full disk).
+SPOOL_RETRY = 1.0
 #: Events a destination takes from the spool at a time.
 CHUNK = 2000
 #: Seconds an idle destination waits for new events before looking again.
@@ -188,7 +192,7 @@ class DestinationWorker:
                         if not chunks[0].done:
                             self._progress.wait(0.25)
                     continue
-                rows = spool.read(db, read, self.chunk)
+                rows = self._until_done(functools.partial(spool.read, db, read, self.chunk))
                 if not rows:
                     if chunks:
                         with self._progress:
@@ -243,7 +247,26 @@ class DestinationWorker:
             raise DeadLettersLost(f"{summary.problem}; {summary.dead_letter_unwritten} record(s) not written, so "
                                   "delivery stopped there and its events stay in the spool: free the disk, then "
                                   "reload (SIGHUP) or restart")
-        self.spool.mark(db, self.name, finished)
+        self._until_done(lambda: self.spool.mark(db, self.name, finished))
+
+    def _until_done(self, step: Callable[[], Any]) -> Any:
+        """``step()`` (a read of the spool, or recording progress), tried again every second while SQLite cannot
+        (a full disk, a lock held too long): the destination goes on once the disk has room, rather than
+        stopping until a reload. /ready says why meanwhile. Raises SQLite's error if the server stops."""
+        while True:
+            try:
+                result = step()
+            except sqlite3.OperationalError as error:
+                if self.error is None:
+                    log.error("delivery to '%s' waits for the spool: %s", self.name, error)
+                self.error = f"waits for the spool: {error}"
+                if self._stop.wait(SPOOL_RETRY):
+                    raise
+                continue
+            if self.error is not None:
+                log.info("delivery to '%s' goes on", self.name)
+                self.error = None
+            return result
 
     @property
     def alive(self) -> bool:
