@@ -77,18 +77,20 @@ class Regex:
         return f"Regex({self.pattern!r})"
 
 
-_OPEN_REPEAT = re.compile(r"\{,([0-9]+)\}")
-_MULTILINE = re.compile(r"\(\?[a-zA-Z]*m[a-zA-Z-]*[:)]")
+_OPEN_REPEAT = re.compile(r"\{,([0-9]*)\}")
+#: A group's opening that sets or clears flags: ``(?m:``, ``(?-m:``, ``(?i)``; ``(?:`` sets none.
+_FLAG_GROUP = re.compile(r"\(\?([aiLmsux]*)(?:-([imsx]*))?([:)])")
 
 
 def as_re2(pattern: str) -> str:
     """``pattern`` written so that RE2 reads it as Python's ``re`` does, where the two spell a thing apart:
-    ``{,n}`` is ``{0,n}`` (RE2 reads it as text), ``$`` is also found before a line break that ends the
-    text (RE2's only at the very end), and ``\\Z`` is RE2's ``\\z``. Character classes are left as they are."""
+    ``{,n}`` and ``{,}`` are ``{0,n}`` and ``{0,}`` (RE2 reads them as text), ``$`` is also found before a
+    line break that ends the text (RE2's only at the very end; in ``(?m)`` the two agree), and ``\\Z`` is
+    RE2's ``\\z``. Character classes are left as they are."""
     if "{" not in pattern and "$" not in pattern and "\\Z" not in pattern:
         return pattern
-    multiline = _MULTILINE.search(pattern) is not None  # (?m): RE2's $ is Python's there
     out: list[str] = []
+    multiline = [False]  # per open group: whether (?m) holds in it
     at, end, in_class = 0, len(pattern), False
     while at < end:
         char = pattern[at]
@@ -106,9 +108,32 @@ def as_re2(pattern: str) -> str:
             opened += pattern.startswith("]", at + opened)
             out.append(pattern[at:at + opened])
             at, in_class = at + opened, True
-        elif char == "$" and not multiline:
-            out.append("(?:\\n?\\z)")
+        elif char == "(":
+            state, flags = multiline[-1], _FLAG_GROUP.match(pattern, at)
+            if flags is not None:
+                on, off, closing = flags.groups()
+                state = (state or "m" in on) and not (off and "m" in off)
+                out.append(flags.group())
+                at = flags.end()
+                if closing == ")":  # (?m) for the rest of the pattern
+                    multiline[-1] = state
+                    continue
+            else:
+                out.append(char)
+                at += 1
+            multiline.append(state)
+        elif char == ")":
+            if len(multiline) > 1:
+                multiline.pop()
+            out.append(char)
             at += 1
+        elif char == "$" and not multiline[-1]:
+            if pattern.startswith("\\n", at + 1):  # `$\n`: the line break that ends the text
+                out.append("\\n\\z")
+                at += 3
+            else:
+                out.append("(?:\\n?\\z)")
+                at += 1
         elif char == "{" and (repeat := _OPEN_REPEAT.match(pattern, at)):
             out.append(f"{{0,{repeat.group(1)}}}")
             at = repeat.end()
