@@ -250,11 +250,14 @@ def _bad_token(error: UnexpectedToken, text: str) -> Problem:
             _closest(before[0], {"not": "not"}) and before[0] == text[before[2] - 1:].split()[0]:
         # `nto a = 1`: the misspelt `not` was read as the path, and the real path as its operator.
         return problem_at("SY102", f"unknown keyword {before[0]!r}; did you mean 'not'?", text, *before[1:])
-    if token.type == "PATH" and "EQ" in expected:
+    if token.type in ("PATH", "CONTAINS", "MATCHES", "STARTS", "ENDS") or "EQ" in expected:
+        # `contains[1]`, `matches["a"]`: an operator run into a bracket was read as a path (or cut there).
         lead = _WORD.match(token.value)
-        if word is None and lead and lead.group().upper() in _OPERATOR_WORDS:  # `contains[1]`: read as one path
-            return problem_at("SY102", f"unknown operator {token.value!r}; write a space after {lead.group()!r}",
+        end = _known(token.end_pos)
+        if lead and lead.group().upper() in _OPERATOR_WORDS and ("[" in token.value or text[end:end + 1] == "["):
+            return problem_at("SY102", f"the operator {lead.group()!r} runs into '[': write a space after it",
                               text, line, column)
+    if token.type == "PATH" and "EQ" in expected:
         return problem_at("SY102", f"unknown operator {word or token.value!r}; expected {_expected_phrase(expected)}",
                           text, line, column)
     if token.type == "PATH" and "STRING" in expected:
