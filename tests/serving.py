@@ -15,6 +15,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -34,6 +36,13 @@ def stop_all() -> None:
         if process.poll() is None:
             process.kill()
             process.wait(10)
+
+
+@pytest.fixture(autouse=True)
+def no_server_left_running():
+    """Kill every server a test left running; a test module imports it to use it for each of its tests."""
+    yield
+    stop_all()
 
 
 class Served:

@@ -14,14 +14,7 @@ import pytest
 
 from conftest import ROOT
 from engine.serve.ingest import Refused, decode, parse
-from serving import Served, stop_all, workspace_event_ids
-
-
-@pytest.fixture(autouse=True)
-def _no_server_left_running():
-    yield
-    stop_all()
-
+from serving import Served, no_server_left_running, workspace_event_ids  # noqa: F401  (an autouse fixture)
 
 PACK = ROOT / "rules" / "customerio.yaml"
 KEY = "write-key-1"

@@ -15,14 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, switchyard
-from serving import Served, stop_all
-
-
-@pytest.fixture(autouse=True)
-def _no_server_left_running():
-    yield
-    stop_all()
-
+from serving import Served, no_server_left_running  # noqa: F401  (an autouse fixture)
 
 PACK = ROOT / "rules" / "customerio.yaml"
 PEOPLE = 200

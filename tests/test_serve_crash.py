@@ -9,17 +9,8 @@ import urllib.error
 import urllib.request
 from collections import defaultdict
 
-import pytest
-
 from conftest import ROOT
-from serving import Served, stop_all, workspace_event_ids
-
-
-@pytest.fixture(autouse=True)
-def _no_server_left_running():
-    yield
-    stop_all()
-
+from serving import Served, no_server_left_running, workspace_event_ids  # noqa: F401  (an autouse fixture)
 
 PACK = ROOT / "rules" / "customerio.yaml"
 EVENTS, BATCH, USERS = 20_000, 100, 50

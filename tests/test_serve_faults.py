@@ -12,14 +12,7 @@ import pytest
 
 from conftest import ROOT
 from engine.serve.spool import Spool
-from serving import Served, stop_all, track, wait, workspace_event_ids
-
-
-@pytest.fixture(autouse=True)
-def _no_server_left_running():
-    yield
-    stop_all()
-
+from serving import Served, no_server_left_running, track, wait, workspace_event_ids  # noqa: F401  (an autouse fixture)
 
 PACK = (ROOT / "rules" / "customerio.yaml").read_text()
 

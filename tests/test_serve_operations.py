@@ -9,14 +9,7 @@ import pytest
 from hooks import Hook
 
 from conftest import ROOT
-from serving import Served, hook_rules, stop_all, track, wait, workspace_event_ids
-
-
-@pytest.fixture(autouse=True)
-def _no_server_left_running():
-    yield
-    stop_all()
-
+from serving import Served, hook_rules, no_server_left_running, track, wait, workspace_event_ids  # noqa: F401  (an autouse fixture)
 
 PACK = (ROOT / "rules" / "customerio.yaml").read_text()
 

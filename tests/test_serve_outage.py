@@ -17,16 +17,11 @@ import pytest
 from hooks import Hook
 
 from conftest import ROOT
-from serving import Served, hook_rules, stop_all, track, wait, workspace_event_ids
+from serving import Served, hook_rules, no_server_left_running, track, wait, workspace_event_ids  # noqa: F401  (an autouse fixture)
 
 PACK = (ROOT / "rules" / "customerio.yaml").read_text()
 FAST = ("--backoff-first", "50ms", "--backoff-max", "200ms")
 
-
-@pytest.fixture(autouse=True)
-def _no_server_left_running():
-    yield
-    stop_all()
 
 
 @pytest.fixture
