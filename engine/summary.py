@@ -116,7 +116,13 @@ class Summary:
         if self.stopped_by:
             lines.append(f"stopped by {self.stopped_by}: the input after these {self.events + self.unreadable} "
                          f"lines was not processed; everything processed was delivered or dead-lettered")
-        lines.append("every event accounted for" if self.accounted else "WARNING: event counts do not add up")
+        if not self.accounted:
+            lines.append("WARNING: event counts do not add up")
+        elif self.dead_letter_unwritten:  # counted, but not all of them kept: not "accounted for" as a reader takes it
+            lines.append(f"every event counted; {self.dead_letter_unwritten} of their dead-letter records are not in "
+                         "the file (STOPPED above)")
+        else:
+            lines.append("every event accounted for")
         return "\n".join(lines)
 
 

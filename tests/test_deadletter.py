@@ -31,6 +31,8 @@ def test_a_full_disk_for_the_dead_letter_file_stops_the_run_with_a_summary(tmp_p
     assert result.returncode == 1
     assert "STOPPED: cannot write the dead-letter file /dev/full" in result.stderr
     assert "record(s) were not written" in result.stderr and "Traceback" not in result.stderr
+    assert "every event accounted for" not in result.stderr and "of their dead-letter records are not in the file" \
+        in result.stderr
 
 
 @pytest.mark.parametrize("event", [
