@@ -33,19 +33,23 @@ def _guarded(node: nodes.Node) -> list[nodes.Node]:
     """The ``path != n`` conditions of an ``and`` that also says ``path exists``: Segment's meaning."""
     if not isinstance(node, nodes.AllOf):
         return []
-    present = {child.path.segments for child in node.children
-               if isinstance(child, nodes.Condition) and _says_exists(child)}
+    present = {path for child in node.children if (path := _exists_of(child)) is not None}
     return [child for child in node.children
             if isinstance(child, nodes.Condition) and child.path.segments in present]
 
 
-def _says_exists(condition: nodes.Condition) -> bool:
-    """Whether the condition is ``exists`` in any of its spellings (``!= null``, ``is not null`` ...)."""
+def _exists_of(node: nodes.Node) -> tuple | None:
+    """The path ``node`` says exists, in any spelling (``exists``, ``!= null``, ``is not null``, ``not (x = null)``)."""
+    wanted = "exists"
+    while isinstance(node, nodes.Negation):
+        node, wanted = node.child, ("does not exist" if wanted == "exists" else "exists")
+    if not isinstance(node, nodes.Condition):
+        return None
     try:
-        operator, _ = resolve(condition.spelling, condition.literal.value if condition.literal is not None else None)
+        operator, _ = resolve(node.spelling, node.literal.value if node.literal is not None else None)
     except (OperandError, KeyError):
-        return False
-    return operator.name == "exists"
+        return None
+    return node.path.segments if operator.name == wanted else None
 
 
 def _walk(node: nodes.Node):
