@@ -127,9 +127,12 @@ def _append_whole(stream: Any, data: bytes) -> None:
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
             done += written
     except OSError:
+        # Cut off only when the file ends with this batch's bytes: another process appending to the same file
+        # meanwhile (serve beside a replay) must not lose its records to the cut.
         if done and start is not None:
             with contextlib.suppress(OSError):
-                os.ftruncate(stream.fileno(), start)
+                if os.fstat(stream.fileno()).st_size == start + done:
+                    os.ftruncate(stream.fileno(), start)
         raise
 
 

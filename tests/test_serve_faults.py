@@ -178,3 +178,27 @@ def test_a_destination_goes_on_by_itself_once_a_full_disk_has_room_again(tmp_pat
     wait(lambda: "m-99" in workspace_event_ids(server.workspace), timeout=20)
     wait(lambda: server.metric("switchyard_spool_depth") == 0)
     assert server.stop() == 0
+
+
+def test_a_program_that_runs_serve_in_its_main_thread_gets_its_signal_handlers_back(tmp_path):
+    """The handlers that end the process at a second signal stayed after serve returned: the program calling it
+    was killed by its next Ctrl-C instead of handling it."""
+    import subprocess
+    import sys
+
+    rules = tmp_path / "customerio.yaml"
+    rules.write_text(PACK)
+    program = f"""
+import signal, socket
+from engine.cli import main
+taken = socket.create_server(("127.0.0.1", 0))  # serve cannot listen: it returns after its stop
+try:
+    main(["serve", {str(rules)!r}, "--port", str(taken.getsockname()[1]), "--spool", {str(tmp_path / "spool")!r},
+          "--workspace", {str(tmp_path / "w.db")!r}, "--dead-letter", {str(tmp_path / "dead.ndjson")!r}])
+except SystemExit:
+    pass
+print(signal.getsignal(signal.SIGINT) is signal.default_int_handler,
+      signal.getsignal(signal.SIGTERM) is signal.SIG_DFL)
+"""
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert result.stdout.split()[-2:] == ["True", "True"], result.stdout + result.stderr

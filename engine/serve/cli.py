@@ -17,7 +17,7 @@ import threading
 import time
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .limits import DURABILITY, Limits
 
@@ -129,10 +129,6 @@ def run_serve(args) -> int:
     from .spool import SpoolError
 
     log = _logging(args.log_format)
-    if threading.current_thread() is threading.main_thread():
-        # A file size limit (ulimit -f, systemd's LimitFSIZE) reached makes a write fail (EFBIG), handled as a
-        # full disk is, rather than the signal's default: killing the server with its requests in flight.
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     try:
         rules = load_rules(args.rules)
     except RulesError as error:
@@ -164,19 +160,24 @@ def run_serve(args) -> int:
         with for_streams():  # each request's and event's objects die young: collections seldom walk the rules
             serve(service, args.host, args.port, watch=args.reload)
     finally:  # uvicorn may end without a signal (the port is taken): deliveries still stop in order
-        _second_signal_exits_at_once()
-        settled = service.stop()
+        previous = _second_signal_exits_at_once()
+        try:
+            settled = service.stop()
+        finally:
+            for sig, handler in previous.items():  # a program that called this in its main thread gets its own back
+                signal.signal(sig, handler)
         log.info("stopped; %s", "every delivery in hand settled" if settled else
                  "deliveries not settled by the deadline stay in the spool")
     return EXIT_OK
 
 
-def _second_signal_exits_at_once() -> None:
+def _second_signal_exits_at_once() -> dict[int, Any]:
     """While deliveries stop, SIGINT or SIGTERM ends the process at once, as the docs say: uvicorn has put back
     Python's own handlers, under which a second Ctrl-C printed a KeyboardInterrupt traceback and a second
-    SIGTERM killed the process with no word. The spool is safe: each commit is whole (WAL), as after kill -9."""
+    SIGTERM killed the process with no word. The spool is safe: each commit is whole (WAL), as after kill -9.
+    Returns the handlers it replaced, to be put back once the stop is done."""
     if threading.current_thread() is not threading.main_thread():
-        return
+        return {}
 
     def at_once(sig: int, _frame: FrameType | None) -> None:
         logging.getLogger("switchyard.serve").warning("a second signal: exiting at once; what was not delivered "
@@ -184,8 +185,7 @@ def _second_signal_exits_at_once() -> None:
         logging.shutdown()
         os._exit(128 + sig)
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, at_once)
+    return {sig: signal.signal(sig, at_once) for sig in (signal.SIGINT, signal.SIGTERM)}
 
 
 def serve(service: Service, host: str, port: int, *, watch: bool = False) -> None:

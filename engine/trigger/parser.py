@@ -250,7 +250,7 @@ def _bad_token(error: UnexpectedToken, text: str) -> Problem:
             _closest(before[0], {"not": "not"}) and before[0] == text[before[2] - 1:].split()[0]:
         # `nto a = 1`: the misspelt `not` was read as the path, and the real path as its operator.
         return problem_at("SY102", f"unknown keyword {before[0]!r}; did you mean 'not'?", text, *before[1:])
-    if token.type in ("PATH", "CONTAINS", "MATCHES", "STARTS", "ENDS") or "EQ" in expected:
+    if "EQ" in expected or expected & _OPERATOR_WORDS:
         # `contains[1]`, `matches["a"]`: an operator run into a bracket was read as a path (or cut there).
         lead = _WORD.match(token.value)
         end = _known(token.end_pos)

@@ -128,7 +128,8 @@ def as_re2(pattern: str) -> str:
             out.append(char)
             at += 1
         elif char == "$" and not multiline[-1]:
-            if pattern.startswith("\\n", at + 1):  # `$\n`: the line break that ends the text
+            if pattern.startswith("\\n", at + 1) and pattern[at + 3:at + 4] not in ("?", "*", "+", "{"):
+                # `$\n`: the line break that ends the text (`$\n?` and the like: the general form below)
                 out.append("\\n\\z")
                 at += 3
             else:
