@@ -40,7 +40,7 @@ from .env import Secrets
 from .events import any_json
 from .model import ActionCall
 from .pipeline import Pipeline
-from .ruleset import Destination, RuleSet
+from .ruleset import Destination, Mapping, RuleSet
 from .summary import Pair, mapping_table, per_mapping
 
 JOURNAL_SUFFIX = ".replayed"
@@ -144,12 +144,12 @@ def replay(rules: RuleSet, dead_letter_path: str | Path, *, out_dead_letter: str
     return summary
 
 
-def _as_set_now(destination: Destination, call: dict[str, Any]) -> Any:
+def _as_set_now(destination: Destination, call: dict[str, Any], mappings: dict[tuple[str, str, str], Mapping]) -> Any:
     """The recorded payload, with each field its mapping leaves to a destination setting (a webhook's
-    ``url``) taken from the setting as it is now: a replay goes where the destination now says."""
+    ``url``) taken from the setting as it is now: a replay goes where the destination now says. ``mappings``:
+    every mapping of the rules by (destination, name, action)."""
     payload = call["payload"]
-    mapping = next((m for m in destination.mappings if m.name == call["mapping"] and m.action.name == call["action"]),
-                   None)
+    mapping = mappings.get((destination.name, call["mapping"], call["action"]))
     if mapping is None or not mapping.from_settings or not isinstance(payload, dict):
         return payload
     settings = destination.settings
@@ -246,6 +246,7 @@ class _Replay:
             workspace: str | None, include_refused: bool) -> None:
         self.out_path = str(out_path)
         todo: list[tuple[str, dict[str, Any], ActionCall]] = []
+        mappings = {(d.name, m.name, m.action.name): m for d in self.rules.destinations for m in d.mappings}
         for key, record in records:
             if key in done:
                 self.summary.already_replayed += 1
@@ -262,7 +263,7 @@ class _Replay:
                 self.summary.unroutable += 1
                 continue
             todo.append((key, record, ActionCall(data["destination"], data["mapping"], data["action"],
-                                                 _as_set_now(destination, data), data.get("messageId"))))
+                                                 _as_set_now(destination, data, mappings), data.get("messageId"))))
         if not todo:
             return
         names = {call.destination for _, _, call in todo}
