@@ -291,18 +291,17 @@ def _share_after(adapter: RemoteAdapter, answers: int, cpu: float, wall: float) 
     return adapter._share
 
 
-@pytest.mark.parametrize("lockstep", [False, True])
-def test_requests_are_built_here_less_while_the_delivery_process_has_time_to_spare(tmp_path, lockstep):
+@pytest.mark.parametrize("builds_here", [True, False])
+def test_requests_are_built_here_less_while_the_delivery_process_has_time_to_spare(tmp_path, builds_here):
     """Building requests here takes time from evaluating events: while the child has time to spare, this side
     (or the destination) is the slower one and builds a smaller share; while the child keeps a core busy,
-    a larger one. In lockstep (serve's store answers each delivery before the next goes) the two sides
-    take turns, so a request built in the server would only take its time from ingesting: none is."""
-    adapter = RemoteAdapter(_file_context(tmp_path), "engine.adapters.file:FileAdapter", lockstep=lockstep)
+    a larger one. serve's store builds all its own (the server's process has requests to ingest): none here."""
+    adapter = RemoteAdapter(_file_context(tmp_path), "engine.adapters.file:FileAdapter", builds_here=builds_here)
     try:
         start = adapter._share
         lower = _share_after(adapter, 5, cpu=0.05, wall=0.1)
         higher = _share_after(adapter, 40, cpu=0.2, wall=0.2)
-        if lockstep:
+        if not builds_here:
             assert start == lower == higher == 0.0
         else:
             assert lower < start < higher == 1.0

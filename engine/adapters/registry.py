@@ -16,13 +16,13 @@ if TYPE_CHECKING:
 
 
 def open_adapter(destination: Destination, *, store: str | None = None,
-                 options: Mapping[str, Any] | None = None, process: bool = False, lockstep: bool = False) -> Adapter:
+                 options: Mapping[str, Any] | None = None, process: bool = False, builds_here: bool = True) -> Adapter:
     """The adapter for ``destination``'s catalog and transport, ready to deliver.
 
     ``store`` is the embedded store file for embedded transports (``run --workspace PATH``).
     With ``process``, the adapter runs in a process of its own (:mod:`engine.adapters.remote`),
     after it was opened and closed here once, so that set-up errors still come before any event;
-    ``lockstep``: its ``deliver`` then answers every call before it returns.
+    ``builds_here`` False: that process builds every request itself (see RemoteAdapter).
     Raises SetupError when the destination cannot deliver at all.
     """
     catalog, transport = destination.catalog, destination.transport
@@ -47,7 +47,7 @@ def open_adapter(destination: Destination, *, store: str | None = None,
     adapter.close()
     from .remote import RemoteAdapter
 
-    return RemoteAdapter(context, spec, lockstep=lockstep)
+    return RemoteAdapter(context, spec, builds_here=builds_here)
 
 
 def preparer(destination: Destination) -> Prepare | None:

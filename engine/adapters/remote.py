@@ -31,10 +31,10 @@ from ..delivery.outcome import DELIVERED, FAILED, REFUSED, Outcome
 from ..delivery.pacing import JOURNAL_GATHER, next_slice
 from ..model import ActionCall, call_factory
 from ..parallel import pickled
-from .contract import Adapter, AdapterContext, deliver_apart, factory
+from .contract import Adapter, AdapterContext, deliver_apart, factory, held_back
 
 # What crosses the pipe: calls as lists of (token, destination, mapping, action, payload, message id,
-# prepared, (delivery, person) or None: see hold_behind); answers as (slice, cpu, wall, [token, ...], [(token,
+# prepared, (person, seen) or None: see hold_behind); answers as (slice, cpu, wall, [token, ...], [(token,
 # state, attempts, status, body, message, waited), ...]): first the calls delivered at the first attempt
 # with nothing more to say, then the rest. ``slice`` is how many calls the child hands its adapter at a
 # time, ``cpu`` and ``wall`` the seconds of CPU it used and the seconds that passed since its last answer.
@@ -63,9 +63,8 @@ class RemoteAdapter:
     in the pipe (counted in calls: a short slice out leaves room for most of the next). So ``deliver``
     takes as long as the child does, less a slice, and the lane paces its journal by it as for an
     adapter in a thread; and a kill can leave no more than that delivered but not booked, for a resumed
-    run to send twice (docs/delivery.md). With ``lockstep``, ``deliver``
-    returns only once every call it was given is answered, as an adapter in a thread does: serve's held
-    calls (engine.adapters.patient) must see a person's failure before that person's next call goes.
+    run to send twice (docs/delivery.md). Told who each call is for (:meth:`hold_behind`, serve's held
+    calls), it keeps a person's calls behind their failed one although the answers come back late.
 
     ``deliver`` builds a share of the calls' requests here (the adapter's ``prepare``, as ``run --workers``
     does in its workers; first those of the next calls, while it waits for room in the window), so that
@@ -73,14 +72,14 @@ class RemoteAdapter:
     share follows which side is slower: building them here takes the interpreter lock from the
     evaluation of events in this process, so while the child has time to spare (each answer says how
     much CPU it used meanwhile) this side builds a smaller share, and while it keeps a core busy, a
-    larger one. In lockstep the child builds them all: the two sides take turns, so building one here
-    would only take time from whatever else this process does (serve ingests requests).
+    larger one. With ``builds_here`` False the child builds them all (serve: its process ingests requests,
+    and a request built there takes its time from that).
 
     A child that dies fails the calls it had not answered for at once, and the next ``deliver`` (after
     :data:`RESTART_PAUSE`) starts a new one, so a run or a server goes on delivering.
     """
 
-    def __init__(self, context: AdapterContext, spec: str, *, lockstep: bool = False):
+    def __init__(self, context: AdapterContext, spec: str, *, builds_here: bool = True):
         found = factory(context.catalog, context.transport, spec)
         gather, prepare = getattr(found, "gather", None), getattr(found, "prepare", None)
         if isinstance(gather, int) and gather > 0:
@@ -89,26 +88,32 @@ class RemoteAdapter:
         self._prepare = prepare if callable(prepare) else None
         self._context = AdapterContext(context.destination, context.catalog, context.transport,
                                        dict(context.settings), context.store, dict(context.options))
-        self._spec, self._lockstep, self.name = spec, lockstep, context.destination
+        self._spec, self._builds_here, self.name = spec, builds_here, context.destination
         self._tokens = itertools.count()
-        # The share of the requests built here; see _balance. In lockstep the two sides take turns, so
-        # building one here only takes time from whatever else this process does (serve: ingesting).
-        self._share, self._credit = (0.0 if lockstep else 0.5), 0.0
+        self._issued = -1  # the last token given to a call
+        # The share of the requests built here; see _balance.
+        self._share, self._credit = (0.5 if builds_here else 0.0), 0.0
         self._cpu = self._wall = 0.0           # the child's recent seconds, older ones weighing less
         self._waiting: dict[int, ActionCall] = {}   # token -> call, until its outcome is handed out
         self._person: Callable[[ActionCall], Any] | None = None  # see hold_behind
-        self._delivery = 0  # deliver calls so far: hold_behind's scope
         self._start()
 
     def hold_behind(self, person: Callable[[ActionCall], Any]) -> None:
-        """Serve's held calls say who each call is for (engine.adapters.contract): each call then crosses with
-        its person and the number of the ``deliver`` it came in, and once a person's call fails in the child
-        (raises, or comes back failed), none of their later calls of that ``deliver`` is applied, whatever
-        slices the child cuts it into (:func:`~engine.adapters.contract.deliver_apart`)."""
+        """Serve's held calls say who each call is for (engine.adapters.contract). Once a person's call fails
+        (in the child: raises, or comes back failed), none of their later calls is applied until the caller has
+        that failure in hand and so holds the person's calls itself: each later call is answered
+        :func:`~engine.adapters.contract.held_back`, as the contract says.
+
+        The answers come back while later calls are already on their way, so the child decides: each call
+        crosses with its person and ``seen``, the last token whose outcome the caller had been given when it
+        handed the call over (every token up to it has been). A call of a person whose failed call has a
+        later token than that was handed over before the caller knew of the failure: it is held back. A
+        failure this side has collected but not yet given the caller (a child that died) is held here."""
         self._person = person
 
-    def _who(self, call: ActionCall) -> tuple[int, Any] | None:
-        return None if self._person is None else (self._delivery, self._person(call))
+    def _seen(self) -> int:
+        """The last token whose outcome the caller has been given, every one before it too."""
+        return next(iter(self._waiting)) - 1 if self._waiting else self._issued
 
     def _start(self) -> None:
         import multiprocessing
@@ -131,8 +136,11 @@ class RemoteAdapter:
         self._reader.start()
 
     def deliver(self, calls: Sequence[ActionCall]) -> list[Outcome]:
-        self._delivery += 1
+        seen = self._seen()  # before the outcomes collected now, which the caller gets only on return
         outcomes = self._collect()
+        if self._person is not None and outcomes:
+            calls, back = self._behind_failed(calls, outcomes)
+            outcomes += back
         if self._gone and not self._restarted():
             return outcomes + _failed(calls, self._gone)
         start = ahead = 0
@@ -155,12 +163,23 @@ class RemoteAdapter:
                 for index in range(ahead, start + len(some)):
                     self._build(calls, index, built, prepare)
             outcomes += self._hand_over([(next(self._tokens), call, built.pop(start + index, call.prepared))
-                                         for index, call in enumerate(some)])
+                                         for index, call in enumerate(some)], seen)
             start += len(some)
             ahead = max(ahead, start)
-        while self._lockstep and self._waiting and not self._gone:
-            outcomes += self._collect(wait=_IDLE_POLL)
         return outcomes + self._collect()
+
+    def _behind_failed(self, calls: Sequence[ActionCall], outcomes: list[Outcome]) -> tuple[list[ActionCall],
+                                                                                          list[Outcome]]:
+        """``calls`` less those of a person with a failure among ``outcomes`` (collected, not yet given to the
+        caller), and those held back. The child holds back behind the failures it made; these may come from
+        a child that died, and the one started in its place knows nothing of them."""
+        person = self._person
+        assert person is not None
+        failed = {person(outcome.call) for outcome in outcomes if outcome.state == FAILED and outcome.call is not None}
+        if not failed:
+            return list(calls), []
+        held = [held_back(call) for call in calls if person(call) in failed]
+        return ([call for call in calls if person(call) not in failed] if held else list(calls)), held
 
     def poll(self) -> list[Outcome]:
         return self._collect()
@@ -252,8 +271,8 @@ class RemoteAdapter:
 
     def _balance(self, cpu: float, wall: float) -> None:
         """Build a smaller share of requests here while the child has time to spare (this side, or the
-        destination, is the slower), a larger one while it keeps a core busy. Not in lockstep."""
-        if self._lockstep:
+        destination, is the slower), a larger one while it keeps a core busy. Not without ``builds_here``."""
+        if not self._builds_here:
             return
         self._cpu, self._wall = 0.75 * self._cpu + cpu, 0.75 * self._wall + wall
         if self._cpu < BUSY * self._wall:
@@ -268,17 +287,21 @@ class RemoteAdapter:
         self._waiting.clear()
         return failed
 
-    def _hand_over(self, batch: list[tuple[int, ActionCall, Any]]) -> list[Outcome]:
+    def _hand_over(self, batch: list[tuple[int, ActionCall, Any]], seen: int) -> list[Outcome]:
         """Send ``(token, the lane's call, its request when built)`` to the child, in one piece if they
         pickle together, else each that pickles: one that cannot fails alone, not its neighbours."""
         failed: list[Outcome] = []
+        person = self._person
+        who: Callable[[ActionCall], tuple[Any, int] | None] = \
+            (lambda call: None) if person is None else (lambda call: (person(call), seen))
+        self._issued = batch[-1][0]
         try:
-            pieces = [(batch, pickled([_crossing(*item, self._who(item[1])) for item in batch]))]
+            pieces = [(batch, pickled([_crossing(*item, who(item[1])) for item in batch]))]
         except Exception:  # noqa: BLE001 - looked for below, call by call
             pieces = []
             for item in batch:
                 try:
-                    pieces.append(([item], pickled([_crossing(*item, self._who(item[1]))])))
+                    pieces.append(([item], pickled([_crossing(*item, who(item[1]))])))
                 except Exception as error:  # noqa: BLE001 - the reason is this call's outcome
                     # Refused, not failed: it never can be (nested deeper than pickling goes, say), so holding it
                     # to try again (serve) would stall the destination behind it until the holding's limit.
@@ -359,6 +382,8 @@ def _deliver_what_comes(connection: Any, adapter: Adapter, context: AdapterConte
     """The child once its adapter is open: deliver what the parent sends, a slice at a time, and send back
     what comes out, until the parent closes the pipe."""
     tokens: dict[int, int] = {}  # id(call) -> token, while the adapter holds the call
+    people: dict[int, Any] = {}  # id(call) -> person, while the adapter holds it (the parent holds calls behind)
+    behind = _Behind()
     pace = _Pace(getattr(adapter, "gather", None))
     since = (time.process_time(), time.perf_counter())  # at the last answer
 
@@ -369,6 +394,10 @@ def _deliver_what_comes(connection: Any, adapter: Adapter, context: AdapterConte
             token = tokens.pop(id(outcome.call), None)
             if token is None:
                 continue
+            if people:
+                person = people.pop(id(outcome.call), _NOTHING)
+                if outcome.state == FAILED and person is not _NOTHING:
+                    behind.failed(person, token)
             if (outcome.state == DELIVERED and outcome.attempts == 1 and outcome.status is None
                     and outcome.body is None and not outcome.message and not outcome.waited):
                 delivered.append(token)
@@ -383,9 +412,14 @@ def _deliver_what_comes(connection: Any, adapter: Adapter, context: AdapterConte
             except OSError:
                 _orphaned()
 
+    def person(call: ActionCall) -> Any:
+        return people.get(id(call))
+    hold_behind = getattr(adapter, "hold_behind", None)
+    if callable(hold_behind):  # a batching adapter keeps a person's later calls behind their failed one itself
+        hold_behind(person)
+    one_each = bool(getattr(adapter, "sends_each_call", False))
     inbox = _Inbox(connection)
     make_call = call_factory()
-    held: set = set()  # (delivery, person) with a failed call, when the parent holds calls behind
     while True:
         try:
             pairs = inbox.take(pace.size, wait=_IDLE_POLL if tokens else None)
@@ -399,27 +433,47 @@ def _deliver_what_comes(connection: Any, adapter: Adapter, context: AdapterConte
             return
         if os.getppid() != parent:
             _orphaned()
-        some = []
-        persons: dict[int, Any] = {}  # id(call) -> (delivery, person), when the parent holds calls behind
+        if one_each and pairs[0][7] is not None:
+            pairs = inbox.one_each(pairs)
+        some, back = [], []
         for token, destination, mapping, action, payload, message_id, prepared, who in pairs:
             call = make_call(destination, mapping, action, payload, message_id, prepared)
             tokens[id(call)] = token
-            some.append(call)
             if who is not None:
-                persons[id(call)] = who
-        if persons:  # in lockstep: the deliveries before the first one here are settled, forget them
-            first = persons[id(some[0])][0] if id(some[0]) in persons else 0
-            held = {who for who in held if who[0] >= first}
+                people[id(call)] = who[0]
+                if behind.holds(*who):
+                    back.append(held_back(call))
+                    continue
+            some.append(call)
         began = time.perf_counter()
-        outcomes = deliver_apart(adapter.deliver, some, context.destination,  # as in a lane
-                                 _person_in(persons) if persons else None, held)
+        outcomes = back + (deliver_apart(adapter.deliver, some, context.destination,  # as in a lane
+                                         person if people else None, set()) if some else [])
         pace.took(time.perf_counter() - began, len(some))
         send(outcomes)
 
 
-def _person_in(persons: dict[int, Any]) -> Callable[[ActionCall], Any]:
-    """Who a call of this slice is for; None for a call from elsewhere (an outcome an adapter answered late)."""
-    return lambda call: persons.get(id(call))
+class _Behind:
+    """The child's half of :meth:`RemoteAdapter.hold_behind`: the token of each person's failed call, until the
+    parent has that failure in hand (a call of theirs comes with ``seen`` at or past it) and holds the person's
+    calls itself."""
+
+    def __init__(self) -> None:
+        self._failed: dict[Any, int] = {}  # person -> the token of their first failed call the parent has not seen
+        self._seen = -1
+
+    def holds(self, person: Any, seen: int) -> bool:
+        """Whether a call of ``person``, handed over when the parent had every outcome up to ``seen``, must wait
+        behind a failed one."""
+        if seen > self._seen:
+            self._seen = seen
+            if self._failed:
+                self._failed = {who: token for who, token in self._failed.items() if token > seen}
+        token = self._failed.get(person)
+        return token is not None and token > seen
+
+    def failed(self, person: Any, token: int) -> None:
+        """A call of ``person`` failed (or was held back): their calls handed over before the parent knows wait."""
+        self._failed.setdefault(person, token)
 
 
 _GONE = object()  # the pipe broke: the parent was killed
@@ -459,6 +513,21 @@ class _Inbox:
             else:
                 self._held = self._held + item
         some, self._held = self._held[:size], self._held[size:]
+        return some
+
+
+    def one_each(self, some: list[Crossing]) -> list[Crossing]:
+        """``some`` up to the second call of one person, the rest put back to come first: for an adapter that
+        sends each call on its own request, in order (the webhook), a failed call must be known before the
+        person's next call goes."""
+        seen: set = set()
+        for index, crossing in enumerate(some):
+            who = crossing[7]
+            if who is not None:
+                if who[0] in seen:
+                    self._held = some[index:] + self._held
+                    return some[:index]
+                seen.add(who[0])
         return some
 
 

@@ -110,8 +110,8 @@ class DestinationWorker:
                  lanes: str = "auto"):
         self.spool, self.name, self.chunk = spool, destination.name, chunk
         # A SetupError stops the start or the reload.
-        # In a process, in lockstep: the held calls must see a failure before the person's next call goes.
-        adapter = open_adapter(destination, store=store, process=in_process(destination, lanes), lockstep=True)
+        # In a process, the store builds its own requests: the server's process has requests to ingest.
+        adapter = open_adapter(destination, store=store, process=in_process(destination, lanes), builds_here=False)
         self._people: dict[str, tuple[Any, float]] = {}  # messageId -> (person, received), chunks in hand
         self.patient = PatientAdapter(adapter, patience, self._about, destination=self.name)
         self.pipeline = Pipeline(RuleSet([destination]), dead_letter=dead_letter,
