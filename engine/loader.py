@@ -315,6 +315,8 @@ def _secret_setting_problems(key: str, schema: dict, value: Any,
     value (``setting 'oauth': client_auth must be one of "basic", "body"``), each with where it is inside the
     setting and whether that is a key. ``unset_inside``: a text still holding an unset ``${VAR}`` is known
     only at run time, and not checked."""
+    if PayloadValidator({"properties": {key: schema}}).is_valid({key: value}):
+        return []  # the usual case, without importing jsonschema (a tenth of the start-up) to say nothing
     from jsonschema import Draft202012Validator
 
     problems = []

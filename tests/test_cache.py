@@ -99,3 +99,22 @@ def test_lint_reports_the_same_from_a_cold_a_warm_and_a_damaged_cache(tmp_path):
     assert (warm.stdout, warm.stderr) == (damaged.stdout, damaged.stderr) == (cold.stdout, cold.stderr) \
         == (renamed.stdout, renamed.stderr) == (uncached.stdout, uncached.stderr)
     assert all(path.read_bytes() != b"\x00damaged" for path in entries)  # built again and stored
+
+
+def test_a_warm_run_of_valid_rules_imports_neither_jsonschema_nor_the_plugin_finder(tmp_path):
+    """Together a third of the start-up (0.27 s against 0.18 s on an empty input): jsonschema only words what
+    is wrong with a secret setting, and plugins are looked for only for a catalog that is not bundled."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    events = tmp_path / "events.ndjson"
+    events.write_text("", encoding="utf-8")
+    script = ("import sys\nfrom engine.cli import main\n"
+              f"code = main(['run', {str(ROOT / 'rules' / 'customerio.yaml')!r}, {str(events)!r}, '--dry-run'])\n"
+              "print(sorted(m for m in ('jsonschema', 'importlib.metadata') if m in sys.modules), code)")
+    env = {**os.environ, cache.ENVIRONMENT: str(tmp_path / "cache")}
+    outputs = [subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True)
+               for _ in range(2)]
+    assert outputs[1].stdout.splitlines()[-1] == "[] 0", outputs[1].stdout + outputs[1].stderr
