@@ -66,6 +66,60 @@ def test_a_request_with_both_content_length_and_chunked_is_refused_and_its_conne
     assert server.metric("switchyard_spool_depth") == 0
 
 
+def test_a_request_that_is_not_http_is_answered_400_in_json_and_counted(server):
+    """uvicorn answered it in plain text, and /metrics never saw it."""
+    answer = _raw(server, b"GARBAGE\r\n\r\n")
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 Bad Request") and b"content-type: application/json" in head.lower()
+    assert json.loads(body) == {"code": "invalid_http", "message": "the request is not valid HTTP/1.1"}
+    assert server.metric('switchyard_requests_total{status="400"}') == 1
+
+
+def test_a_request_head_that_does_not_come_whole_in_time_gets_408_and_its_connection_is_closed(tmp_path):
+    """A connection that sends nothing, or its head a byte at a time, held a descriptor for as long as it liked:
+    enough of them used up the server's. The body is not under this deadline."""
+    rules = tmp_path / "customerio.yaml"
+    rules.write_text(PACK)
+    served = Served(rules, tmp_path, "--head-timeout", "1s").start()
+    try:
+        def connection() -> socket.socket:
+            return socket.create_connection(("127.0.0.1", served.port), timeout=10)
+
+        def until_closed(sock: socket.socket) -> tuple[bytes, float]:
+            began, answer = time.monotonic(), b""
+            while piece := sock.recv(65536):
+                answer += piece
+            return answer, time.monotonic() - began
+
+        with connection() as idle:
+            answer, waited = until_closed(idle)
+            assert answer == b"" and 0.8 < waited < 5
+        with connection() as slow:
+            slow.sendall(b"POST /v1/track HTTP/1.1\r\nHost: a\r\n")
+            time.sleep(0.5)
+            slow.sendall(b"Content-Type: application/json\r\n")
+            answer, waited = until_closed(slow)
+            assert answer.startswith(b"HTTP/1.1 408 Request Timeout") and b'"code":"request_timeout"' in answer
+        with connection() as kept:  # a kept-alive connection's next head is under the deadline too
+            kept.sendall(b"GET /health HTTP/1.1\r\nHost: a\r\n\r\n")
+            first = b""
+            while not first.endswith(b'{"status":"ok"}'):
+                first += kept.recv(65536)
+            kept.sendall(b"GET /hea")
+            answer, waited = until_closed(kept)
+            assert answer.startswith(b"HTTP/1.1 408 ") and waited < 5
+        body = json.dumps(track(1)).encode()
+        with connection() as slow_body:
+            slow_body.sendall(b"POST /v1/track HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n"
+                              b"Content-Length: %d\r\n\r\n" % len(body) + body[:10])
+            time.sleep(1.5)
+            slow_body.sendall(body[10:])
+            assert slow_body.recv(65536).startswith(b"HTTP/1.1 200 OK")
+        assert served.metric('switchyard_requests_total{status="408"}') == 2
+    finally:
+        served.stop()
+
+
 def test_a_spool_folder_removed_under_the_server_answers_503_not_200_and_the_server_is_not_ready(server, tmp_path):
     """Events committed to a removed file were answered 200 and lost at the next start."""
     shutil.rmtree(tmp_path / "spool")

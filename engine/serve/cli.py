@@ -19,7 +19,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from .limits import DURABILITY, Limits
+from .limits import DURABILITY, HEAD_TIMEOUT, Limits
 
 if TYPE_CHECKING:
     from .service import Service
@@ -59,6 +59,10 @@ def add_serve_command(subparsers) -> argparse.ArgumentParser:
                        help="the Retry-After of a 429 (default: %(default)s)")
     serve.add_argument("--stop-deadline", metavar="SECONDS", type=float, default=10.0,
                        help="how long deliveries may take to settle at a stop (default: %(default)s)")
+    serve.add_argument("--head-timeout", metavar="DURATION", type=duration, default=f"{HEAD_TIMEOUT:g}s",
+                       help="close a connection whose request line and headers have not come whole this long "
+                            "after it opened, or after a kept-alive one's next request began (408; "
+                            "default: %(default)s)")
     serve.add_argument("--give-up-after", metavar="DURATION", type=duration, default="24h",
                        help="a call that failed is held and delivered again until this long after its event "
                             "was received, then dead-lettered (30s, 15m, 24h; 0: at the first failure; "
@@ -158,7 +162,7 @@ def run_serve(args) -> int:
         log.warning("no --write-key given: every write key is accepted")
     try:
         with for_streams():  # each request's and event's objects die young: collections seldom walk the rules
-            serve(service, args.host, args.port, watch=args.reload)
+            serve(service, args.host, args.port, watch=args.reload, head_timeout=args.head_timeout)
     finally:  # uvicorn may end without a signal (the port is taken): deliveries still stop in order
         previous = _second_signal_exits_at_once()
         try:
@@ -188,11 +192,12 @@ def _second_signal_exits_at_once() -> dict[int, Any]:
     return {sig: signal.signal(sig, at_once) for sig in (signal.SIGINT, signal.SIGTERM)}
 
 
-def serve(service: Service, host: str, port: int, *, watch: bool = False) -> None:
-    """Answer HTTP on ``host:port`` until SIGTERM or SIGINT (uvicorn, its h11 or httptools parser)."""
+def serve(service: Service, host: str, port: int, *, watch: bool = False, head_timeout: float = HEAD_TIMEOUT) -> None:
+    """Answer HTTP on ``host:port`` until SIGTERM or SIGINT (uvicorn, with :mod:`engine.serve.protocol`)."""
     import uvicorn
 
     from .app import App
+    from .protocol import protocol_counting
 
     app = App(service)
 
@@ -213,8 +218,10 @@ def serve(service: Service, host: str, port: int, *, watch: bool = False) -> Non
                 time.sleep(0.02)
             self.should_exit = True  # not re-raised at the end: the process exits 0 after the stop
 
+    requests = service.metrics.requests
     config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,
-                            lifespan="on", timeout_graceful_shutdown=5, server_header=False)
+                            lifespan="on", timeout_graceful_shutdown=5, server_header=False,
+                            http=protocol_counting(lambda status: requests.labels(str(status)).inc(), head_timeout))
     server = Server(config)
     stopped = threading.Event()
     if threading.current_thread() is threading.main_thread():

@@ -18,3 +18,7 @@ class Limits:
     max_bytes: int = 2 << 30           # the spool's files on disk
     min_free_bytes: int = 256 << 20    # free disk under the spool folder
     retry_after: int = 5               # seconds
+
+
+#: Seconds a request head (its request line and headers) may take to come whole (``--head-timeout``).
+HEAD_TIMEOUT = 10.0

@@ -1,0 +1,87 @@
+"""The HTTP/1.1 connection of ``switchyard serve``: uvicorn's (h11), with two things a front door needs.
+
+- **A deadline for the request head.** uvicorn gives a connection all the time it wants to finish its
+  request line and headers: a client sending a byte every few seconds, or nothing at all after it
+  connects, holds a file descriptor for as long as it likes, and enough of them use up the server's.
+  Here the head must be whole within :data:`HEAD_TIMEOUT` seconds of the connection, or of the first byte
+  of a later request on a kept-alive one; past it the connection gets 408 (or, if it sent nothing,
+  is simply closed). The body is read by the app, under its own limits.
+- **Malformed requests answered as every refusal is.** uvicorn answers a request it cannot parse with
+  plain text that the app never sees, so /metrics did not count it. Here it is ``400`` with the JSON
+  ``{"code": "invalid_http", "message": ...}`` of the other refusals, counted by status like them.
+"""
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from http import HTTPStatus
+from typing import Any
+
+import h11
+import orjson
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from .limits import HEAD_TIMEOUT
+
+
+def protocol_counting(count: Callable[[int], None], head_timeout: float = HEAD_TIMEOUT) -> type[H11Protocol]:
+    """The protocol class for uvicorn's ``http`` setting; ``count(status)`` is told of each answer it gives
+    itself (the app counts its own)."""
+
+    class ServeProtocol(H11Protocol):
+        _head_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm_head()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm_head()
+            super().connection_lost(exc)
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if self.transport.is_closing():
+                self._disarm_head()
+            elif self.conn.their_state is h11.IDLE:  # a head has begun and is not whole yet
+                self._arm_head()
+            else:
+                self._disarm_head()
+
+        def _arm_head(self) -> None:
+            if self._head_timer is None:
+                self._head_timer = self.loop.call_later(head_timeout, self._head_too_slow)
+
+        def _disarm_head(self) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+
+        def _head_too_slow(self) -> None:
+            self._head_timer = None
+            if self.transport.is_closing() or self.conn.their_state is not h11.IDLE:
+                return
+            if self.conn.trailing_data[0] and self.conn.our_state is h11.IDLE:
+                self._answer(408, "request_timeout", f"the request head did not come whole within {head_timeout:g} s")
+            else:
+                self.transport.close()
+
+        def send_400_response(self, msg: str) -> None:
+            self._answer(400, "invalid_http", "the request is not valid HTTP/1.1")
+
+        def _answer(self, status: int, code: str, message: str) -> None:
+            """Answer ``status`` with the refusals' JSON and close the connection."""
+            body = orjson.dumps({"code": code, "message": message})
+            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                       (b"connection", b"close")]
+            try:
+                self.transport.write(self.conn.send(h11.Response(status_code=status, headers=headers,
+                                                                  reason=HTTPStatus(status).phrase)) or b"")
+                self.transport.write(self.conn.send(h11.Data(data=body)) or b"")
+                self.transport.write(self.conn.send(h11.EndOfMessage()) or b"")
+            except h11.LocalProtocolError:  # h11 cannot answer in this state: close without a word
+                pass
+            count(status)
+            self.transport.close()
+
+    return ServeProtocol
