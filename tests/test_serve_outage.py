@@ -283,6 +283,46 @@ def states(outcomes) -> list[tuple[str, str]]:
     return [(outcome.call.message_id, outcome.state) for outcome in outcomes]
 
 
+def patient_remote_webhook(scripted):
+    """A webhook in a delivery process of its own (as serve runs an embedded store) behind held calls; the webhook
+    stands in for any adapter that answers each call. Returns the held calls, the remote adapter, ``call`` and
+    the clock."""
+    from engine.adapters.patient import Patience, PatientAdapter
+    from engine.adapters.remote import RemoteAdapter
+    from engine.model import ActionCall
+    from scripted_server import webhook_context
+
+    clock, people = Now(), {}
+
+    def call(message_id: str, person: str) -> ActionCall:
+        people[message_id] = (person, clock.now)
+        return ActionCall("hooks", "Orders", "send", {"url": f"{scripted.url}/{message_id}", "data": {}}, message_id)
+
+    remote = RemoteAdapter(webhook_context({"max_attempts": 1, "circuit_breaker": {"failures": 0}}),
+                           "engine.adapters.webhook:WebhookAdapter")
+    adapter = PatientAdapter(remote, Patience(give_up_after=60, first_wait=1, max_wait=4),
+                             lambda c: people[c.message_id], clock=clock, random=lambda: 1.0)
+    return adapter, remote, call, clock
+
+
+def a2_only_after_a1(adapter, clock, scripted, settled: list) -> None:
+    """Once the next round is due, ann's a1 is delivered again and her a2 after it, never before."""
+    clock.now += 1
+    settled = polled_until(adapter, lambda _: not adapter.waiting, settled)
+    assert states(settled)[1:] == [("a1", "retried"), ("a2", "delivered")]
+    assert [r["path"] for r in scripted.requests][2:] == ["/a1", "/a2"]
+
+
+def polled_until(adapter, done, settled: list) -> list:
+    """``settled`` and the outcomes ``adapter.poll()`` gives until ``done(them)`` (20 s at most): a delivery
+    process answers after ``deliver`` has returned."""
+    deadline = time.monotonic() + 20
+    while not done(settled) and time.monotonic() < deadline:
+        time.sleep(0.01)
+        settled += adapter.poll()
+    return settled
+
+
 def test_a_held_persons_later_calls_wait_behind_while_other_people_go_on(scripted):
     from engine.adapters.patient import Patience
     from scripted_server import Reply
@@ -376,44 +416,20 @@ def test_a_persons_call_lost_with_a_delivery_process_that_died_keeps_their_next_
     """ann's a1 is in the delivery process when it is killed; her a2 comes in the next deliver, which starts
     a new process, before this side has handed a1's failure on. The new process knows nothing of a1: a2
     must be held back here, and go only after a1."""
-    from engine.adapters.patient import Patience, PatientAdapter
-    from engine.adapters.remote import RESTART_PAUSE, RemoteAdapter
-    from engine.model import ActionCall
-    from scripted_server import Reply, webhook_context
+    from engine.adapters.remote import RESTART_PAUSE
+    from scripted_server import Reply
 
-    clock, people = Now(), {}
-
-    def call(message_id: str, person: str) -> ActionCall:
-        people[message_id] = (person, clock.now)
-        return ActionCall("hooks", "Orders", "send", {"url": f"{scripted.url}/{message_id}", "data": {}}, message_id)
-
-    remote = RemoteAdapter(webhook_context({"max_attempts": 1, "circuit_breaker": {"failures": 0}}),
-                           "engine.adapters.webhook:WebhookAdapter")
-    adapter = PatientAdapter(remote, Patience(give_up_after=60, first_wait=1, max_wait=4),
-                             lambda c: people[c.message_id], clock=clock, random=lambda: 1.0)
+    adapter, remote, call, clock = patient_remote_webhook(scripted)
     try:
         time.sleep(RESTART_PAUSE)  # so that the next deliver starts a new process at once
         scripted.script(Reply(delay=30), path="/a1")
-        settled = adapter.deliver([call("a1", "ann")])
-        deadline = time.monotonic() + 20
-        while not scripted.requests and time.monotonic() < deadline:
-            time.sleep(0.01)
+        settled = polled_until(adapter, lambda _: bool(scripted.requests), adapter.deliver([call("a1", "ann")]))
         os.kill(remote._process.pid, signal.SIGKILL)
         remote._reader.join(10)  # the pipe is closed: the next deliver collects a1's failure first
-        settled += adapter.deliver([call("a2", "ann"), call("b1", "bob")])
-        deadline = time.monotonic() + 20
-        while not settled and time.monotonic() < deadline:
-            time.sleep(0.01)
-            settled += adapter.poll()
+        settled = polled_until(adapter, bool, settled + adapter.deliver([call("a2", "ann"), call("b1", "bob")]))
         assert states(settled) == [("b1", "delivered")] and adapter.waiting == 2  # a1, and a2 behind it
         assert [r["path"] for r in scripted.requests] == ["/a1", "/b1"]
-        clock.now += 1
-        deadline = time.monotonic() + 20
-        while adapter.waiting and time.monotonic() < deadline:
-            settled += adapter.poll()
-            time.sleep(0.01)
-        assert states(settled)[1:] == [("a1", "retried"), ("a2", "delivered")]
-        assert [r["path"] for r in scripted.requests][2:] == ["/a1", "/a2"]
+        a2_only_after_a1(adapter, clock, scripted, settled)
     finally:
         adapter.close()
 
@@ -550,39 +566,17 @@ def test_a_call_held_back_behind_one_given_up_at_once_is_still_sent(scripted, pa
 
 
 def test_an_adapter_in_a_process_of_its_own_keeps_a_held_persons_next_call_behind(scripted):
-    """serve runs an embedded store this way; the webhook stands in for any adapter that answers each call.
-    ``deliver`` returns before the child has answered: ann's a2 is handed over before a1's failure is known
-    here, and must still never be sent before a1 is delivered again."""
-    from engine.adapters.patient import Patience, PatientAdapter
-    from engine.adapters.remote import RemoteAdapter
-    from engine.model import ActionCall
-    from scripted_server import Reply, webhook_context
+    """``deliver`` returns before the delivery process has answered: ann's a2 is handed over before a1's failure
+    is known here, and must still never be sent before a1 is delivered again."""
+    from scripted_server import Reply
 
-    clock, people = Now(), {}
-
-    def call(message_id: str, person: str) -> ActionCall:
-        people[message_id] = (person, clock.now)
-        return ActionCall("hooks", "Orders", "send", {"url": f"{scripted.url}/{message_id}", "data": {}}, message_id)
-
-    remote = RemoteAdapter(webhook_context({"max_attempts": 1, "circuit_breaker": {"failures": 0}}),
-                           "engine.adapters.webhook:WebhookAdapter")
-    adapter = PatientAdapter(remote, Patience(give_up_after=60, first_wait=1, max_wait=4),
-                             lambda c: people[c.message_id], clock=clock, random=lambda: 1.0)
+    adapter, _, call, clock = patient_remote_webhook(scripted)
     try:
         scripted.script(Reply(503), path="/a1")
         settled = adapter.deliver([call("a1", "ann")]) + adapter.deliver([call("a2", "ann"), call("b1", "bob")])
-        deadline = time.monotonic() + 20
-        while (adapter.waiting < 2 or not settled) and time.monotonic() < deadline:
-            time.sleep(0.01)
-            settled += adapter.poll()
+        settled = polled_until(adapter, lambda them: adapter.waiting == 2 and bool(them), settled)
         assert states(settled) == [("b1", "delivered")] and adapter.waiting == 2  # a2 waits behind a1
         assert sorted(r["path"] for r in scripted.requests) == ["/a1", "/b1"]
-        clock.now += 1
-        deadline = time.monotonic() + 20
-        while adapter.waiting and time.monotonic() < deadline:
-            settled += adapter.poll()
-            time.sleep(0.01)
-        assert states(settled)[1:] == [("a1", "retried"), ("a2", "delivered")]
-        assert [r["path"] for r in scripted.requests][2:] == ["/a1", "/a2"]
+        a2_only_after_a1(adapter, clock, scripted, settled)
     finally:
         adapter.close()
