@@ -335,3 +335,25 @@ def test_a_delivery_process_that_cannot_open_its_adapter_is_tried_again(tmp_path
         outcomes = adapter.close()
     assert all(o.state == DELIVERED for o in outcomes)
     assert target.is_file()
+
+
+def test_in_run_a_failed_batch_in_a_delivery_process_holds_back_no_one_else(scripted):
+    """run hands its calls over without saying who each is for: a batching adapter in a delivery process must not
+    take them all for one person, or one failed batch held back every other call of the delivery (dead-lettered
+    as 'not sent')."""
+    from scripted_server import Reply, customerio_context
+
+    scripted.script(Reply(503), path="/api/v2/batch")
+
+    def call(message_id: str, person: str, batching: bool = True) -> ActionCall:
+        return ActionCall("customerio", "Track Event", "trackEvent", {"id": person, "name": message_id,
+                          "event_id": message_id, "enable_batching": batching, "batch_size": 2}, message_id)
+
+    remote = RemoteAdapter(customerio_context({"site_id": "s", "api_key": "k", "base_url": scripted.url,
+                                               "max_attempts": 1, "circuit_breaker": {"failures": 0}}),
+                           "engine.adapters.customerio_http:CustomerioHttpAdapter")
+    outcomes = remote.deliver([call("a1", "ann"), call("b1", "bob"), call("c1", "cid", batching=False)])
+    outcomes += remote.close()
+    assert sorted((o.call.message_id, o.state, o.attempts) for o in outcomes) == [
+        ("a1", FAILED, 1), ("b1", FAILED, 1), ("c1", DELIVERED, 1)]
+    assert [r["path"] for r in scripted.requests] == ["/api/v2/batch", "/api/v2/entity"]

@@ -434,6 +434,83 @@ def test_a_persons_call_lost_with_a_delivery_process_that_died_keeps_their_next_
         adapter.close()
 
 
+def patient_flaky_store(tmp_path, **patience):
+    """The test's flaky store (tests/flaky_store.py) in a delivery process of its own behind held calls, as serve
+    runs an embedded store. Returns the held calls, ``call(message_id, person, **payload)``, the clock and the
+    file of applied message ids."""
+    from engine.adapters.contract import AdapterContext
+    from engine.adapters.patient import Patience, PatientAdapter
+    from engine.adapters.remote import RemoteAdapter
+    from engine.model import ActionCall
+
+    clock, people, applied = Now(), {}, tmp_path / "applied.txt"
+    applied.write_text("")
+
+    def call(message_id: str, person: str, **payload) -> ActionCall:
+        people[message_id] = (person, clock.now)
+        return ActionCall("store", "Orders", "send", payload, message_id)
+
+    remote = RemoteAdapter(AdapterContext("store", "webhook", "stand-in", {"path": str(applied)}),
+                           "flaky_store:FlakyStore", builds_here=False)
+    adapter = PatientAdapter(remote, Patience(give_up_after=600, first_wait=1, max_wait=4, **patience),
+                             lambda c: people[c.message_id], clock=clock, random=lambda: 1.0)
+    return adapter, call, clock, applied
+
+
+def test_a_call_held_back_in_the_delivery_process_stays_before_the_persons_calls_handed_over_after(tmp_path):
+    """ann's a2 is handed over before a1 fails; the delivery process holds it back, but says so only with bob's
+    slow b1. Meanwhile a1's failure is known here and ann's a3 comes: a2 must still go before a3."""
+    adapter, call, clock, applied = patient_flaky_store(tmp_path)
+    try:
+        settled = adapter.deliver([call("a1", "ann", fail_once=True, sleep=0.5)])
+        time.sleep(0.2)  # the store has a1's slice in hand
+        settled += adapter.deliver([call("a2", "ann"), call("b1", "bob", sleep=1.5)])
+        settled = polled_until(adapter, lambda _: adapter.waiting >= 1, settled)  # a1's failure is known here
+        settled += adapter.deliver([call("a3", "ann")])
+        settled = polled_until(adapter, lambda them: "b1" in dict(states(them)), settled)
+        clock.now += 5
+        settled = polled_until(adapter, lambda _: not adapter.waiting, settled)
+        assert applied.read_text().split() == ["b1", "a1", "a2", "a3"]
+        assert sorted(states(settled)) == [("a1", "retried"), ("a2", "delivered"), ("a3", "delivered"),
+                                           ("b1", "delivered")]
+    finally:
+        adapter.close()
+
+
+def test_a_retry_that_waits_behind_a_failure_not_yet_told_is_not_counted_as_a_delivery(tmp_path):
+    """With --max-delivery-attempts 2, a1 fails once and is delivered on its second try, whatever the order in
+    which the delivery process's answers come; it was given up after one request, as 'held behind'."""
+    adapter, call, clock, applied = patient_flaky_store(tmp_path, max_attempts=2)
+    try:
+        settled = adapter.deliver([call("a1", "ann", fail_once=True, sleep=0.5)])
+        time.sleep(0.2)
+        settled += adapter.deliver([call("a2", "ann"), call("b1", "bob", sleep=1.0)])
+        settled = polled_until(adapter, lambda _: adapter.waiting >= 1, settled)
+        clock.now += 1
+        time.sleep(1.5)  # a2's and b1's answers come meanwhile
+        settled = polled_until(adapter, lambda _: not adapter.waiting, settled + adapter.poll())
+        assert sorted((o.call.message_id, o.state, o.attempts) for o in settled) == [
+            ("a1", "retried", 2), ("a2", "delivered", 1), ("b1", "delivered", 1)]
+        assert applied.read_text().split() == ["b1", "a1", "a2"]
+    finally:
+        adapter.close()
+
+
+def test_closing_with_a_retry_in_flight_gives_it_one_outcome(scripted):
+    """The delivery process answers a retry after the round has returned; a close meanwhile gave the call up
+    and then passed on its real answer too: two outcomes for one call."""
+    from scripted_server import Reply
+
+    adapter, _, call, clock = patient_remote_webhook(scripted)
+    scripted.script(Reply(503), path="/a1")
+    scripted.script(Reply(delay=0.5), path="/a1")
+    settled = polled_until(adapter, lambda _: adapter.waiting == 1, adapter.deliver([call("a1", "ann")]))
+    clock.now += 5
+    settled += adapter.poll()  # the round: a1 goes again, its answer comes later
+    assert adapter._queues["ann"][0].in_flight
+    assert states(settled + adapter.close()) == [("a1", "retried")]
+
+
 @pytest.mark.parametrize("text, seconds", [("30s", 30), ("15m", 900), ("24h", 86400), ("2d", 172800),
                                            ("500ms", 0.5), ("0", 0), ("1.5", 1.5)])
 def test_durations(text, seconds):

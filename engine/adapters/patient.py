@@ -37,6 +37,7 @@ from ..model import ActionCall
 from .contract import HELD_BACK, Adapter, deliver_apart
 
 _NOBODY = object()
+_CLOSED = "the destination was closed while it was held for a retry"
 
 #: ``about(call)``: the person the call is for (None when its event named none) and when its event was received.
 About = Callable[[ActionCall], tuple[Hashable, float]]
@@ -136,12 +137,23 @@ class PatientAdapter:
             self._counted()
             return self.adapter.close()
         self._letting_go = True
-        outcomes = [self._given_up(held, "the destination was closed while it was held for a retry")
-                    for queue in self._queues.values() for held in queue]
+        # A retry in flight is answered by the real adapter's close: that answer is its one outcome.
+        closing = self.adapter.close()
+        in_flight = {id(queue[0].call): (person, queue) for person, queue in self._queues.items() if queue[0].in_flight}
+        answered = []
+        for outcome in closing:
+            found = in_flight.pop(id(outcome.call), None)
+            if found is None:
+                answered.append(outcome)
+            else:
+                person, queue = found
+                retried, _ = self._answered(person, queue, outcome)
+                answered += retried or [self._given_up(queue.popleft(), _CLOSED)]
+        outcomes = [self._given_up(held, _CLOSED) for queue in self._queues.values() for held in queue]
         self._queues.clear()
         self.waiting = 0
         self._counted()
-        return outcomes + self.adapter.close()
+        return answered + outcomes
 
     def let_go(self) -> None:
         """Stop trying held calls again (the server is stopping): they stay unsettled, and so in the spool."""
@@ -240,6 +252,8 @@ class PatientAdapter:
         round; and whether it failed again."""
         held = queue[0]
         held.in_flight = False
+        if outcome.message == HELD_BACK and not outcome.attempts:
+            return [], True  # not sent (behind a failure the adapter had not told yet): no try, the round waits
         held.tries += 1
         held.attempts += outcome.attempts
         if outcome.state != FAILED:

@@ -31,7 +31,7 @@ from ..delivery.outcome import DELIVERED, FAILED, REFUSED, Outcome
 from ..delivery.pacing import JOURNAL_GATHER, next_slice
 from ..model import ActionCall, call_factory
 from ..parallel import pickled
-from .contract import Adapter, AdapterContext, deliver_apart, factory, held_back
+from .contract import HELD_BACK, Adapter, AdapterContext, deliver_apart, factory, held_back
 
 # What crosses the pipe: calls as lists of (token, destination, mapping, action, payload, message id,
 # prepared, (person, seen) or None: see hold_behind); answers as (slice, cpu, wall, [token, ...], [(token,
@@ -96,6 +96,8 @@ class RemoteAdapter:
         self._cpu = self._wall = 0.0           # the child's recent seconds, older ones weighing less
         self._waiting: dict[int, ActionCall] = {}   # token -> call, until its outcome is handed out
         self._person: Callable[[ActionCall], Any] | None = None  # see hold_behind
+        self._crossed: dict[int, tuple[Any, int]] = {}  # token -> (person, seen), while waiting (hold_behind)
+        self._orphaned: set = set()  # people whose calls a child that died took with it, until the caller knows
         self._start()
 
     def hold_behind(self, person: Callable[[ActionCall], Any]) -> None:
@@ -107,8 +109,11 @@ class RemoteAdapter:
         The answers come back while later calls are already on their way, so the child decides: each call
         crosses with its person and ``seen``, the last token whose outcome the caller had been given when it
         handed the call over (every token up to it has been). A call of a person whose failed call has a
-        later token than that was handed over before the caller knew of the failure: it is held back. A
-        failure this side has collected but not yet given the caller (a child that died) is held here."""
+        later token than that was handed over before the caller knew of the failure: it is held back. This
+        side answers those calls ``held_back`` as soon as it collects the failure, in order right after it, so
+        that none of the person's calls handed over since can be queued before them (the child's own answer
+        for them, later, is then ignored). The calls of a person whose call was lost with a child that died
+        are held here, in the ``deliver`` that finds it dead: the child started in its place knows nothing."""
         self._person = person
 
     def _seen(self) -> int:
@@ -138,10 +143,11 @@ class RemoteAdapter:
     def deliver(self, calls: Sequence[ActionCall]) -> list[Outcome]:
         seen = self._seen()  # before the outcomes collected now, which the caller gets only on return
         outcomes = self._collect()
-        if self._person is not None and outcomes:
-            calls, back = self._behind_failed(calls, outcomes)
+        if self._orphaned:
+            calls, back = self._behind_orphaned(calls)
             outcomes += back
         if self._gone and not self._restarted():
+            self._orphaned = set()
             return outcomes + _failed(calls, self._gone)
         start = ahead = 0
         built: dict[int, Any] = {}  # index -> the request built here
@@ -166,23 +172,21 @@ class RemoteAdapter:
                                          for index, call in enumerate(some)], seen)
             start += len(some)
             ahead = max(ahead, start)
-        return outcomes + self._collect()
+        outcomes += self._collect()
+        self._orphaned = set()  # the caller has their failures now
+        return outcomes
 
-    def _behind_failed(self, calls: Sequence[ActionCall], outcomes: list[Outcome]) -> tuple[list[ActionCall],
-                                                                                          list[Outcome]]:
-        """``calls`` less those of a person with a failure among ``outcomes`` (collected, not yet given to the
-        caller), and those held back. The child holds back behind the failures it made; these may come from
-        a child that died, and the one started in its place knows nothing of them."""
-        person = self._person
+    def _behind_orphaned(self, calls: Sequence[ActionCall]) -> tuple[list[ActionCall], list[Outcome]]:
+        """``calls`` less those of the people whose calls a child that died took with it, and those held back."""
+        person, orphaned = self._person, self._orphaned
         assert person is not None
-        failed = {person(outcome.call) for outcome in outcomes if outcome.state == FAILED and outcome.call is not None}
-        if not failed:
-            return list(calls), []
-        held = [held_back(call) for call in calls if person(call) in failed]
-        return ([call for call in calls if person(call) not in failed] if held else list(calls)), held
+        held = [held_back(call) for call in calls if person(call) in orphaned]
+        return ([call for call in calls if person(call) not in orphaned] if held else list(calls)), held
 
     def poll(self) -> list[Outcome]:
-        return self._collect()
+        outcomes = self._collect()
+        self._orphaned = set()
+        return outcomes
 
     def close(self) -> list[Outcome]:
         outcomes = self._collect()
@@ -251,12 +255,25 @@ class RemoteAdapter:
             self._balance(cpu, wall)
             waiting = self._waiting
             others = {answer[0]: answer for answer in answers}
+            crossed = self._crossed
             for token in sorted(delivered + list(others)) if others else delivered:  # in the calls' order
                 call = waiting.pop(token, None)
                 if call is not None:
                     answer = others.get(token)
+                    who = crossed.pop(token, None) if crossed else None
                     outcomes.append(Outcome(DELIVERED, 1, call=call) if answer is None else
                                     Outcome(*answer[1:], call=call))
+                    if answer is not None and answer[1] == FAILED and who is not None and answer[5] != HELD_BACK:
+                        outcomes += self._held_behind(token, who[0])
+
+    def _held_behind(self, failed: int, person: Any) -> list[Outcome]:
+        """``held_back`` now for ``person``'s calls the child holds behind their call ``failed`` just collected:
+        those handed over before the caller could know of it (see :meth:`hold_behind`)."""
+        held = [token for token, (who, seen) in self._crossed.items()
+                if token > failed and who == person and seen < failed]
+        for token in held:
+            del self._crossed[token]
+        return [held_back(self._waiting.pop(token)) for token in held]
 
     def _build(self, calls: Sequence[ActionCall], index: int, built: dict[int, Any], prepare: Any) -> None:
         """Build the request of ``calls[index]`` here if this side's share says so (see :meth:`_balance`);
@@ -283,8 +300,11 @@ class RemoteAdapter:
     def _died(self, reason: str) -> list[Outcome]:
         """The child can take no more calls: each call it holds fails with ``reason``."""
         self._gone = self._gone or reason
+        if self._person is not None:
+            self._orphaned |= {self._person(call) for call in self._waiting.values()}
         failed = _failed(list(self._waiting.values()), reason)
         self._waiting.clear()
+        self._crossed.clear()
         return failed
 
     def _hand_over(self, batch: list[tuple[int, ActionCall, Any]], seen: int) -> list[Outcome]:
@@ -308,8 +328,11 @@ class RemoteAdapter:
                     failed.append(Outcome(REFUSED, 0, message=f"cannot hand this call to the delivery process of "
                                                              f"'{self.name}': {type(error).__name__}: {error}",
                                           call=item[1]))
-        for items, data in pieces:
+        for items, _ in pieces:  # all before any is sent: if the pipe breaks, each fails with the rest it holds
             self._waiting.update((token, call) for token, call, _ in items)
+            if person is not None:
+                self._crossed.update((token, (person(call), seen)) for token, call, _ in items)
+        for _, data in pieces:
             try:
                 self._connection.send_bytes(data)
             except (OSError, ValueError) as error:
@@ -414,9 +437,9 @@ def _deliver_what_comes(connection: Any, adapter: Adapter, context: AdapterConte
 
     def person(call: ActionCall) -> Any:
         return people.get(id(call))
+    # Once calls come with their person (serve's held calls), a batching adapter keeps a person's later calls
+    # behind their failed one itself; never before: run's calls come without, and would all be one person.
     hold_behind = getattr(adapter, "hold_behind", None)
-    if callable(hold_behind):  # a batching adapter keeps a person's later calls behind their failed one itself
-        hold_behind(person)
     one_each = bool(getattr(adapter, "sends_each_call", False))
     inbox = _Inbox(connection)
     make_call = call_factory()
@@ -433,8 +456,12 @@ def _deliver_what_comes(connection: Any, adapter: Adapter, context: AdapterConte
             return
         if os.getppid() != parent:
             _orphaned()
-        if one_each and pairs[0][7] is not None:
-            pairs = inbox.one_each(pairs)
+        if pairs[0][7] is not None:
+            if callable(hold_behind):
+                hold_behind(person)
+                hold_behind = None
+            if one_each:
+                pairs = inbox.one_each(pairs)
         some, back = [], []
         for token, destination, mapping, action, payload, message_id, prepared, who in pairs:
             call = make_call(destination, mapping, action, payload, message_id, prepared)
