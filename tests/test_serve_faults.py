@@ -75,6 +75,44 @@ def test_a_request_that_is_not_http_is_answered_400_in_json_and_counted(server):
     assert server.metric('switchyard_requests_total{status="400"}') == 1
 
 
+def test_a_body_that_turns_out_not_to_be_http_is_counted_once_as_the_400_it_got(server):
+    """A chunk that is not one, while the app reads the body: the client gets 400 invalid_http, and /metrics
+    counted both a 400 and a 499 (the app saw its client go)."""
+    answer = _raw(server, b"POST /v1/track HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n"
+                          b"Transfer-Encoding: chunked\r\n\r\n5\r\n{\"a\":\r\nZZZ\r\n")
+    assert answer.startswith(b"HTTP/1.1 400 ") and b'"code":"invalid_http"' in answer
+    wait(lambda: server.metric('switchyard_requests_total{status="400"}') == 1)
+    assert server.metric('switchyard_requests_total{status="499"}') == 0
+
+
+def test_the_next_requests_head_that_came_with_the_last_one_is_under_the_deadline_too(tmp_path):
+    """Its first bytes came in the same packet as the request before: the deadline was not set, and the
+    connection was closed only by the keep-alive timer, without a word. With 0 there is no deadline."""
+    rules = tmp_path / "customerio.yaml"
+    rules.write_text(PACK)
+    served = Served(rules, tmp_path, "--head-timeout", "1s").start()
+    try:
+        with socket.create_connection(("127.0.0.1", served.port), timeout=10) as pipelined:
+            pipelined.sendall(b"GET /health HTTP/1.1\r\nHost: a\r\n\r\nGET /hea")
+            began, answer = time.monotonic(), b""
+            while piece := pipelined.recv(65536):
+                answer += piece
+            assert answer.count(b"HTTP/1.1 ") == 2 and b"HTTP/1.1 408 " in answer and time.monotonic() - began < 3
+    finally:
+        served.stop()
+    (tmp_path / "off").mkdir()
+    off = Served(rules, tmp_path / "off", "--head-timeout", "0").start()
+    try:
+        assert [off.get("/ready")[0] for _ in range(5)] == [200] * 5
+        with socket.create_connection(("127.0.0.1", off.port), timeout=10) as slow:
+            slow.sendall(b"GET /health HTTP/1.1\r\n")
+            time.sleep(1.5)
+            slow.sendall(b"Host: a\r\n\r\n")
+            assert slow.recv(65536).startswith(b"HTTP/1.1 200 ")
+    finally:
+        off.stop()
+
+
 def test_a_request_head_that_does_not_come_whole_in_time_gets_408_and_its_connection_is_closed(tmp_path):
     """A connection that sends nothing, or its head a byte at a time, held a descriptor for as long as it liked:
     enough of them used up the server's. The body is not under this deadline."""

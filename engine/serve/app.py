@@ -33,6 +33,9 @@ JSON = (b"content-type", b"application/json")
 #: The status counted for a request whose client went away before its body came (nginx's number): no one is
 #: answered, and nothing of it is kept.
 CLIENT_GONE = 499
+#: Where the HTTP layer (engine/serve/protocol.py) notes, in a request's ``scope["state"]``, the status it answered
+#: itself while the app was still reading the body (a malformed chunk): the status the app counts.
+ANSWERED_HERE = "switchyard.answered"
 
 
 class App:
@@ -54,6 +57,7 @@ class App:
             status = await self._answer(scope, receive, send)
         finally:
             self.in_flight -= 1
+            status = scope.get("state", {}).get(ANSWERED_HERE, status)
             self.service.metrics.requests.labels(str(status)).inc()
 
     async def _lifespan(self, receive: Any, send: Any) -> None:

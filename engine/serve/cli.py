@@ -61,8 +61,8 @@ def add_serve_command(subparsers) -> argparse.ArgumentParser:
                        help="how long deliveries may take to settle at a stop (default: %(default)s)")
     serve.add_argument("--head-timeout", metavar="DURATION", type=duration, default=f"{HEAD_TIMEOUT:g}s",
                        help="close a connection whose request line and headers have not come whole this long "
-                            "after it opened, or after a kept-alive one's next request began (408; "
-                            "default: %(default)s)")
+                            "after it opened, or after a kept-alive one's next request began (408; 0: no "
+                            "deadline; default: %(default)s)")
     serve.add_argument("--give-up-after", metavar="DURATION", type=duration, default="24h",
                        help="a call that failed is held and delivered again until this long after its event "
                             "was received, then dead-lettered (30s, 15m, 24h; 0: at the first failure; "
