@@ -312,16 +312,15 @@ class RemoteAdapter:
         pickle together, else each that pickles: one that cannot fails alone, not its neighbours."""
         failed: list[Outcome] = []
         person = self._person
-        who: Callable[[ActionCall], tuple[Any, int] | None] = \
-            (lambda call: None) if person is None else (lambda call: (person(call), seen))
+        whos = {token: (person(call), seen) for token, call, _ in batch} if person is not None else {}
         self._issued = batch[-1][0]
         try:
-            pieces = [(batch, pickled([_crossing(*item, who(item[1])) for item in batch]))]
+            pieces = [(batch, pickled([_crossing(*item, whos.get(item[0])) for item in batch]))]
         except Exception:  # noqa: BLE001 - looked for below, call by call
             pieces = []
             for item in batch:
                 try:
-                    pieces.append(([item], pickled([_crossing(*item, who(item[1]))])))
+                    pieces.append(([item], pickled([_crossing(*item, whos.get(item[0]))])))
                 except Exception as error:  # noqa: BLE001 - the reason is this call's outcome
                     # Refused, not failed: it never can be (nested deeper than pickling goes, say), so holding it
                     # to try again (serve) would stall the destination behind it until the holding's limit.
@@ -330,8 +329,8 @@ class RemoteAdapter:
                                           call=item[1]))
         for items, _ in pieces:  # all before any is sent: if the pipe breaks, each fails with the rest it holds
             self._waiting.update((token, call) for token, call, _ in items)
-            if person is not None:
-                self._crossed.update((token, (person(call), seen)) for token, call, _ in items)
+            if whos:
+                self._crossed.update((token, whos[token]) for token, _, _ in items)
         for _, data in pieces:
             try:
                 self._connection.send_bytes(data)
