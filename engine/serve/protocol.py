@@ -22,10 +22,10 @@ from http import HTTPStatus
 from typing import Any
 
 import h11
-import orjson
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from .app import ANSWERED_HERE
+from .ingest import Refused
 from .limits import HEAD_TIMEOUT
 
 #: Seconds a connection closed here may take to read its last answer before it is cut off.
@@ -49,9 +49,7 @@ def protocol_counting(count: Callable[[int], None], head_timeout: float = HEAD_T
 
         def data_received(self, data: bytes) -> None:
             super().data_received(data)
-            if self.transport.is_closing():
-                self._disarm_head()
-            elif self.conn.their_state is h11.IDLE:  # a head has begun and is not whole yet
+            if not self.transport.is_closing() and self.conn.their_state is h11.IDLE:  # a head begun, not whole
                 self._arm_head()
             else:
                 self._disarm_head()
@@ -76,16 +74,17 @@ def protocol_counting(count: Callable[[int], None], head_timeout: float = HEAD_T
             if self.transport.is_closing() or self.conn.their_state is not h11.IDLE:
                 return
             if self.conn.trailing_data[0] and self.conn.our_state is h11.IDLE:
-                self._answer(408, "request_timeout", f"the request head did not come whole within {head_timeout:g} s")
+                self._answer(Refused(408, "request_timeout",
+                                     f"the request head did not come whole within {head_timeout:g} s"))
             else:
                 self._close()
 
         def send_400_response(self, msg: str) -> None:
-            self._answer(400, "invalid_http", "the request is not valid HTTP/1.1")
+            self._answer(Refused(400, "invalid_http", "the request is not valid HTTP/1.1"))
 
-        def _answer(self, status: int, code: str, message: str) -> None:
-            """Answer ``status`` with the refusals' JSON and close the connection."""
-            body = orjson.dumps({"code": code, "message": message})
+        def _answer(self, refused: Refused) -> None:
+            """Answer as the app refuses a request, and close the connection."""
+            status, body = refused.status, refused.body()
             headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                        (b"connection", b"close")]
             app_has_it = self.cycle is not None and not self.cycle.response_complete
