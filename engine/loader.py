@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from datetime import date
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from . import cache
 from . import catalog as catalogs
@@ -270,7 +270,7 @@ def _unquoted_secret(problem: Problem) -> Problem:
     if not line:
         return problem
     message, shown = problem.message, mask_url_credentials(line)
-    caret = len(mask_url_credentials(line[:problem.column - 1])) + 1
+    caret = _caret_masked(line, problem.column, mask_url_credentials)
     if match := _SECRET_VALUE.search(shown):
         shown = shown[:match.start(2)] + MASK
         caret = min(caret, match.start(2) + 1)
@@ -278,6 +278,12 @@ def _unquoted_secret(problem: Problem) -> Problem:
             message = message.replace(word.lstrip("!&*"), MASK) if len(word.lstrip("!&*")) >= 4 else message
     return replace(problem, source_line=shown, message=mask_url_credentials(message),
                    caret=caret if shown != line else None)
+
+
+def _caret_masked(line: str, column: int, mask: Callable[[str], str]) -> int:
+    """Where the caret of ``column`` goes on ``line`` once masked: under what it points at, however the masks
+    before it changed the line's length."""
+    return len(mask(line[:column - 1])) + 1
 
 
 def _schema_at(schema: dict | None, path: tuple) -> dict | None:
@@ -490,8 +496,7 @@ class _FileCompiler:
             line, caret = problem.source_line, None
             shown = hidden(line) if line else line
             if line and shown and shown != line:
-                # The caret stays under what it points at, however the masks before it changed the line's length.
-                caret = min(len(hidden(line[:problem.column - 1])) + 1, len(shown) + 1)
+                caret = min(_caret_masked(line, problem.column, hidden), len(shown) + 1)
             masked.append(replace(problem, source_line=shown, message=hidden(problem.message), caret=caret))
         self.problems = masked
 
