@@ -294,3 +294,75 @@ print(signal.getsignal(signal.SIGINT) is signal.default_int_handler,
 """
     result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert result.stdout.split()[-2:] == ["True", "True"], result.stdout + result.stderr
+
+
+def test_a_body_that_does_not_come_whole_in_time_is_cut_off_without_an_answer(tmp_path):
+    """A body sent a byte at a time held its connection (and a task) for as long as it liked. Past
+    --body-timeout it is closed without an answer, so that a client library sends the batch again (they take
+    a 408 as final), nothing of it is taken, and /metrics counts it as 408."""
+    rules = tmp_path / "customerio.yaml"
+    rules.write_text(PACK)
+    served = Served(rules, tmp_path, "--body-timeout", "1s").start()
+    try:
+        body = json.dumps({"batch": [track(1)]}).encode()
+        head = (b"POST /v1/batch HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n" % len(body))
+        with socket.create_connection(("127.0.0.1", served.port), timeout=10) as trickle:
+            trickle.sendall(head)
+            began, answer = time.monotonic(), b""
+            try:
+                for byte in body:  # a byte every 0.25 s: a deadline between two reads would never pass
+                    trickle.sendall(bytes([byte]))
+                    time.sleep(0.25)
+                while piece := trickle.recv(65536):
+                    answer += piece
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            assert answer == b"" and 0.8 < time.monotonic() - began < 4
+        with socket.create_connection(("127.0.0.1", served.port), timeout=10) as slow:  # slow, but in time
+            slow.sendall(head + body[:10])
+            time.sleep(0.5)
+            slow.sendall(body[10:])
+            assert slow.recv(65536).startswith(b"HTTP/1.1 200 OK")
+        wait(lambda: workspace_event_ids(served.workspace) == ["m-1"])
+        assert served.metric('switchyard_requests_total{status="408"}') == 1
+        assert served.metric('switchyard_requests_total{status="499"}') == 0
+    finally:
+        served.stop()
+
+
+def test_a_connection_whose_answers_are_not_read_is_cut_off(tmp_path):
+    """A client that sends requests and never reads the answers: once the server's buffer for it was full,
+    the connection and its request's task waited for ever. Past --send-timeout it is cut off; others are
+    answered all along."""
+    rules = tmp_path / "customerio.yaml"
+    rules.write_text(PACK)
+    served = Served(rules, tmp_path, "--send-timeout", "1s").start()
+    try:
+        deaf = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        deaf.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connecting: a small window
+        deaf.settimeout(10)
+        deaf.connect(("127.0.0.1", served.port))
+        requests = b"GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n" * 3_000  # 8 MB of answers: more than buffers hold
+        sent, began = 0, time.monotonic()
+        with deaf:
+            deaf.setblocking(False)
+            while sent < len(requests) and time.monotonic() - began < 8:  # as much as the server takes
+                try:
+                    sent += deaf.send(requests[sent:sent + 65536])
+                except BlockingIOError:
+                    time.sleep(0.05)
+                except OSError:  # cut off while sending
+                    break
+            assert served.get("/health")[0] == 200  # the server answers others meanwhile
+            time.sleep(2.5)
+            deaf.setblocking(True)
+            answered, cut_off = 0, False
+            try:
+                while piece := deaf.recv(65536):
+                    answered += piece.count(b"HTTP/1.1 200 ")
+            except ConnectionResetError:
+                cut_off = True
+        assert cut_off and answered < 3_000 and time.monotonic() - began < 15
+    finally:
+        served.stop()

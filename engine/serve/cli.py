@@ -19,7 +19,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from .limits import DURABILITY, HEAD_TIMEOUT, Limits
+from .limits import BODY_TIMEOUT, DURABILITY, HEAD_TIMEOUT, SEND_TIMEOUT, Limits
 
 if TYPE_CHECKING:
     from .service import Service
@@ -63,6 +63,12 @@ def add_serve_command(subparsers) -> argparse.ArgumentParser:
                        help="close a connection whose request line and headers have not come whole this long "
                             "after it opened, or after a kept-alive one's next request began (408; 0: no "
                             "deadline; default: %(default)s)")
+    serve.add_argument("--body-timeout", metavar="DURATION", type=duration, default=f"{BODY_TIMEOUT:g}s",
+                       help="close, without an answer, a connection whose request body has not come whole this "
+                            "long after its head (the client sends it again; 0: no deadline; default: %(default)s)")
+    serve.add_argument("--send-timeout", metavar="DURATION", type=duration, default=f"{SEND_TIMEOUT:g}s",
+                       help="cut off a connection whose answers have waited unread this long (0: never; "
+                            "default: %(default)s)")
     serve.add_argument("--give-up-after", metavar="DURATION", type=duration, default="24h",
                        help="a call that failed is held and delivered again until this long after its event "
                             "was received, then dead-lettered (30s, 15m, 24h; 0: at the first failure; "
@@ -162,7 +168,8 @@ def run_serve(args) -> int:
         log.warning("no --write-key given: every write key is accepted")
     try:
         with for_streams():  # each request's and event's objects die young: collections seldom walk the rules
-            serve(service, args.host, args.port, watch=args.reload, head_timeout=args.head_timeout)
+            serve(service, args.host, args.port, watch=args.reload,
+                  timeouts=(args.head_timeout, args.body_timeout, args.send_timeout))
     finally:  # uvicorn may end without a signal (the port is taken): deliveries still stop in order
         previous = _second_signal_exits_at_once()
         try:
@@ -192,8 +199,10 @@ def _second_signal_exits_at_once() -> dict[int, Any]:
     return {sig: signal.signal(sig, at_once) for sig in (signal.SIGINT, signal.SIGTERM)}
 
 
-def serve(service: Service, host: str, port: int, *, watch: bool = False, head_timeout: float = HEAD_TIMEOUT) -> None:
-    """Answer HTTP on ``host:port`` until SIGTERM or SIGINT (uvicorn, with :mod:`engine.serve.protocol`)."""
+def serve(service: Service, host: str, port: int, *, watch: bool = False,
+          timeouts: tuple[float, float, float] = (HEAD_TIMEOUT, BODY_TIMEOUT, SEND_TIMEOUT)) -> None:
+    """Answer HTTP on ``host:port`` until SIGTERM or SIGINT (uvicorn, with :mod:`engine.serve.protocol`);
+    ``timeouts``: the head's, the body's and the unread answers' (seconds, 0 for none)."""
     import uvicorn
 
     from .app import App
@@ -221,7 +230,7 @@ def serve(service: Service, host: str, port: int, *, watch: bool = False, head_t
     requests = service.metrics.requests
     config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,
                             lifespan="on", timeout_graceful_shutdown=5, server_header=False,
-                            http=protocol_counting(lambda status: requests.labels(str(status)).inc(), head_timeout))
+                            http=protocol_counting(lambda status: requests.labels(str(status)).inc(), *timeouts))
     server = Server(config)
     stopped = threading.Event()
     if threading.current_thread() is threading.main_thread():

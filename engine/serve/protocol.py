@@ -1,12 +1,20 @@
-"""The HTTP/1.1 connection of ``switchyard serve``: uvicorn's (h11), with two things a front door needs.
+"""The HTTP/1.1 connection of ``switchyard serve``: uvicorn's (h11), with what a front door needs.
 
-- **A deadline for the request head.** uvicorn gives a connection all the time it wants to finish its
-  request line and headers: a client sending a byte every few seconds, or nothing at all after it
-  connects, holds a file descriptor for as long as it likes, and enough of them use up the server's.
-  Here the head must be whole within :data:`HEAD_TIMEOUT` seconds of the connection, or of the first byte
-  of a later request on a kept-alive one; past it the connection gets 408 (or, if it sent nothing,
-  is simply closed). 0 turns the deadline off. The body is read by the app, under its own limits; a
-  slow body, and a client that does not read its answers, are for a proxy in front to bound.
+- **Deadlines for slow clients.** uvicorn gives a connection all the time it wants: a client sending a
+  byte every few seconds, nothing at all, or never reading its answers holds a file descriptor (and a
+  task) for as long as it likes, and enough of them use up the server's. Here
+  - the head (request line and headers) must be whole within ``head_timeout`` seconds of the
+    connection, or of the first byte of a later request on a kept-alive one; past it the connection
+    gets 408 (or, if it sent nothing, is simply closed);
+  - the body must be whole within ``body_timeout`` seconds of its head; past it the connection is
+    closed without an answer, so that a client library on a slow network sends the batch again
+    (Segment's libraries take a 408 as final, and would drop it), and /metrics counts it as 408;
+  - a connection whose answers wait unread, the server's buffer for it full, for ``send_timeout``
+    seconds is cut off.
+
+  0 turns a deadline off. These are nginx's ``client_header_timeout``, ``client_body_timeout`` and
+  ``send_timeout``, except that the body's deadline counts from its head, not between two reads: a body
+  sent a byte at a time cannot stretch it.
 - **Malformed requests answered as every refusal is.** uvicorn answers a request it cannot parse with
   plain text that the app never sees, so /metrics did not count it. Here it is ``400`` with the JSON
   ``{"code": "invalid_http", "message": ...}`` of the other refusals, counted once by status like them.
@@ -26,18 +34,21 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from .app import ANSWERED_HERE
 from .ingest import Refused
-from .limits import HEAD_TIMEOUT
+from .limits import BODY_TIMEOUT, HEAD_TIMEOUT, SEND_TIMEOUT
 
 #: Seconds a connection closed here may take to read its last answer before it is cut off.
 CLOSING_GRACE = 5.0
 
 
-def protocol_counting(count: Callable[[int], None], head_timeout: float = HEAD_TIMEOUT) -> type[H11Protocol]:
+def protocol_counting(count: Callable[[int], None], head_timeout: float = HEAD_TIMEOUT,
+                      body_timeout: float = BODY_TIMEOUT, send_timeout: float = SEND_TIMEOUT) -> type[H11Protocol]:
     """The protocol class for uvicorn's ``http`` setting; ``count(status)`` is told of each answer it gives
     itself (the app counts its own, and one given here while the app has the request)."""
 
     class ServeProtocol(H11Protocol):
         _head_timer: asyncio.TimerHandle | None = None
+        _body_timer: asyncio.TimerHandle | None = None
+        _send_timer: asyncio.TimerHandle | None = None
 
         def connection_made(self, transport: Any) -> None:  # type: ignore[override]
             super().connection_made(transport)
@@ -45,6 +56,8 @@ def protocol_counting(count: Callable[[int], None], head_timeout: float = HEAD_T
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm_head()
+            self._watch_body()
+            self._disarm_send()
             super().connection_lost(exc)
 
         def data_received(self, data: bytes) -> None:
@@ -53,12 +66,23 @@ def protocol_counting(count: Callable[[int], None], head_timeout: float = HEAD_T
                 self._arm_head()
             else:
                 self._disarm_head()
+            self._watch_body()
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
             # The next request's first bytes may have come with the last one: its head is under the deadline too.
             if not self.transport.is_closing() and self.conn.their_state is h11.IDLE and self.conn.trailing_data[0]:
                 self._arm_head()
+            self._watch_body()
+
+        def pause_writing(self) -> None:
+            super().pause_writing()
+            if self._send_timer is None and send_timeout > 0:
+                self._send_timer = self.loop.call_later(send_timeout, self._not_reading)
+
+        def resume_writing(self) -> None:
+            super().resume_writing()
+            self._disarm_send()
 
         def _arm_head(self) -> None:
             if self._head_timer is None and head_timeout > 0:
@@ -78,6 +102,32 @@ def protocol_counting(count: Callable[[int], None], head_timeout: float = HEAD_T
                                      f"the request head did not come whole within {head_timeout:g} s"))
             else:
                 self._close()
+
+        def _watch_body(self) -> None:
+            """The body's deadline runs from its head until it is whole (or the connection closes)."""
+            if self.conn.their_state is h11.SEND_BODY and not self.transport.is_closing():
+                if self._body_timer is None and body_timeout > 0:
+                    self._body_timer = self.loop.call_later(body_timeout, self._body_too_slow)
+            elif self._body_timer is not None:
+                self._body_timer.cancel()
+                self._body_timer = None
+
+        def _body_too_slow(self) -> None:
+            self._body_timer = None
+            if self.transport.is_closing() or self.conn.their_state is not h11.SEND_BODY:
+                return
+            if self.cycle is not None and not self.cycle.response_complete:
+                self.scope["state"][ANSWERED_HERE] = 408  # the app, told its client is gone, counts it so
+            self._close()
+
+        def _disarm_send(self) -> None:
+            if self._send_timer is not None:
+                self._send_timer.cancel()
+                self._send_timer = None
+
+        def _not_reading(self) -> None:
+            self._send_timer = None
+            self.transport.abort()
 
         def send_400_response(self, msg: str) -> None:
             self._answer(Refused(400, "invalid_http", "the request is not valid HTTP/1.1"))
