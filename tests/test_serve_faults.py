@@ -7,6 +7,7 @@ import shutil
 import signal
 import socket
 import time
+from pathlib import Path
 
 import pytest
 
@@ -366,3 +367,77 @@ def test_a_connection_whose_answers_are_not_read_is_cut_off(tmp_path):
         assert cut_off and answered < 3_000 and time.monotonic() - began < 15
     finally:
         served.stop()
+
+
+def _server_side(port: int, client_port: int) -> tuple[str, int] | None:
+    """The server's end of one connection on 127.0.0.1, as Linux lists it in /proc/net/tcp: its state
+    (``01`` established, ``04`` closed by the server with data still queued) and the bytes queued to send."""
+    local, remote = f"0100007F:{port:04X}", f"0100007F:{client_port:04X}"
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1] == local and fields[2] == remote:
+            return fields[3], int(fields[4].split(":")[0], 16)
+    return None
+
+
+def test_a_connection_closed_with_answers_its_client_never_reads_lets_go_of_its_descriptor(tmp_path):
+    """Answers waiting unread, too few to fill the server's buffer (so --send-timeout never starts): when the
+    keep-alive timer closed the connection, the server waited for its client to read them, and kept the
+    descriptor for as long as the client liked. Now it lets go CLOSING_GRACE seconds after the close."""
+    rules = tmp_path / "customerio.yaml"
+    rules.write_text(PACK)
+    served = Served(rules, tmp_path).start()
+    request = b"GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n"
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as deaf:
+            deaf.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            deaf.connect(("127.0.0.1", served.port))
+            client_port = deaf.getsockname()[1]
+            deaf.sendall(request * 1000)  # megabytes of answers: the kernel's buffers fill
+            time.sleep(1)
+            queued, steady = -1, 0
+            while steady < 6:  # once the kernel takes no more, the next answers wait in the server's own buffer
+                deaf.sendall(request)
+                time.sleep(0.05)
+                side = _server_side(served.port, client_port)
+                assert side is not None and side[0] == "01"
+                steady, queued = (steady + 1 if side[1] == queued else 0), side[1]
+            # The keep-alive timer (5 s) closes it; the server lets go of it (CLOSING_GRACE, 5 s) without the
+            # client reading anything.
+            deadline = time.monotonic() + 20
+            while (side := _server_side(served.port, client_port)) is not None and side[0] == "01":
+                assert time.monotonic() < deadline, "the server still holds the connection"
+                time.sleep(0.2)
+    finally:
+        served.stop()
+
+
+def test_a_request_gets_its_own_body_deadline_after_one_answered_before_its_body_came(tmp_path):
+    """A request answered at once (404) before its body came whole, the end of that body and the next request's
+    head in one read: the next request inherited the first one's deadline and was cut off early."""
+    rules = tmp_path / "customerio.yaml"
+    rules.write_text(PACK)
+    served = Served(rules, tmp_path, "--body-timeout", "2s").start()
+    first = json.dumps({"batch": [track(1)]}).encode()
+    second = json.dumps({"batch": [track(2)]}).encode()
+    try:
+        with socket.create_connection(("127.0.0.1", served.port), timeout=10) as kept:
+            kept.sendall(b"POST /v1/nope HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % len(first) + first[:10])
+            answer = b""
+            while not answer.endswith(b"}"):  # the whole answer, its JSON body included
+                answer += kept.recv(65536)
+            assert answer.startswith(b"HTTP/1.1 404 ")
+            time.sleep(1.5)
+            kept.sendall(first[10:] + b"POST /v1/batch HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: %d\r\n\r\n" % len(second) + second[:10])
+            time.sleep(1.2)  # past the first request's deadline, well within the second's
+            kept.sendall(second[10:])
+            answer = b""
+            while b"\r\n\r\n" not in answer and (piece := kept.recv(65536)):
+                answer += piece
+            assert answer.startswith(b"HTTP/1.1 200 "), answer
+        wait(lambda: workspace_event_ids(served.workspace) == ["m-2"])
+        assert served.metric('switchyard_requests_total{status="408"}') == 0
+    finally:
+        served.stop()
+

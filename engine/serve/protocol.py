@@ -7,20 +7,23 @@
     connection, or of the first byte of a later request on a kept-alive one; past it the connection
     gets 408 (or, if it sent nothing, is simply closed);
   - the body must be whole within ``body_timeout`` seconds of its head; past it the connection is
-    closed without an answer, so that a client library on a slow network sends the batch again
-    (Segment's libraries take a 408 as final, and would drop it), and /metrics counts it as 408;
-  - a connection whose answers wait unread, the server's buffer for it full, for ``send_timeout``
-    seconds is cut off.
+    closed without an answer, and /metrics counts it as 408. Every client library sends a batch again
+    when its connection drops; what each makes of a 408 differs (analytics-python retries it;
+    analytics-node names only 429 and 5xx as worth another try);
+  - a connection whose answers have filled the server's buffer for it (past asyncio's high-water mark)
+    and not drained from it (under the low-water mark) within ``send_timeout`` seconds is cut off.
 
-  0 turns a deadline off. These are nginx's ``client_header_timeout``, ``client_body_timeout`` and
-  ``send_timeout``, except that the body's deadline counts from its head, not between two reads: a body
-  sent a byte at a time cannot stretch it.
+  0 turns a deadline off. These do what nginx's ``client_header_timeout``, ``client_body_timeout`` and
+  ``send_timeout`` do, counted differently: the body's deadline runs from its head, not between two reads
+  (a body sent a byte at a time cannot stretch it), and the send deadline from the buffer filling, not
+  between two writes.
 - **Malformed requests answered as every refusal is.** uvicorn answers a request it cannot parse with
   plain text that the app never sees, so /metrics did not count it. Here it is ``400`` with the JSON
   ``{"code": "invalid_http", "message": ...}`` of the other refusals, counted once by status like them.
 
-A connection closed here that does not take its last answer within :data:`CLOSING_GRACE` seconds (a client
-that stopped reading) is cut off, rather than kept until the kernel gives up on it.
+A connection closed, here or by uvicorn (its keep-alive timer, an answer with ``Connection: close``), that
+does not take its last answer within :data:`CLOSING_GRACE` seconds (a client that stopped reading) is cut
+off, rather than kept until the client reads.
 """
 from __future__ import annotations
 
@@ -48,6 +51,7 @@ def protocol_counting(count: Callable[[int], None], head_timeout: float = HEAD_T
     class ServeProtocol(H11Protocol):
         _head_timer: asyncio.TimerHandle | None = None
         _body_timer: asyncio.TimerHandle | None = None
+        _body_of: Any = None          # the request (its cycle) whose body the body timer is for
         _send_timer: asyncio.TimerHandle | None = None
 
         def connection_made(self, transport: Any) -> None:  # type: ignore[override]
@@ -74,6 +78,17 @@ def protocol_counting(count: Callable[[int], None], head_timeout: float = HEAD_T
             if not self.transport.is_closing() and self.conn.their_state is h11.IDLE and self.conn.trailing_data[0]:
                 self._arm_head()
             self._watch_body()
+            if self.transport.is_closing():  # uvicorn closed it after this answer (Connection: close)
+                self._abort_later()
+
+        def timeout_keep_alive_handler(self) -> None:
+            super().timeout_keep_alive_handler()
+            self._abort_later()
+
+        def shutdown(self) -> None:
+            super().shutdown()
+            if self.transport.is_closing():
+                self._abort_later()
 
         def pause_writing(self) -> None:
             super().pause_writing()
@@ -105,12 +120,13 @@ def protocol_counting(count: Callable[[int], None], head_timeout: float = HEAD_T
 
         def _watch_body(self) -> None:
             """The body's deadline runs from its head until it is whole (or the connection closes)."""
-            if self.conn.their_state is h11.SEND_BODY and not self.transport.is_closing():
-                if self._body_timer is None and body_timeout > 0:
-                    self._body_timer = self.loop.call_later(body_timeout, self._body_too_slow)
-            elif self._body_timer is not None:
-                self._body_timer.cancel()
+            receiving = self.conn.their_state is h11.SEND_BODY and not self.transport.is_closing()
+            if self._body_timer is not None and (not receiving or self._body_of is not self.cycle):
+                self._body_timer.cancel()  # its body came, or the request it was set for is not this one
                 self._body_timer = None
+            if receiving and self._body_timer is None and body_timeout > 0:
+                self._body_of = self.cycle
+                self._body_timer = self.loop.call_later(body_timeout, self._body_too_slow)
 
         def _body_too_slow(self) -> None:
             self._body_timer = None
@@ -154,6 +170,9 @@ def protocol_counting(count: Callable[[int], None], head_timeout: float = HEAD_T
 
         def _close(self) -> None:
             self.transport.close()
+            self._abort_later()
+
+        def _abort_later(self) -> None:
             self.loop.call_later(CLOSING_GRACE, self.transport.abort)  # nothing, once it has closed
 
     return ServeProtocol
