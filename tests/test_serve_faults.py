@@ -344,7 +344,7 @@ def test_a_connection_whose_answers_are_not_read_is_cut_off(tmp_path):
         deaf.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connecting: a small window
         deaf.settimeout(10)
         deaf.connect(("127.0.0.1", served.port))
-        requests = b"GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n" * 3_000  # 8 MB of answers: more than buffers hold
+        requests = _LONG_404 * 600  # 7 MB of answers: more than the buffers hold
         sent, began = 0, time.monotonic()
         with deaf:
             deaf.setblocking(False)
@@ -361,12 +361,17 @@ def test_a_connection_whose_answers_are_not_read_is_cut_off(tmp_path):
             answered, cut_off = 0, False
             try:
                 while piece := deaf.recv(65536):
-                    answered += piece.count(b"HTTP/1.1 200 ")
+                    answered += piece.count(b"HTTP/1.1 404 ")
             except ConnectionResetError:
                 cut_off = True
-        assert cut_off and answered < 3_000 and time.monotonic() - began < 15
+        assert cut_off and answered < 600 and time.monotonic() - began < 15
     finally:
         served.stop()
+
+
+# A request whose answer is 12 KB (its path, quoted back in a 404) and cheap to make: a few hundred fill the
+# kernel's buffers for a connection.
+_LONG_404 = b"GET /" + b"x" * 12_000 + b" HTTP/1.1\r\nHost: a\r\n\r\n"
 
 
 def _server_side(port: int, client_port: int) -> tuple[str, int] | None:
@@ -387,21 +392,26 @@ def test_a_connection_closed_with_answers_its_client_never_reads_lets_go_of_its_
     rules = tmp_path / "customerio.yaml"
     rules.write_text(PACK)
     served = Served(rules, tmp_path).start()
-    request = b"GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n"
     try:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as deaf:
             deaf.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
             deaf.connect(("127.0.0.1", served.port))
             client_port = deaf.getsockname()[1]
-            deaf.sendall(request * 1000)  # megabytes of answers: the kernel's buffers fill
-            time.sleep(1)
-            queued, steady = -1, 0
-            while steady < 6:  # once the kernel takes no more, the next answers wait in the server's own buffer
-                deaf.sendall(request)
-                time.sleep(0.05)
+
+            def queued() -> int:
                 side = _server_side(served.port, client_port)
                 assert side is not None and side[0] == "01"
-                steady, queued = (steady + 1 if side[1] == queued else 0), side[1]
+                return side[1]
+
+            # One answer at a time, until the kernel takes no more of them: the last waits in the server's own
+            # buffer, well under what starts --send-timeout.
+            before, full = queued(), False
+            while not full:
+                deaf.sendall(_LONG_404)
+                waited = time.monotonic()
+                while (now := queued()) == before and time.monotonic() - waited < 0.5:
+                    time.sleep(0.002)
+                full, before = now == before, now
             # The keep-alive timer (5 s) closes it; the server lets go of it (CLOSING_GRACE, 5 s) without the
             # client reading anything.
             deadline = time.monotonic() + 20
