@@ -104,9 +104,7 @@ def protocol_counting(count: Callable[[int], None], head_timeout: float = HEAD_T
                 self._head_timer = self.loop.call_later(head_timeout, self._head_too_slow)
 
         def _disarm_head(self) -> None:
-            if self._head_timer is not None:
-                self._head_timer.cancel()
-                self._head_timer = None
+            self._head_timer = _cancelled(self._head_timer)
 
         def _head_too_slow(self) -> None:
             self._head_timer = None
@@ -121,9 +119,8 @@ def protocol_counting(count: Callable[[int], None], head_timeout: float = HEAD_T
         def _watch_body(self) -> None:
             """The body's deadline runs from its head until it is whole (or the connection closes)."""
             receiving = self.conn.their_state is h11.SEND_BODY and not self.transport.is_closing()
-            if self._body_timer is not None and (not receiving or self._body_of is not self.cycle):
-                self._body_timer.cancel()  # its body came, or the request it was set for is not this one
-                self._body_timer = None
+            if not receiving or self._body_of is not self.cycle:  # its body came, or it was set for another request
+                self._body_timer = _cancelled(self._body_timer)
             if receiving and self._body_timer is None and body_timeout > 0:
                 self._body_of = self.cycle
                 self._body_timer = self.loop.call_later(body_timeout, self._body_too_slow)
@@ -137,9 +134,7 @@ def protocol_counting(count: Callable[[int], None], head_timeout: float = HEAD_T
             self._close()
 
         def _disarm_send(self) -> None:
-            if self._send_timer is not None:
-                self._send_timer.cancel()
-                self._send_timer = None
+            self._send_timer = _cancelled(self._send_timer)
 
         def _not_reading(self) -> None:
             self._send_timer = None
@@ -176,3 +171,10 @@ def protocol_counting(count: Callable[[int], None], head_timeout: float = HEAD_T
             self.loop.call_later(CLOSING_GRACE, self.transport.abort)  # nothing, once it has closed
 
     return ServeProtocol
+
+
+def _cancelled(timer: asyncio.TimerHandle | None) -> asyncio.TimerHandle | None:
+    """Cancel ``timer`` if one is set; None, for the attribute that held it."""
+    if timer is not None:
+        timer.cancel()
+    return None
