@@ -39,7 +39,7 @@ from .app import ANSWERED_HERE
 from .ingest import Refused
 from .limits import BODY_TIMEOUT, HEAD_TIMEOUT, SEND_TIMEOUT
 
-#: Seconds a connection closed here may take to read its last answer before it is cut off.
+#: Seconds a closed connection (closed here or by uvicorn) may take to read its last answer before it is cut off.
 CLOSING_GRACE = 5.0
 
 
@@ -60,7 +60,7 @@ def protocol_counting(count: Callable[[int], None], head_timeout: float = HEAD_T
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm_head()
-            self._watch_body()
+            self._body_timer = _cancelled(self._body_timer)
             self._disarm_send()
             super().connection_lost(exc)
 
