@@ -67,8 +67,8 @@ def add_serve_command(subparsers) -> argparse.ArgumentParser:
                        help="close, without an answer, a connection whose request body has not come whole this "
                             "long after its head (the client sends it again; 0: no deadline; default: %(default)s)")
     serve.add_argument("--send-timeout", metavar="DURATION", type=duration, default=f"{SEND_TIMEOUT:g}s",
-                       help="cut off a connection whose answers have waited unread this long (0: never; "
-                            "default: %(default)s)")
+                       help="cut off a connection whose answers have filled the server's buffer for it and not "
+                            "drained from it this long (0: never; default: %(default)s)")
     serve.add_argument("--give-up-after", metavar="DURATION", type=duration, default="24h",
                        help="a call that failed is held and delivered again until this long after its event "
                             "was received, then dead-lettered (30s, 15m, 24h; 0: at the first failure; "

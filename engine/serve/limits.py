@@ -25,5 +25,5 @@ HEAD_TIMEOUT = 10.0
 #: Seconds a request body may take to come whole after its head (``--body-timeout``): 500 KB, the most
 #: a batch may be, at 10 KB a second.
 BODY_TIMEOUT = 60.0
-#: Seconds a connection's answers may wait unread, the server's buffer for it full (``--send-timeout``).
+#: Seconds a connection's answers may fill the server's buffer for it without draining (``--send-timeout``).
 SEND_TIMEOUT = 30.0
